@@ -1,0 +1,8 @@
+"""placeholder, replaced by its owner."""
+import click
+
+
+@click.command()
+def nms() -> None:
+    """Not built yet."""
+    raise click.ClickException("not available")

@@ -1,0 +1,278 @@
+"""Typed, strict configuration loaded from YAML, with `--set KEY=VALUE` overrides.
+
+    cfg = load_config("configs/voc.yaml", overrides=["train.epochs=5", "model.backbone=resnet18"])
+    cfg.train.epochs  # -> 5
+
+Unknown keys and wrong types are errors that name the file and the key. The
+resolved config is a plain dict (`config_to_dict`) so it can be written to a run
+directory and stored in checkpoints, and read back with `config_from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+@dataclass
+class SynthConfig:
+    """Procedural dataset written to `data.root` when it does not exist yet."""
+
+    num_train: int = 800
+    num_val: int = 200
+    image_size: int = 128  # side of the square images written
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the dataset lives and how to read it (see datasets/README.md)."""
+
+    format: str = "voc"  # voc | coco | yolo
+    root: str = "datasets/VOCdevkit"
+    # voc: split files; coco: {images, annotations} dicts; yolo: image folders or list files
+    train: list[Any] = field(default_factory=list)
+    val: list[Any] = field(default_factory=list)
+    names: list[str] | None = None
+    synthetic: SynthConfig | None = None  # generate the dataset at `root` if missing
+    # Boxes smaller than this (pixels, either side, after clipping) are dropped at read time.
+    min_box_size: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and head; see docs/architecture.md."""
+
+    backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101
+    image_size: int = 448  # square network input (letterboxed), multiple of 32
+    pretrained: str | None = None  # local path to a torchvision ResNet state dict
+    frozen_stages: int = 0  # 0: train all; 1: freeze the stem; k: the stem and layer1..layer(k-1)
+    freeze_bn: bool = False  # frozen BatchNorm statistics and affine (small batches)
+    neck_channels: int = 128
+    head_channels: int = 128
+    strides: list[int] = field(default_factory=lambda: [8, 16, 32])
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule and run bookkeeping."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    final_lr_fraction: float = 0.05  # cosine ends at lr * this
+    accumulate: int = 1  # gradient accumulation steps
+    grad_clip: float | None = 10.0  # max global grad norm; null disables
+    amp: bool = True  # only used on CUDA
+    amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 uses a GradScaler)
+    ema: bool = True
+    ema_decay: float = 0.9998
+    eval_interval: int = 1  # validate every N epochs (and always at the end)
+    early_stop_patience: int = 0  # epochs without AP improvement; 0 disables
+    time_limit: float | None = None  # minutes of wall clock; schedule re-planned to end there
+    nan_policy: str = "skip"  # skip | stop
+    max_nan_skips: int = 20  # consecutive non-finite steps before giving up even with skip
+    run_dir: str | None = None  # default: runs/train/exp, exp2, ...
+    exist_ok: bool = False  # allow writing into an existing run_dir (starting fresh)
+    deterministic: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """Thresholds used when predicting for validation and `detector evaluate`."""
+
+    score_threshold: float = 0.001
+    iou_threshold: float = 0.6
+    max_det: int = 100  # COCO's maxDets upper limit; more would not be counted
+    batch_size: int = 16
+    voc_metric: str = "auto"  # auto (on for voc data) | area | 11point | none
+
+
+@dataclass
+class Config:
+    """The whole configuration: one section per concern."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: list[dict[str, Any]] | None = None  # None: transforms.DEFAULT_AUGMENT
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against type `tp` (building nested dataclasses); raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `1e-3` (no dot) as a string; accept plain numerals.
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"
+        )
+    kwargs = {
+        name: _convert(value, hints[name], f"{where}.{name}" if where else name)
+        for name, value in values.items()
+    }
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    choices = {
+        "data.format": (cfg.data.format, {"voc", "coco", "yolo"}),
+        "model.backbone": (cfg.model.backbone, {"resnet18", "resnet34", "resnet50", "resnet101"}),
+        "train.optimizer": (cfg.train.optimizer, {"sgd", "adamw"}),
+        "train.amp_dtype": (cfg.train.amp_dtype, {"bf16", "fp16"}),
+        "train.nan_policy": (cfg.train.nan_policy, {"skip", "stop"}),
+        "eval.voc_metric": (cfg.eval.voc_metric, {"auto", "area", "11point", "none"}),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {sorted(allowed)}")
+    if cfg.model.image_size <= 0 or cfg.model.image_size % 32:
+        raise ConfigError(f"model.image_size: {cfg.model.image_size} must be a positive multiple of 32")
+    if cfg.train.epochs < 1 or cfg.train.batch_size < 1 or cfg.train.accumulate < 1:
+        raise ConfigError("train.epochs, train.batch_size and train.accumulate must be >= 1")
+    if cfg.data.names is not None and len(set(cfg.data.names)) != len(cfg.data.names):
+        raise ConfigError("data.names: class names must be unique")
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply one `a.b.c=value` override (value parsed as YAML) to a raw dict."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. train.epochs=10")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {override!r}: {part} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {override!r}: value is not valid YAML ({exc})") from exc
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+    """Build and validate a Config from a plain dict; errors name `source`."""
+    raw = dict(raw or {})
+    for override in overrides or []:
+        _apply_override(raw, override)
+    try:
+        cfg = _build(Config, raw, "")
+        _validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply `KEY=VALUE` overrides, validate.
+
+    Relative `data.root` paths are kept as written; they are resolved against the
+    current directory by the data readers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return config_from_dict(raw, source=str(path), overrides=overrides)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain containers (YAML/`weights_only`-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")

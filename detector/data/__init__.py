@@ -1,0 +1,1 @@
+"""Dataset readers (VOC, COCO, YOLO txt), robust image loading, augmentation, synthetic data."""

@@ -1,0 +1,1 @@
+"""Training loop, checkpoints, prediction over a dataset and evaluation."""

@@ -1,0 +1,1 @@
+"""The Python inference API, frame sources (files, cameras, streams) and sinks."""

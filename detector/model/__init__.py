@@ -1,0 +1,1 @@
+"""ResNet backbone, grid YOLO head, loss and their builders."""

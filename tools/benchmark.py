@@ -1,0 +1,32 @@
+"""Benchmarks that print medians and ratios measured side by side in one run.
+
+    python tools/benchmark.py nms                       # postprocess: nms / batched_nms
+    python tools/benchmark.py data configs/shapes.yaml  # training input pipeline vs plain decoding
+    python tools/benchmark.py eval                      # our evaluate path vs pycocotools alone
+    python tools/benchmark.py train                     # training images/s and data-wait fraction
+    python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
+
+Results and the exact commands are recorded in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import click
+
+from detector.benchmarks.data import data
+from detector.benchmarks.detect import detect
+from detector.benchmarks.eval import eval_
+from detector.benchmarks.nms import nms
+from detector.benchmarks.train import train
+
+
+@click.group()
+def main() -> None:
+    """Benchmarks of the package's hot paths."""
+
+
+for command in (nms, data, eval_, train, detect):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

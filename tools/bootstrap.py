@@ -1,0 +1,109 @@
+"""Set up a private virtual environment and run the demo or the test suite.
+
+Standard library only, so it runs on a machine with nothing but Python and pip:
+
+    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect on a video
+    python3 tools/bootstrap.py test    # the whole pytest suite (what CI runs)
+
+The environment lives in `.venv/` at the repository root and is reinstalled only
+when `pyproject.toml` or the torch requirement changes. `TORCH_SPEC` chooses the
+torch build to install first (default `torch==2.13.0`, a CPU wheel on our build
+machines and the normal build everywhere else), e.g. `TORCH_SPEC="torch==2.13.0"
+--index-url ...` is not needed: set `TORCH_SPEC=skip` to keep whatever torch the
+environment resolves from `pyproject.toml` (`torch>=2.6`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".detector-installed"
+DEFAULT_TORCH_SPEC = "torch==2.13.0"
+DEMO_CONFIG = "configs/shapes.yaml"
+DEMO_RUN = "runs/demo"
+
+
+def _venv_python() -> Path:
+    scripts = "Scripts" if os.name == "nt" else "bin"
+    return VENV / scripts / ("python.exe" if os.name == "nt" else "python")
+
+
+def _run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_environment() -> Path:
+    """Create `.venv` and install the package with its dev extras if needed."""
+    torch_spec = os.environ.get("TORCH_SPEC", DEFAULT_TORCH_SPEC)
+    fingerprint = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + torch_spec.encode()
+    ).hexdigest()
+    python = _venv_python()
+    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == fingerprint:
+        return python
+    if not python.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+    if torch_spec != "skip":
+        # Installed first and on its own so that the package's `torch>=2.6` is
+        # already satisfied and pip never reaches for a multi-GB CUDA build.
+        _run(pip + torch_spec.split())
+    _run(pip + ["-e", ".[dev]"])
+    STAMP.write_text(fingerprint)
+    return python
+
+
+def run_tests(python: Path, extra: list[str]) -> int:
+    """Run pytest; 'no tests collected' (exit 5) counts as a failure."""
+    code = subprocess.run([str(python), "-m", "pytest", *extra], cwd=ROOT).returncode
+    if code == 5:
+        print("pytest collected no tests: treating as a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+def run_demo(python: Path) -> int:
+    """Train on the embedded synthetic dataset, evaluate the result, detect on a video."""
+    detector = [str(python), "-m", "detector"]
+    run_dir = ROOT / DEMO_RUN
+    steps = [
+        detector + ["train", DEMO_CONFIG, "--set", f"train.run_dir={DEMO_RUN}", "--set", "train.exist_ok=true"],
+        detector + ["evaluate", f"{DEMO_RUN}/weights/best.pt", "--json", f"{DEMO_RUN}/eval.json"],
+        detector + ["data", "video", DEMO_CONFIG, "--out", f"{DEMO_RUN}/demo_input.mp4"],
+        detector + ["detect", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
+                    "--out", f"{DEMO_RUN}/detect", "--save-json", f"{DEMO_RUN}/detect/detections.json"],
+    ]
+    for step in steps:
+        print("+", " ".join(step[1:]), flush=True)
+        code = subprocess.run(step, cwd=ROOT).returncode
+        if code != 0:
+            return code
+    print(f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "setup"}:
+        print(__doc__)
+        return 2
+    python = ensure_environment()
+    if argv[0] == "test":
+        return run_tests(python, argv[1:])
+    if argv[0] == "demo":
+        return run_demo(python)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
