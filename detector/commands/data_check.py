@@ -1,8 +1,78 @@
-"""placeholder, replaced by the data-readers owner."""
+"""`detector data check CONFIG`: scan a dataset and print what training would see.
+
+    detector data check configs/voc.yaml
+    detector data check configs/coco.yaml --set data.root=/data/coco --decode
+
+Prints, for train and val: usable images, boxes per class, empty images, ignored
+(difficult/crowd) boxes, boxes clipped or dropped by the box policy, skipped files
+with their reasons, and box-size statistics. Exits non-zero with a one-line
+reason when a split has no usable image or the annotations are broken.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from detector.data.check import SplitReport
+
+
+def _format_split(report: SplitReport, names: list[str]) -> list[str]:
+    """Printable lines for one split of a `data check` report."""
+    stats = report.read_stats
+    lines = [
+        f"[{report.split}] {report.num_entries} entr{'y' if report.num_entries == 1 else 'ies'}",
+        f"  images:        {report.num_images} usable, {report.num_empty} without objects (kept as negatives)",
+        f"  boxes:         {report.num_boxes} used, {report.num_ignored} ignored (difficult/crowd)",
+        f"  box policy:    {stats.boxes_clipped} clipped to the image, {stats.boxes_dropped} dropped "
+        f"(under data.min_box_size or zero-size)",
+    ]
+    if stats.size_mismatches:
+        lines.append(f"  size:          {stats.size_mismatches} annotated sizes differ from the image (image used)")
+    if stats.missing_label_files:
+        lines.append(f"  labels:        {stats.missing_label_files} images without a label file (negatives)")
+    width = max([len(name) for name in names] + [5])
+    lines.append(f"  {'class':<{width}}  {'boxes':>8}  {'ignored':>8}")
+    for name in names:
+        lines.append(
+            f"  {name:<{width}}  {report.boxes_per_class.get(name, 0):>8}  {report.ignored_per_class.get(name, 0):>8}"
+        )
+    sizes = report.box_sizes
+    if sizes is None:
+        lines.append("  box sizes:     no boxes")
+    else:
+        lines += [
+            f"  box width  px: min {sizes.width_min:.1f}  median {sizes.width_median:.1f}  max {sizes.width_max:.1f}",
+            f"  box height px: min {sizes.height_min:.1f}  median {sizes.height_median:.1f}  max {sizes.height_max:.1f}",
+            f"  box area:      small {sizes.small}  medium {sizes.medium}  large {sizes.large}"
+            " (COCO: < 32^2, < 96^2, larger)",
+        ]
+    lines.append(f"  skipped:       {len(report.skipped)} image(s)" + (" (path: reason)" if report.skipped else ""))
+    lines += [f"    {sample.path}: {sample.reason}" for sample in report.skipped]
+    return lines
 
 
 @click.command()
-def check() -> None:
-    """Not built yet."""
-    raise click.ClickException("not available")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set data.root=/data/VOCdevkit (repeatable).")
+@click.option("--decode", is_flag=True,
+              help="Decode every image fully (slower; also finds truncated files).")
+def check(config: str, overrides: tuple[str, ...], decode: bool) -> None:
+    """Scan the train and val splits of CONFIG's dataset and print counts and box statistics."""
+    from detector.config import ConfigError, load_config
+    from detector.data.check import check_dataset
+
+    try:
+        cfg = load_config(config, list(overrides))
+        report = check_dataset(cfg.data, decode=decode)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"dataset: format {report.format}, root {report.root}, {len(report.names)} classes")
+    for split_report in report.splits:
+        click.echo("\n".join(_format_split(split_report, report.names)))
+    problems = report.problems()
+    if problems:
+        raise click.ClickException("; ".join(problems))

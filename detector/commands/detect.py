@@ -1,9 +1,113 @@
-"""`detector detect` (placeholder until its issue lands; replaced by the owner)."""
+"""`detector detect`: run a checkpoint on images, folders, videos, cameras or streams.
+
+    detector detect runs/train/exp/weights/best.pt video.mp4 --out out/        # out/video.mp4
+    detector detect best.pt "photos/*.jpg" --out out/ --save-json out/dets.json
+    detector detect best.pt 0 --show                    # webcam (needs OpenCV with a GUI)
+    detector detect best.pt rtsp://cam.local/stream --serve 8080   # watch http://127.0.0.1:8080/
+    detector detect best.pt video.mp4 --device cuda --half --batch 8 --out out/
+"""
+
+from __future__ import annotations
+
+import sys
 
 import click
 
 
+def _check_gui() -> None:
+    """Fail fast when --show cannot work (opencv-python-headless has no windows)."""
+    import cv2
+
+    try:
+        cv2.namedWindow("detector", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise click.ClickException(
+            "--show needs OpenCV with GUI support, but this OpenCV is headless "
+            "(opencv-python-headless). Use --serve PORT to watch in a browser, or replace it: "
+            "pip uninstall -y opencv-python-headless && pip install opencv-python"
+        ) from None
+
+
 @click.command()
-def detect() -> None:
-    """Not built yet."""
-    raise click.ClickException("detect is not available in this build")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("source")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--conf", "score_threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Score threshold.")
+@click.option("--iou", "iou_threshold", type=click.FloatRange(0, 1, min_open=True), default=0.45,
+              show_default=True, help="NMS IoU threshold.")
+@click.option("--max-det", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Most detections kept per image.")
+@click.option("--classes", default=None, help="Keep only these classes: names or indices, comma-separated.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for annotated images, or the annotated video (<name>.mp4).")
+@click.option("--save-json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="JSON file with one record per image/frame.")
+@click.option("--show", is_flag=True, help="Live window (needs OpenCV with GUI support).")
+@click.option("--serve", "serve_port", type=click.IntRange(0, 65535), default=None,
+              help="Publish the annotated stream as MJPEG on http://127.0.0.1:PORT/.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Frames per forward pass for files (live sources always use 1).")
+@click.option("--half", is_flag=True, help="fp16 autocast on CUDA (ignored on CPU).")
+@click.option("--bf16", is_flag=True, help="bf16 autocast on CUDA (ignored on CPU).")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (slow first frame).")
+@click.option("--no-draw", is_flag=True, help="Write/serve frames without boxes drawn.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds to open a camera/stream and to wait for stream data before reconnecting.")
+def detect(checkpoint: str, source: str, device: str, score_threshold: float, iou_threshold: float,
+           max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
+           serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
+           no_draw: bool, timeout: float) -> None:
+    """Detect objects in SOURCE with CHECKPOINT.
+
+    SOURCE is an image, a folder, a glob ("imgs/*.jpg"), a video file, a webcam
+    index (0) or an rtsp/rtmp/http(s) URL. Ctrl-C stops and finalises the outputs.
+    """
+    from detector.engine.checkpoint import CheckpointError
+    from detector.inference.predictor import Detector
+    from detector.inference.runner import StatusLine, run_detection
+    from detector.inference.sinks import SinkError
+    from detector.inference.sources import SourceError, open_source
+
+    if show:
+        _check_gui()
+    try:
+        detector = Detector.from_checkpoint(
+            checkpoint, device=device, half="bf16" if bf16 else half,
+            score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
+            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+            compile=compile_model,
+        )
+        opened = open_source(source, timeout=timeout)
+    except (CheckpointError, SourceError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    server = None
+    if serve_port is not None:
+        from detector.inference.serve import MJPEGServer
+
+        try:
+            server = MJPEGServer(serve_port).start()
+        except OSError as exc:
+            raise click.ClickException(f"--serve {serve_port}: cannot listen ({exc})") from None
+        click.echo(f"serving the annotated stream at {server.url}", err=True)
+    try:
+        summary = run_detection(
+            detector, opened, out_dir=out_dir, json_path=json_path, draw=not no_draw,
+            batch_size=batch_size, show=show, server=server, status=StatusLine(sys.stderr),
+        )
+    except (SourceError, SinkError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        opened.close()
+        if server is not None:
+            server.close()
+
+    lines = [f"{summary.frames} frames, {summary.detections} detections in {summary.seconds:.1f} s "
+             f"({summary.fps:.1f} FPS)" + (f", {summary.dropped} live frames dropped" if summary.dropped else "")]
+    if summary.failed:
+        lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{p} ({r})" for p, r in summary.failed))
+    if summary.interrupted:
+        lines.append("interrupted: outputs finalised")
+    lines += [f"wrote {path}" for path in summary.outputs]
+    click.echo("\n".join(lines))

@@ -1,9 +1,148 @@
-"""`detector evaluate` (placeholder until its issue lands; replaced by the owner)."""
+"""`detector evaluate`: COCO metrics (and VOC AP50) of a checkpoint or of a results file.
+
+    detector evaluate runs/train/exp/weights/best.pt --json runs/eval/metrics.json
+    detector evaluate best.pt --data configs/voc.yaml --split val --save-predictions preds.json
+    detector evaluate --predictions other_detector.json --data configs/coco.yaml --json m.json
+
+With a checkpoint, the model predicts on the split (config from the checkpoint, or
+the `data:` section of `--data`). With `--predictions`, a COCO results JSON (a list
+of {image_id, category_id, bbox [x, y, w, h], score}, e.g. from `--save-predictions`
+or another detector) is scored against the dataset of `--data`. Category ids are
+the dataset's own for COCO data and 1..C (in `data.names` order) otherwise.
+Plots (pr_curves.png, confusion_matrix.png) go beside the `--json` file, or to `--plots`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import click
 
+VOC_CHOICES = ["auto", "area", "11point", "none"]
+
+
+def _load_split(cfg: Any, split: str) -> Any:
+    from detector.data.catalog import load_split
+
+    split_records = load_split(cfg.data, split)
+    _report_skipped(split_records, split)
+    return split_records
+
+
+def _report_skipped(split_records: Any, split: str) -> None:
+    from detector.data.catalog import format_skipped
+
+    if split_records.skipped:
+        click.echo(format_skipped(split_records.skipped, split, limit=5), err=True)
+
+
+def _predict_with_checkpoint(checkpoint: str, data: str | None, split: str, device: str | None,
+                             conf: float | None, iou: float | None, max_det: int | None) -> tuple:
+    """Load the checkpoint, build the loader, predict; returns (cfg, split records, predictions)."""
+    from detector.config import load_config
+    from detector.data.dataset import build_dataloader
+    from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from detector.engine.predict import predict_dataset
+    from detector.inference.predictor import resolve_device
+
+    ckpt = load_checkpoint(checkpoint)
+    resolved = resolve_device(device or "auto")
+    model, cfg = model_from_checkpoint(ckpt, resolved)
+    names = list(ckpt["names"])
+    if data is not None:
+        cfg.data = load_config(data).data
+    loader, split_records = build_dataloader(cfg, split, train=False)
+    if list(split_records.names) != names:
+        raise click.ClickException(
+            f"class names differ: checkpoint {checkpoint} has {names}, "
+            f"dataset {data or 'of the checkpoint config'} has {list(split_records.names)}"
+        )
+    _report_skipped(split_records, split)
+    predictions = predict_dataset(
+        model, loader, device=resolved,
+        score_threshold=cfg.eval.score_threshold if conf is None else conf,
+        iou_threshold=cfg.eval.iou_threshold if iou is None else iou,
+        max_det=cfg.eval.max_det if max_det is None else max_det,
+        amp=resolved.type == "cuda" and cfg.train.amp, progress=True,
+    )
+    return cfg, split_records, predictions
+
 
 @click.command()
-def evaluate() -> None:
-    """Not built yet."""
-    raise click.ClickException("evaluate is not available in this build")
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option("--data", "data", type=click.Path(dir_okay=False), help="Config whose data: section to evaluate on.")
+@click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train"]))
+@click.option("--predictions", "predictions_file", type=click.Path(dir_okay=False),
+              help="Score this COCO results JSON instead of running a checkpoint (needs --data).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the metrics here.")
+@click.option("--save-predictions", type=click.Path(dir_okay=False), help="Write the detections as COCO results JSON.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), help="Folder for the plots (default: beside --json).")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto).")
+@click.option("--conf", type=float, default=None, help="Score threshold (default: eval.score_threshold).")
+@click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: eval.iou_threshold).")
+@click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det).")
+@click.option("--voc-metric", type=click.Choice(VOC_CHOICES), default=None,
+              help="VOC AP50 definition (default: eval.voc_metric; auto = area for VOC data).")
+def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_file: str | None,
+             json_file: str | None, save_predictions: str | None, plots_dir: str | None, device: str | None,
+             conf: float | None, iou: float | None, max_det: int | None, voc_metric: str | None) -> None:
+    """Print COCO AP/AR (and per-class AP) of CHECKPOINT, or of --predictions FILE, on a dataset split."""
+    from detector.config import ConfigError, load_config
+    from detector.data.catalog import category_ids as dataset_category_ids
+    from detector.engine.coco_format import (
+        CocoFormatError,
+        default_category_ids,
+        load_coco_results,
+        predictions_to_coco_results,
+        save_coco_results,
+    )
+    from detector.engine.evaluator import evaluate_detections, format_table
+
+    if (checkpoint is None) == (predictions_file is None):
+        raise click.UsageError("give either CHECKPOINT or --predictions FILE (with --data)")
+    if predictions_file is not None and data is None:
+        raise click.UsageError("--predictions needs --data CONFIG (the dataset to score against)")
+    try:
+        if checkpoint is not None:
+            from detector.engine.checkpoint import CheckpointError
+
+            try:
+                cfg, split_records, predictions = _predict_with_checkpoint(
+                    checkpoint, data, split, device, conf, iou, max_det)
+            except CheckpointError as exc:
+                raise click.ClickException(str(exc)) from None
+        else:
+            cfg = load_config(data)
+            split_records = _load_split(cfg, split)
+        names = list(split_records.names)
+        # COCO data keeps its own category ids; VOC and YOLO data are numbered 1..C.
+        category_ids = dataset_category_ids(cfg.data) if cfg.data.format == "coco" else default_category_ids(len(names))
+        if predictions_file is not None:
+            predictions = load_coco_results(predictions_file, category_ids,
+                                            image_ids=[r.image_id for r in split_records.records])
+        result = evaluate_detections(
+            split_records.records, predictions, names, category_ids=category_ids,
+            voc_metric=voc_metric or cfg.eval.voc_metric, dataset_format=cfg.data.format,
+        )
+    except (ConfigError, CocoFormatError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    click.echo(f"{split}: {result.num_images} images, {result.num_predictions} detections "
+               "(COCO counts the top 100 per image and class)")
+    click.echo(format_table(result))
+    if json_file:
+        Path(json_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_file).write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+        click.echo(f"metrics written to {json_file}")
+    if save_predictions:
+        save_coco_results(save_predictions, predictions_to_coco_results(predictions, category_ids))
+        click.echo(f"predictions written to {save_predictions}")
+    plots_dir = plots_dir or (str(Path(json_file).parent) if json_file else None)
+    if plots_dir:
+        from detector.engine.eval_plots import save_eval_plots
+
+        paths = save_eval_plots(result, split_records.records, predictions, names, plots_dir,
+                                category_ids=category_ids)
+        click.echo("plots written: " + ", ".join(str(p) for p in paths))

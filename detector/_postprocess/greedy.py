@@ -1,0 +1,120 @@
+"""The greedy suppression pass behind `nms`, `batched_nms` and `multi_image_nms`.
+
+    keep = greedy_keep(sorted_boxes, sorted_groups, iou_threshold=0.5)  # bool [N]
+
+Input boxes are already sorted by group, then by decreasing score. A box is kept
+when no earlier kept box *of its group* overlaps it with IoU > iou_threshold; boxes
+of different groups never interact, so class-aware NMS needs no coordinate offsets
+(nothing to overflow in float16). Two implementations give identical results:
+
+- a compiled loop (numba, optional) for CPU tensors: the same algorithm as a C++
+  sort-and-suppress kernel, run where numba is installed;
+- a blockwise pure-torch pass, used on CUDA and as the CPU fallback: per block of
+  sorted boxes, one IoU matrix against earlier kept boxes and one within the block,
+  then a fixed-point iteration that settles the in-block greedy order exactly. Its
+  Python loop is per block (N / block_size steps), not per box.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from detector._postprocess import greedy_numba
+
+__all__ = ["greedy_keep", "greedy_keep_torch"]
+
+# "auto": numba on CPU when importable, else torch. Tests set "torch" to cover the fallback.
+CPU_BACKEND = "auto"
+# Boxes per block of the torch pass: bigger blocks mean fewer Python steps but B^2 work
+# inside each block; a GPU affords far bigger ones. Tests shrink them to cross blocks.
+CPU_BLOCK_SIZE = 256
+CUDA_BLOCK_SIZE = 2048
+
+# Same lower bound on the union as detector._postprocess.iou, so every path agrees.
+_EPS = 1e-7
+
+
+def _overlaps(rows: Tensor, columns: Tensor, iou_threshold: float) -> Tensor:
+    """Bool [R, C]: IoU(rows[r], columns[c]) > iou_threshold, computed as in the IoU module."""
+    top_left = torch.maximum(rows[:, None, :2], columns[None, :, :2])
+    bottom_right = torch.minimum(rows[:, None, 2:], columns[None, :, 2:])
+    overlap = (bottom_right - top_left).clamp_(min=0)
+    intersection = overlap[..., 0] * overlap[..., 1]
+    row_area = (rows[:, 2] - rows[:, 0]).clamp(min=0) * (rows[:, 3] - rows[:, 1]).clamp(min=0)
+    column_area = (columns[:, 2] - columns[:, 0]).clamp(min=0) * (
+        columns[:, 3] - columns[:, 1]
+    ).clamp(min=0)
+    union = (row_area[:, None] + column_area[None, :] - intersection).clamp_(min=_EPS)
+    return intersection / union > iou_threshold
+
+
+def greedy_keep_torch(
+    boxes: Tensor, groups: Tensor | None, iou_threshold: float, *, block_size: int = 256
+) -> Tensor:
+    """Pure-torch greedy pass; see the module docstring. Returns bool [N] in input order."""
+    num_boxes = boxes.shape[0]
+    keep = torch.zeros(num_boxes, dtype=torch.bool, device=boxes.device)
+    kept_boxes = boxes[:0]
+    kept_groups = groups[:0] if groups is not None else None
+    for start in range(0, num_boxes, block_size):
+        block = boxes[start : start + block_size]
+        block_groups = groups[start : start + block_size] if groups is not None else None
+
+        # 1. Earlier blocks: kept boxes are final there, so one matrix settles them.
+        previous, previous_groups = kept_boxes, kept_groups
+        if block_groups is not None and previous.shape[0] > 0:
+            # Sorted by group: only kept boxes from the block's first group on can matter.
+            # (.item() is a host sync on CUDA: one per block, not per box.)
+            first = int(torch.searchsorted(kept_groups, block_groups[:1]).item())
+            previous, previous_groups = previous[first:], previous_groups[first:]
+        candidates = torch.ones(block.shape[0], dtype=torch.bool, device=boxes.device)
+        if previous.shape[0] > 0:
+            suppress = _overlaps(previous, block, iou_threshold)
+            if block_groups is not None:
+                suppress &= previous_groups[:, None] == block_groups[None, :]
+            candidates = ~suppress.any(dim=0)
+
+        # 2. Inside the block: suppress[i, j] for i < j among candidates. The greedy
+        # answer is the unique k with k[j] = candidates[j] and no kept i < j suppressing j;
+        # iterating that equation from k = candidates reaches it after at most
+        # (longest suppression chain + 1) steps, typically 2-4.
+        suppress = torch.triu(_overlaps(block, block, iou_threshold), diagonal=1)
+        if block_groups is not None:
+            suppress &= block_groups[:, None] == block_groups[None, :]
+        suppress &= candidates[:, None]
+        block_keep = candidates
+        while True:
+            updated = candidates & ~(suppress & block_keep[:, None]).any(dim=0)
+            if torch.equal(updated, block_keep):
+                break
+            block_keep = updated
+
+        keep[start : start + block.shape[0]] = block_keep
+        kept_boxes = torch.cat((kept_boxes, block[block_keep]))
+        if block_groups is not None:
+            kept_groups = torch.cat((kept_groups, block_groups[block_keep]))
+    return keep
+
+
+def greedy_keep(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
+    """Greedy suppression over boxes sorted by (group, decreasing score).
+
+    Args:
+        boxes: Tensor[N, 4] xyxy, float32 or float64, sorted as described.
+        groups: int64 Tensor[N] sorted ascending (class, image or both), or None for one group.
+        iou_threshold: suppress a box when its IoU with a kept box exceeds this.
+    Returns:
+        bool Tensor[N]: which of the sorted boxes are kept.
+    """
+    use_numba = (
+        boxes.device.type == "cpu"
+        and CPU_BACKEND in ("auto", "numba")
+        and greedy_numba.AVAILABLE
+    )
+    if CPU_BACKEND == "numba" and not greedy_numba.AVAILABLE:
+        raise RuntimeError("CPU_BACKEND is 'numba' but numba is not installed")
+    if use_numba:
+        return greedy_numba.greedy_keep_numba(boxes, groups, iou_threshold)
+    block_size = CPU_BLOCK_SIZE if boxes.device.type == "cpu" else CUDA_BLOCK_SIZE
+    return greedy_keep_torch(boxes, groups, iou_threshold, block_size=block_size)

@@ -1,0 +1,76 @@
+"""Compiled greedy NMS loop for CPU tensors, used when numba is installed.
+
+    from detector._postprocess.greedy_numba import AVAILABLE, greedy_keep_numba
+
+Why numba: exact greedy NMS is sequential (each decision depends on the earlier
+kept boxes), so tensor ops pay Python overhead per block or per kept box; a
+compiled loop matches a C++ kernel without shipping C++ in the package. It is
+optional (`pip install detector[fast]`); `greedy.greedy_keep_torch` gives the same
+results without it. The IoU arithmetic mirrors the torch path operation by
+operation (same dtype, same order, same union lower bound) so both agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+try:
+    import numba
+except ImportError:  # optional dependency: fall back to the pure-torch pass
+    numba = None
+
+AVAILABLE = numba is not None
+
+__all__ = ["AVAILABLE", "greedy_keep_numba"]
+
+
+def _greedy_loop(boxes, groups, iou_threshold, eps):  # pragma: no cover - compiled
+    num_boxes = boxes.shape[0]
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    zero = boxes.dtype.type(0)
+    areas = np.maximum(x2 - x1, zero) * np.maximum(y2 - y1, zero)
+    suppressed = np.zeros(num_boxes, dtype=np.bool_)
+    keep = np.zeros(num_boxes, dtype=np.bool_)
+    for i in range(num_boxes):
+        if suppressed[i]:
+            continue
+        keep[i] = True
+        for j in range(i + 1, num_boxes):
+            if groups[j] != groups[i]:
+                break  # sorted by group: the rest belong to other groups
+            if suppressed[j]:
+                continue
+            width = min(x2[i], x2[j]) - max(x1[i], x1[j])
+            height = min(y2[i], y2[j]) - max(y1[i], y1[j])
+            if width <= zero or height <= zero:
+                continue  # IoU 0 is never above a threshold >= 0
+            intersection = width * height
+            union = max(areas[i] + areas[j] - intersection, eps)
+            if intersection / union > iou_threshold:
+                suppressed[j] = True
+    return keep
+
+
+_compiled = numba.njit(cache=True, nogil=True)(_greedy_loop) if AVAILABLE else None
+
+
+def greedy_keep_numba(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
+    """Greedy suppression on CPU; same contract as `greedy.greedy_keep`.
+
+    Args:
+        boxes: CPU Tensor[N, 4] xyxy, float32 or float64, sorted by (group, decreasing score).
+        groups: int64 Tensor[N] sorted ascending, or None for a single group.
+        iou_threshold: suppress when IoU > iou_threshold (compared in the boxes' dtype).
+    Returns:
+        bool Tensor[N] of kept sorted boxes.
+    """
+    array = boxes.detach().contiguous().numpy()
+    if groups is None:
+        group_array = np.zeros(array.shape[0], dtype=np.int64)
+    else:
+        group_array = groups.detach().contiguous().numpy()
+    scalar = array.dtype.type  # compare in the boxes' dtype, as torch does
+    keep = _compiled(array, group_array, scalar(iou_threshold), scalar(1e-7))
+    return torch.from_numpy(keep)

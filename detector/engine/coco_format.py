@@ -1,0 +1,245 @@
+"""Convert records and predictions to and from the COCO JSON formats, with ids checked.
+
+    gt = records_to_coco(split.records, split.names)                  # COCO ground-truth dict
+    results = predictions_to_coco_results(predictions, category_ids(split.names),
+                                          image_ids=[r.image_id for r in split.records])
+    json.dump(results, open("predictions.json", "w"))                 # standard COCO results
+    predictions = load_coco_results("predictions.json", category_ids(split.names))
+
+Internally a class is a contiguous label `0..C-1` (an index into `names`); COCO files
+use category ids, which may be any distinct integers (COCO 2017's run 1..90 with gaps).
+`category_ids[label]` is the COCO id of `label`. Without an explicit list the ids are
+`1..C` (COCO's convention; VOC and YOLO data have no ids of their own). Every
+conversion checks ids both ways and raises naming the offending id, because
+pycocotools silently scores an unknown or shifted category id as a miss (AP 0).
+
+Boxes: records and predictions hold xyxy pixels; COCO holds `[x, y, width, height]`.
+Widths are computed in float64 so that the JSON written and the objects built in
+memory hold bit-identical numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.data.record import SampleRecord
+
+
+class CocoFormatError(ValueError):
+    """Ids or fields that do not match the ground truth they are scored against."""
+
+
+def default_category_ids(num_classes: int) -> list[int]:
+    """COCO category ids `1..num_classes` for datasets without ids of their own."""
+    return list(range(1, num_classes + 1))
+
+
+def check_category_ids(category_ids: Sequence[int] | None, names: Sequence[str]) -> list[int]:
+    """Validate (or default) the label -> category id list for `names`.
+
+    Returns:
+        list of `len(names)` distinct ints.
+    """
+    if category_ids is None:
+        return default_category_ids(len(names))
+    ids = [int(c) for c in category_ids]
+    if len(ids) != len(names):
+        raise CocoFormatError(f"{len(ids)} category ids for {len(names)} class names")
+    if len(set(ids)) != len(ids):
+        duplicate = next(c for c in ids if ids.count(c) > 1)
+        raise CocoFormatError(f"category id {duplicate} is given to more than one class")
+    return ids
+
+
+def boxes_xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """xyxy [N, 4] -> COCO `[x, y, width, height]` [N, 4], float64."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+def boxes_xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """COCO `[x, y, width, height]` [N, 4] -> xyxy [N, 4], float64."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def records_to_coco(
+    records: list[SampleRecord], names: list[str], category_ids: list[int] | None = None
+) -> dict[str, Any]:
+    """COCO ground truth (the `instances_*.json` layout) for a list of records.
+
+    Args:
+        records: the split's samples; `image_id`s must be unique.
+        names: class names; `labels` index into it.
+        category_ids: COCO id per label (default `1..C`).
+
+    Returns:
+        dict with `images` (id, width, height, file_name), `annotations` (id from 1,
+        image_id, category_id, bbox xywh, area = box width*height, iscrowd = the
+        record's `ignore` flag) and `categories` (id, name). Annotation ids start at 1
+        because pycocotools reads id 0 as "unmatched".
+    """
+    ids = check_category_ids(category_ids, names)
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for record in records:
+        image_id = int(record.image_id)
+        if image_id in seen:
+            raise CocoFormatError(f"image id {image_id} appears twice ({record.image_path})")
+        seen.add(image_id)
+        images.append({
+            "id": image_id, "width": int(record.width), "height": int(record.height),
+            "file_name": Path(record.image_path).name,
+        })
+        if len(record.labels) and (record.labels.min() < 0 or record.labels.max() >= len(ids)):
+            bad = int(record.labels[(record.labels < 0) | (record.labels >= len(ids))][0])
+            raise CocoFormatError(f"{record.image_path}: label {bad} is outside 0..{len(ids) - 1}")
+        xywh = boxes_xyxy_to_xywh(record.boxes)
+        areas = (xywh[:, 2] * xywh[:, 3]).tolist()
+        for box, area, label, crowd in zip(xywh.tolist(), areas, record.labels.tolist(),
+                                           record.ignore.tolist(), strict=True):
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": ids[label],
+                "bbox": box, "area": area, "iscrowd": int(crowd),
+            })
+    categories = [{"id": c, "name": n} for c, n in zip(ids, names, strict=True)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _check_prediction(image_id: int, pred: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (boxes [K,4], scores [K], labels [K]) of one image's prediction dict, checked."""
+    try:
+        boxes = np.asarray(pred["boxes"], dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(pred["scores"], dtype=np.float64).reshape(-1)
+        labels = np.asarray(pred["labels"]).reshape(-1)
+    except KeyError as exc:
+        raise CocoFormatError(f"prediction for image {image_id} has no {exc.args[0]!r}") from None
+    if not (len(boxes) == len(scores) == len(labels)):
+        raise CocoFormatError(
+            f"prediction for image {image_id}: {len(boxes)} boxes, {len(scores)} scores, "
+            f"{len(labels)} labels"
+        )
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        raise CocoFormatError(f"prediction for image {image_id} has non-finite boxes or scores")
+    return boxes, scores, labels.astype(np.int64)
+
+
+def predictions_to_coco_results(
+    predictions: Mapping[int, Mapping[str, Any]],
+    category_ids: Sequence[int],
+    *,
+    image_ids: Iterable[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Per-image predictions -> the standard COCO results list.
+
+    Args:
+        predictions: image_id -> {"boxes": [K, 4] xyxy original-image px,
+            "scores": [K], "labels": [K] int labels 0..C-1}.
+        category_ids: COCO id per label.
+        image_ids: when given, every prediction's image id must be one of them.
+
+    Returns:
+        list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"}, images in
+        the order of `predictions`, boxes in their given order.
+    """
+    ids = np.asarray(list(category_ids), dtype=np.int64)
+    known = None if image_ids is None else {int(i) for i in image_ids}
+    results: list[dict[str, Any]] = []
+    for image_id, pred in predictions.items():
+        image_id = int(image_id)
+        if known is not None and image_id not in known:
+            raise CocoFormatError(f"prediction for image id {image_id}, which is not in the ground truth")
+        boxes, scores, labels = _check_prediction(image_id, pred)
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(ids)):
+            bad = int(labels[(labels < 0) | (labels >= len(ids))][0])
+            raise CocoFormatError(f"prediction for image {image_id}: label {bad} is outside 0..{len(ids) - 1}")
+        for box, score, category in zip(boxes_xyxy_to_xywh(boxes).tolist(), scores.tolist(),
+                                        ids[labels].tolist(), strict=True):
+            results.append({"image_id": image_id, "category_id": category, "bbox": box, "score": score})
+    return results
+
+
+def coco_results_to_predictions(
+    results: Sequence[Mapping[str, Any]],
+    category_ids: Sequence[int],
+    *,
+    image_ids: Iterable[int] | None = None,
+    source: str = "results",
+) -> dict[int, dict[str, np.ndarray]]:
+    """The inverse of `predictions_to_coco_results`.
+
+    Args:
+        results: list of {"image_id", "category_id", "bbox" xywh, "score"}.
+        category_ids: COCO id per label; an unknown category id raises naming it.
+        image_ids: when given, an unknown image id raises naming it; every one of these
+            images gets an entry (empty arrays when it has no detections).
+        source: what to call the input in error messages (e.g. the file name).
+
+    Returns:
+        image_id -> {"boxes": float32 [K, 4] xyxy, "scores": float32 [K], "labels": int64 [K]}.
+    """
+    label_of = {int(c): label for label, c in enumerate(category_ids)}
+    known = None if image_ids is None else [int(i) for i in image_ids]
+    known_set = None if known is None else set(known)
+    grouped: dict[int, list[tuple[list[float], float, int]]] = {i: [] for i in known or []}
+    for index, item in enumerate(results):
+        if not isinstance(item, Mapping) or not {"image_id", "category_id", "bbox", "score"} <= set(item):
+            raise CocoFormatError(
+                f"{source}: entry {index} is not a detection with image_id, category_id, bbox, score"
+            )
+        try:
+            image_id, category = int(item["image_id"]), int(item["category_id"])
+            bbox, score = [float(v) for v in item["bbox"]], float(item["score"])
+        except (TypeError, ValueError):
+            raise CocoFormatError(
+                f"{source}: entry {index} needs integer ids, a numeric bbox and score, got {dict(item)!r}"
+            ) from None
+        if known_set is not None and image_id not in known_set:
+            raise CocoFormatError(f"{source}: image id {image_id} (entry {index}) is not in the ground truth")
+        if category not in label_of:
+            raise CocoFormatError(
+                f"{source}: category id {category} (entry {index}) is not one of the dataset's "
+                f"{sorted(label_of)}"
+            )
+        if len(bbox) != 4 or not all(map(math.isfinite, [*bbox, score])):
+            raise CocoFormatError(f"{source}: entry {index} bbox must be 4 finite numbers [x, y, width, height]")
+        grouped.setdefault(image_id, []).append((bbox, score, label_of[category]))
+    predictions: dict[int, dict[str, np.ndarray]] = {}
+    for image_id, items in grouped.items():
+        boxes = boxes_xywh_to_xyxy(np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4))
+        predictions[image_id] = {
+            "boxes": boxes.astype(np.float32),
+            "scores": np.array([s for _, s, _ in items], dtype=np.float32),
+            "labels": np.array([lab for _, _, lab in items], dtype=np.int64),
+        }
+    return predictions
+
+
+def load_coco_results(
+    path: str | Path, category_ids: Sequence[int], *, image_ids: Iterable[int] | None = None
+) -> dict[int, dict[str, np.ndarray]]:
+    """Read a COCO results JSON file into per-image predictions (see `coco_results_to_predictions`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CocoFormatError(f"{path}: predictions file not found")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CocoFormatError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(results, list):
+        raise CocoFormatError(f"{path}: expected a JSON list of detections (COCO results format)")
+    return coco_results_to_predictions(results, category_ids, image_ids=image_ids, source=str(path))
+
+
+def save_coco_results(path: str | Path, results: list[dict[str, Any]]) -> None:
+    """Write a COCO results list as JSON (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results), encoding="utf-8")

@@ -1,0 +1,137 @@
+"""Optimizer with decay only on weights, and a warmup + cosine learning rate per step.
+
+    optimizer = build_optimizer(model, cfg.train)
+    schedule = WarmupCosineSchedule(base_lr=0.01, warmup_steps=100, total_steps=5000,
+                                    final_lr_fraction=0.05)
+    for step in range(5000):
+        set_learning_rate(optimizer, schedule.lr_at(step))
+        ...
+    schedule.replan(current_step=1200, total_steps=8000)  # longer run: continue smoothly
+
+The schedule is a plain function of the optimizer-step index plus four numbers,
+so it is saved as a dict and re-planned (time budget, more epochs on resume)
+without a torch scheduler object.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from detector.config import TrainConfig
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split trainable parameters into decayed weights and undecayed norms/biases.
+
+    Weight decay on normalisation scales and shifts and on biases only pulls them
+    towards zero without regularising anything useful, so they get none. A
+    parameter counts as "norm or bias" when it is 1-D (BatchNorm/GroupNorm/
+    LayerNorm weights and biases, conv/linear biases).
+
+    Args:
+        model: the (unwrapped) model.
+        weight_decay: decay for the weight group.
+
+    Returns:
+        [{"params": weights, "weight_decay": weight_decay, "name": "decay"},
+         {"params": norms and biases, "weight_decay": 0.0, "name": "no_decay"}]
+    """
+    decay, no_decay = [], []
+    for _, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue  # frozen stages
+        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
+def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov momentum) or AdamW over `parameter_groups`, from the train config.
+
+    Args:
+        model: the (unwrapped) model.
+        train_cfg: uses optimizer, lr, momentum, weight_decay.
+
+    Returns:
+        The optimizer; its lr is overwritten every step by the schedule.
+    """
+    groups = parameter_groups(model, train_cfg.weight_decay)
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum, nesterov=True)
+    if train_cfg.optimizer == "adamw":
+        # momentum maps onto beta1 so one key tunes both optimizers.
+        return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(train_cfg.momentum, 0.999))
+    raise ValueError(f"train.optimizer: {train_cfg.optimizer!r} is not one of ['adamw', 'sgd']")
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the same learning rate on every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class WarmupCosineSchedule:
+    """Linear warmup to `base_lr`, then a half cosine down to `base_lr * final_lr_fraction`.
+
+    lr(step), for optimizer step `step` (0-based):
+        step <  warmup_steps: base_lr * (step + 1) / warmup_steps
+        otherwise:            end_lr + (start_lr - end_lr) * (1 + cos(pi * p)) / 2,
+                              p = clamp((step - start_step) / (total_steps - start_step), 0, 1)
+    where (start_step, start_lr) = (warmup_steps, base_lr) until a re-plan moves them
+    to the step where the plan changed, so the curve stays continuous.
+    """
+
+    def __init__(self, *, base_lr: float, warmup_steps: int, total_steps: int, final_lr_fraction: float) -> None:
+        if total_steps < 1 or warmup_steps < 0:
+            raise ValueError(f"schedule needs total_steps >= 1 and warmup_steps >= 0, got {total_steps}, {warmup_steps}")
+        self.base_lr = float(base_lr)
+        self.end_lr = float(base_lr) * float(final_lr_fraction)
+        self.warmup_steps = int(min(warmup_steps, total_steps))
+        self.total_steps = int(total_steps)
+        self.start_step = self.warmup_steps
+        self.start_lr = self.base_lr
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate for optimizer step `step` (0-based)."""
+        if step < self.warmup_steps:
+            return self.base_lr * (step + 1) / self.warmup_steps
+        span = max(self.total_steps - self.start_step, 1)
+        progress = min(max((step - self.start_step) / span, 0.0), 1.0)
+        return self.end_lr + (self.start_lr - self.end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def replan(self, *, current_step: int, total_steps: int) -> None:
+        """End the cosine at `total_steps` instead, continuing from the lr at `current_step`.
+
+        Inside the warmup only the end moves (the warmup is unchanged).
+        """
+        total_steps = max(int(total_steps), 1)
+        if current_step > self.warmup_steps:
+            self.start_lr = self.lr_at(current_step)
+            self.start_step = int(current_step)
+        self.total_steps = max(total_steps, self.start_step)
+
+    def state_dict(self) -> dict[str, float | int]:
+        """Plain numbers (saved in last.pt)."""
+        return {
+            "base_lr": self.base_lr,
+            "end_lr": self.end_lr,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "start_step": self.start_step,
+            "start_lr": self.start_lr,
+        }
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        """Restore the numbers saved by `state_dict`."""
+        self.base_lr = float(state["base_lr"])
+        self.end_lr = float(state["end_lr"])
+        self.warmup_steps = int(state["warmup_steps"])
+        self.total_steps = int(state["total_steps"])
+        self.start_step = int(state["start_step"])
+        self.start_lr = float(state["start_lr"])

@@ -1,0 +1,238 @@
+"""The training run, top to bottom: set up, then train / validate / checkpoint per epoch.
+
+    from detector.config import load_config
+    from detector.engine.trainer import fit
+    run_dir = fit(load_config("configs/shapes.yaml", ["train.epochs=5"]))
+
+    # continue an interrupted run exactly (the CLI does this for --resume):
+    cfg, ckpt, changes = prepare_resume("runs/train/exp")
+    fit(cfg, resume_checkpoint=ckpt, changes=changes)
+
+Under torchrun every rank runs `fit`; rank 0 alone validates, prints and writes
+files, and broadcasts its decisions (planned epochs, stop) so the ranks stay in step.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from detector.config import Config
+from detector.engine import distributed as ddp
+from detector.engine.checkpoint import CheckpointError, non_finite_tensors, save_checkpoint
+from detector.engine.rng import restore_rng_state, seed_everything
+from detector.engine.run_dir import append_result, create_run_dir, truncate_results, write_config_yaml
+from detector.engine.time_budget import TimeBudget
+from detector.engine.train_epoch import NanGuard, NonFiniteLossError, train_one_epoch, validate
+from detector.engine.train_plots import plot_training_curves
+from detector.engine.train_state import (
+    TrainState,
+    build_train_parts,
+    inference_checkpoint,
+    is_better,
+    last_checkpoint,
+    restore_from_checkpoint,
+)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _start_epoch(loader: torch.utils.data.DataLoader, epoch: int, seed: int, rank: int) -> None:
+    """Make the epoch's shuffling and augmentation a function of (seed, epoch, rank).
+
+    A resumed run then replays exactly the batches the uninterrupted run would
+    have seen, without having to save the data pipeline's generators.
+    """
+    epoch_seed = (seed * 100_003 + epoch) * 1_000 + rank
+    if hasattr(loader.sampler, "set_epoch"):  # DistributedSampler: shuffles by seed + epoch
+        loader.sampler.set_epoch(epoch)
+    if loader.generator is not None:  # RandomSampler order and the workers' base seed
+        loader.generator.manual_seed(epoch_seed)
+    transform = getattr(loader.dataset, "transform", None)
+    if loader.num_workers == 0 and hasattr(transform, "set_seed"):
+        # In-process loading: no worker_init_fn re-seeds the augmentation stream, so do it here.
+        transform.set_seed(epoch_seed)
+
+
+def _check_finite_before_save(model: nn.Module, epoch: int) -> None:
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        raise NonFiniteLossError(
+            f"weights hold NaN/inf after epoch {epoch} ({', '.join(bad[:3])}...); not saving them "
+            "(the previous last.pt is kept)"
+        )
+
+
+def _summary_line(epoch: int, planned: int, stats: dict[str, Any], metrics: dict[str, float], best_ap: float, seconds: float) -> str:
+    terms = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in stats.items() if k.startswith("loss_"))
+    ap = f"AP {metrics['AP']:.4f} AP50 {metrics['AP50']:.4f} (best AP {best_ap:.4f})" if metrics else "not validated"
+    return (f"epoch {epoch}/{planned}  loss {stats.get('loss', math.nan):.4f} ({terms})  lr {stats['lr']:.2e}  "
+            f"{ap}  {stats['images_per_s']:.1f} img/s  {seconds:.1f}s")
+
+
+def fit(
+    cfg: Config,
+    *,
+    resume_checkpoint: dict[str, Any] | None = None,
+    changes: list[str] | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = _stderr,
+    clock: Callable[[], float] = time.monotonic,
+) -> Path:
+    """Train a detector as `cfg` says and return the run directory.
+
+    Args:
+        cfg: the resolved config (for a resume, from `resume.prepare_resume`).
+        resume_checkpoint: last.pt of the run to continue, or None for a new run.
+        changes: config keys that differ from the stored run (printed; more epochs re-plan).
+        show_progress: tqdm bars (rank 0 only).
+        log: where one-line messages go (rank 0 only).
+        clock: monotonic seconds (injectable for time-budget tests).
+
+    Returns:
+        The run directory (RUN/config.yaml, results.csv, weights/{last,best}.pt, plots/).
+
+    Raises:
+        NonFiniteLossError: the NaN guard stopped training (last.pt holds the last good epoch).
+    """
+    from detector.data.dataset import build_dataloader
+    from detector.model.build import build_loss, build_model
+
+    device = ddp.local_device(cfg.train.device)
+    dist = ddp.setup_distributed(device)
+    try:
+        log = log if dist.is_main else (lambda message: None)
+        seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
+        resuming = resume_checkpoint is not None
+        run_dir = Path(cfg.train.run_dir) if resuming else None
+        if dist.is_main and not resuming:
+            run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
+            cfg.train.run_dir = str(run_dir)
+        # Rank 0 first: it may generate the synthetic dataset that the others then read.
+        if dist.is_main:
+            train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=dist.distributed)
+            val_loader, val_split = build_dataloader(cfg, "val", train=False)
+        ddp.barrier(dist)
+        if not dist.is_main:
+            train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=True)
+        names = list(train_split.names)
+        if resuming and len(names) != len(resume_checkpoint["names"]):
+            raise CheckpointError(
+                f"cannot resume {run_dir}: it was trained on {len(resume_checkpoint['names'])} classes, "
+                f"the data now has {len(names)}; start a new run"
+            )
+        model = build_model(cfg.model, len(names)).to(device)
+        loss_fn = build_loss(cfg.model, len(names)).to(device)
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
+        parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch)
+        state = TrainState(planned_epochs=cfg.train.epochs)
+        if resuming:
+            restore_from_checkpoint(parts, state, resume_checkpoint)
+            for line in changes or []:
+                log(f"resume: {line}")
+            if cfg.train.time_limit is None and cfg.train.epochs != state.planned_epochs:
+                log(f"resume: re-planning the schedule from {state.planned_epochs} to {cfg.train.epochs} epochs "
+                    f"(cosine continues from step {state.step} to {cfg.train.epochs * steps_per_epoch})")
+                state.planned_epochs = cfg.train.epochs
+                parts.schedule.replan(current_step=state.step, total_steps=cfg.train.epochs * steps_per_epoch)
+            # Last, so that building the model above does not consume the restored streams.
+            restore_rng_state(resume_checkpoint["rng"])
+            truncate_results(run_dir / "results.csv", state.epoch)
+        if dist.distributed:
+            parts.model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if dist.is_main:
+            write_config_yaml(cfg, run_dir)
+            log(f"{'resuming' if resuming else 'training'} in {run_dir}: {len(train_split.records)} train / "
+                f"{len(val_split.records)} val images, {len(names)} classes, {cfg.model.backbone} "
+                f"{cfg.model.image_size}px on {device} x{dist.world_size}, epoch {state.epoch + 1}/{state.planned_epochs}")
+        budget = None
+        if cfg.train.time_limit is not None:
+            budget = TimeBudget(cfg.train.time_limit, clock=clock, elapsed_before_s=state.elapsed_s)
+        nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
+        last_validation_s: float | None = None
+
+        def out_of_time() -> bool:
+            # Leave room for the final validation (estimated as one epoch's share until measured).
+            reserve = last_validation_s if last_validation_s is not None else 0.0
+            return budget is not None and budget.elapsed() > budget.limit_s - reserve
+
+        while state.epoch < state.planned_epochs and not state.finished:
+            epoch_start = clock()
+            _start_epoch(train_loader, state.epoch, cfg.train.seed, dist.rank)
+            stats = train_one_epoch(parts, train_loader, state, cfg.train, epoch=state.epoch,
+                                    planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
+                                    show_progress=show_progress,
+                                    # Mid-epoch stops are single-process only: ranks would disagree on the step.
+                                    should_stop=out_of_time if budget and not dist.distributed else None)
+            state.epoch += 1
+            train_s = clock() - epoch_start
+            # Rank 0 re-plans from its clock and the others follow, so all agree on when to stop.
+            planned = state.planned_epochs
+            if budget is not None and dist.is_main:
+                budget.record_epoch(train_seconds=train_s, validation_seconds=None)
+                estimate = train_s * len(val_split.records) / max(len(train_split.records), 1)
+                planned = 0 if stats["stopped_early"] else budget.plan(
+                    completed_epochs=state.epoch, eval_interval=cfg.train.eval_interval,
+                    validation_estimate_s=last_validation_s if last_validation_s is not None else estimate)
+                planned = max(planned, state.epoch)
+            (planned,) = ddp.broadcast_numbers([planned], dist, device)
+            if int(planned) != state.planned_epochs:
+                log(f"time budget: {state.planned_epochs} -> {int(planned)} epochs, schedule re-planned "
+                    f"(after {state.epoch} epochs of {train_s:.1f}s; limit {cfg.train.time_limit} min)")
+                state.planned_epochs = int(planned)
+                parts.schedule.replan(current_step=state.step, total_steps=state.planned_epochs * steps_per_epoch)
+            last_epoch = state.epoch >= state.planned_epochs
+            metrics: dict[str, float] = {}
+            improved = False
+            if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
+                validation_start = clock()
+                metrics = validate(parts.eval_model, val_loader, val_split, cfg, device=device,
+                                   amp=parts.amp_dtype is not None)
+                last_validation_s = clock() - validation_start
+                improved = is_better(metrics["AP"], state.best_ap)
+                if improved:
+                    state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
+                else:
+                    state.epochs_without_improvement += cfg.train.eval_interval
+            patience = cfg.train.early_stop_patience
+            stop_early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
+            (stop_flag,) = ddp.broadcast_numbers([1.0 if stop_early else 0.0], dist, device)
+            if stop_flag and dist.is_main:
+                log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
+                    f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
+            state.finished = last_epoch or bool(stop_flag)
+            if budget is not None:
+                state.elapsed_s = budget.elapsed()
+            if dist.is_main:
+                _check_finite_before_save(parts.model, state.epoch)
+                _check_finite_before_save(parts.eval_model, state.epoch)
+                row = {"epoch": state.epoch, **{k: stats[k] for k in stats if k.startswith("loss")},
+                       "lr": stats["lr"], "AP": metrics.get("AP", math.nan), "AP50": metrics.get("AP50", math.nan),
+                       "train_s": train_s, "images_per_s": stats["images_per_s"],
+                       "data_wait_fraction": stats["data_wait_fraction"], "skipped_steps": stats["skipped_steps"]}
+                append_result(run_dir / "results.csv", row)
+                if improved:
+                    save_checkpoint(inference_checkpoint(parts, state, cfg, names), run_dir / "weights" / "best.pt")
+                save_checkpoint(last_checkpoint(parts, state, cfg, names), run_dir / "weights" / "last.pt")
+                plot_training_curves(run_dir / "results.csv", run_dir / "plots")
+                log(_summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap, clock() - epoch_start))
+            ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
+        if dist.is_main:
+            log(f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; weights in {run_dir / 'weights'}")
+        return run_dir
+    finally:
+        ddp.cleanup_distributed()
+
+
+__all__ = ["fit", "NonFiniteLossError"]

@@ -1,0 +1,298 @@
+"""The Python inference API: `Detector` turns images into per-image `Detections`.
+
+    from detector import Detector
+    det = Detector.from_checkpoint("runs/train/exp/weights/best.pt", device="cuda", half=True)
+    result = det("photo.jpg")                         # one Detections
+    results = det([frame_bgr, frame_bgr2])            # numpy arrays are BGR (OpenCV) by default
+    results = det(batch_rgb, color="rgb")             # uint8 [B, H, W, 3] RGB
+    result.boxes, result.scores, result.labels, result.names, result.to_dict()
+
+Boxes are float32 xyxy pixels in the original image. Preprocessing (letterbox,
+colour flip) runs on the model's device; results are copied to the host once
+per batch, the only host-device synchronisation in `predict_frames`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detector.data.letterbox import boxes_to_original
+from detector.inference.preprocess import preprocess_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Detections:
+    """Detections of one image.
+
+    Attributes:
+        boxes: float32 [K, 4] xyxy pixels in the original image.
+        scores: float32 [K] confidence in 0..1, descending.
+        labels: int64 [K] class indices into the checkpoint's names.
+        names: K class names, one per detection.
+        width, height: size of the original image in pixels.
+        path: the image file, when the input was a path.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    width: int
+    height: int
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record: {path, width, height, detections: [{box, score, label, name}]}."""
+        return {
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "detections": [
+                {
+                    "box": [round(float(v), 2) for v in box],
+                    "score": round(float(score), 4),
+                    "label": int(label),
+                    "name": name,
+                }
+                for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.names, strict=True)
+            ],
+        }
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda when available else cpu; "cuda" without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return resolved
+
+
+def _precision(half: bool | str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for `half` (False, True/"fp16", "bf16"); None means fp32."""
+    if half in (False, None, "fp32"):
+        return None
+    if half not in (True, "fp16", "bf16"):
+        raise ValueError(f"half must be False, True, 'fp16' or 'bf16', got {half!r}")
+    if device.type != "cuda":
+        log.warning("half precision is only used on CUDA; running fp32 on %s", device)
+        return None
+    return torch.bfloat16 if half == "bf16" else torch.float16
+
+
+def _as_image(item: np.ndarray, index: int) -> np.ndarray:
+    """Validate one input array and bring grey/alpha images to 3 channels (same order)."""
+    if not isinstance(item, np.ndarray):
+        raise TypeError(f"input {index}: expected a path or a numpy array, got {type(item).__name__}")
+    if item.dtype != np.uint8:
+        raise ValueError(f"input {index}: expected a uint8 image, got dtype {item.dtype}")
+    if item.ndim == 2:
+        return np.repeat(item[:, :, None], 3, axis=2)
+    if item.ndim == 3 and item.shape[2] == 4:
+        return item[:, :, :3]
+    if item.ndim == 3 and item.shape[2] == 3:
+        return item
+    raise ValueError(f"input {index}: expected [H, W], [H, W, 3] or [H, W, 4], got {list(item.shape)}")
+
+
+class Detector:
+    """A loaded detector with its thresholds; call it on images.
+
+    Args:
+        model: eval-mode model with `decode` (see docs/internals.md).
+        names: class names, index = label.
+        image_size: square network input side.
+        device: where the model lives.
+        half: False, True/"fp16" or "bf16": autocast precision on CUDA.
+        score_threshold, iou_threshold, max_det: postprocessing.
+        classes: keep only these classes (names or indices); None keeps all.
+        compile: wrap the forward in `torch.compile`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        names: Sequence[str],
+        image_size: int,
+        device: torch.device | str = "cpu",
+        half: bool | str = False,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_det: int = 300,
+        classes: Sequence[str | int] | None = None,
+        compile: bool = False,
+    ) -> None:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if max_det < 1:
+            raise ValueError(f"max_det must be >= 1, got {max_det}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.names = list(names)
+        self.image_size = int(image_size)
+        self.autocast_dtype = _precision(half, self.device)
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_det = int(max_det)
+        self.class_ids = self._class_ids(classes)
+        if self.device.type == "cuda":
+            # Input shape is fixed (S x S), so the autotuned kernels are reused every call.
+            torch.backends.cudnn.benchmark = True
+        self._forward = torch.compile(self.model) if compile else self.model
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        half: bool | str = False,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_det: int = 300,
+        classes: Sequence[str | int] | None = None,
+        compile: bool = False,
+    ) -> Detector:
+        """Load a checkpoint written by training (a checkpoint alone is enough).
+
+        Raises `CheckpointError` (missing, corrupt, wrong content) naming the file.
+        """
+        from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+        resolved = resolve_device(device)
+        checkpoint = load_checkpoint(path)
+        model, _ = model_from_checkpoint(checkpoint, resolved)
+        return cls(
+            model,
+            names=list(checkpoint["names"]),
+            image_size=int(checkpoint["image_size"]),
+            device=resolved,
+            half=half,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_det=max_det,
+            classes=classes,
+            compile=compile,
+        )
+
+    def _class_ids(self, classes: Sequence[str | int] | None) -> torch.Tensor | None:
+        if classes is None:
+            return None
+        ids = []
+        for item in classes:
+            if isinstance(item, str) and not item.isdigit():
+                if item not in self.names:
+                    raise ValueError(f"unknown class {item!r}; known: {', '.join(self.names)}")
+                ids.append(self.names.index(item))
+            else:
+                index = int(item)
+                if not 0 <= index < len(self.names):
+                    raise ValueError(f"class index {index} out of range 0..{len(self.names) - 1}")
+                ids.append(index)
+        return torch.tensor(sorted(set(ids)), dtype=torch.int64, device=self.device)
+
+    def __call__(
+        self, inputs: Any, color: str = "bgr"
+    ) -> Detections | list[Detections]:
+        """Detect objects in a path, an array, a list of those or a batch array.
+
+        Args:
+            inputs: a path (str/Path); a uint8 array [H, W, 3] (or [H, W] grey,
+                [H, W, 4] with alpha); a list of paths/arrays; or a uint8 batch
+                [B, H, W, 3].
+            color: channel order of the arrays: "bgr" (OpenCV, default) or "rgb".
+                Files are decoded by the package and need no hint.
+
+        Returns:
+            One Detections for a single path/array, else a list in input order.
+        """
+        single = isinstance(inputs, (str, Path)) or (
+            isinstance(inputs, np.ndarray) and inputs.ndim in (2, 3)
+        )
+        items = [inputs] if single else list(inputs)
+        if not items:
+            return []
+        from detector.data.images import read_image_rgb  # imported here: only paths need it
+
+        images, paths = [], []
+        for index, item in enumerate(items):
+            if isinstance(item, (str, Path)):
+                rgb = read_image_rgb(item)
+                # Files are RGB; bring them to the caller's order so one batch has one order.
+                images.append(rgb[:, :, ::-1] if color == "bgr" else rgb)
+                paths.append(str(item))
+            else:
+                images.append(_as_image(item, index))
+                paths.append(None)
+        results = self.predict_frames(images, color=color)
+        for result, path in zip(results, paths, strict=True):
+            result.path = path
+        return results[0] if single else results
+
+    @torch.inference_mode()
+    def predict_frames(self, images: Sequence[np.ndarray], color: str = "bgr") -> list[Detections]:
+        """Detect on a list of uint8 [H, W, 3] arrays (one batch on the device).
+
+        Args:
+            images: B arrays in `color` order; sizes may differ.
+            color: "bgr" or "rgb".
+
+        Returns:
+            B Detections with boxes in each image's own pixel coordinates.
+        """
+        batch, letterboxes = preprocess_batch(images, self.image_size, self.device, color=color)
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            raw = self._forward(batch)
+        # Decode in fp32: scores and box corners of large images need the precision.
+        per_image = self.model.decode(
+            raw.float(),
+            score_threshold=self.score_threshold,
+            iou_threshold=self.iou_threshold,
+            # With a class filter, NMS may keep more than max_det before filtering.
+            max_det=self.max_det if self.class_ids is None else self.max_det * 4,
+        )
+        rows = []
+        for dets, lb in zip(per_image, letterboxes, strict=True):
+            boxes, scores, labels = dets["boxes"], dets["scores"], dets["labels"]
+            if self.class_ids is not None:
+                keep = torch.isin(labels, self.class_ids)
+                boxes, scores, labels = boxes[keep][: self.max_det], scores[keep][: self.max_det], labels[keep][: self.max_det]
+            boxes = boxes_to_original(boxes.float(), lb)
+            rows.append(torch.cat([boxes, scores.float()[:, None], labels.float()[:, None]], dim=1))
+        # One device->host copy for the whole batch: the sync that hands results out.
+        host = torch.cat(rows).cpu().numpy() if rows else np.zeros((0, 6), np.float32)
+        results, start = [], 0
+        for row, lb in zip(rows, letterboxes, strict=True):
+            part = host[start:start + len(row)]
+            start += len(row)
+            labels_np = part[:, 5].astype(np.int64)
+            results.append(
+                Detections(
+                    boxes=np.ascontiguousarray(part[:, :4], dtype=np.float32),
+                    scores=np.ascontiguousarray(part[:, 4], dtype=np.float32),
+                    labels=labels_np,
+                    names=[self.names[i] for i in labels_np],
+                    width=lb.orig_width,
+                    height=lb.orig_height,
+                )
+            )
+        return results

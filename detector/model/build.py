@@ -1,0 +1,63 @@
+"""The one place where the `model:` config becomes a model and a loss.
+
+    from detector.config import load_config
+    from detector.model.build import build_model, build_loss
+    cfg = load_config("configs/shapes.yaml")
+    model = build_model(cfg.model, num_classes=5)
+    loss_fn = build_loss(cfg.model, num_classes=5)
+"""
+
+from __future__ import annotations
+
+from detector.config import ModelConfig
+from detector.model.backbone import ResNetBackbone
+from detector.model.loss import YOLOLoss
+from detector.model.pretrained import load_resnet_weights
+from detector.model.yolo import STRIDES, YOLODetector
+
+_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
+
+
+def _check_strides(model_cfg: ModelConfig) -> None:
+    if list(model_cfg.strides) != list(STRIDES):
+        raise ValueError(
+            f"model.strides: {model_cfg.strides} is not supported; the head reads C3, C4, C5 at {list(STRIDES)}"
+        )
+
+
+def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
+    """Build a `YOLODetector` and load `model.pretrained` into its backbone if set.
+
+    Args:
+        model_cfg: the `model:` config section.
+        num_classes: number of classes C.
+
+    Returns:
+        The detector in train mode, on CPU.
+
+    Raises:
+        ValueError: unknown backbone or unsupported strides.
+        PretrainedWeightsError: the weight file is missing or does not fit.
+    """
+    if model_cfg.backbone not in _DEPTHS:
+        raise ValueError(f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(_DEPTHS)}")
+    _check_strides(model_cfg)
+    backbone = ResNetBackbone(
+        depth=_DEPTHS[model_cfg.backbone], frozen_stages=model_cfg.frozen_stages, freeze_bn=model_cfg.freeze_bn
+    )
+    if model_cfg.pretrained:
+        load_resnet_weights(backbone, model_cfg.pretrained)
+    return YOLODetector(
+        backbone=backbone,
+        num_classes=num_classes,
+        neck_channels=model_cfg.neck_channels,
+        head_channels=model_cfg.head_channels,
+        mean=model_cfg.mean,
+        std=model_cfg.std,
+    )
+
+
+def build_loss(model_cfg: ModelConfig, num_classes: int) -> YOLOLoss:
+    """Build the `YOLOLoss` matching `build_model(model_cfg, num_classes)`."""
+    _check_strides(model_cfg)
+    return YOLOLoss(num_classes=num_classes, strides=STRIDES)

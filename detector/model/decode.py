@@ -1,0 +1,76 @@
+"""Raw grid predictions -> per-image detections (boxes, scores, labels).
+
+    dets = decode_detections(raw, strides=(8, 16, 32), input_size=(192, 192),
+                             score_threshold=0.001, iou_threshold=0.6, max_det=100)
+    dets[0]["boxes"]   # float32 [K, 4] xyxy network-input pixels
+
+Each (cell, class) pair is a candidate with score = sigmoid(objectness) *
+sigmoid(class logit), so one cell can report several classes (better recall for
+COCO-style AP). The `pre_nms_topk` best candidates per image, taken for the
+whole batch at once, above `score_threshold` go through class-aware NMS
+(`detector.postprocess.batched_nms`; class-agnostic on request), and the
+`max_det` best survivors are kept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from detector.model.head import decode_boxes, make_grid, square_size_from_anchors
+
+
+def decode_detections(
+    raw: torch.Tensor,
+    *,
+    strides: tuple[int, ...] | list[int],
+    input_size: tuple[int, int] | None = None,
+    score_threshold: float = 0.001,
+    iou_threshold: float = 0.6,
+    max_det: int = 100,
+    class_agnostic: bool = False,
+    pre_nms_topk: int = 1000,
+) -> list[dict[str, torch.Tensor]]:
+    """Decode and suppress raw predictions.
+
+    Args:
+        raw: [B, A, 4 + 1 + C] model output.
+        strides: the model's strides.
+        input_size: (height, width) of the network input; inferred from A if square.
+        score_threshold: minimum obj * class probability.
+        iou_threshold: NMS IoU threshold.
+        max_det: detections kept per image.
+        class_agnostic: suppress across classes too.
+        pre_nms_topk: candidates per image entering NMS.
+
+    Returns:
+        B dicts {boxes float32 [K, 4] xyxy input px, scores float32 [K] (descending),
+        labels int64 [K]}, K <= max_det.
+    """
+    if raw.dim() != 3 or raw.shape[-1] < 6:
+        raise ValueError(f"raw must be [B, A, 4 + 1 + C] with C >= 1, got {list(raw.shape)}")
+    batch, num_anchors, channels = raw.shape
+    num_classes = channels - 5
+    if input_size is None:
+        side = square_size_from_anchors(num_anchors, strides)
+        input_size = (side, side)
+    raw = raw.detach().float()
+    centers, anchor_strides = make_grid(*input_size, strides, device=raw.device)
+    boxes = decode_boxes(raw[..., :4], centers, anchor_strides)  # [B, A, 4]
+    scores = raw[..., 4:5].sigmoid() * raw[..., 5:].sigmoid()  # [B, A, C]
+
+    k = min(pre_nms_topk, num_anchors * num_classes)
+    top_scores, top_index = scores.flatten(1).topk(k, dim=1)  # [B, k], sorted descending
+    top_boxes = boxes.gather(1, (top_index // num_classes).unsqueeze(-1).expand(batch, k, 4))
+    top_labels = top_index % num_classes
+
+    from detector.postprocess import batched_nms  # TEMP until postprocess lands
+
+    results = []
+    for image in range(batch):  # NMS is per image; everything before it is batched
+        keep = top_scores[image] > score_threshold
+        image_boxes, image_scores = top_boxes[image][keep], top_scores[image][keep]
+        image_labels = top_labels[image][keep]
+        groups = torch.zeros_like(image_labels) if class_agnostic else image_labels
+        kept = batched_nms(image_boxes, image_scores, groups, iou_threshold)[:max_det]
+        results.append({"boxes": image_boxes[kept], "scores": image_scores[kept], "labels": image_labels[kept]})
+    return results

@@ -1,0 +1,122 @@
+"""Resume: interrupted + resumed equals uninterrupted; finished runs and class changes are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from detector.config import Config, config_from_dict
+from detector.engine import trainer as trainer_module
+from detector.engine.checkpoint import load_checkpoint
+from detector.engine.resume import ResumeError, prepare_resume
+from detector.engine.trainer import fit
+
+
+def tiny_config(data_root: Path, run_dir: Path, **train: object) -> Config:
+    """resnet18 at 64 px on 4 synthetic training images (2 steps per epoch), CPU, no workers."""
+    return config_from_dict({
+        "data": {"format": "voc", "root": str(data_root), "train": ["ImageSets/Main/train.txt"],
+                 "val": ["ImageSets/Main/val.txt"], "names": ["circle", "square"],
+                 "synthetic": {"num_train": 4, "num_val": 2, "image_size": 64, "seed": 0}},
+        "model": {"backbone": "resnet18", "image_size": 64, "neck_channels": 16, "head_channels": 16},
+        "train": {"epochs": 2, "batch_size": 2, "workers": 0, "device": "cpu", "optimizer": "sgd",
+                  "lr": 0.01, "warmup_epochs": 1.0, "run_dir": str(run_dir), **train},
+        "eval": {"batch_size": 2},
+    })
+
+
+@pytest.fixture
+def deterministic():
+    yield
+    torch.use_deterministic_algorithms(False)  # do not leak the global switch into other tests
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], interrupt_at_call: int | None) -> None:
+    """Wrap train_one_epoch: record per-step losses; raise (a "kill") at the given call."""
+    real = trainer_module.train_one_epoch
+    calls = [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if interrupt_at_call is not None and calls[0] == interrupt_at_call:
+            raise _Interrupt
+        stats = real(*args, **kwargs)
+        losses.extend(stats["step_losses"])
+        return stats
+
+    monkeypatch.setattr(trainer_module, "train_one_epoch", wrapper)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic) -> None:
+    data = tmp_path / "data"
+    # Augmentation on (the default pipeline): the resumed epoch must replay the same random crops.
+    settings = {"deterministic": True, "ema": True, "epochs": 3}
+
+    straight_losses: list[float] = []
+    _recording_epochs(monkeypatch, straight_losses, interrupt_at_call=None)
+    straight_dir = fit(tiny_config(data, tmp_path / "straight", **settings), show_progress=False)
+
+    resumed_losses: list[float] = []
+    _recording_epochs(monkeypatch, resumed_losses, interrupt_at_call=2)  # killed after epoch 1's checkpoint
+    with pytest.raises(_Interrupt):
+        fit(tiny_config(data, tmp_path / "resumed", **settings), show_progress=False)
+    assert load_checkpoint(tmp_path / "resumed/weights/last.pt")["epoch"] == 1
+    _recording_epochs(monkeypatch, resumed_losses, interrupt_at_call=None)
+    cfg, ckpt, changes = prepare_resume(tmp_path / "resumed")
+    assert changes == []
+    fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+
+    assert len(straight_losses) == 6 and resumed_losses == straight_losses
+    straight = load_checkpoint(straight_dir / "weights/last.pt", require_training_state=True)
+    resumed = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
+    for key in ("train_model", "model"):  # trained weights and EMA weights
+        assert straight[key].keys() == resumed[key].keys()
+        for name in straight[key]:
+            assert torch.equal(straight[key][name], resumed[key][name]), f"{key}.{name} differs"
+    assert straight["step"] == resumed["step"] == 6 and resumed["finished"]
+    assert straight["scheduler"] == resumed["scheduler"]
+    # results.csv has one row per epoch, not a duplicate for the epoch around the interruption.
+    rows = (tmp_path / "resumed/results.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"]
+
+
+def test_finished_run_and_changed_classes_are_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fit(tiny_config(tmp_path / "data", run, epochs=1), show_progress=False)
+    with pytest.raises(ResumeError, match="finished"):
+        prepare_resume(run)
+    # Pretend it was interrupted, then change the class count.
+    ckpt = load_checkpoint(run / "weights/last.pt")
+    ckpt["finished"] = False
+    torch.save(ckpt, run / "weights/last.pt")
+    with pytest.raises(ResumeError, match="2 classes .* but the config has 1"):
+        prepare_resume(run, overrides=["data.names=[circle]"])
+    with pytest.raises(ResumeError, match="model changed"):
+        prepare_resume(run, overrides=["model.backbone=resnet34"])
+    with pytest.raises(ResumeError, match="no such run"):
+        prepare_resume(tmp_path / "nowhere")
+    (run / "weights/last.pt").write_bytes(b"garbage")
+    with pytest.raises(ResumeError, match="corrupt"):
+        prepare_resume(run)
+
+
+def test_more_epochs_on_resume_replans_the_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    losses: list[float] = []
+    _recording_epochs(monkeypatch, losses, interrupt_at_call=2)
+    with pytest.raises(_Interrupt):
+        fit(tiny_config(tmp_path / "data", tmp_path / "run", epochs=2), show_progress=False)
+    cfg, ckpt, changes = prepare_resume(tmp_path / "run", overrides=["train.epochs=3"])
+    assert changes == ["train.epochs: 2 -> 3"]
+    messages: list[str] = []
+    _recording_epochs(monkeypatch, losses, interrupt_at_call=None)
+    fit(cfg, resume_checkpoint=ckpt, changes=changes, show_progress=False, log=messages.append)
+    assert any("re-planning the schedule from 2 to 3 epochs" in m for m in messages)
+    last = load_checkpoint(tmp_path / "run/weights/last.pt", require_training_state=True)
+    assert last["epoch"] == 3 and last["finished"]
+    assert last["scheduler"]["total_steps"] == 6 and last["scheduler"]["start_step"] == 2
