@@ -60,6 +60,7 @@ class ModelConfig:
     freeze_bn: bool = False  # frozen BatchNorm statistics and affine (small batches)
     neck_channels: int = 128
     head_channels: int = 128
+    head_convs: int = 2  # 3x3 convs in each head branch (classification; box + objectness)
     strides: list[int] = field(default_factory=lambda: [8, 16, 32])
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])

@@ -1,6 +1,6 @@
 """Box formats and the IoU family against hand-computed values and slow pairwise loops.
 
-    .venv/bin/python -m pytest tests/test_postprocess_boxes.py -q
+.venv/bin/python -m pytest tests/test_postprocess_boxes.py -q
 """
 
 from __future__ import annotations
@@ -27,17 +27,25 @@ from detector.postprocess import (
     generalized_box_iou_aligned,
 )
 
-ALIGNED = [box_iou_aligned, generalized_box_iou_aligned, distance_box_iou_aligned, complete_box_iou_aligned]
+ALIGNED = [
+    box_iou_aligned,
+    generalized_box_iou_aligned,
+    distance_box_iou_aligned,
+    complete_box_iou_aligned,
+]
 
 
 # --- slow, readable references on Python floats -------------------------------------------
+
 
 def ref_area(box: list[float]) -> float:
     return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
 
 
 def ref_iou(a: list[float], b: list[float]) -> float:
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(
+        min(a[3], b[3]) - max(a[1], b[1]), 0.0
+    )
     union = ref_area(a) + ref_area(b) - inter
     return inter / union if union > 0 else 0.0
 
@@ -47,7 +55,9 @@ def ref_enclosing(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def ref_giou(a: list[float], b: list[float]) -> float:
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(
+        min(a[3], b[3]) - max(a[1], b[1]), 0.0
+    )
     union = ref_area(a) + ref_area(b) - inter
     width, height = ref_enclosing(a, b)
     enclosing = width * height
@@ -57,7 +67,9 @@ def ref_giou(a: list[float], b: list[float]) -> float:
 def ref_diou(a: list[float], b: list[float]) -> float:
     width, height = ref_enclosing(a, b)
     diagonal_sq = width**2 + height**2
-    centre_sq = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2 + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) ** 2
+    centre_sq = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2 + (
+        (a[1] + a[3]) / 2 - (b[1] + b[3]) / 2
+    ) ** 2
     return ref_iou(a, b) - (centre_sq / diagonal_sq if diagonal_sq > 0 else 0.0)
 
 
@@ -76,6 +88,7 @@ def random_boxes(count: int, generator: torch.Generator, dtype=torch.float64) ->
 
 
 # --- formats, area, clipping ----------------------------------------------------------------
+
 
 def test_format_conversions_hand_computed() -> None:
     xyxy = torch.tensor([[10.0, 20.0, 40.0, 60.0]])
@@ -118,9 +131,12 @@ def test_area_and_clip_hand_computed() -> None:
 
 # --- IoU family -----------------------------------------------------------------------------
 
+
 def test_iou_family_hand_computed() -> None:
     a = torch.tensor([[0.0, 0.0, 2.0, 2.0]] * 4)
-    b = torch.tensor([[1.0, 0.0, 3.0, 2.0], [1.0, 1.0, 3.0, 3.0], [3.0, 0.0, 4.0, 2.0], [0.0, 0.0, 2.0, 2.0]])
+    b = torch.tensor(
+        [[1.0, 0.0, 3.0, 2.0], [1.0, 1.0, 3.0, 3.0], [3.0, 0.0, 4.0, 2.0], [0.0, 0.0, 2.0, 2.0]]
+    )
     torch.testing.assert_close(box_iou_aligned(a, b), torch.tensor([1 / 3, 1 / 7, 0.0, 1.0]))
     # disjoint: enclosing 4x2 = 8, union 6 -> 0 - 2/8
     torch.testing.assert_close(generalized_box_iou_aligned(a, b)[2], torch.tensor(-0.25))
@@ -140,11 +156,19 @@ def test_pairwise_and_aligned_match_reference_loops(seed: int) -> None:
     boxes1, boxes2 = random_boxes(7, generator), random_boxes(9, generator)
     boxes1[0, 2] = boxes1[0, 0]  # a zero-width box among them
     rows, columns = boxes1.tolist(), boxes2.tolist()
-    expected_iou = torch.tensor([[ref_iou(a, b) for b in columns] for a in rows], dtype=torch.float64)
-    expected_giou = torch.tensor([[ref_giou(a, b) for b in columns] for a in rows], dtype=torch.float64)
+    expected_iou = torch.tensor(
+        [[ref_iou(a, b) for b in columns] for a in rows], dtype=torch.float64
+    )
+    expected_giou = torch.tensor(
+        [[ref_giou(a, b) for b in columns] for a in rows], dtype=torch.float64
+    )
     torch.testing.assert_close(box_iou(boxes1, boxes2), expected_iou, rtol=0, atol=1e-12)
-    torch.testing.assert_close(generalized_box_iou(boxes1, boxes2), expected_giou, rtol=0, atol=1e-12)
-    torch.testing.assert_close(box_iou(boxes1.float(), boxes2.float()), expected_iou.float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        generalized_box_iou(boxes1, boxes2), expected_giou, rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        box_iou(boxes1.float(), boxes2.float()), expected_iou.float(), atol=1e-6, rtol=0
+    )
 
     pairs1, pairs2 = boxes1[1:], boxes2[: len(boxes1) - 1]  # positive-area aligned pairs
     for function, reference in [
@@ -153,7 +177,10 @@ def test_pairwise_and_aligned_match_reference_loops(seed: int) -> None:
         (distance_box_iou_aligned, ref_diou),
         (complete_box_iou_aligned, ref_ciou),
     ]:
-        expected = torch.tensor([reference(a, b) for a, b in zip(pairs1.tolist(), pairs2.tolist())], dtype=torch.float64)
+        expected = torch.tensor(
+            [reference(a, b) for a, b in zip(pairs1.tolist(), pairs2.tolist(), strict=True)],
+            dtype=torch.float64,
+        )
         torch.testing.assert_close(function(pairs1, pairs2), expected, rtol=0, atol=1e-12)
 
 

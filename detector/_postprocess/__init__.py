@@ -1,4 +1,4 @@
 """Private implementation of `detector.postprocess`; import from there instead.
 
-    from detector.postprocess import box_iou, nms, batched_nms
+from detector.postprocess import box_iou, nms, batched_nms
 """

@@ -43,7 +43,9 @@ def check_vector(values: Tensor, length: int, name: str) -> None:
     if not isinstance(values, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(values).__name__}")
     if values.dim() != 1 or values.shape[0] != length:
-        raise ValueError(f"{name} must have shape [{length}] (one per box), got {list(values.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{length}] (one per box), got {list(values.shape)}"
+        )
 
 
 def compute_dtype(boxes: Tensor) -> Tensor:
@@ -107,7 +109,9 @@ def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
     check_boxes(boxes, matrix=False)
     cx, cy, width, height = boxes.unbind(-1)
     half_width, half_height = width / 2, height / 2
-    return torch.stack((cx - half_width, cy - half_height, cx + half_width, cy + half_height), dim=-1)
+    return torch.stack(
+        (cx - half_width, cy - half_height, cx + half_width, cy + half_height), dim=-1
+    )
 
 
 def box_xywh_to_cxcywh(boxes: Tensor) -> Tensor:

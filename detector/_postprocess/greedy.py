@@ -28,29 +28,32 @@ __all__ = ["greedy_keep", "greedy_keep_torch"]
 CPU_BACKEND = "auto"
 # Boxes per block of the torch pass: bigger blocks mean fewer Python steps but B^2 work
 # inside each block; a GPU affords far bigger ones. Tests shrink them to cross blocks.
-CPU_BLOCK_SIZE = 256
-CUDA_BLOCK_SIZE = 2048
+CPU_BLOCK_SIZE = 128
+CUDA_BLOCK_SIZE = 1024
 
 # Same lower bound on the union as detector._postprocess.iou, so every path agrees.
 _EPS = 1e-7
 
 
+def _area(boxes: Tensor) -> Tensor:
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+
 def _overlaps(rows: Tensor, columns: Tensor, iou_threshold: float) -> Tensor:
     """Bool [R, C]: IoU(rows[r], columns[c]) > iou_threshold, computed as in the IoU module."""
-    top_left = torch.maximum(rows[:, None, :2], columns[None, :, :2])
-    bottom_right = torch.minimum(rows[:, None, 2:], columns[None, :, 2:])
-    overlap = (bottom_right - top_left).clamp_(min=0)
-    intersection = overlap[..., 0] * overlap[..., 1]
-    row_area = (rows[:, 2] - rows[:, 0]).clamp(min=0) * (rows[:, 3] - rows[:, 1]).clamp(min=0)
-    column_area = (columns[:, 2] - columns[:, 0]).clamp(min=0) * (
-        columns[:, 3] - columns[:, 1]
-    ).clamp(min=0)
-    union = (row_area[:, None] + column_area[None, :] - intersection).clamp_(min=_EPS)
+    # One [R, C] tensor per coordinate instead of broadcasting [R, C, 2] corner pairs:
+    # contiguous kernels, and the same arithmetic as the IoU module bit for bit.
+    row_x1, row_y1, row_x2, row_y2 = rows[:, :, None].unbind(1)  # each [R, 1]
+    column_x1, column_y1, column_x2, column_y2 = columns.T.contiguous()  # each [C]
+    width = (torch.minimum(row_x2, column_x2) - torch.maximum(row_x1, column_x1)).clamp_(min=0)
+    height = (torch.minimum(row_y2, column_y2) - torch.maximum(row_y1, column_y1)).clamp_(min=0)
+    intersection = width * height
+    union = (_area(rows)[:, None] + _area(columns)[None, :] - intersection).clamp_(min=_EPS)
     return intersection / union > iou_threshold
 
 
 def greedy_keep_torch(
-    boxes: Tensor, groups: Tensor | None, iou_threshold: float, *, block_size: int = 256
+    boxes: Tensor, groups: Tensor | None, iou_threshold: float, *, block_size: int = 128
 ) -> Tensor:
     """Pure-torch greedy pass; see the module docstring. Returns bool [N] in input order."""
     num_boxes = boxes.shape[0]
@@ -97,6 +100,7 @@ def greedy_keep_torch(
     return keep
 
 
+@torch.no_grad()
 def greedy_keep(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
     """Greedy suppression over boxes sorted by (group, decreasing score).
 
@@ -108,9 +112,7 @@ def greedy_keep(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> T
         bool Tensor[N]: which of the sorted boxes are kept.
     """
     use_numba = (
-        boxes.device.type == "cpu"
-        and CPU_BACKEND in ("auto", "numba")
-        and greedy_numba.AVAILABLE
+        boxes.device.type == "cpu" and CPU_BACKEND in ("auto", "numba") and greedy_numba.AVAILABLE
     )
     if CPU_BACKEND == "numba" and not greedy_numba.AVAILABLE:
         raise RuntimeError("CPU_BACKEND is 'numba' but numba is not installed")

@@ -12,16 +12,16 @@ operation (same dtype, same order, same union lower bound) so both agree bit for
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+
 import numpy as np
 import torch
 from torch import Tensor
 
-try:
-    import numba
-except ImportError:  # optional dependency: fall back to the pure-torch pass
-    numba = None
-
-AVAILABLE = numba is not None
+# Optional dependency, imported on first use: `import detector.postprocess` stays light
+# for training, which only needs the IoU functions.
+AVAILABLE = importlib.util.find_spec("numba") is not None
 
 __all__ = ["AVAILABLE", "greedy_keep_numba"]
 
@@ -53,7 +53,12 @@ def _greedy_loop(boxes, groups, iou_threshold, eps):  # pragma: no cover - compi
     return keep
 
 
-_compiled = numba.njit(cache=True, nogil=True)(_greedy_loop) if AVAILABLE else None
+@functools.cache
+def _compiled_loop():
+    """Compile once per process; cache=True keeps the machine code on disk between runs."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_greedy_loop)
 
 
 def greedy_keep_numba(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
@@ -72,5 +77,5 @@ def greedy_keep_numba(boxes: Tensor, groups: Tensor | None, iou_threshold: float
     else:
         group_array = groups.detach().contiguous().numpy()
     scalar = array.dtype.type  # compare in the boxes' dtype, as torch does
-    keep = _compiled(array, group_array, scalar(iou_threshold), scalar(1e-7))
+    keep = _compiled_loop()(array, group_array, scalar(iou_threshold), scalar(1e-7))
     return torch.from_numpy(keep)

@@ -1,7 +1,7 @@
 """Greedy non-maximum suppression: single-class, class-aware and over a whole batch.
 
-    >>> from detector.postprocess import multi_image_nms
-    >>> per_image = multi_image_nms(boxes, scores, labels, image_index, 0.5, num_images=32)
+    from detector.postprocess import multi_image_nms
+    per_image = multi_image_nms(boxes, scores, labels, image_index, 0.5, num_images=32)
 
 Every function returns int64 indices into its inputs, sorted by decreasing score,
 ties broken by lower index first (stable), so results are deterministic. The result

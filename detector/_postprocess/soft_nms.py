@@ -1,7 +1,7 @@
 """Soft-NMS (Bodla et al., 2017): decay the scores of overlapping boxes instead of dropping them.
 
-    >>> from detector.postprocess import soft_nms
-    >>> keep, new_scores = soft_nms(boxes, scores, method="gaussian", sigma=0.5)
+    from detector.postprocess import soft_nms
+    keep, new_scores = soft_nms(boxes, scores, method="gaussian", sigma=0.5)
 
 Each step takes the remaining box with the highest (decayed) score, ties by lower
 index, and multiplies the scores of the other remaining boxes by a weight of their
@@ -23,6 +23,7 @@ from detector._postprocess.iou import box_iou
 __all__ = ["soft_nms"]
 
 
+@torch.no_grad()
 def soft_nms(
     boxes: Tensor,
     scores: Tensor,

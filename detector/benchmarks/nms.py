@@ -47,7 +47,9 @@ def clustered_boxes(
     object_label = torch.randint(num_classes, (num_objects,), generator=gen)
     owner = torch.randint(num_objects, (num_boxes,), generator=gen)
     size = object_size[owner] * torch.exp(0.15 * torch.randn(num_boxes, 2, generator=gen))
-    centre = object_centre[owner] + 0.12 * object_size[owner] * torch.randn(num_boxes, 2, generator=gen)
+    centre = object_centre[owner] + 0.12 * object_size[owner] * torch.randn(
+        num_boxes, 2, generator=gen
+    )
     scores = 0.3 + 0.7 * torch.rand(num_boxes, generator=gen)
     labels = object_label[owner].clone()
     relabel = torch.rand(num_boxes, generator=gen) < 0.2  # confused classes
@@ -63,19 +65,45 @@ def clustered_boxes(
     return boxes, scores, labels
 
 
-def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of `function()` over `repeats` runs after one warm-up."""
-    function()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+def median_seconds(
+    functions: list[Callable[[], object]], repeats: int, device: torch.device
+) -> list[float]:
+    """Median wall time of each function, runs interleaved so machine noise hits all alike.
+
+    Args:
+        functions: zero-argument callables to time; each runs once first as a warm-up.
+        repeats: timed runs of each.
+        device: where they run (CUDA is synchronised around each run).
+    Returns:
+        one median in seconds per function.
+    """
+    times: list[list[float]] = [[] for _ in functions]
+    for function in functions:
         function()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for _ in range(repeats):
+        for function, samples in zip(functions, times, strict=True):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            function()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
+
+
+def _with_backend(function: Callable[[], object], backend: str) -> Callable[[], object]:
+    """`function` run with the CPU greedy pass forced to `backend` ("numba" or "torch")."""
+    from detector._postprocess import greedy
+
+    def run() -> object:
+        greedy.CPU_BACKEND = backend
+        try:
+            return function()
+        finally:
+            greedy.CPU_BACKEND = "auto"
+
+    return run
 
 
 def _cases(sizes: list[int], batch: tuple[int, int, int], device: torch.device):
@@ -86,10 +114,16 @@ def _cases(sizes: list[int], batch: tuple[int, int, int], device: torch.device):
     for num_boxes in sizes:
         boxes, scores, labels = (t.to(device) for t in clustered_boxes(num_boxes, generator=gen))
         yield f"nms {num_boxes}", lambda b=boxes, s=scores: nms(b, s, 0.5)
-        yield f"batched_nms {num_boxes}", lambda b=boxes, s=scores, c=labels: batched_nms(b, s, c, 0.5)
+        yield (
+            f"batched_nms {num_boxes}",
+            lambda b=boxes, s=scores, c=labels: batched_nms(b, s, c, 0.5),
+        )
     num_images, per_image, num_classes = batch
-    parts = [clustered_boxes(per_image, num_classes=num_classes, generator=gen) for _ in range(num_images)]
-    boxes, scores, labels = (torch.cat(p).to(device) for p in zip(*parts))
+    parts = [
+        clustered_boxes(per_image, num_classes=num_classes, generator=gen)
+        for _ in range(num_images)
+    ]
+    boxes, scores, labels = (torch.cat(p).to(device) for p in zip(*parts, strict=True))
     image_index = torch.arange(num_images).repeat_interleave(per_image).to(device)
     yield (
         f"multi_image_nms {num_images}x{per_image}x{num_classes}",
@@ -101,11 +135,13 @@ def _cases(sizes: list[int], batch: tuple[int, int, int], device: torch.device):
 
 @click.command()
 @click.option("--repeats", default=20, show_default=True, help="Timed runs per case.")
-@click.option("--sizes", default="1000,3000,10000", show_default=True, help="Box counts for nms/batched_nms.")
+@click.option(
+    "--sizes", default="1000,3000,10000", show_default=True, help="Box counts for nms/batched_nms."
+)
 @click.option("--threads", default=1, show_default=True, help="torch intra-op threads on CPU.")
 def nms(repeats: int, sizes: str, threads: int) -> None:
     """Median times of nms, batched_nms and multi_image_nms on clustered boxes."""
-    from detector._postprocess import greedy, greedy_numba
+    from detector._postprocess import greedy_numba
 
     torch.set_num_threads(threads)
     box_counts = [int(part) for part in sizes.split(",") if part]
@@ -113,15 +149,14 @@ def nms(repeats: int, sizes: str, threads: int) -> None:
     cpu = torch.device("cpu")
     backends = ["numba", "torch"] if greedy_numba.AVAILABLE else ["torch"]
     click.echo(f"CPU, {threads} thread(s), IoU 0.5, median of {repeats} runs (ms)")
-    click.echo(f"{'case':<34}" + "".join(f"{name:>10}" for name in backends) + (
-        f"{'torch/numba':>13}" if len(backends) == 2 else ""
-    ))
+    click.echo(
+        f"{'case':<34}"
+        + "".join(f"{name:>10}" for name in backends)
+        + (f"{'torch/numba':>13}" if len(backends) == 2 else "")
+    )
     for name, function in _cases(box_counts, batch, cpu):
-        medians = []
-        for backend in backends:
-            greedy.CPU_BACKEND = backend
-            medians.append(median_seconds(function, repeats, cpu) * 1e3)
-        greedy.CPU_BACKEND = "auto"
+        functions = [_with_backend(function, backend) for backend in backends]
+        medians = [seconds * 1e3 for seconds in median_seconds(functions, repeats, cpu)]
         line = f"{name:<34}" + "".join(f"{value:>10.3f}" for value in medians)
         if len(medians) == 2:
             line += f"{medians[1] / medians[0]:>12.1f}x"
@@ -131,4 +166,5 @@ def nms(repeats: int, sizes: str, threads: int) -> None:
         device = torch.device("cuda")
         click.echo(f"\nCUDA ({torch.cuda.get_device_name(device)}), median of {repeats} runs (ms)")
         for name, function in _cases(box_counts, batch, device):
-            click.echo(f"{name:<34}{median_seconds(function, repeats, device) * 1e3:>10.3f}")
+            (seconds,) = median_seconds([function], repeats, device)
+            click.echo(f"{name:<34}{seconds * 1e3:>10.3f}")

@@ -79,10 +79,10 @@ def _predict_with_checkpoint(checkpoint: str, data: str | None, split: str, devi
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the metrics here.")
 @click.option("--save-predictions", type=click.Path(dir_okay=False), help="Write the detections as COCO results JSON.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), help="Folder for the plots (default: beside --json).")
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto).")
-@click.option("--conf", type=float, default=None, help="Score threshold (default: eval.score_threshold).")
-@click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: eval.iou_threshold).")
-@click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det).")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto; checkpoint only).")
+@click.option("--conf", type=float, default=None, help="Score threshold (default: eval.score_threshold; checkpoint only).")
+@click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: eval.iou_threshold; checkpoint only).")
+@click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det; checkpoint only).")
 @click.option("--voc-metric", type=click.Choice(VOC_CHOICES), default=None,
               help="VOC AP50 definition (default: eval.voc_metric; auto = area for VOC data).")
 def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_file: str | None,

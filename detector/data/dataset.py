@@ -31,6 +31,7 @@ which `build_dataloader` seeds from `train.seed` and the rank).
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import warnings
 from typing import Any, Callable
@@ -45,6 +46,7 @@ from detector.data.record import SampleRecord, SplitRecords
 from detector.data.transforms import EvalTransform, TrainTransform, build_eval_transform, build_train_transform
 
 Transform = TrainTransform | EvalTransform
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 
 
 def _default_reader() -> Callable[[str], np.ndarray]:
@@ -117,6 +119,21 @@ class DetectionDataset(Dataset):
         }
 
 
+def _empty_images(shape: tuple[int, int, int, int], shared: bool) -> torch.Tensor:
+    """An uninitialised uint8 tensor, in shared memory when `shared` (a worker's batch).
+
+    Allocating straight in shared memory, as torch's default collate does, avoids
+    `share_memory_()`'s second allocation and copy (~0.4 ms per 448 px image).
+    """
+    if not shared:
+        return torch.empty(shape, dtype=torch.uint8)
+    numel = int(np.prod(shape))
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+    if new_shared is None:  # private API; fall back to the public, slower path
+        return torch.empty(shape, dtype=torch.uint8).share_memory_()
+    return torch.empty(0, dtype=torch.uint8).set_(new_shared(numel)).view(shape)
+
+
 def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples from `DetectionDataset` into the batch format of the module docstring.
 
@@ -129,9 +146,7 @@ def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
     if not samples:
         raise ValueError("collate_batch: empty list of samples")
     height, width = samples[0]["image"].shape[:2]
-    images = torch.empty((len(samples), 3, height, width), dtype=torch.uint8)
-    if get_worker_info() is not None:
-        images.share_memory_()
+    images = _empty_images((len(samples), 3, height, width), shared=get_worker_info() is not None)
     planes = images.numpy()
     targets = []
     for index, sample in enumerate(samples):
@@ -148,6 +163,24 @@ def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {"images": images, "targets": targets, "metas": [sample["meta"] for sample in samples]}
 
 
+def _keep_freed_memory() -> None:
+    """Make glibc keep freed image buffers for reuse instead of returning them to the OS.
+
+    A worker allocates and frees several ~0.5 MB arrays per image; with glibc's
+    defaults these are mmapped/trimmed each time and every reuse page-faults afresh,
+    which cost ~25% of a worker's time in our benchmark (docs/benchmarks.md). Only
+    worker processes are tuned; elsewhere (non-glibc) this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):
+        pass  # musl or another libc: keep its defaults
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader `worker_init_fn`: per-worker augmentation stream, single-threaded OpenCV.
 
@@ -157,6 +190,7 @@ def seed_worker(worker_id: int) -> None:
     """
     # One worker = one core: OpenCV's own thread pool would oversubscribe the CPU.
     cv2.setNumThreads(0)
+    _keep_freed_memory()
     info = get_worker_info()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

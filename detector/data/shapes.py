@@ -182,6 +182,7 @@ def render_scene(
     names: list[str],
     max_objects: int = 6,
     empty_fraction: float = 0.05,
+    noise: int = 5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one scene of shapes on a cluttered background.
 
@@ -191,6 +192,8 @@ def render_scene(
         names: classes to draw (subset of SHAPE_CLASSES); labels index into it.
         max_objects: most shapes per image; sizes span ~5% to ~45% of the short side.
         empty_fraction: probability of an image with no shapes (a negative).
+        noise: amplitude of the uniform per-pixel noise (grey levels); higher values
+            make bigger, slower-to-decode JPEGs (the benchmark uses this to mimic photos).
 
     Returns:
         image uint8 [H, W, 3] RGB, boxes float32 [N, 4] xyxy pixels, labels int64 [N].
@@ -223,8 +226,9 @@ def render_scene(
             boxes.append(box)
             labels.append(label)
     # Sensor-like noise, drawn last so shapes and background share it.
-    noise = rng.integers(-5, 6, size=image.shape, dtype=np.int16)
-    image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    if noise > 0:
+        grain = rng.integers(-noise, noise + 1, size=image.shape, dtype=np.int16)
+        image = np.clip(image.astype(np.int16) + grain, 0, 255).astype(np.uint8)
     return (
         image,
         np.array(boxes, np.float32).reshape(-1, 4),

@@ -69,6 +69,8 @@ def generate_shapes_dataset(
     image_size: int | tuple[int, int],
     seed: int,
     names: list[str] | tuple[str, ...],
+    noise: int = 5,
+    jpeg_quality: int = _JPEG_QUALITY,
 ) -> Path:
     """Write a shapes dataset in VOC layout to `out_dir` (created; must not exist or be empty).
 
@@ -78,6 +80,8 @@ def generate_shapes_dataset(
         image_size: side of square images, or (width, height).
         seed: generation seed; the same seed gives byte-identical files.
         names: classes to draw, a subset of `shapes.SHAPE_CLASSES`.
+        noise: per-pixel noise amplitude (see `shapes.render_scene`).
+        jpeg_quality: JPEG quality 1..100.
 
     Returns:
         The dataset directory.
@@ -94,8 +98,8 @@ def generate_shapes_dataset(
     ids = [f"{index:06d}" for index in range(num_train + num_val)]
     for index, image_id in enumerate(ids):
         rng = np.random.default_rng([seed, index])
-        image, boxes, labels = render_scene(rng, width, height, names)
-        ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+        image, boxes, labels = render_scene(rng, width, height, names, noise=noise)
+        ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         if not ok:
             raise RuntimeError(f"could not encode synthetic image {image_id}")
         (out_dir / "JPEGImages" / f"{image_id}.jpg").write_bytes(encoded.tobytes())

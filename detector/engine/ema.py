@@ -59,14 +59,14 @@ class ModelEMA:
             else:
                 average.copy_(value)
 
-    def state_dict(self) -> dict[str, object]:
-        """The averaged weights and the counters (weights_only-safe)."""
-        return {"weights": self.module.state_dict(), "updates": self.updates, "decay": self.decay,
-                "warmup_steps": self.warmup_steps}
+    def state_dict(self) -> dict[str, float | int]:
+        """The counters; the averaged weights are `self.module.state_dict()` (a
+        checkpoint stores them once, as its inference `model`)."""
+        return {"updates": self.updates, "decay": self.decay, "warmup_steps": self.warmup_steps}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore what `state_dict` returned."""
-        self.module.load_state_dict(state["weights"])
+    def load_state_dict(self, state: dict[str, float | int], weights: dict[str, torch.Tensor]) -> None:
+        """Restore the counters from `state_dict()` and the averaged `weights`."""
+        self.module.load_state_dict(weights)
         self.updates = int(state["updates"])
         self.decay = float(state["decay"])
         self.warmup_steps = float(state["warmup_steps"])

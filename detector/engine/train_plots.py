@@ -39,7 +39,7 @@ def plot_training_curves(results_csv: Path, out_dir: Path) -> list[Path]:
         "ap.png": ("validation (EMA weights when enabled)", [key for key in ("AP", "AP50") if key in rows[0]]),
     }
     for file_name, (title, columns) in panels.items():
-        figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+        figure, axis = plt.subplots(figsize=(6, 4), dpi=80)
         for column in columns:
             # Epochs without validation hold NaN; draw only the measured points.
             points = [(e, row[column]) for e, row in zip(epochs, rows) if not math.isnan(row[column])]
@@ -50,7 +50,6 @@ def plot_training_curves(results_csv: Path, out_dir: Path) -> list[Path]:
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend()
-        figure.tight_layout()
         path = out_dir / file_name
         figure.savefig(path)
         plt.close(figure)

@@ -147,7 +147,7 @@ def restore_from_checkpoint(parts: TrainParts, state: TrainState, ckpt: dict[str
         parts.scaler.load_state_dict(ckpt["scaler"])
     if parts.ema is not None:
         if ckpt["ema"]:
-            parts.ema.load_state_dict(ckpt["ema"])
+            parts.ema.load_state_dict(ckpt["ema"], weights=ckpt["model"])  # `model` holds the EMA weights
         else:  # EMA switched on at resume: start the average from the current weights
             parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
     saved = ckpt["train_state"]

@@ -52,6 +52,7 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
         num_classes=num_classes,
         neck_channels=model_cfg.neck_channels,
         head_channels=model_cfg.head_channels,
+        head_convs=model_cfg.head_convs,
         mean=model_cfg.mean,
         std=model_cfg.std,
     )

@@ -7,9 +7,9 @@
 Each (cell, class) pair is a candidate with score = sigmoid(objectness) *
 sigmoid(class logit), so one cell can report several classes (better recall for
 COCO-style AP). The `pre_nms_topk` best candidates per image, taken for the
-whole batch at once, above `score_threshold` go through class-aware NMS
-(`detector.postprocess.batched_nms`; class-agnostic on request), and the
-`max_det` best survivors are kept.
+whole batch at once, at or above `score_threshold` go through class-aware NMS
+for all images in one call (`detector.postprocess.multi_image_nms`;
+class-agnostic on request), and the `max_det` best survivors are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from detector.model.head import decode_boxes, make_grid, square_size_from_anchors
+from detector.postprocess import multi_image_nms
 
 
 def decode_detections(
@@ -36,7 +37,7 @@ def decode_detections(
         raw: [B, A, 4 + 1 + C] model output.
         strides: the model's strides.
         input_size: (height, width) of the network input; inferred from A if square.
-        score_threshold: minimum obj * class probability.
+        score_threshold: minimum obj * class probability (kept when >=).
         iou_threshold: NMS IoU threshold.
         max_det: detections kept per image.
         class_agnostic: suppress across classes too.
@@ -63,14 +64,13 @@ def decode_detections(
     top_boxes = boxes.gather(1, (top_index // num_classes).unsqueeze(-1).expand(batch, k, 4))
     top_labels = top_index % num_classes
 
-    from detector.postprocess import batched_nms  # TEMP until postprocess lands
-
-    results = []
-    for image in range(batch):  # NMS is per image; everything before it is batched
-        keep = top_scores[image] > score_threshold
-        image_boxes, image_scores = top_boxes[image][keep], top_scores[image][keep]
-        image_labels = top_labels[image][keep]
-        groups = torch.zeros_like(image_labels) if class_agnostic else image_labels
-        kept = batched_nms(image_boxes, image_scores, groups, iou_threshold)[:max_det]
-        results.append({"boxes": image_boxes[kept], "scores": image_scores[kept], "labels": image_labels[kept]})
-    return results
+    image_index = torch.arange(batch, device=raw.device).repeat_interleave(k)
+    flat_boxes, flat_scores, flat_labels = top_boxes.reshape(-1, 4), top_scores.reshape(-1), top_labels.reshape(-1)
+    kept_per_image = multi_image_nms(
+        flat_boxes, flat_scores, flat_labels, image_index, iou_threshold, num_images=batch,
+        score_threshold=score_threshold, max_det=max_det, class_agnostic=class_agnostic,
+    )
+    return [
+        {"boxes": flat_boxes[kept], "scores": flat_scores[kept], "labels": flat_labels[kept]}
+        for kept in kept_per_image
+    ]

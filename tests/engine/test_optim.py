@@ -128,5 +128,5 @@ def test_ema_decay_warmup_and_average() -> None:
     assert ema.module.weight.item() == pytest.approx(1 - expected_decay)
     assert ema.updates == 1 and not ema.module.weight.requires_grad
     restored = ModelEMA(model, decay=0.5)
-    restored.load_state_dict(ema.state_dict())
+    restored.load_state_dict(ema.state_dict(), weights=ema.module.state_dict())
     assert restored.module.weight.item() == pytest.approx(1 - expected_decay) and restored.decay == 0.9

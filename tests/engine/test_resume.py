@@ -33,13 +33,16 @@ def deterministic():
     torch.use_deterministic_algorithms(False)  # do not leak the global switch into other tests
 
 
+_REAL_TRAIN_ONE_EPOCH = trainer_module.train_one_epoch
+
+
 class _Interrupt(Exception):
     pass
 
 
 def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], interrupt_at_call: int | None) -> None:
     """Wrap train_one_epoch: record per-step losses; raise (a "kill") at the given call."""
-    real = trainer_module.train_one_epoch
+    real = _REAL_TRAIN_ONE_EPOCH
     calls = [0]
 
     def wrapper(*args, **kwargs):
@@ -56,7 +59,7 @@ def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], inte
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic) -> None:
     data = tmp_path / "data"
     # Augmentation on (the default pipeline): the resumed epoch must replay the same random crops.
-    settings = {"deterministic": True, "ema": True, "epochs": 3}
+    settings = {"deterministic": True, "ema": True, "epochs": 2}
 
     straight_losses: list[float] = []
     _recording_epochs(monkeypatch, straight_losses, interrupt_at_call=None)
@@ -72,51 +75,46 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, monkeypatc
     assert changes == []
     fit(cfg, resume_checkpoint=ckpt, show_progress=False)
 
-    assert len(straight_losses) == 6 and resumed_losses == straight_losses
+    assert len(straight_losses) == 4 and resumed_losses == straight_losses
     straight = load_checkpoint(straight_dir / "weights/last.pt", require_training_state=True)
     resumed = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
     for key in ("train_model", "model"):  # trained weights and EMA weights
         assert straight[key].keys() == resumed[key].keys()
         for name in straight[key]:
             assert torch.equal(straight[key][name], resumed[key][name]), f"{key}.{name} differs"
-    assert straight["step"] == resumed["step"] == 6 and resumed["finished"]
+    assert straight["step"] == resumed["step"] == 4 and resumed["finished"]
     assert straight["scheduler"] == resumed["scheduler"]
     # results.csv has one row per epoch, not a duplicate for the epoch around the interruption.
     rows = (tmp_path / "resumed/results.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"]
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
 
 
-def test_finished_run_and_changed_classes_are_refused(tmp_path: Path) -> None:
+def test_more_epochs_on_resume_then_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
-    fit(tiny_config(tmp_path / "data", run, epochs=1), show_progress=False)
-    with pytest.raises(ResumeError, match="finished"):
-        prepare_resume(run)
-    # Pretend it was interrupted, then change the class count.
-    ckpt = load_checkpoint(run / "weights/last.pt")
-    ckpt["finished"] = False
-    torch.save(ckpt, run / "weights/last.pt")
+    losses: list[float] = []
+    _recording_epochs(monkeypatch, losses, interrupt_at_call=2)
+    with pytest.raises(_Interrupt):
+        fit(tiny_config(tmp_path / "data", run, epochs=2), show_progress=False)
     with pytest.raises(ResumeError, match="2 classes .* but the config has 1"):
         prepare_resume(run, overrides=["data.names=[circle]"])
     with pytest.raises(ResumeError, match="model changed"):
         prepare_resume(run, overrides=["model.backbone=resnet34"])
-    with pytest.raises(ResumeError, match="no such run"):
-        prepare_resume(tmp_path / "nowhere")
-    (run / "weights/last.pt").write_bytes(b"garbage")
-    with pytest.raises(ResumeError, match="corrupt"):
-        prepare_resume(run)
 
-
-def test_more_epochs_on_resume_replans_the_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    losses: list[float] = []
-    _recording_epochs(monkeypatch, losses, interrupt_at_call=2)
-    with pytest.raises(_Interrupt):
-        fit(tiny_config(tmp_path / "data", tmp_path / "run", epochs=2), show_progress=False)
-    cfg, ckpt, changes = prepare_resume(tmp_path / "run", overrides=["train.epochs=3"])
+    cfg, ckpt, changes = prepare_resume(run, overrides=["train.epochs=3"])
     assert changes == ["train.epochs: 2 -> 3"]
     messages: list[str] = []
     _recording_epochs(monkeypatch, losses, interrupt_at_call=None)
     fit(cfg, resume_checkpoint=ckpt, changes=changes, show_progress=False, log=messages.append)
     assert any("re-planning the schedule from 2 to 3 epochs" in m for m in messages)
-    last = load_checkpoint(tmp_path / "run/weights/last.pt", require_training_state=True)
-    assert last["epoch"] == 3 and last["finished"]
+    last = load_checkpoint(run / "weights/last.pt", require_training_state=True)
+    assert last["epoch"] == 3 and last["finished"] and len(losses) == 6
+    # 2 steps per epoch, 2 warmup steps: the cosine now runs from step 2 to step 6.
     assert last["scheduler"]["total_steps"] == 6 and last["scheduler"]["start_step"] == 2
+
+    with pytest.raises(ResumeError, match="finished"):
+        prepare_resume(run)
+    with pytest.raises(ResumeError, match="no such run"):
+        prepare_resume(tmp_path / "nowhere")
+    (run / "weights/last.pt").write_bytes(b"garbage")
+    with pytest.raises(ResumeError, match="corrupt"):
+        prepare_resume(run)

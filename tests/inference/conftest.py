@@ -17,7 +17,14 @@ NAMES = ("circle", "square", "triangle")
 
 @pytest.fixture(scope="session")
 def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", image_size=64, names=NAMES)
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # see single_thread_torch; session fixtures run before it
+    try:
+        return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", image_size=64, names=NAMES)
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

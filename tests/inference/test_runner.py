@@ -97,3 +97,41 @@ def test_unreadable_images_are_reported_and_recorded(tmp_path: Path) -> None:
     records = json.loads((tmp_path / "dets.json").read_text())
     assert {Path(r["path"]).name for r in records} == {"good.png", "broken.jpg"}
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
+
+
+def test_served_stream_reaches_an_http_client_during_a_run(video_path: Path) -> None:
+    import threading
+    import time
+    import urllib.request
+
+    from detector.inference.serve import BOUNDARY, MJPEGServer
+
+    server = MJPEGServer(port=0).start()
+    received: list[bytes] = []
+
+    def client() -> None:
+        with urllib.request.urlopen(server.url + "stream", timeout=5) as response:
+            assert response.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+            while len(received) < 3:
+                if response.readline().strip() == f"--{BOUNDARY}".encode():
+                    headers = dict(line.decode().split(": ", 1) for line in iter(
+                        lambda: response.readline().strip(), b""))
+                    received.append(response.read(int(headers["Content-Length"])))
+
+    viewer = threading.Thread(target=client, daemon=True)
+    viewer.start()
+    time.sleep(0.2)  # let the viewer connect before frames flow
+    slow = FakePredictor(hook=lambda calls: time.sleep(0.03))
+    try:
+        with open_source(str(video_path)) as source:
+            run_detection(slow, source, server=server)
+        viewer.join(5)
+    finally:
+        server.close()
+    assert len(received) == 3
+    for jpeg in received:
+        assert jpeg[:2] == b"\xff\xd8" and jpeg[-2:] == b"\xff\xd9"
+    frame = cv2.imdecode(np.frombuffer(received[-1], np.uint8), cv2.IMREAD_COLOR)
+    assert frame.shape == (48, 64, 3)
+    # The fake box (drawn in the class colour) is on the served frames.
+    assert np.abs(frame.astype(int) - 90).max() > 100

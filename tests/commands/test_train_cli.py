@@ -1,0 +1,74 @@
+"""`detector train` end to end on a tiny synthetic dataset, asserting on what it writes."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+import yaml
+from click.testing import CliRunner
+
+from detector.cli import main
+
+TINY = """
+data:
+  format: voc
+  root: {root}
+  train: [ImageSets/Main/train.txt]
+  val: [ImageSets/Main/val.txt]
+  names: [circle, square]
+  synthetic: {{num_train: 4, num_val: 2, image_size: 64, seed: 0}}
+model: {{backbone: resnet18, image_size: 64, neck_channels: 16, head_channels: 16}}
+train: {{epochs: 2, batch_size: 2, workers: 0, device: cpu}}
+eval: {{batch_size: 2}}
+"""
+
+
+def test_train_writes_the_run_directory(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY.format(root=tmp_path / "data"), encoding="utf-8")
+    run = tmp_path / "runs" / "exp"
+    result = CliRunner().invoke(main, ["train", str(config), "--set", f"train.run_dir={run}",
+                                       "--set", "train.optimizer=adamw", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(run)
+
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["optimizer"] == "adamw" and resolved["train"]["run_dir"] == str(run)
+    assert resolved["model"]["image_size"] == 64 and resolved["data"]["names"] == ["circle", "square"]
+
+    with (run / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    for column in ("loss", "loss_box", "loss_obj", "loss_cls", "lr", "AP", "AP50", "train_s", "images_per_s"):
+        assert all(row[column] != "" for row in rows), column
+    assert 0.0 <= float(rows[-1]["AP"]) <= float(rows[-1]["AP50"]) <= 1.0
+
+    last = torch.load(run / "weights/last.pt", weights_only=True)
+    best = torch.load(run / "weights/best.pt", weights_only=True)
+    assert last["finished"] and last["epoch"] == 2 and last["names"] == ["circle", "square"]
+    assert {"optimizer", "scheduler", "scaler", "ema", "rng", "train_model"} <= set(last)
+    assert best["image_size"] == 64 and best["best_ap"] == max(float(r["AP"]) for r in rows)
+    assert "optimizer" not in best
+    assert (run / "plots/loss.png").stat().st_size > 0 and (run / "plots/ap.png").stat().st_size > 0
+
+    # Resuming the finished run is refused with the reason, and so is a fresh run into it.
+    refused = CliRunner().invoke(main, ["train", "--resume", str(run)])
+    assert refused.exit_code != 0 and "finished" in refused.output
+    exists = CliRunner().invoke(main, ["train", str(config), "--set", f"train.run_dir={run}"])
+    assert exists.exit_code != 0 and "exists" in exists.output
+
+
+def test_bad_input_exits_with_one_line_reason(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(main, ["train", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code != 0 and "config file not found" in missing.output
+    nothing = runner.invoke(main, ["train"])
+    assert nothing.exit_code != 0 and "--resume" in nothing.output
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY.format(root=tmp_path / "data"), encoding="utf-8")
+    bad_key = runner.invoke(main, ["train", str(config), "--set", "train.epochz=3"])
+    assert bad_key.exit_code != 0 and "unknown key train.epochz" in bad_key.output
+    no_run = runner.invoke(main, ["train", "--resume", str(tmp_path / "absent")])
+    assert no_run.exit_code != 0 and "no such run directory" in no_run.output

@@ -1,0 +1,73 @@
+"""Two-process DDP on CPU (gloo) through torchrun: both ranks end with identical weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys, torch
+    from detector.config import load_config
+    from detector.engine import trainer
+    from detector.engine.distributed import unwrap_model
+
+    captured = {}
+    real = trainer.train_one_epoch
+
+    def keep_parts(parts, *args, **kwargs):
+        captured["parts"] = parts
+        return real(parts, *args, **kwargs)
+
+    trainer.train_one_epoch = keep_parts
+    run_dir = trainer.fit(load_config(sys.argv[1]), show_progress=False)
+    rank = int(os.environ["RANK"])
+    model = unwrap_model(captured["parts"].model)
+    torch.save({name: p.detach() for name, p in model.named_parameters()}, f"{sys.argv[2]}/rank{rank}.pt")
+    print(f"rank {rank} run_dir {run_dir}")
+    """
+)
+
+CONFIG = """
+data:
+  format: voc
+  root: {root}
+  train: [ImageSets/Main/train.txt]
+  val: [ImageSets/Main/val.txt]
+  names: [circle, square]
+  synthetic: {{num_train: 8, num_val: 2, image_size: 64, seed: 0}}
+model: {{backbone: resnet18, image_size: 64, neck_channels: 16, head_channels: 16}}
+train: {{epochs: 2, batch_size: 2, workers: 0, device: cpu, run_dir: {run}}}
+eval: {{batch_size: 2}}
+"""
+
+
+def test_two_gloo_ranks_end_with_identical_weights(tmp_path: Path) -> None:
+    (tmp_path / "worker.py").write_text(WORKER, encoding="utf-8")
+    config = tmp_path / "ddp.yaml"
+    config.write_text(CONFIG.format(root=tmp_path / "data", run=tmp_path / "run"), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+         str(tmp_path / "worker.py"), str(config), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    saved = torch.load(tmp_path / "run/weights/last.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    # They trained (2 epochs of 8 images / (2 ranks x batch 2) = 4 steps) and agree with rank 0's last.pt.
+    assert saved["step"] == 4 and saved["finished"]
+    for name, value in rank0.items():
+        assert torch.equal(saved["train_model"][name], value), name
+    # Only rank 0 writes: one run directory, one results row per epoch.
+    assert "rank 1 run_dir None" in result.stdout
+    assert len((tmp_path / "run/results.csv").read_text().strip().splitlines()) == 3
