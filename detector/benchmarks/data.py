@@ -7,7 +7,10 @@ For the same files, prints images/s of `images.read_image_rgb` alone and of the
 training DataLoader (`DetectionDataset` + the config's augmentation + `collate_batch`)
 with 0, 1 and 2 workers. Each repeat measures every mode once, one after the other,
 so machine load hits all of them alike; medians over repeats are printed, and the
-ratio pipeline(1 worker) / decode. Workers are persistent and warmed up (one epoch)
+ratio pipeline(1 worker) / decode, plus CPU ms per image of the main process and of
+the workers (from /proc), which stay meaningful on a loaded machine where wall
+clock numbers swing: with a free core each, one worker delivers 1 / max(main,
+worker) images per ms. Workers are persistent and warmed up (one epoch)
 before timing, so process start-up is not counted. OpenCV runs single-threaded
 everywhere (as in the loader's workers), so each mode uses one core for the work.
 `--synthetic-size WxH` times a temporary generated set of JPEGs of that size
@@ -19,6 +22,7 @@ clean shapes images; the mean file size is printed.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -37,6 +41,24 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected WIDTHxHEIGHT, e.g. 500x375") from None
     return width, height
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's live children (Linux /proc).
+
+    DataLoader workers are live child processes; returns 0.0 where /proc lacks the
+    `children` files, so the workers column then reads 0.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for children_file in Path("/proc/self/task").glob("*/children"):
+        for pid in children_file.read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            except (OSError, IndexError, ValueError):
+                continue  # the child exited meanwhile
+    return total
 
 
 @click.command()
@@ -93,21 +115,38 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
             for _ in loaders[workers]:  # warm-up: start workers, fill caches
                 pass
 
-        rates: dict[str, list[float]] = {"decode": [], **{f"pipeline {w} workers": [] for w in loaders}}
+        modes = ["decode"] + [f"pipeline {w} workers" for w in loaders]
+        rates: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu_main: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu_workers: dict[str, list[float]] = {mode: [] for mode in modes}
         for _ in range(repeats):
-            start = time.perf_counter()
-            for path in paths:
-                read_image_rgb(path)
-            rates["decode"].append(len(paths) / (time.perf_counter() - start))
-            for workers, loader in loaders.items():
+            for mode in modes:
+                main_start, workers_start = time.process_time(), _children_cpu_seconds()
                 start = time.perf_counter()
-                count = sum(len(batch["metas"]) for batch in loader)
-                rates[f"pipeline {workers} workers"].append(count / (time.perf_counter() - start))
+                if mode == "decode":
+                    for path in paths:
+                        read_image_rgb(path)
+                    count = len(paths)
+                else:
+                    count = sum(len(batch["metas"]) for batch in loaders[int(mode.split()[1])])
+                rates[mode].append(count / (time.perf_counter() - start))
+                cpu_main[mode].append((time.process_time() - main_start) / count * 1000)
+                cpu_workers[mode].append((_children_cpu_seconds() - workers_start) / count * 1000)
 
-    click.echo(f"{'mode':<22}{'median img/s':>14}{'min':>9}{'max':>9}")
-    for mode, values in rates.items():
-        click.echo(f"{mode:<22}{statistics.median(values):>14.1f}{min(values):>9.1f}{max(values):>9.1f}")
+    click.echo(f"{'mode':<22}{'median img/s':>14}{'min':>9}{'max':>9}"
+               f"{'cpu ms/img main':>17}{'workers':>9}")
+    for mode in modes:
+        values = rates[mode]
+        click.echo(f"{mode:<22}{statistics.median(values):>14.1f}{min(values):>9.1f}{max(values):>9.1f}"
+                   f"{statistics.median(cpu_main[mode]):>17.2f}{statistics.median(cpu_workers[mode]):>9.2f}")
     decode = statistics.median(rates["decode"])
+    decode_cpu = statistics.median(cpu_main["decode"])
     for workers in (0, 1, 2):
-        ratio = statistics.median(rates[f"pipeline {workers} workers"]) / decode
-        click.echo(f"ratio pipeline({workers} workers) / decode: {ratio:.2f}")
+        mode = f"pipeline {workers} workers"
+        ratio = statistics.median(rates[mode]) / decode
+        line = f"ratio {mode} / decode: {ratio:.2f} (wall)"
+        if workers == 1:
+            # With a core each, one worker's throughput is bounded by its busier process.
+            busiest = max(statistics.median(cpu_main[mode]), statistics.median(cpu_workers[mode]))
+            line += f", {decode_cpu / busiest:.2f} (cpu: decode ms / busiest process ms)"
+        click.echo(line)

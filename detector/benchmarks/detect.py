@@ -107,11 +107,20 @@ def _cuda_report(frame: np.ndarray, workdir: Path, frames: int) -> None:
 @click.option("--repeats", type=int, default=3, show_default=True, help="Alternating repeats (median).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch", "batch_size", type=int, default=1, show_default=True, help="Frames per forward.")
+@click.option("--threads", type=int, default=None,
+              help="torch intra-op threads (default: torch's choice). On a shared, loaded CPU, 1 avoids "
+                   "OpenMP threads spinning against other processes.")
 def detect(checkpoint: str | None, sizes: str, frames: int, video_size: str, repeats: int, device: str,
-           batch_size: int) -> None:
+           batch_size: int, threads: int | None) -> None:
     """Forward-only vs end-to-end video frames/s at each input size."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     from detector.inference.predictor import resolve_device
-    from detector.inference.synthetic import random_checkpoint, synthetic_frame, write_synthetic_video
+    from detector.inference.synthetic import (
+        random_checkpoint,
+        synthetic_frame,
+        write_synthetic_video,
+    )
 
     width, height = (int(v) for v in video_size.lower().split("x"))
     resolved = resolve_device(device)

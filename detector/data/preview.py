@@ -47,11 +47,11 @@ def draw_boxes(
     """
     canvas = np.ascontiguousarray(image_rgb[..., ::-1])
     ignore = np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool)
-    for box, label, ignored in zip(np.asarray(boxes, np.float32).reshape(-1, 4), labels, ignore):
+    for box, label, ignored in zip(np.asarray(boxes, np.float32).reshape(-1, 4), labels, ignore, strict=True):
         label = int(label)
         colour = (160, 160, 160) if ignored else class_colour(label)
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), colour, 1, cv2.LINE_AA)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), colour, 1)
         text = names[label] if 0 <= label < len(names) else f"class {label}"
         text += " (ignored)" if ignored else ""
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)

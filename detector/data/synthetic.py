@@ -22,14 +22,20 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
 from detector.config import DataConfig
-from detector.data.shapes import PlacedShape, check_shape_names, draw_shape, render_scene, textured_background
+from detector.data.shapes import (
+    PlacedShape,
+    check_shape_names,
+    draw_shape,
+    render_scene,
+    textured_background,
+)
 
 MARKER = "synthetic.json"
 _JPEG_QUALITY = 90
@@ -39,7 +45,7 @@ def _voc_xml(image_id: str, width: int, height: int, boxes: np.ndarray, labels: 
              names: list[str]) -> str:
     """VOC annotation text; boxes [N, 4] continuous xyxy -> 1-based inclusive pixels."""
     objects = []
-    for box, label in zip(boxes, labels):
+    for box, label in zip(boxes, labels, strict=True):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         objects.append(
             f"  <object>\n    <name>{names[label]}</name>\n    <pose>Unspecified</pose>\n"
@@ -185,7 +191,7 @@ def render_video_frames(
         spins.append(float(rng.uniform(-0.05, 0.05)))
     for _ in range(frames):
         frame = background.copy()
-        for shape, velocity, spin in zip(shapes, velocities, spins):
+        for shape, velocity, spin in zip(shapes, velocities, spins, strict=True):
             draw_shape(frame, shape)
             # Bounce off the borders so shapes stay in view.
             for axis, limit in ((0, width), (1, height)):

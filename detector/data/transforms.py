@@ -5,17 +5,20 @@
     sample = transform(image_rgb, boxes_xyxy, labels, ignore)   # -> TransformedSample
     sample.image.shape  # (448, 448, 3) uint8; sample.boxes in network-input pixels
 
-Each `augment:` entry is `{name: <transform>, <param>: <value>, ...}`:
+Each `augment:` entry is `{name: <transform>, <param>: <value>, ...}`; parameters
+left out take the values shown:
 
-    crop                {p: 0.5, erosion_rate: 0.0}        random crop that keeps every box whole
-    border_crop         {p: 0.0, max_fraction: 0.2}        free crop of up to this fraction per side
-    scale_jitter        {min_scale: 0.75, max_scale: 1.25} longest side -> image_size * U(min, max),
-                                                           then placed at a random offset
+    crop                {p: 0.5, erosion_rate: 0.0}         random crop that keeps every box whole
+    border_crop         {p: 0.5, max_fraction: 0.2}         free crop of up to this fraction per side
+    scale_jitter        {min_scale: 0.75, max_scale: 1.25}  longest side -> image_size * U(min, max)
+                                                            (4 px steps), placed at a random offset
     hflip               {p: 0.5}                            horizontal mirror
-    hsv                 {p: 0.8, hue: 10, saturation: 40, value: 30}   shifts (OpenCV uint8 units)
-    brightness_contrast {p: 0.0, brightness: 0.2, contrast: 0.2}
-    rgb_shift           {p: 0.0, shift: 15}
+    hsv                 {p: 0.5, hue: 10, saturation: 40, value: 30}   shifts in OpenCV uint8 units
+    brightness_contrast {p: 0.5, brightness: 0.2, contrast: 0.2}       fractions of the range
+    rgb_shift           {p: 0.5, shift: 15}                 per-channel shift in grey levels
     box_filter          {min_visibility: 0.3, min_size: 2.0} drop policy (not a transform)
+
+`augment: null` (the default) means DEFAULT_AUGMENT; `augment: []` a plain letterbox.
 
 Order, chosen for speed and so that it does not depend on how the list is written:
 crops run first on the decoded image (cheap slices), then the image is resized once
@@ -24,7 +27,7 @@ order on the small image, and finally it is placed in the `S x S` canvas filled 
 114 (centred like `letterbox.compute_letterbox`, or at a random offset with
 `scale_jitter`). Boxes are clipped to the image; a box whose visible fraction falls
 below `min_visibility`, or whose width or height falls below `min_size` pixels, is
-dropped together with its label and ignore flag. `augment: []` is a plain letterbox.
+dropped together with its label and ignore flag.
 
 Randomness: one numpy and one Python generator are shared by all transforms of a
 pipeline (albumentations' own `seed=` gives every transform the same stream, which
@@ -35,8 +38,9 @@ DataLoader's `worker_init_fn` calls it with torch's per-worker seed.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import albumentations as A
 import cv2
@@ -60,12 +64,12 @@ DEFAULT_AUGMENT: list[dict[str, Any]] = [
 # Parameters each name accepts, with their defaults (documented in the module docstring).
 _PARAMS: dict[str, dict[str, float]] = {
     "crop": {"p": 0.5, "erosion_rate": 0.0},
-    "border_crop": {"p": 0.0, "max_fraction": 0.2},
+    "border_crop": {"p": 0.5, "max_fraction": 0.2},
     "scale_jitter": {"min_scale": 0.75, "max_scale": 1.25},
     "hflip": {"p": 0.5},
-    "hsv": {"p": 0.8, "hue": 10, "saturation": 40, "value": 30},
-    "brightness_contrast": {"p": 0.0, "brightness": 0.2, "contrast": 0.2},
-    "rgb_shift": {"p": 0.0, "shift": 15},
+    "hsv": {"p": 0.5, "hue": 10, "saturation": 40, "value": 30},
+    "brightness_contrast": {"p": 0.5, "brightness": 0.2, "contrast": 0.2},
+    "rgb_shift": {"p": 0.5, "shift": 15},
     "box_filter": {"min_visibility": 0.3, "min_size": 2.0},
 }
 _CROPS = {"crop", "border_crop"}
@@ -252,18 +256,20 @@ def build_train_transform(
     if scale_jitter is None:
         # Linear interpolation (not INTER_AREA as in eval): ~5x cheaper per image.
         resize = A.LongestMaxSize(max_size=image_size, interpolation=cv2.INTER_LINEAR)
-        place = A.PadIfNeeded(
+        place = [A.PadIfNeeded(
             min_height=image_size, min_width=image_size, position="center",
             border_mode=cv2.BORDER_CONSTANT, fill=PAD_FILL,
-        )
+        )]
     else:
         sizes = _scale_choices(image_size, scale_jitter["min_scale"], scale_jitter["max_scale"])
         resize = A.LongestMaxSize(max_size=sizes, interpolation=cv2.INTER_LINEAR)
-        # Larger than S: a random S x S window; smaller: padded at a random offset.
-        place = A.RandomCrop(
-            height=image_size, width=image_size, pad_if_needed=True, pad_position="random",
-            border_mode=cv2.BORDER_CONSTANT, fill=PAD_FILL,
-        )
+        # Smaller than S: padded at a random offset; larger: a random S x S window.
+        # (Two steps measure ~25% cheaper than RandomCrop(pad_if_needed=True).)
+        place = [
+            A.PadIfNeeded(min_height=image_size, min_width=image_size, position="random",
+                          border_mode=cv2.BORDER_CONSTANT, fill=PAD_FILL),
+            A.RandomCrop(height=image_size, width=image_size),
+        ]
     bbox_params = A.BboxParams(
         format="pascal_voc",
         label_fields=["box_index"],
@@ -277,7 +283,7 @@ def build_train_transform(
         # box (two crops compound correctly) and the per-step checks are not paid.
         check_each_transform=False,
     )
-    compose = A.Compose([*crops, resize, *others, place], bbox_params=bbox_params)
+    compose = A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params)
     return TrainTransform(compose, image_size, seed=seed)
 
 

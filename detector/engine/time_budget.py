@@ -2,7 +2,8 @@
 
     budget = TimeBudget(limit_minutes=6.0)
     ...  # after each epoch:
-    budget.record_epoch(train_seconds=41.0, validation_seconds=6.0)
+    budget.record_epoch(41.0)
+    budget.record_validation(6.0)
     planned_epochs = budget.plan(completed_epochs=1, eval_interval=1, validation_estimate_s=6.0)
 
 With a time limit the number of epochs comes from measurement, not from
@@ -84,11 +85,21 @@ class TimeBudget:
         """Seconds since the run started (including before a resume)."""
         return self.clock() - self.start
 
-    def record_epoch(self, *, train_seconds: float, validation_seconds: float | None) -> None:
-        """Add one epoch's measured training (and validation, if it ran) time."""
+    def record_epoch(self, train_seconds: float) -> None:
+        """Add one epoch's measured training time."""
         self.epoch_train_s.append(train_seconds)
-        if validation_seconds is not None:
-            self.validation_s.append(validation_seconds)
+
+    def record_validation(self, seconds: float) -> None:
+        """Add one validation's measured time."""
+        self.validation_s.append(seconds)
+
+    def validation_reserve(self) -> float:
+        """Seconds to keep for the final validation (0 until one was timed)."""
+        return self.validation_s[-1] if self.validation_s else 0.0
+
+    def out_of_time(self) -> bool:
+        """True once only the final validation still fits (polled after every step)."""
+        return self.elapsed() > self.limit_s - self.validation_reserve()
 
     def plan(self, *, completed_epochs: int, eval_interval: int, validation_estimate_s: float) -> int:
         """Total epochs that fit, from the epochs measured so far.

@@ -29,6 +29,8 @@ from detector.engine.distributed import DistInfo, any_rank_true, unwrap_model
 from detector.engine.optim import set_learning_rate
 from detector.engine.train_state import TrainParts, TrainState
 
+SINGLE_PROCESS = DistInfo()  # the default: no torch.distributed
+
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped on a non-finite loss or gradient (`train.nan_policy`)."""
@@ -102,7 +104,7 @@ def train_one_epoch(
     epoch: int,
     planned_epochs: int,
     nan_guard: NanGuard,
-    dist: DistInfo = DistInfo(),
+    dist: DistInfo = SINGLE_PROCESS,
     show_progress: bool = True,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
@@ -150,7 +152,7 @@ def train_one_epoch(
                 raw = parts.model(images)
             terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
             parts.scaler.scale(terms["loss"] / accumulate).backward()
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=False))
         step_losses.append(values["loss"])
         finite = all(math.isfinite(v) for v in values.values())
         micro_finite &= finite

@@ -42,9 +42,9 @@ def plot_training_curves(results_csv: Path, out_dir: Path) -> list[Path]:
         figure, axis = plt.subplots(figsize=(6, 4), dpi=80)
         for column in columns:
             # Epochs without validation hold NaN; draw only the measured points.
-            points = [(e, row[column]) for e, row in zip(epochs, rows) if not math.isnan(row[column])]
+            points = [(e, row[column]) for e, row in zip(epochs, rows, strict=False) if not math.isnan(row[column])]
             if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=column)
+                axis.plot(*zip(*points, strict=False), marker="o", markersize=3, label=column)
         axis.set_xlabel("epoch")
         axis.set_title(title)
         axis.grid(alpha=0.3)

@@ -18,6 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,21 @@ import torch
 from torch import nn
 
 from detector.config import Config
+from detector.data.record import SplitRecords
 from detector.engine import distributed as ddp
 from detector.engine.checkpoint import CheckpointError, non_finite_tensors, save_checkpoint
 from detector.engine.rng import restore_rng_state, seed_everything
-from detector.engine.run_dir import append_result, create_run_dir, truncate_results, write_config_yaml
+from detector.engine.run_dir import (
+    append_result,
+    create_run_dir,
+    truncate_results,
+    write_config_yaml,
+)
 from detector.engine.time_budget import TimeBudget
 from detector.engine.train_epoch import NanGuard, NonFiniteLossError, train_one_epoch, validate
 from detector.engine.train_plots import plot_training_curves
 from detector.engine.train_state import (
+    TrainParts,
     TrainState,
     build_train_parts,
     inference_checkpoint,
@@ -79,6 +87,140 @@ def _summary_line(epoch: int, planned: int, stats: dict[str, Any], metrics: dict
             f"{ap}  {stats['images_per_s']:.1f} img/s  {seconds:.1f}s")
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds (built by `_set_up`)."""
+
+    cfg: Config
+    dist: ddp.DistInfo
+    device: torch.device
+    run_dir: Path | None  # None on ranks other than 0 for a new run
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None  # rank 0 only
+    val_split: SplitRecords | None
+    names: list[str]
+    parts: TrainParts
+    state: TrainState
+    budget: TimeBudget | None
+    log: Callable[[str], None]
+
+
+def _set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[str],
+            log: Callable[[str], None], clock: Callable[[], float]) -> _Run:
+    """Seeds, run directory, data, model, optimizer; the saved state when resuming."""
+    from detector.data.dataset import build_dataloader
+    from detector.model.build import build_loss, build_model
+
+    start = clock()  # the time budget counts set-up (data, model) too
+    device = ddp.local_device(cfg.train.device)
+    dist = ddp.setup_distributed(device)
+    log = log if dist.is_main else (lambda message: None)
+    seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
+    resuming = resume_checkpoint is not None
+    run_dir = Path(cfg.train.run_dir) if resuming else None
+    if dist.is_main and not resuming:
+        run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
+        cfg.train.run_dir = str(run_dir)
+    # Rank 0 first: it may generate the synthetic dataset that the others then read.
+    val_loader = val_split = None
+    if dist.is_main:
+        train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=dist.distributed)
+        val_loader, val_split = build_dataloader(cfg, "val", train=False)
+    ddp.barrier(dist)
+    if not dist.is_main:
+        train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=True)
+    names = list(train_split.names)
+    if resuming and len(names) != len(resume_checkpoint["names"]):
+        raise CheckpointError(f"cannot resume {run_dir}: it was trained on {len(resume_checkpoint['names'])} "
+                              f"classes, the data now has {len(names)}; start a new run")
+
+    model = build_model(cfg.model, len(names)).to(device)
+    loss_fn = build_loss(cfg.model, len(names)).to(device)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
+    parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch)
+    state = TrainState(planned_epochs=cfg.train.epochs)
+    if resuming:
+        restore_from_checkpoint(parts, state, resume_checkpoint)
+        for line in changes:
+            log(f"resume: {line}")
+        if cfg.train.time_limit is None and cfg.train.epochs != state.planned_epochs:
+            log(f"resume: re-planning the schedule from {state.planned_epochs} to {cfg.train.epochs} epochs "
+                f"(cosine continues from step {state.step} to {cfg.train.epochs * steps_per_epoch})")
+            state.planned_epochs = cfg.train.epochs
+            parts.schedule.replan(current_step=state.step, total_steps=cfg.train.epochs * steps_per_epoch)
+        # Last, so that building the model above does not consume the restored streams.
+        restore_rng_state(resume_checkpoint["rng"])
+        if dist.is_main:
+            truncate_results(run_dir / "results.csv", state.epoch)
+    if dist.distributed:
+        parts.model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if dist.is_main:
+        write_config_yaml(cfg, run_dir)
+        log(f"{'resuming' if resuming else 'training'} in {run_dir}: {len(train_split.records)} train / "
+            f"{len(val_split.records)} val images, {len(names)} classes, {cfg.model.backbone} "
+            f"{cfg.model.image_size}px on {device} x{dist.world_size}, epoch {state.epoch + 1}/{state.planned_epochs}")
+    budget = None
+    if cfg.train.time_limit is not None:
+        budget = TimeBudget(cfg.train.time_limit, clock=clock, elapsed_before_s=state.elapsed_s + clock() - start)
+    return _Run(cfg, dist, device, run_dir, train_loader, val_loader, val_split, names, parts, state, budget, log)
+
+
+def _replan_for_budget(run: _Run, train_s: float, stopped_early: bool) -> None:
+    """After an epoch: how many epochs fit in the time left? Re-plan the cosine to end there.
+
+    Rank 0 decides from its clock and broadcasts, so every rank stops at the same epoch.
+    """
+    state, budget = run.state, run.budget
+    planned = state.planned_epochs
+    if run.dist.is_main:
+        budget.record_epoch(train_s)
+        # Until a validation was timed, guess it costs what training costs per image.
+        estimate = train_s * len(run.val_split.records) / max(len(run.train_loader.dataset), 1)
+        planned = state.epoch if stopped_early else max(state.epoch, budget.plan(
+            completed_epochs=state.epoch, eval_interval=run.cfg.train.eval_interval, validation_estimate_s=estimate))
+    (planned,) = ddp.broadcast_numbers([planned], run.dist, run.device)
+    if int(planned) != state.planned_epochs:
+        run.log(f"time budget: {state.planned_epochs} -> {int(planned)} epochs, schedule re-planned "
+                f"(epoch {state.epoch} took {train_s:.1f}s; limit {run.cfg.train.time_limit} min)")
+        state.planned_epochs = int(planned)
+        run.parts.schedule.replan(current_step=state.step,
+                                  total_steps=state.planned_epochs * run.parts.steps_per_epoch)
+
+
+def _validate_and_track_best(run: _Run, clock: Callable[[], float]) -> tuple[dict[str, float], bool]:
+    """Rank 0: AP of the EMA weights; update best AP and the early-stopping count."""
+    state = run.state
+    start = clock()
+    metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, run.cfg, device=run.device,
+                       amp=run.parts.amp_dtype is not None)
+    if run.budget is not None:
+        run.budget.record_validation(clock() - start)
+    improved = is_better(metrics["AP"], state.best_ap)
+    if improved:
+        state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
+    else:
+        state.epochs_without_improvement += run.cfg.train.eval_interval
+    return metrics, improved
+
+
+def _write_epoch(run: _Run, stats: dict[str, Any], metrics: dict[str, float], improved: bool, train_s: float) -> None:
+    """Rank 0: results.csv row, best.pt (if improved), last.pt, plots. Never writes NaN weights."""
+    state, parts, weights = run.state, run.parts, run.run_dir / "weights"
+    _check_finite_before_save(parts.model, state.epoch)
+    _check_finite_before_save(parts.eval_model, state.epoch)
+    row = {"epoch": state.epoch, **{key: stats[key] for key in stats if key.startswith("loss")},
+           "lr": stats["lr"], "AP": metrics.get("AP", math.nan), "AP50": metrics.get("AP50", math.nan),
+           "train_s": train_s, "images_per_s": stats["images_per_s"],
+           "data_wait_fraction": stats["data_wait_fraction"], "skipped_steps": stats["skipped_steps"]}
+    append_result(run.run_dir / "results.csv", row)
+    # best.pt exists from the first validation on, even when AP is undefined (-1: no ground truth).
+    if improved or (metrics and not (weights / "best.pt").exists()):
+        save_checkpoint(inference_checkpoint(parts, state, run.cfg, run.names), weights / "best.pt")
+    save_checkpoint(last_checkpoint(parts, state, run.cfg, run.names), weights / "last.pt")
+    plot_training_curves(run.run_dir / "results.csv", run.run_dir / "plots")
+
+
 def fit(
     cfg: Config,
     *,
@@ -87,7 +229,7 @@ def fit(
     show_progress: bool = True,
     log: Callable[[str], None] = _stderr,
     clock: Callable[[], float] = time.monotonic,
-) -> Path:
+) -> Path | None:
     """Train a detector as `cfg` says and return the run directory.
 
     Args:
@@ -99,138 +241,52 @@ def fit(
         clock: monotonic seconds (injectable for time-budget tests).
 
     Returns:
-        The run directory (RUN/config.yaml, results.csv, weights/{last,best}.pt, plots/).
+        The run directory (RUN/config.yaml, results.csv, weights/{last,best}.pt, plots/);
+        None on ranks other than 0.
 
     Raises:
         NonFiniteLossError: the NaN guard stopped training (last.pt holds the last good epoch).
     """
-    from detector.data.dataset import build_dataloader
-    from detector.model.build import build_loss, build_model
-
-    device = ddp.local_device(cfg.train.device)
-    dist = ddp.setup_distributed(device)
     try:
-        log = log if dist.is_main else (lambda message: None)
-        seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
-        resuming = resume_checkpoint is not None
-        run_dir = Path(cfg.train.run_dir) if resuming else None
-        if dist.is_main and not resuming:
-            run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
-            cfg.train.run_dir = str(run_dir)
-        # Rank 0 first: it may generate the synthetic dataset that the others then read.
-        if dist.is_main:
-            train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=dist.distributed)
-            val_loader, val_split = build_dataloader(cfg, "val", train=False)
-        ddp.barrier(dist)
-        if not dist.is_main:
-            train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=True)
-        names = list(train_split.names)
-        if resuming and len(names) != len(resume_checkpoint["names"]):
-            raise CheckpointError(
-                f"cannot resume {run_dir}: it was trained on {len(resume_checkpoint['names'])} classes, "
-                f"the data now has {len(names)}; start a new run"
-            )
-        model = build_model(cfg.model, len(names)).to(device)
-        loss_fn = build_loss(cfg.model, len(names)).to(device)
-        steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
-        parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch)
-        state = TrainState(planned_epochs=cfg.train.epochs)
-        if resuming:
-            restore_from_checkpoint(parts, state, resume_checkpoint)
-            for line in changes or []:
-                log(f"resume: {line}")
-            if cfg.train.time_limit is None and cfg.train.epochs != state.planned_epochs:
-                log(f"resume: re-planning the schedule from {state.planned_epochs} to {cfg.train.epochs} epochs "
-                    f"(cosine continues from step {state.step} to {cfg.train.epochs * steps_per_epoch})")
-                state.planned_epochs = cfg.train.epochs
-                parts.schedule.replan(current_step=state.step, total_steps=cfg.train.epochs * steps_per_epoch)
-            # Last, so that building the model above does not consume the restored streams.
-            restore_rng_state(resume_checkpoint["rng"])
-            truncate_results(run_dir / "results.csv", state.epoch)
-        if dist.distributed:
-            parts.model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if dist.is_main:
-            write_config_yaml(cfg, run_dir)
-            log(f"{'resuming' if resuming else 'training'} in {run_dir}: {len(train_split.records)} train / "
-                f"{len(val_split.records)} val images, {len(names)} classes, {cfg.model.backbone} "
-                f"{cfg.model.image_size}px on {device} x{dist.world_size}, epoch {state.epoch + 1}/{state.planned_epochs}")
-        budget = None
-        if cfg.train.time_limit is not None:
-            budget = TimeBudget(cfg.train.time_limit, clock=clock, elapsed_before_s=state.elapsed_s)
+        run = _set_up(cfg, resume_checkpoint, changes or [], log, clock)
+        state, dist = run.state, run.dist
         nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
-        last_validation_s: float | None = None
-
-        def out_of_time() -> bool:
-            # Leave room for the final validation (estimated as one epoch's share until measured).
-            reserve = last_validation_s if last_validation_s is not None else 0.0
-            return budget is not None and budget.elapsed() > budget.limit_s - reserve
-
-        while state.epoch < state.planned_epochs and not state.finished:
-            epoch_start = clock()
-            _start_epoch(train_loader, state.epoch, cfg.train.seed, dist.rank)
-            stats = train_one_epoch(parts, train_loader, state, cfg.train, epoch=state.epoch,
-                                    planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
-                                    show_progress=show_progress,
-                                    # Mid-epoch stops are single-process only: ranks would disagree on the step.
-                                    should_stop=out_of_time if budget and not dist.distributed else None)
-            state.epoch += 1
-            train_s = clock() - epoch_start
-            # Rank 0 re-plans from its clock and the others follow, so all agree on when to stop.
-            planned = state.planned_epochs
-            if budget is not None and dist.is_main:
-                budget.record_epoch(train_seconds=train_s, validation_seconds=None)
-                estimate = train_s * len(val_split.records) / max(len(train_split.records), 1)
-                planned = 0 if stats["stopped_early"] else budget.plan(
-                    completed_epochs=state.epoch, eval_interval=cfg.train.eval_interval,
-                    validation_estimate_s=last_validation_s if last_validation_s is not None else estimate)
-                planned = max(planned, state.epoch)
-            (planned,) = ddp.broadcast_numbers([planned], dist, device)
-            if int(planned) != state.planned_epochs:
-                log(f"time budget: {state.planned_epochs} -> {int(planned)} epochs, schedule re-planned "
-                    f"(after {state.epoch} epochs of {train_s:.1f}s; limit {cfg.train.time_limit} min)")
-                state.planned_epochs = int(planned)
-                parts.schedule.replan(current_step=state.step, total_steps=state.planned_epochs * steps_per_epoch)
-            last_epoch = state.epoch >= state.planned_epochs
-            metrics: dict[str, float] = {}
-            improved = False
-            if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
-                validation_start = clock()
-                metrics = validate(parts.eval_model, val_loader, val_split, cfg, device=device,
-                                   amp=parts.amp_dtype is not None)
-                last_validation_s = clock() - validation_start
-                improved = is_better(metrics["AP"], state.best_ap)
-                if improved:
-                    state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
-                else:
-                    state.epochs_without_improvement += cfg.train.eval_interval
-            patience = cfg.train.early_stop_patience
-            stop_early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
-            (stop_flag,) = ddp.broadcast_numbers([1.0 if stop_early else 0.0], dist, device)
-            if stop_flag and dist.is_main:
-                log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
-                    f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
-            state.finished = last_epoch or bool(stop_flag)
-            if budget is not None:
-                state.elapsed_s = budget.elapsed()
-            if dist.is_main:
-                _check_finite_before_save(parts.model, state.epoch)
-                _check_finite_before_save(parts.eval_model, state.epoch)
-                row = {"epoch": state.epoch, **{k: stats[k] for k in stats if k.startswith("loss")},
-                       "lr": stats["lr"], "AP": metrics.get("AP", math.nan), "AP50": metrics.get("AP50", math.nan),
-                       "train_s": train_s, "images_per_s": stats["images_per_s"],
-                       "data_wait_fraction": stats["data_wait_fraction"], "skipped_steps": stats["skipped_steps"]}
-                append_result(run_dir / "results.csv", row)
-                if improved:
-                    save_checkpoint(inference_checkpoint(parts, state, cfg, names), run_dir / "weights" / "best.pt")
-                save_checkpoint(last_checkpoint(parts, state, cfg, names), run_dir / "weights" / "last.pt")
-                plot_training_curves(run_dir / "results.csv", run_dir / "plots")
-                log(_summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap, clock() - epoch_start))
-            ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
-        if dist.is_main:
-            log(f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; weights in {run_dir / 'weights'}")
-        return run_dir
+        # Mid-epoch stops only in a single process: ranks would disagree on the step.
+        should_stop = run.budget.out_of_time if run.budget is not None and not dist.distributed else None
+        try:
+            while state.epoch < state.planned_epochs and not state.finished:
+                epoch_start = clock()
+                _start_epoch(run.train_loader, state.epoch, cfg.train.seed, dist.rank)
+                stats = train_one_epoch(run.parts, run.train_loader, state, cfg.train, epoch=state.epoch,
+                                        planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
+                                        show_progress=show_progress, should_stop=should_stop)
+                state.epoch += 1
+                train_s = clock() - epoch_start
+                if run.budget is not None:
+                    _replan_for_budget(run, train_s, stats["stopped_early"])
+                last_epoch = state.epoch >= state.planned_epochs
+                metrics, improved = {}, False
+                if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
+                    metrics, improved = _validate_and_track_best(run, clock)
+                patience = cfg.train.early_stop_patience
+                stop = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
+                (stop,) = ddp.broadcast_numbers([float(stop)], dist, run.device)  # rank 0 decides
+                if stop:
+                    run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
+                            f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
+                state.finished = last_epoch or bool(stop)
+                if run.budget is not None:
+                    state.elapsed_s = run.budget.elapsed()
+                if dist.is_main:
+                    _write_epoch(run, stats, metrics, improved, train_s)
+                    run.log(_summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
+                                          clock() - epoch_start))
+                ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
+        except KeyboardInterrupt:
+            run.log(f"interrupted; continue with: detector train --resume {run.run_dir}")
+            raise
+        run.log(f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; weights in {run.run_dir}/weights")
+        return run.run_dir
     finally:
         ddp.cleanup_distributed()
 

@@ -12,8 +12,8 @@ For every ground-truth box (padded to M per image):
 1. Candidates: cells whose centre lies inside the box, or within
    `center_radius` strides of the box centre (so small boxes always get cells).
 2. Cost of (box, cell) = classification BCE of the cell's predicted score
-   + `iou_weight` * -log(IoU of the cell's predicted box), plus a large penalty
-   unless the cell is both inside the box and near its centre.
+   + `iou_weight` * -log(IoU of the cell's predicted box); cells that are not
+   both inside the box and near its centre rank after all cells that are.
 3. Dynamic k: each box takes its k cheapest candidates, where k = the sum of its
    `topk_candidates` best IoUs (at least 1) - well-predicted boxes get more
    positives as training goes on, poorly predicted ones stay focused.
@@ -31,7 +31,6 @@ import torch
 
 from detector.postprocess import box_iou_aligned
 
-_OUTSIDE_COST = 1e5  # a candidate that is not both in the box and near its centre
 _NOT_CANDIDATE_COST = 1e9  # never selected
 
 
@@ -134,7 +133,12 @@ def assign_targets(
     p_label = probs.gather(2, label_index).transpose(1, 2)  # [B, M, A]
     cls_cost = negative_log.sum(-1).unsqueeze(1) + torch.log1p(-p_label) - torch.log(p_label)
 
-    cost = cls_cost + iou_weight * -torch.log(ious + 1e-8) + _OUTSIDE_COST * (~preferred).float()
+    cost = cls_cost + iou_weight * -torch.log(ious + 1e-8)  # [B, M, A]
+    # Candidates outside the box-and-centre region rank after every preferred one:
+    # offset them by more than the largest candidate cost. (A fixed 1e5 would cost
+    # float32 its resolution: near 1e5 it is ~0.01, enough to reorder close costs.)
+    outside_offset = cost.masked_fill(~candidates, 0).amax() + 1
+    cost = cost + outside_offset * (~preferred).float()
     cost = torch.where(candidates, cost, torch.full_like(cost, _NOT_CANDIDATE_COST))
 
     # Dynamic k per box from its best candidate IoUs.

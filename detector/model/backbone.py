@@ -143,7 +143,7 @@ class ResNetBackbone(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_channels = 64
-        for index, (num_blocks, channels) in enumerate(zip(blocks, (64, 128, 256, 512)), start=1):
+        for index, (num_blocks, channels) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True), start=1):
             stride = 1 if index == 1 else 2
             layers = []
             for block_index in range(num_blocks):
@@ -160,15 +160,14 @@ class ResNetBackbone(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         # Zero the last norm of each residual branch so every block starts as the
         # identity: trains noticeably faster from scratch, and ImageNet weights
-        # overwrite it anyway.
+        # overwrite it anyway. Only where that norm will be trained: a frozen zero
+        # would switch the branch off for good.
+        frozen = {id(m) for top in self.frozen_modules() for m in top.modules()}
         for module in self.modules():
-            last = getattr(module, "bn3", None) if isinstance(module, Bottleneck) else None
-            if isinstance(module, BasicBlock):
-                last = module.bn2
-            if isinstance(last, nn.BatchNorm2d):
-                nn.init.zeros_(last.weight)
-            elif isinstance(last, FrozenBatchNorm2d):
-                last.weight.zero_()
+            if isinstance(module, (BasicBlock, Bottleneck)) and id(module) not in frozen:
+                last = module.bn2 if isinstance(module, BasicBlock) else module.bn3
+                if isinstance(last, nn.BatchNorm2d):
+                    nn.init.zeros_(last.weight)
 
     def frozen_modules(self) -> list[nn.Module]:
         """The modules frozen by `frozen_stages`, stem first."""

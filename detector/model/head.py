@@ -152,4 +152,4 @@ class GridHead(nn.Module):
         """Args: per-level features [B, in_channels, H/s, W/s]. Returns raw [B, A, 4 + 1 + C]."""
         if len(features) != len(self.levels):
             raise ValueError(f"expected {len(self.levels)} feature levels, got {len(features)}")
-        return torch.cat([level(f) for level, f in zip(self.levels, features)], dim=1)
+        return torch.cat([level(f) for level, f in zip(self.levels, features, strict=True)], dim=1)

@@ -152,7 +152,7 @@ def checkpoint(coco_dataset, tmp_path_factory):
     from detector.model.build import build_model
 
     cfg = load_config(coco_dataset["config"], overrides=[
-        "model.backbone=resnet18", "model.image_size=64", "train.workers=0", "eval.batch_size=5"])
+        "model.backbone=resnet18", "model.image_size=64", "train.workers=0", "eval.batch_size=16"])  # one batch
     names = ["square", "circle", "star"]  # category id order
     torch.manual_seed(0)
     model = build_model(cfg.model, len(names)).eval()

@@ -100,8 +100,8 @@ def test_crop_drops_boxes_with_their_labels_by_visibility_policy() -> None:
 
 
 def test_crop_that_drops_every_box_gives_an_empty_target() -> None:
-    transform = build_train_transform([{"name": "scale_jitter", "min_scale": 4.0, "max_scale": 4.0}], 64, seed=0)
-    image, box = _image(64, 64), np.array([[0, 0, 6, 6]], np.float32)
+    transform = build_train_transform([{"name": "scale_jitter", "min_scale": 2.0, "max_scale": 2.0}], 64, seed=0)
+    image, box = _image(64, 64), np.array([[0, 0, 20, 20]], np.float32)
     empty_seen = kept_seen = False
     for _ in range(40):  # one stream: kept and dropped calls interleave, nothing goes stale
         sample = transform(image, box, np.array([2]), np.array([True]))
@@ -141,10 +141,10 @@ def test_same_seed_same_output_and_other_seed_differs() -> None:
     first = _run(build_train_transform(None, 64, seed=7))
     second = _run(build_train_transform(None, 64, seed=7))
     other = _run(build_train_transform(None, 64, seed=8))
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.boxes, b.boxes)
-    assert any(not np.array_equal(a.image, c.image) for a, c in zip(first, other))
+    assert any(not np.array_equal(a.image, c.image) for a, c in zip(first, other, strict=True))
     reseeded = build_train_transform(None, 64, seed=8)
     reseeded.set_seed(7)
     np.testing.assert_array_equal(_run(reseeded)[0].image, first[0].image)
@@ -189,7 +189,7 @@ def test_default_augment_is_used_for_none_and_covers_the_issue() -> None:
     assert {"hflip", "crop", "scale_jitter", "brightness_contrast", "box_filter"} <= names
     a = _run(build_train_transform(None, 64, seed=3))
     b = _run(build_train_transform(DEFAULT_AUGMENT, 64, seed=3))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.image, y.image)
 
 
@@ -201,3 +201,12 @@ def test_scale_jitter_changes_object_scale_within_range() -> None:
         box = transform(image, np.array([[40, 40, 60, 60]], np.float32), np.array([0]), np.array([False])).boxes[0]
         scales.append((box[2] - box[0]) / 20 * 100 / 128)  # relative to the letterbox scale 1.28
     assert 0.5 - 1e-3 <= min(scales) and max(scales) <= 1.0 + 1e-3 and max(scales) - min(scales) > 0.2
+
+
+def test_shapes_config_spells_out_exactly_the_defaults() -> None:
+    from pathlib import Path
+
+    from detector.config import load_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "shapes.yaml"
+    assert load_config(config).augment == DEFAULT_AUGMENT

@@ -55,7 +55,7 @@ def test_schedule_values_by_hand() -> None:
     assert schedule.lr_at(6) == pytest.approx(0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * 0.2)))
     assert schedule.lr_at(100) == pytest.approx(0.01)  # past the end: stays at the floor
     lrs = [schedule.lr_at(s) for s in range(4, 15)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 def test_schedule_without_warmup_starts_at_base_lr() -> None:
@@ -99,17 +99,22 @@ def test_time_budget_with_a_fake_clock() -> None:
     now = [1000.0]
     budget = TimeBudget(limit_minutes=2.0, clock=lambda: now[0])  # 120 s
     now[0] += 25.0  # first epoch: 25 s (slow start-up)
-    budget.record_epoch(train_seconds=25.0, validation_seconds=None)
+    budget.record_epoch(25.0)
     # 95 s left; estimated validation 5 s: k epochs cost 25k + 5 max(1, k) -> k = 3 (90 s).
     assert budget.plan(completed_epochs=1, eval_interval=1, validation_estimate_s=5.0) == 4
     now[0] += 15.0 + 5.0  # second epoch 15 s, then a measured 5 s validation
-    budget.record_epoch(train_seconds=15.0, validation_seconds=5.0)
+    budget.record_epoch(15.0)
+    budget.record_validation(5.0)
     # 75 s left; median(25, 15) = 20 s per epoch + 5 s validation -> k = 3 (75 s).
     assert budget.plan(completed_epochs=2, eval_interval=1, validation_estimate_s=99.0) == 5
     # A resumed run counts the time already spent.
     resumed = TimeBudget(limit_minutes=2.0, clock=lambda: now[0], elapsed_before_s=110.0)
-    resumed.record_epoch(train_seconds=20.0, validation_seconds=5.0)
+    resumed.record_epoch(20.0)
+    resumed.record_validation(5.0)
     assert resumed.plan(completed_epochs=2, eval_interval=1, validation_estimate_s=5.0) == 2
+    assert resumed.out_of_time() is False  # 110 s used of 120, 5 s reserved
+    now[0] += 6.0
+    assert resumed.out_of_time() is True
     with pytest.raises(ValueError):
         TimeBudget(limit_minutes=0)
 

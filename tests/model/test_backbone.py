@@ -32,7 +32,7 @@ def torchvision_resnet_shapes(name: str) -> dict[str, list[int]]:
     kind, blocks, expansion = _TORCHVISION[name]
     table = {"conv1.weight": [64, 3, 7, 7], **_bn("bn1", 64)}
     in_channels = 64
-    for stage, (count, width) in enumerate(zip(blocks, (64, 128, 256, 512)), start=1):
+    for stage, (count, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True), start=1):
         for index in range(count):
             p = f"layer{stage}.{index}"
             if kind == "basic":
@@ -111,21 +111,25 @@ def test_file_without_num_batches_tracked_loads(tmp_path) -> None:
 
 
 def test_wrong_shapes_and_missing_keys_name_file_and_keys(tmp_path) -> None:
-    path = tmp_path / "r50.pth"
-    fake_torchvision_file("resnet50", path)
+    path = tmp_path / "r18.pth"
+    fake_torchvision_file("resnet18", path)
     with pytest.raises(PretrainedWeightsError) as info:
-        load_resnet_weights(ResNetBackbone(depth=18), path)  # resnet50 file into resnet18
+        load_resnet_weights(ResNetBackbone(depth=50), path)  # resnet18 file into resnet50
     message = str(info.value)
-    assert str(path) in message and "resnet18" in message
-    assert "shape mismatches" in message
-    assert "layer1.0.conv1.weight file [64, 64, 1, 1] vs model [64, 64, 3, 3]" in message
-    assert "unexpected keys" in message and "layer1.0.conv3.weight" in message
+    assert str(path) in message and "resnet50" in message
+    assert "layer1.0.conv1.weight file [64, 64, 3, 3] vs model [64, 64, 1, 1]" in message
+    assert "missing keys: layer1.0.conv3.weight" in message
 
     state = torch.load(path, weights_only=True)
-    del state["layer4.2.bn3.running_var"]
+    del state["layer4.1.bn2.running_var"]
+    state["head.weight"] = torch.zeros(3)
     torch.save(state, path)
-    with pytest.raises(PretrainedWeightsError, match=r"1 missing keys: layer4\.2\.bn3\.running_var"):
-        load_resnet_weights(ResNetBackbone(depth=50), path)
+    with pytest.raises(PretrainedWeightsError) as info:
+        load_resnet_weights(ResNetBackbone(depth=18), path)
+    message = str(info.value)
+    assert "1 missing keys: layer4.1.bn2.running_var" in message
+    assert "1 unexpected keys: head.weight" in message
+    assert "shape mismatches" not in message
 
 
 def test_missing_unreadable_and_wrong_content_files(tmp_path) -> None:
@@ -173,7 +177,7 @@ def test_frozen_batchnorm_matches_batchnorm_eval_and_never_updates() -> None:
     assert not any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
 
 
-@pytest.mark.parametrize("depth,channels", [(18, (128, 256, 512)), (34, (128, 256, 512)), (101, (512, 1024, 2048))])
+@pytest.mark.parametrize("depth,channels", [(18, (128, 256, 512)), (50, (512, 1024, 2048))])
 def test_feature_shapes_and_strides(depth: int, channels: tuple[int, int, int]) -> None:
     backbone = ResNetBackbone(depth=depth).eval()
     assert backbone.out_channels == channels
@@ -182,3 +186,11 @@ def test_feature_shapes_and_strides(depth: int, channels: tuple[int, int, int]) 
     assert [tuple(c.shape) for c in (c3, c4, c5)] == [
         (1, channels[0], 8, 12), (1, channels[1], 4, 6), (1, channels[2], 2, 3)
     ]
+
+
+def test_residual_branches_start_at_zero_only_where_trained() -> None:
+    trained = ResNetBackbone(depth=18, frozen_stages=2)
+    assert (trained.layer2[0].bn2.weight == 0).all() and (trained.layer4[1].bn2.weight == 0).all()
+    assert (trained.layer1[0].bn2.weight == 1).all()  # frozen: a zero would stay zero
+    frozen_norms = ResNetBackbone(depth=50, freeze_bn=True)
+    assert (frozen_norms.layer3[0].bn3.weight == 1).all()
