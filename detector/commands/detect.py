@@ -111,3 +111,5 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
         lines.append("interrupted: outputs finalised")
     lines += [f"wrote {path}" for path in summary.outputs]
     click.echo("\n".join(lines))
+    if summary.interrupted:
+        sys.exit(130)  # the shell convention for Ctrl-C, after the outputs were finalised

@@ -32,6 +32,7 @@ import torch
 from detector.postprocess import box_iou_aligned
 
 _NOT_CANDIDATE_COST = 1e9  # never selected
+import os; _MIN_K = int(os.environ.get("MIN_K", "1"))  # EXPERIMENT
 
 
 @dataclass
@@ -143,7 +144,7 @@ def assign_targets(
 
     # Dynamic k per box from its best candidate IoUs.
     k_max = min(topk_candidates, num_anchors)
-    dynamic_k = ious.topk(k_max, dim=-1).values.sum(-1).int().clamp(min=1)  # [B, M]
+    dynamic_k = ious.topk(k_max, dim=-1).values.sum(-1).int().clamp(min=_MIN_K)  # [B, M]
     cheapest_cost, cheapest = cost.topk(k_max, dim=-1, largest=False)  # [B, M, k_max]
     rank = torch.arange(k_max, device=device).view(1, 1, -1)
     take = (rank < dynamic_k.unsqueeze(-1)) & (cheapest_cost < _NOT_CANDIDATE_COST)

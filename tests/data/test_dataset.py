@@ -58,6 +58,24 @@ def test_collate_rejects_mismatched_images() -> None:
     odd = dict(sample, image=np.zeros((8, 9, 3), np.uint8))
     with pytest.raises(ValueError, match="image 1"):
         collate_batch([sample, odd])
+    misaligned = dict(sample, labels=np.zeros(1))
+    with pytest.raises(ValueError, match="sample 1 has 0 boxes, 1 labels"):
+        collate_batch([sample, misaligned])
+
+
+def test_worker_batches_equal_in_process_batches(tmp_path: Path) -> None:
+    """Shared-memory images and batch-wide target views survive the trip from a worker."""
+    records = _records(tmp_path, count=6)
+    dataset = DetectionDataset(records, build_eval_transform(48))
+    loader = DataLoader(dataset, batch_size=3, num_workers=1, collate_fn=collate_batch,
+                        worker_init_fn=seed_worker)
+    for start, batch in zip((0, 3), loader, strict=True):
+        expected = collate_batch([dataset[i] for i in range(start, start + 3)])
+        assert torch.equal(batch["images"], expected["images"])
+        for got, want in zip(batch["targets"], expected["targets"], strict=True):
+            for key in ("boxes", "labels", "ignore"):
+                assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key])
+        assert [m["image_id"] for m in batch["metas"]] == [start, start + 1, start + 2]
 
 
 def test_corrupt_file_at_load_time_is_replaced_and_reported(tmp_path: Path) -> None:

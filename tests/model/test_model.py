@@ -14,15 +14,6 @@ from detector.model.backbone import ResNetBackbone
 from detector.postprocess import box_iou
 
 
-@pytest.fixture
-def one_thread():
-    """A single thread: the overfit steps are deterministic and immune to core oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _small_model(num_classes: int = 3) -> YOLODetector:
     cfg = ModelConfig(backbone="resnet18", image_size=64, neck_channels=32, head_channels=32, head_convs=1)
     return build_model(cfg, num_classes)
@@ -76,7 +67,7 @@ def test_bad_inputs_and_config_raise() -> None:
         build_model(ModelConfig(backbone="vgg16"), 3)
 
 
-def test_tiny_overfit_recovers_the_boxes(one_thread) -> None:
+def test_tiny_overfit_recovers_the_boxes() -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(backbone="resnet18", image_size=64, neck_channels=32, head_channels=32, head_convs=1)
     model, loss_fn = build_model(cfg, 2), build_loss(cfg, 2)
