@@ -159,6 +159,8 @@ def test_cuda_half_matches_fp32(checkpoint_path: Path) -> None:
     for half in (True, "bf16"):
         low = Detector.from_checkpoint(checkpoint_path, device="cuda", half=half)(image)
         assert len(low) > 0
-        np.testing.assert_allclose(low.boxes[:3], fp32.boxes[:3], atol=4.0)
+        # Near-tied scores may swap order in low precision: match each top fp32 box to any box.
+        for box in fp32.boxes[:3]:
+            assert np.abs(low.boxes - box).max(axis=1).min() < 4.0
     cpu = Detector.from_checkpoint(checkpoint_path, device="cpu")(image)
     np.testing.assert_allclose(fp32.boxes, cpu.boxes, atol=0.1)

@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 
 from detector.inference.reader import ReaderThread
-from detector.inference.sources import (
-    CaptureStreamSource,
-    ImageSource,
-    MJPEGSource,
-    SourceError,
-    VideoSource,
-    open_source,
-)
+from detector.inference.sources import ImageSource, SourceError, VideoSource, open_source
+from detector.inference.streams import CaptureStreamSource, MJPEGSource
 
 
 def closed_port() -> int:
