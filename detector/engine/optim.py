@@ -105,12 +105,17 @@ class WarmupCosineSchedule:
         progress = min(max((step - self.start_step) / span, 0.0), 1.0)
         return self.end_lr + (self.start_lr - self.end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    def replan(self, *, current_step: int, total_steps: int) -> None:
+    def replan(self, *, current_step: int, total_steps: int, max_warmup_fraction: float | None = None) -> None:
         """End the cosine at `total_steps` instead, continuing from the lr at `current_step`.
 
-        Inside the warmup only the end moves (the warmup is unchanged).
+        Inside the warmup only the end moves, unless `max_warmup_fraction` caps the
+        warmup at that share of the new total (a time budget shorter than the planned
+        warmup); the cap never moves the warmup's end before `current_step`.
         """
         total_steps = max(int(total_steps), 1)
+        if current_step < self.warmup_steps and max_warmup_fraction is not None:
+            cap = max(int(current_step), round(max_warmup_fraction * total_steps))
+            self.warmup_steps = self.start_step = min(self.warmup_steps, cap)
         if current_step > self.warmup_steps:
             self.start_lr = self.lr_at(current_step)
             self.start_step = int(current_step)

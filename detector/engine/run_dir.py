@@ -51,8 +51,9 @@ def create_run_dir(run_dir: str | Path | None, *, exist_ok: bool = False) -> Pat
     (path / "weights").mkdir(parents=True, exist_ok=True)
     (path / "plots").mkdir(parents=True, exist_ok=True)
     if exist_ok:
-        # A fresh run in a reused directory must not inherit the old curves.
-        (path / "results.csv").unlink(missing_ok=True)
+        # A fresh run in a reused directory must not inherit the old curves or weights.
+        for stale in (path / "results.csv", path / "weights" / "last.pt", path / "weights" / "best.pt"):
+            stale.unlink(missing_ok=True)
     return path
 
 

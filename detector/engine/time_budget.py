@@ -1,65 +1,69 @@
-"""Fit training into a wall-clock budget (`train.time_limit`, minutes).
+"""Fit training into a wall-clock budget (`train.time_limit`, minutes), planned in steps.
 
     budget = TimeBudget(limit_minutes=6.0)
-    ...  # after each epoch:
-    budget.record_epoch(41.0)
-    budget.record_validation(6.0)
-    planned_epochs = budget.plan(completed_epochs=1, eval_interval=1, validation_estimate_s=6.0)
+    budget.start_epoch(step=0)
+    ...  # after optimizer steps (every step in a single process, else at epoch ends):
+    total_steps = budget.plan_steps(current_step=40, steps_per_epoch=62, eval_interval=1)
+    budget.end_epoch(step=62)
+    budget.record_overhead(6.0)   # validation + checkpoint time after the epoch
 
-With a time limit the number of epochs comes from measurement, not from
-`train.epochs` (which only shapes the plan until the first epoch is timed): after
-every epoch the trainer asks how many epochs fit in what is left, keeping room for
-the final validation, and re-plans the cosine schedule to end there.
+With a time limit the length of training comes from measurement, not from
+`train.epochs` (which only shapes the plan until the first steps are timed).
+The plan is in optimizer steps, so a budget shorter than one epoch still gets a
+complete warmup + cosine schedule and stops mid-epoch: k more steps cost
+`k * seconds_per_step`, plus the after-epoch overhead (validation, checkpoint) of
+every epoch end they cross, plus one final validation.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
 
-def plan_total_epochs(
+def plan_extra_steps(
     *,
     remaining_s: float,
-    completed_epochs: int,
-    epoch_train_s: float,
-    validation_s: float,
-    eval_interval: int,
-    max_extra_epochs: int = 100_000,
+    step_in_epoch: int,
+    steps_per_epoch: int,
+    seconds_per_step: float,
+    epoch_overhead_s: float,
+    final_validation_s: float,
+    max_epochs: int = 100_000,
 ) -> int:
-    """The total number of epochs that fits in the remaining time.
-
-    k more epochs cost `k * epoch_train_s` plus their validations: one every
-    `eval_interval` epochs, and always one at the end (even for k = 0, when the
-    epoch just finished was not validated yet), i.e.
-    `validation_s * max(1, k / eval_interval)`.
+    """How many more optimizer steps fit in the remaining time.
 
     Args:
         remaining_s: budget left, seconds (may be negative: over budget).
-        completed_epochs: epochs finished so far.
-        epoch_train_s: measured training time of one epoch, seconds (> 0).
-        validation_s: measured or estimated time of one validation, seconds.
-        eval_interval: validate every this many epochs.
-        max_extra_epochs: upper bound on k (guards against absurd plans).
+        step_in_epoch: steps already taken in the current epoch (0..steps_per_epoch).
+        steps_per_epoch: optimizer steps per epoch (> 0).
+        seconds_per_step: measured training time per step (> 0).
+        epoch_overhead_s: time spent after each epoch (validation, checkpoint, plots).
+        final_validation_s: time of the validation that always ends training.
+        max_epochs: bound on the epoch ends considered.
 
     Returns:
-        completed_epochs + the largest k >= 0 whose cost fits in remaining_s.
+        The largest k >= 0 with k * seconds_per_step + (epoch ends crossed before the
+        last step) * epoch_overhead_s + final_validation_s <= remaining_s.
     """
-    if epoch_train_s <= 0:
-        raise ValueError(f"epoch_train_s must be positive, got {epoch_train_s}")
-    extra = 0
-    while extra < max_extra_epochs:
-        k = extra + 1
-        cost = k * epoch_train_s + validation_s * max(1.0, k / max(eval_interval, 1))
-        if cost > remaining_s:
+    if seconds_per_step <= 0 or steps_per_epoch <= 0:
+        raise ValueError(f"need positive step time and steps per epoch, got {seconds_per_step}, {steps_per_epoch}")
+    best = 0
+    # With k steps ending inside the e-th epoch from now (e = 0: the current one),
+    # e epoch ends are crossed before the last step; each costs the overhead.
+    for crossed in range(max_epochs):
+        first_k = crossed * steps_per_epoch - step_in_epoch + 1 if crossed else 1
+        last_k = (crossed + 1) * steps_per_epoch - step_in_epoch
+        budget_for_steps = remaining_s - final_validation_s - crossed * epoch_overhead_s
+        k = min(last_k, int(budget_for_steps // seconds_per_step))
+        if k < first_k:
             break
-        extra = k
-    return completed_epochs + extra
+        best = k
+    return best
 
 
 class TimeBudget:
-    """The clock of a time-limited run and the epoch times measured so far."""
+    """The clock of a time-limited run and the training speed measured so far."""
 
     def __init__(
         self,
@@ -71,55 +75,74 @@ class TimeBudget:
         """Args:
         limit_minutes: the budget (`train.time_limit`), > 0.
         clock: seconds, monotonic (injectable for tests).
-        elapsed_before_s: time already spent by the run before a resume.
+        elapsed_before_s: time already spent by the run (set-up, before a resume).
         """
         if limit_minutes <= 0:
             raise ValueError(f"train.time_limit: {limit_minutes} must be positive (minutes)")
         self.limit_s = limit_minutes * 60.0
         self.clock = clock
         self.start = clock() - elapsed_before_s
-        self.epoch_train_s: list[float] = []
-        self.validation_s: list[float] = []
+        self.train_s = 0.0  # training time of finished epochs (this session)
+        self.train_steps = 0
+        self.overhead_s: list[float] = []
+        self._epoch_start: tuple[float, int] | None = None
 
     def elapsed(self) -> float:
         """Seconds since the run started (including before a resume)."""
         return self.clock() - self.start
 
-    def record_epoch(self, train_seconds: float) -> None:
-        """Add one epoch's measured training time."""
-        self.epoch_train_s.append(train_seconds)
+    def start_epoch(self, step: int) -> None:
+        """Training of an epoch begins at optimizer step `step`."""
+        self._epoch_start = (self.clock(), step)
 
-    def record_validation(self, seconds: float) -> None:
-        """Add one validation's measured time."""
-        self.validation_s.append(seconds)
+    def end_epoch(self, step: int) -> None:
+        """Training of the epoch ended at optimizer step `step` (before validation)."""
+        started, first_step = self._epoch_start
+        self.train_s += self.clock() - started
+        self.train_steps += step - first_step
+        self._epoch_start = None
 
-    def validation_reserve(self) -> float:
-        """Seconds to keep for the final validation (0 until one was timed)."""
-        return self.validation_s[-1] if self.validation_s else 0.0
+    def record_overhead(self, seconds: float) -> None:
+        """Time spent after an epoch's training: validation, checkpoint, plots."""
+        self.overhead_s.append(seconds)
 
-    def out_of_time(self) -> bool:
-        """True once only the final validation still fits (polled after every step)."""
-        return self.elapsed() > self.limit_s - self.validation_reserve()
+    def seconds_per_step(self, current_step: int) -> float | None:
+        """Mean training time per optimizer step so far (None before any step)."""
+        seconds, steps = self.train_s, self.train_steps
+        if self._epoch_start is not None:
+            seconds += self.clock() - self._epoch_start[0]
+            steps += current_step - self._epoch_start[1]
+        return seconds / steps if steps > 0 else None
 
-    def plan(self, *, completed_epochs: int, eval_interval: int, validation_estimate_s: float) -> int:
-        """Total epochs that fit, from the epochs measured so far.
-
-        The median of the last three epochs ignores a slow first epoch (worker
-        start-up, allocator warm-up) once later ones are measured.
+    def plan_steps(
+        self, *, current_step: int, steps_per_epoch: int, eval_interval: int, validation_estimate_s: float
+    ) -> int | None:
+        """Total optimizer steps (from the run's start) that fit in the budget.
 
         Args:
-            completed_epochs: epochs finished so far (>= 1 measured).
+            current_step: optimizer steps taken so far.
+            steps_per_epoch: optimizer steps per epoch.
             eval_interval: validate every this many epochs.
-            validation_estimate_s: used until a validation has been timed.
+            validation_estimate_s: one validation's cost until one has been timed.
+
+        Returns:
+            The planned total, or None before any step was timed.
         """
-        if not self.epoch_train_s:
-            raise ValueError("plan() needs at least one measured epoch")
-        epoch_train_s = statistics.median(self.epoch_train_s[-3:])
-        validation_s = self.validation_s[-1] if self.validation_s else validation_estimate_s
-        return plan_total_epochs(
-            remaining_s=self.limit_s - self.elapsed(),
-            completed_epochs=completed_epochs,
-            epoch_train_s=epoch_train_s,
-            validation_s=validation_s,
-            eval_interval=eval_interval,
+        seconds_per_step = self.seconds_per_step(current_step)
+        if seconds_per_step is None:
+            return None
+        validation_s = max(self.overhead_s) if self.overhead_s else validation_estimate_s
+        epoch_overhead_s = validation_s / max(eval_interval, 1)
+        remaining_s = self.limit_s - self.elapsed()
+        at_epoch_end = current_step > 0 and current_step % steps_per_epoch == 0
+        extra = plan_extra_steps(
+            # At an epoch end its overhead is still to come, unless training stops here
+            # (then the final validation takes its place).
+            remaining_s=remaining_s - epoch_overhead_s if at_epoch_end else remaining_s,
+            step_in_epoch=current_step % steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            seconds_per_step=seconds_per_step,
+            epoch_overhead_s=epoch_overhead_s,
+            final_validation_s=validation_s,
         )
+        return current_step + extra

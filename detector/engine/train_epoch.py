@@ -121,7 +121,7 @@ def train_one_epoch(
         dist: this process's rank info (the bar shows on rank 0 only).
         show_progress: draw the tqdm bar (rank 0 only in any case).
         should_stop: polled after each optimizer step; True ends the epoch early
-            (the time budget ran out).
+            (the time budget planned no more steps).
 
     Returns:
         {"loss": mean, "loss_box": mean, ... (every term the loss returns, over
@@ -203,6 +203,7 @@ def validate(
     *,
     device: torch.device,
     amp: bool = False,
+    progress: bool = False,
 ) -> dict[str, float]:
     """COCO AP of `model` on the validation split (docs/internals.md: predict + evaluate).
 
@@ -213,6 +214,7 @@ def validate(
         cfg: eval thresholds.
         device: where to run the model.
         amp: autocast on CUDA.
+        progress: a tqdm bar over the validation batches.
 
     Returns:
         {"AP": COCO AP@[.5:.95], "AP50": AP@.5}.
@@ -229,6 +231,7 @@ def validate(
         iou_threshold=cfg.eval.iou_threshold,
         max_det=cfg.eval.max_det,
         amp=amp,
+        progress=progress,
     )
     # Only AP drives training decisions: skip the VOC metric here (`detector evaluate` has it).
     result = evaluate_detections(split.records, predictions, split.names, voc_metric="none")

@@ -166,36 +166,46 @@ def _set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list
     return _Run(cfg, dist, device, run_dir, train_loader, val_loader, val_split, names, parts, state, budget, log)
 
 
-def _replan_for_budget(run: _Run, train_s: float, stopped_early: bool) -> None:
-    """After an epoch: how many epochs fit in the time left? Re-plan the cosine to end there.
+MAX_WARMUP_FRACTION = 0.2  # a time budget shorter than the warmup caps it at this share
 
-    Rank 0 decides from its clock and broadcasts, so every rank stops at the same epoch.
+
+def _plan_budget(run: _Run, *, broadcast: bool) -> None:
+    """Re-plan the run's length from the measured speed: schedule end and epoch count.
+
+    In a single process this runs after every optimizer step; under DDP only at
+    epoch ends (`broadcast`), where rank 0 decides and every rank follows.
     """
-    state, budget = run.state, run.budget
-    planned = state.planned_epochs
+    state, budget, spe = run.state, run.budget, run.parts.steps_per_epoch
+    total = run.parts.schedule.total_steps
     if run.dist.is_main:
-        budget.record_epoch(train_s)
-        # Until a validation was timed, guess it costs what training costs per image.
-        estimate = train_s * len(run.val_split.records) / max(len(run.train_loader.dataset), 1)
-        planned = state.epoch if stopped_early else max(state.epoch, budget.plan(
-            completed_epochs=state.epoch, eval_interval=run.cfg.train.eval_interval, validation_estimate_s=estimate))
-    (planned,) = ddp.broadcast_numbers([planned], run.dist, run.device)
-    if int(planned) != state.planned_epochs:
-        run.log(f"time budget: {state.planned_epochs} -> {int(planned)} epochs, schedule re-planned "
-                f"(epoch {state.epoch} took {train_s:.1f}s; limit {run.cfg.train.time_limit} min)")
-        state.planned_epochs = int(planned)
-        run.parts.schedule.replan(current_step=state.step,
-                                  total_steps=state.planned_epochs * run.parts.steps_per_epoch)
+        seconds_per_step = budget.seconds_per_step(state.step) or 0.0
+        # Until a validation was timed: inference is ~3x cheaper per image than training.
+        estimate = seconds_per_step / run.cfg.train.batch_size * len(run.val_split.records) / 3
+        total = budget.plan_steps(current_step=state.step, steps_per_epoch=spe,
+                                  eval_interval=run.cfg.train.eval_interval, validation_estimate_s=estimate) or total
+    if broadcast:
+        (total,) = ddp.broadcast_numbers([total], run.dist, run.device)
+    total = max(int(total), state.step)
+    if total != run.parts.schedule.total_steps:
+        run.parts.schedule.replan(current_step=state.step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
+        state.planned_epochs = max(math.ceil(total / spe), state.epoch)
 
 
-def _validate_and_track_best(run: _Run, clock: Callable[[], float]) -> tuple[dict[str, float], bool]:
+def _budget_poll(run: _Run) -> Callable[[], bool]:
+    """After each optimizer step (single process): re-plan; True when the planned steps are done."""
+
+    def poll() -> bool:
+        _plan_budget(run, broadcast=False)
+        return run.state.step >= run.parts.schedule.total_steps
+
+    return poll
+
+
+def _validate_and_track_best(run: _Run, progress: bool) -> tuple[dict[str, float], bool]:
     """Rank 0: AP of the EMA weights; update best AP and the early-stopping count."""
     state = run.state
-    start = clock()
     metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, run.cfg, device=run.device,
-                       amp=run.parts.amp_dtype is not None)
-    if run.budget is not None:
-        run.budget.record_validation(clock() - start)
+                       amp=run.parts.amp_dtype is not None, progress=progress)
     improved = is_better(metrics["AP"], state.best_ap)
     if improved:
         state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
@@ -252,10 +262,13 @@ def fit(
         state, dist = run.state, run.dist
         nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
         # Mid-epoch stops only in a single process: ranks would disagree on the step.
-        should_stop = run.budget.out_of_time if run.budget is not None and not dist.distributed else None
+        should_stop = _budget_poll(run) if run.budget is not None and not dist.distributed else None
         try:
             while state.epoch < state.planned_epochs and not state.finished:
                 epoch_start = clock()
+                planned_before = state.planned_epochs
+                if run.budget is not None:
+                    run.budget.start_epoch(state.step)
                 _start_epoch(run.train_loader, state.epoch, cfg.train.seed, dist.rank)
                 stats = train_one_epoch(run.parts, run.train_loader, state, cfg.train, epoch=state.epoch,
                                         planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
@@ -263,11 +276,17 @@ def fit(
                 state.epoch += 1
                 train_s = clock() - epoch_start
                 if run.budget is not None:
-                    _replan_for_budget(run, train_s, stats["stopped_early"])
-                last_epoch = state.epoch >= state.planned_epochs
+                    run.budget.end_epoch(state.step)
+                    _plan_budget(run, broadcast=True)
+                    if state.planned_epochs != planned_before:
+                        run.log(f"time budget: {planned_before} -> {state.planned_epochs} epochs "
+                                f"({run.parts.schedule.total_steps} steps, schedule re-planned; "
+                                f"{run.budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)")
+                done_steps = run.budget is not None and state.step >= run.parts.schedule.total_steps
+                last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or done_steps
                 metrics, improved = {}, False
                 if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
-                    metrics, improved = _validate_and_track_best(run, clock)
+                    metrics, improved = _validate_and_track_best(run, show_progress)
                 patience = cfg.train.early_stop_patience
                 stop = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
                 (stop,) = ddp.broadcast_numbers([float(stop)], dist, run.device)  # rank 0 decides
@@ -281,6 +300,8 @@ def fit(
                     _write_epoch(run, stats, metrics, improved, train_s)
                     run.log(_summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
                                           clock() - epoch_start))
+                if run.budget is not None:
+                    run.budget.record_overhead(clock() - epoch_start - train_s)
                 ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
         except KeyboardInterrupt:
             run.log(f"interrupted; continue with: detector train --resume {run.run_dir}")

@@ -70,7 +70,7 @@ class YOLOLoss(nn.Module):
         num_classes: C.
         strides: the model's strides (same order as its raw cells).
         box_weight, obj_weight, cls_weight, l1_weight: term weights.
-        center_radius, topk_candidates, iou_weight: assignment settings (see assigner.py).
+        center_radius, topk_candidates, iou_weight, min_positives: assignment settings (see assigner.py).
     """
 
     def __init__(
@@ -85,6 +85,7 @@ class YOLOLoss(nn.Module):
         center_radius: float = 2.5,
         topk_candidates: int = 10,
         iou_weight: float = 3.0,
+        min_positives: int = 3,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -92,6 +93,7 @@ class YOLOLoss(nn.Module):
         self.box_weight, self.obj_weight = box_weight, obj_weight
         self.cls_weight, self.l1_weight = cls_weight, l1_weight
         self.center_radius, self.topk_candidates, self.iou_weight = center_radius, topk_candidates, iou_weight
+        self.min_positives = min_positives
 
     def forward(
         self,
@@ -131,6 +133,7 @@ class YOLOLoss(nn.Module):
             pred_boxes=pred_boxes.detach(), pred_scores=scores, centers=centers, anchor_strides=anchor_strides,
             gt_boxes=gt_boxes, gt_labels=gt_labels, gt_valid=gt_valid,
             center_radius=self.center_radius, topk_candidates=self.topk_candidates, iou_weight=self.iou_weight,
+            min_positives=self.min_positives,
         )
         fg = assignment.fg_mask  # [B, A]
         num_fg = fg.sum()
@@ -153,7 +156,7 @@ class YOLOLoss(nn.Module):
         matched_boxes = gt_boxes[batch_index, gt_index]  # [F, 4]
         # `* 0` terms keep every output in the graph when there are no positives,
         # so backward() and DDP's gradient sync behave the same on empty batches.
-        zero = raw[..., :4].sum() * 0 + raw[..., 5:].sum() * 0
+        zero = (raw[..., :4].sum() + raw[..., 5:].sum()).mul(0.0).abs()  # abs: +0.0, not -0.0, in logs
         ciou = complete_box_iou_aligned(pred_boxes[batch_index, anchor_index], matched_boxes)
         loss_box = (1.0 - ciou).sum() / normaliser + zero
 

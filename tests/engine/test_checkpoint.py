@@ -134,7 +134,7 @@ class _RunsCode:
 def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with path.open("wb") as handle:
-        pickle.dump({"model": _RunsCode()}, handle)
+        pickle.dump({"model": _RunsCode()}, handle, protocol=2)
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         load_checkpoint(path)
     # Also through torch.save's zip format.

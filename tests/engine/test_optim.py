@@ -11,7 +11,7 @@ from torch import nn
 from detector.config import TrainConfig
 from detector.engine.ema import ModelEMA
 from detector.engine.optim import WarmupCosineSchedule, build_optimizer, parameter_groups
-from detector.engine.time_budget import TimeBudget, plan_total_epochs
+from detector.engine.time_budget import TimeBudget, plan_extra_steps
 
 
 class _Tiny(nn.Module):
@@ -84,37 +84,45 @@ def test_replan_inside_warmup_only_moves_the_end() -> None:
     assert schedule.lr_at(14) == pytest.approx(0.05)  # now the midpoint of 4..24
 
 
-def test_plan_total_epochs_by_hand() -> None:
-    # 100 s left, epochs of 20 s, validation 10 s every epoch: k epochs cost 30k -> k = 3.
-    assert plan_total_epochs(remaining_s=100, completed_epochs=1, epoch_train_s=20, validation_s=10, eval_interval=1) == 4
-    # Validation every 2 epochs: cost 20k + 10 * max(1, k/2): k=4 -> 100 fits exactly.
-    assert plan_total_epochs(remaining_s=100, completed_epochs=1, epoch_train_s=20, validation_s=10, eval_interval=2) == 5
-    # Over budget: no more epochs.
-    assert plan_total_epochs(remaining_s=-5, completed_epochs=3, epoch_train_s=20, validation_s=10, eval_interval=1) == 3
+def test_plan_extra_steps_by_hand() -> None:
+    plan = dict(steps_per_epoch=10, seconds_per_step=1.0, epoch_overhead_s=5.0, final_validation_s=5.0)
+    # 30 s left at step 3 of a 10-step epoch: 7 steps to the epoch end, its 5 s validation,
+    # 10 more steps, the final 5 s validation: 17 + 5 + 5 = 27 s. 18 steps would cross a
+    # second epoch end: 18 + 10 + 5 = 33 s.
+    assert plan_extra_steps(remaining_s=30, step_in_epoch=3, **plan) == 17
+    # 12 s left: exactly the rest of this epoch plus the final validation.
+    assert plan_extra_steps(remaining_s=12, step_in_epoch=3, **plan) == 7
+    # 16 s: crossing the epoch end (5 s) would leave 6 s for steps, fewer than the 8 needed
+    # to get past it, so the plan stops at the epoch end: 7 steps.
+    assert plan_extra_steps(remaining_s=16, step_in_epoch=3, **plan) == 7
+    # Over budget, or only the final validation fits: no more steps.
+    assert plan_extra_steps(remaining_s=-1, step_in_epoch=0, **plan) == 0
+    assert plan_extra_steps(remaining_s=5.5, step_in_epoch=0, **plan) == 0
     with pytest.raises(ValueError):
-        plan_total_epochs(remaining_s=10, completed_epochs=0, epoch_train_s=0, validation_s=1, eval_interval=1)
+        plan_extra_steps(remaining_s=10, step_in_epoch=0, steps_per_epoch=10, seconds_per_step=0,
+                         epoch_overhead_s=0, final_validation_s=0)
 
 
 def test_time_budget_with_a_fake_clock() -> None:
     now = [1000.0]
-    budget = TimeBudget(limit_minutes=2.0, clock=lambda: now[0])  # 120 s
-    now[0] += 25.0  # first epoch: 25 s (slow start-up)
-    budget.record_epoch(25.0)
-    # 95 s left; estimated validation 5 s: k epochs cost 25k + 5 max(1, k) -> k = 3 (90 s).
-    assert budget.plan(completed_epochs=1, eval_interval=1, validation_estimate_s=5.0) == 4
-    now[0] += 15.0 + 5.0  # second epoch 15 s, then a measured 5 s validation
-    budget.record_epoch(15.0)
-    budget.record_validation(5.0)
-    # 75 s left; median(25, 15) = 20 s per epoch + 5 s validation -> k = 3 (75 s).
-    assert budget.plan(completed_epochs=2, eval_interval=1, validation_estimate_s=99.0) == 5
-    # A resumed run counts the time already spent.
-    resumed = TimeBudget(limit_minutes=2.0, clock=lambda: now[0], elapsed_before_s=110.0)
-    resumed.record_epoch(20.0)
-    resumed.record_validation(5.0)
-    assert resumed.plan(completed_epochs=2, eval_interval=1, validation_estimate_s=5.0) == 2
-    assert resumed.out_of_time() is False  # 110 s used of 120, 5 s reserved
-    now[0] += 6.0
-    assert resumed.out_of_time() is True
+    budget = TimeBudget(limit_minutes=1.0, clock=lambda: now[0], elapsed_before_s=4.0)  # 60 s, 4 s of set-up
+    assert budget.plan_steps(current_step=0, steps_per_epoch=10, eval_interval=1, validation_estimate_s=2.0) is None
+    budget.start_epoch(step=0)
+    now[0] += 4.0  # 4 steps of 1 s
+    assert budget.seconds_per_step(4) == pytest.approx(1.0)
+    # 52 s left at step 4: epoch ends after 6, 16, 26, 36 more steps cost 2 s each and the
+    # final validation 2 s: 42 steps + 4 crossings x 2 s + 2 s = 52 s.
+    expected = 4 + plan_extra_steps(remaining_s=52.0, step_in_epoch=4, steps_per_epoch=10, seconds_per_step=1.0,
+                                    epoch_overhead_s=2.0, final_validation_s=2.0)
+    assert budget.plan_steps(current_step=4, steps_per_epoch=10, eval_interval=1, validation_estimate_s=2.0) == expected
+    assert expected == 4 + 42
+    now[0] += 6.0  # the epoch ends at step 10 after 10 s; then 3 s of validation and checkpoint
+    budget.end_epoch(step=10)
+    now[0] += 3.0
+    budget.record_overhead(3.0)
+    # 60 - 4 - 13 = 43 s left, 1 s/step, the measured 3 s replaces the estimate; at an epoch end its
+    # overhead is still due if training continues: 43 - 3 = 40 s, then 10 + 3 + 10 + 3 + 10 = 36 s, +3 final.
+    assert budget.plan_steps(current_step=10, steps_per_epoch=10, eval_interval=1, validation_estimate_s=99.0) == 10 + 30
     with pytest.raises(ValueError):
         TimeBudget(limit_minutes=0)
 
@@ -135,3 +143,14 @@ def test_ema_decay_warmup_and_average() -> None:
     restored = ModelEMA(model, decay=0.5)
     restored.load_state_dict(ema.state_dict(), weights=ema.module.state_dict())
     assert restored.module.weight.item() == pytest.approx(1 - expected_decay) and restored.decay == 0.9
+
+
+def test_replan_caps_a_warmup_longer_than_the_budget() -> None:
+    schedule = WarmupCosineSchedule(base_lr=0.1, warmup_steps=60, total_steps=600, final_lr_fraction=0.0)
+    schedule.replan(current_step=5, total_steps=40, max_warmup_fraction=0.2)
+    assert schedule.warmup_steps == 8  # 20% of 40
+    assert schedule.lr_at(7) == pytest.approx(0.1) and schedule.lr_at(40) == pytest.approx(0.0)
+    # Never before the current step: at step 12 of the warmup the cap stops at 12.
+    late = WarmupCosineSchedule(base_lr=0.1, warmup_steps=60, total_steps=600, final_lr_fraction=0.0)
+    late.replan(current_step=12, total_steps=40, max_warmup_fraction=0.2)
+    assert late.warmup_steps == 12 and late.lr_at(11) == pytest.approx(0.1 * 12 / 12)

@@ -193,3 +193,22 @@ def test_time_limit_stops_and_still_validates(tmp_path: Path) -> None:
         (row,) = list(csv.DictReader(handle))
     assert row["AP"] != ""  # the final validation ran
     assert load_checkpoint(run / "weights/best.pt")["epoch"] == 1
+
+
+def test_run_directories_are_numbered_and_not_overwritten(tmp_path: Path) -> None:
+    from detector.engine.run_dir import append_result, create_run_dir, next_run_dir, read_results
+
+    assert next_run_dir(tmp_path) == tmp_path / "exp"
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp2").mkdir()
+    assert next_run_dir(tmp_path) == tmp_path / "exp3"
+    run = create_run_dir(tmp_path / "mine")
+    assert (run / "weights").is_dir() and (run / "plots").is_dir()
+    append_result(run / "results.csv", {"epoch": 1, "loss": 0.5, "AP": math.nan})
+    append_result(run / "results.csv", {"epoch": 2, "loss": 0.25, "AP": 0.125})
+    rows = read_results(run / "results.csv")
+    assert [r["epoch"] for r in rows] == [1.0, 2.0] and math.isnan(rows[0]["AP"]) and rows[1]["AP"] == 0.125
+    with pytest.raises(FileExistsError, match="--resume"):
+        create_run_dir(run)
+    create_run_dir(run, exist_ok=True)
+    assert not (run / "results.csv").exists()  # a fresh run does not inherit old rows

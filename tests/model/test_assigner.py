@@ -35,17 +35,21 @@ def test_single_box_takes_its_dynamic_k_best_cells() -> None:
     a, b = _cell(centers, strides, 28, 28, 8), _cell(centers, strides, 36, 36, 8)
     outside = _cell(centers, strides, 60, 60, 8)  # not in the box, 28 px from its centre > 2.5 strides
     pred_boxes[0, [a, b, outside]] = gt  # IoU 1: dynamic k = 1 + 1 = 2 (the outside cell is no candidate)
-    result = assign_targets(
+    kwargs = dict(
         pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
         gt_boxes=gt.view(1, 1, 4), gt_labels=torch.tensor([[1]]), gt_valid=torch.tensor([[True]]),
     )
+    result = assign_targets(**kwargs, min_positives=1)
     assert result.fg_mask[0].nonzero().flatten().tolist() == sorted([a, b])
     assert result.matched_gt[0, [a, b]].tolist() == [0, 0]
     torch.testing.assert_close(result.matched_iou[0, [a, b]], torch.ones(2))
     assert result.matched_iou[0].sum() == 2
+    # the default floor of 3 adds one more candidate (IoU 0), never the outside cell
+    default = assign_targets(**kwargs)
+    assert default.fg_mask[0].sum() == 3 and default.fg_mask[0, [a, b]].all() and not default.fg_mask[0, outside]
 
 
-def test_tiny_box_still_gets_a_cell_and_padding_gets_none() -> None:
+def test_tiny_box_still_gets_cells_and_padding_gets_none() -> None:
     centers, strides, pred_boxes, pred_scores = _setup()
     pred_boxes = pred_boxes.repeat(2, 1, 1)
     pred_scores = pred_scores.repeat(2, 1, 1)
@@ -55,8 +59,8 @@ def test_tiny_box_still_gets_a_cell_and_padding_gets_none() -> None:
         pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
         gt_boxes=gt, gt_labels=torch.zeros(2, 2, dtype=torch.long), gt_valid=valid,
     )
-    # No cell centre lies inside the 1 px box, but the centre prior gives it one cell.
-    assert result.fg_mask[0].sum() == 1 and result.matched_gt[0][result.fg_mask[0]].tolist() == [0]
+    # No cell centre lies inside the 1 px box, but the centre prior gives it cells.
+    assert result.fg_mask[0].sum() == 3 and result.matched_gt[0][result.fg_mask[0]].tolist() == [0, 0, 0]
     assert not result.fg_mask[1].any()
 
 
@@ -67,13 +71,13 @@ def test_contested_cell_goes_to_the_cheaper_box() -> None:
     pred_boxes[0, cell] = gts[0, 1]  # exact for box 1, IoU 0.6 with box 0
     result = assign_targets(
         pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
-        gt_boxes=gts, gt_labels=torch.tensor([[0, 0]]), gt_valid=torch.tensor([[True, True]]),
+        gt_boxes=gts, gt_labels=torch.tensor([[0, 0]]), gt_valid=torch.tensor([[True, True]]), min_positives=1,
     )
     assert result.fg_mask[0].nonzero().flatten().tolist() == [cell]  # both boxes pick it (k = 1)
     assert result.matched_gt[0, cell] == 1
 
 
-def _reference_assign(pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid):
+def _reference_assign(pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid, min_positives):
     """Slow SimOTA: loops over images, boxes and cells with plain Python floats."""
     batch, num_anchors, num_classes = pred_scores.shape
     fg = torch.zeros(batch, num_anchors, dtype=torch.bool)
@@ -103,7 +107,7 @@ def _reference_assign(pred_boxes, pred_scores, centers, strides, gt_boxes, gt_la
                 cost = cls_cost + 3.0 * -math.log(iou + 1e-8) + (0.0 if in_box and in_center else 1e5)
                 costs.append((cost, a))
                 ious.append(iou)
-            k = max(1, int(sum(sorted(ious, reverse=True)[:10])))
+            k = max(min_positives, int(sum(sorted(ious, reverse=True)[:10])))
             for cost, a in sorted(costs)[:k]:
                 claims.setdefault(a, []).append((cost, m))
         for a, options in claims.items():
@@ -116,7 +120,8 @@ def test_matches_slow_reference_on_random_batches() -> None:
     generator = torch.Generator().manual_seed(0)
     centers, strides = make_grid(64, 64, STRIDES)
     num_anchors = centers.shape[0]
-    for _ in range(10):
+    for trial in range(10):
+        min_positives = 1 + trial % 3
         batch, num_gt, num_classes = 3, 4, 3
         xy = torch.rand(batch, num_gt, 2, generator=generator) * 48
         wh = torch.rand(batch, num_gt, 2, generator=generator) * 30 + 2
@@ -130,9 +135,11 @@ def test_matches_slow_reference_on_random_batches() -> None:
         pred_scores = torch.rand(batch, num_anchors, num_classes, generator=generator)
         result = assign_targets(
             pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
-            gt_boxes=gt_boxes, gt_labels=gt_labels, gt_valid=gt_valid,
+            gt_boxes=gt_boxes, gt_labels=gt_labels, gt_valid=gt_valid, min_positives=min_positives,
         )
-        fg, matched = _reference_assign(pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid)
+        fg, matched = _reference_assign(
+            pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid, min_positives
+        )
         assert torch.equal(result.fg_mask, fg)
         assert torch.equal(result.matched_gt[fg], matched[fg])
         assert fg.sum() >= gt_valid.sum()  # every valid box got at least one cell here
