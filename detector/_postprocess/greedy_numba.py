@@ -4,9 +4,9 @@
 
 Why numba: exact greedy NMS is sequential (each decision depends on the earlier
 kept boxes), so tensor ops pay Python overhead per block or per kept box; a
-compiled loop matches a C++ kernel without shipping C++ in the package. It is
-optional (`pip install detector[fast]`); `greedy.greedy_keep_torch` gives the same
-results without it. The IoU arithmetic mirrors the torch path operation by
+compiled loop matches a C++ kernel without shipping C++ in the package. numba is a
+dependency, but where it cannot be imported (a platform without wheels)
+`greedy.greedy_keep_torch` gives the same results without it. The IoU arithmetic mirrors the torch path operation by
 operation (same dtype, same order, same union lower bound) so both agree bit for bit.
 """
 
