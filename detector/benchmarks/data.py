@@ -73,12 +73,13 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
          repeats: int, overrides: tuple[str, ...]) -> None:
     """Images/s of the training pipeline (0, 1, 2 workers) vs plain decoding."""
     import cv2
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, SequentialSampler
 
     from detector.config import load_config
     from detector.data.catalog import load_split
-    from detector.data.dataset import DetectionDataset, collate_batch, seed_worker
+    from detector.data.dataset import DetectionDataset, collate_batch, init_worker
     from detector.data.images import read_image_rgb
+    from detector.data.sampling import SeededSampler
     from detector.data.shapes import SHAPE_CLASSES
     from detector.data.synthetic import generate_shapes_dataset
     from detector.data.transforms import build_train_transform
@@ -108,8 +109,10 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
         for workers in (0, 1, 2):
             transform = build_train_transform(cfg.augment, image_size, seed=0)
             loaders[workers] = DataLoader(
-                DetectionDataset(records, transform), batch_size=batch_size, shuffle=False,
-                num_workers=workers, collate_fn=collate_batch, worker_init_fn=seed_worker,
+                DetectionDataset(records, transform), batch_size=batch_size,
+                # Per-sample seeds as in training (their set_seed cost is part of the pipeline).
+                sampler=SeededSampler(SequentialSampler(records), seed=0),
+                num_workers=workers, collate_fn=collate_batch, worker_init_fn=init_worker,
                 persistent_workers=workers > 0,
             )
             for _ in loaders[workers]:  # warm-up: start workers, fill caches

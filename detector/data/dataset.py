@@ -24,9 +24,13 @@ passed the header check): the sample is replaced by the next decodable one, a
 warning names the file, the path goes into `replaced` so the trainer can count it,
 and the bad index is not retried by that worker. Workers never crash on one bad file.
 
-Seeding: every worker re-seeds its augmentation stream from torch's per-worker seed
-(different per worker and per epoch, reproducible from the DataLoader's generator,
-which `build_dataloader` seeds from `train.seed` and the rank).
+Seeding: a training loader's sampler is a `sampling.SeededSampler`, which yields
+(index, sample_seed) pairs, sample_seed a pure function of (train.seed, rank, epoch,
+position). `DetectionDataset[(index, sample_seed)]` re-seeds the transform with it
+before augmenting (a replacement for an undecodable image is augmented with the
+same seed), so batches are identical for any number of workers and `--resume`
+replays them exactly; call `loader.sampler.set_epoch(epoch)` every epoch. A plain
+integer index (evaluation) leaves the transform's stream as it is.
 """
 
 from __future__ import annotations
@@ -39,11 +43,18 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from detector.config import Config
 from detector.data.collate import collate_batch, keep_freed_memory
 from detector.data.record import SampleRecord, SplitRecords
+from detector.data.sampling import SeededSampler
 from detector.data.transforms import (
     EvalTransform,
     TrainTransform,
@@ -108,11 +119,19 @@ class DetectionDataset(Dataset):
             "run `detector data check --decode` on the dataset"
         )
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """One sample: image uint8 [S, S, 3] RGB (numpy), boxes/labels/ignore, meta."""
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """One sample: image uint8 [S, S, 3] RGB (numpy), boxes/labels/ignore, meta.
+
+        Args:
+            item: an index, or (index, sample_seed) from `SeededSampler`: the transform
+                is re-seeded with sample_seed first, so the output depends on nothing else.
+        """
+        index, sample_seed = item if isinstance(item, tuple) else (item, None)
         replaced: list[str] = []
         index, image = self._decode(index, replaced)
         record = self.records[index]
+        if sample_seed is not None:
+            self.transform.set_seed(sample_seed)
         sample = self.transform(image, record.boxes, record.labels, record.ignore)
         return {
             "image": sample.image,
@@ -124,21 +143,14 @@ class DetectionDataset(Dataset):
         }
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: per-worker augmentation stream, single-threaded OpenCV.
+def init_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: single-threaded OpenCV, glibc keeps freed buffers.
 
-    torch gives each worker `base_seed + worker_id`, with a fresh `base_seed` per
-    epoch drawn from the loader's generator; seeding from it makes streams differ
-    between workers and epochs yet repeat for the same generator seed.
+    Nothing is seeded here: augmentation seeds come with each index (`SeededSampler`).
     """
     # One worker = one core: OpenCV's own thread pool would oversubscribe the CPU.
     cv2.setNumThreads(0)
     keep_freed_memory()
-    info = get_worker_info()
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    if info is not None:
-        info.dataset.transform.set_seed(seed)
 
 
 def build_dataloader(
@@ -158,8 +170,8 @@ def build_dataloader(
         train: augment (`cfg.augment`, DEFAULT_AUGMENT when null), use
             train.batch_size and drop the last incomplete batch; otherwise a plain
             letterbox with eval.batch_size, keeping every image.
-        distributed: shard with a DistributedSampler (torch.distributed initialised);
-            call `loader.sampler.set_epoch(epoch)` every epoch.
+        distributed: shard with a DistributedSampler (torch.distributed initialised).
+            Training loaders: call `loader.sampler.set_epoch(epoch)` every epoch.
         shuffle: default `train`.
 
     Returns:
@@ -190,22 +202,27 @@ def build_dataloader(
     # Dropping the last partial batch keeps BatchNorm away from tiny batches, unless
     # the dataset is smaller than one batch (then there would be nothing at all).
     drop_last = train and len(dataset) >= batch_size * world_size
-    sampler = None
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    generator = torch.Generator().manual_seed(seed * 1000 + rank)
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator())  # SeededSampler seeds it per epoch
+    else:
+        sampler = SequentialSampler(dataset)
+    if train:
+        sampler = SeededSampler(sampler, seed, rank)
     workers = cfg.train.workers
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate_batch,
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
-        worker_init_fn=seed_worker,
-        generator=generator,
+        worker_init_fn=init_worker,
+        # Only draws the workers' (unused) base seed; a private generator keeps that
+        # draw off the global torch stream, which model code may use.
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=train and workers > 0,
     )
     return loader, split_records

@@ -31,8 +31,9 @@ dropped together with its label and ignore flag.
 
 Randomness: one numpy and one Python generator are shared by all transforms of a
 pipeline (albumentations' own `seed=` gives every transform the same stream, which
-would correlate e.g. the flip and the colour shift). `set_seed` re-seeds them; the
-DataLoader's `worker_init_fn` calls it with torch's per-worker seed.
+would correlate e.g. the flip and the colour shift). `set_seed` re-seeds them (~15 us);
+`DetectionDataset` calls it before every training sample with the sample's own seed
+(detector/data/sampling.py), so augmentation does not depend on which worker runs it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import cv2
 import numpy as np
 
 from detector.data.letterbox import Letterbox, boxes_to_input, compute_letterbox, letterbox_image
+from detector.data.placement import RandomPlace
 
 PAD_FILL = 114  # grey padding, the same value as letterbox_image's default
 
@@ -264,12 +266,7 @@ def build_train_transform(
         sizes = _scale_choices(image_size, scale_jitter["min_scale"], scale_jitter["max_scale"])
         resize = A.LongestMaxSize(max_size=sizes, interpolation=cv2.INTER_LINEAR)
         # Smaller than S: padded at a random offset; larger: a random S x S window.
-        # (Two steps measure ~25% cheaper than RandomCrop(pad_if_needed=True).)
-        place = [
-            A.PadIfNeeded(min_height=image_size, min_width=image_size, position="random",
-                          border_mode=cv2.BORDER_CONSTANT, fill=PAD_FILL),
-            A.RandomCrop(height=image_size, width=image_size),
-        ]
+        place = [RandomPlace(image_size, fill=PAD_FILL)]
     bbox_params = A.BboxParams(
         format="pascal_voc",
         label_fields=["box_index"],

@@ -54,21 +54,14 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _start_epoch(loader: torch.utils.data.DataLoader, epoch: int, seed: int, rank: int) -> None:
-    """Make the epoch's shuffling and augmentation a function of (seed, epoch, rank).
+def _start_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> None:
+    """Make the epoch's order and augmentation a function of (train.seed, rank, epoch).
 
-    A resumed run then replays exactly the batches the uninterrupted run would
-    have seen, without having to save the data pipeline's generators.
+    The loader's `SeededSampler` derives both from them (detector/data/sampling.py), so
+    a resumed run replays exactly the batches the uninterrupted run would have seen,
+    for any number of workers, without saving the data pipeline's generators.
     """
-    epoch_seed = (seed * 100_003 + epoch) * 1_000 + rank
-    if hasattr(loader.sampler, "set_epoch"):  # DistributedSampler: shuffles by seed + epoch
-        loader.sampler.set_epoch(epoch)
-    if loader.generator is not None:  # RandomSampler order and the workers' base seed
-        loader.generator.manual_seed(epoch_seed)
-    transform = getattr(loader.dataset, "transform", None)
-    if loader.num_workers == 0 and hasattr(transform, "set_seed"):
-        # In-process loading: no worker_init_fn re-seeds the augmentation stream, so do it here.
-        transform.set_seed(epoch_seed)
+    loader.sampler.set_epoch(epoch)
 
 
 def _check_finite_before_save(model: nn.Module, epoch: int) -> None:
@@ -271,7 +264,7 @@ def fit(
                 planned_before = state.planned_epochs
                 if run.budget is not None:
                     run.budget.start_epoch(state.step)
-                _start_epoch(run.train_loader, state.epoch, cfg.train.seed, dist.rank)
+                _start_epoch(run.train_loader, state.epoch)
                 stats = train_one_epoch(run.parts, run.train_loader, state, cfg.train, epoch=state.epoch,
                                         planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
                                         show_progress=show_progress, should_stop=should_stop)

@@ -1,4 +1,4 @@
-"""Dataset, collate and DataLoader: batch format, bad files at load time, worker streams."""
+"""Dataset, collate and DataLoader: batch format, bad files at load time, per-sample seeds in any worker."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from detector.config import config_from_dict
-from detector.data.dataset import DetectionDataset, build_dataloader, collate_batch, seed_worker
+from detector.data.dataset import DetectionDataset, build_dataloader, collate_batch, init_worker
 from detector.data.letterbox import Letterbox
 from detector.data.record import SampleRecord
+from detector.data.sampling import SeededSampler
 from detector.data.transforms import build_eval_transform, build_train_transform
 
 
@@ -68,7 +69,7 @@ def test_worker_batches_equal_in_process_batches(tmp_path: Path) -> None:
     records = _records(tmp_path, count=6)
     dataset = DetectionDataset(records, build_eval_transform(48))
     loader = DataLoader(dataset, batch_size=3, num_workers=1, collate_fn=collate_batch,
-                        worker_init_fn=seed_worker)
+                        worker_init_fn=init_worker)
     for start, batch in zip((0, 3), loader, strict=True):
         expected = collate_batch([dataset[i] for i in range(start, start + 3)])
         assert torch.equal(batch["images"], expected["images"])
@@ -101,26 +102,50 @@ def test_all_files_bad_raises_a_clear_error(tmp_path: Path) -> None:
         dataset[0]
 
 
-def _loader_images(dataset: DetectionDataset, seed: int) -> list[np.ndarray]:
-    loader = DataLoader(dataset, batch_size=1, num_workers=2, collate_fn=collate_batch,
-                        worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(seed))
-    return [batch["images"][0].numpy() for batch in loader]
+_AUGMENT = [{"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.5}, {"name": "hflip"},
+            {"name": "brightness_contrast", "p": 1.0}]
 
 
-def test_workers_have_different_streams_and_runs_repeat(tmp_path: Path) -> None:
+def _seeded_batches(dataset: DetectionDataset, workers: int, epoch: int) -> list[dict]:
+    sampler = SeededSampler(RandomSampler(dataset, generator=torch.Generator()), seed=5)
+    sampler.set_epoch(epoch)
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=workers,
+                        collate_fn=collate_batch, worker_init_fn=init_worker)
+    return list(loader)
+
+
+def test_seeded_sampler_is_a_function_of_seed_rank_and_epoch(tmp_path: Path) -> None:
+    def pairs(seed: int, rank: int, epoch: int) -> list[tuple[int, int]]:
+        sampler = SeededSampler(RandomSampler(range(50), generator=torch.Generator()), seed, rank)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    first = pairs(3, 0, 1)
+    assert sorted(index for index, _ in first) == list(range(50))
+    assert len({sample_seed for _, sample_seed in first}) == 50
+    assert pairs(3, 0, 1) == first  # no hidden state carried between epochs or calls
+    for other in (pairs(4, 0, 1), pairs(3, 1, 1), pairs(3, 0, 2)):
+        assert [i for i, _ in other] != [i for i, _ in first]
+        assert not {s for _, s in other} & {s for _, s in first}
+
+
+def test_sample_augmentation_does_not_depend_on_the_worker(tmp_path: Path) -> None:
     record = _records(tmp_path, count=2)[1]
-    augment = [{"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.5}, {"name": "hflip"},
-               {"name": "brightness_contrast", "p": 1.0}]
-    dataset = DetectionDataset([record] * 4, build_train_transform(augment, 48, seed=0))
-    first = _loader_images(dataset, seed=1)
-    # Batches alternate between the two workers: 0 and 1 are each worker's first draw.
-    assert not np.array_equal(first[0], first[1])
-    assert not np.array_equal(first[2], first[3])
-    again = _loader_images(dataset, seed=1)
-    for a, b in zip(first, again, strict=True):
-        np.testing.assert_array_equal(a, b)
-    other_epoch = _loader_images(dataset, seed=2)
-    assert any(not np.array_equal(a, b) for a, b in zip(first, other_epoch, strict=True))
+    dataset = DetectionDataset([record] * 6, build_train_transform(_AUGMENT, 48, seed=0))
+    in_process = _seeded_batches(dataset, workers=0, epoch=1)
+    for workers in (1, 2):  # one worker runs every sample; two split them alternately
+        for got, want in zip(_seeded_batches(dataset, workers, epoch=1), in_process, strict=True):
+            assert torch.equal(got["images"], want["images"])
+            for got_target, want_target in zip(got["targets"], want["targets"], strict=True):
+                assert torch.equal(got_target["boxes"], want_target["boxes"])
+    images = [image for batch in in_process for image in batch["images"]]
+    assert all(not torch.equal(images[0], image) for image in images[1:])  # one seed per position
+    other_epoch = [image for batch in _seeded_batches(dataset, 0, epoch=2) for image in batch["images"]]
+    assert all(not torch.equal(a, b) for a, b in zip(images, other_epoch, strict=True))
+    # The same (index, seed) pair gives the same sample whatever ran before it.
+    again = dataset[(3, 12345)]
+    dataset[(0, 999)]
+    np.testing.assert_array_equal(dataset[(3, 12345)]["image"], again["image"])
 
 
 def _synthetic_config(root: Path, **train: object):
@@ -172,8 +197,9 @@ def test_build_dataloader_distributed_uses_a_distributed_sampler(tmp_path: Path)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         loader, _ = build_dataloader(_synthetic_config(tmp_path / "shapes"), "train", train=True, distributed=True)
-        assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)
-        loader.sampler.set_epoch(0)
+        assert isinstance(loader.sampler.sampler, torch.utils.data.DistributedSampler)
+        loader.sampler.set_epoch(3)
+        assert loader.sampler.sampler.epoch == 3  # forwarded: DistributedSampler shuffles by it
         assert len(list(loader)) == 1
     finally:
         torch.distributed.destroy_process_group()

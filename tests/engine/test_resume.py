@@ -56,10 +56,14 @@ def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], inte
     monkeypatch.setattr(trainer_module, "train_one_epoch", wrapper)
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_interrupted_and_resumed_equals_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic, workers: int
+) -> None:
     data = tmp_path / "data"
-    # Augmentation on (the default pipeline): the resumed epoch must replay the same random crops.
-    settings = {"deterministic": True, "ema": True, "epochs": 2}
+    # Augmentation on (the default pipeline): the resumed epoch must replay the same random
+    # crops, also when a (persistent) worker that never saw epoch 1 produces them.
+    settings = {"deterministic": True, "ema": True, "epochs": 2, "workers": workers}
 
     straight_losses: list[float] = []
     _recording_epochs(monkeypatch, straight_losses, interrupt_at_call=None)
