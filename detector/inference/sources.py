@@ -15,6 +15,7 @@ timeout and reopened with exponential backoff; each event goes to `log`.
 
 from __future__ import annotations
 
+import abc
 import glob
 import os
 import sys
@@ -82,7 +83,7 @@ def _call_with_timeout(function: Callable[[], Any], timeout: float, what: str) -
     return result["value"]
 
 
-class FrameSource:
+class FrameSource(abc.ABC):
     """Base: subclasses set name/live/fps/size and implement `_frames()` (runs in the reader thread)."""
 
     name: str = "source"
@@ -98,8 +99,9 @@ class FrameSource:
         self._queue_size = queue_size
         self._reader: ReaderThread | None = None
 
+    @abc.abstractmethod
     def _frames(self) -> Iterator[Frame]:
-        raise NotImplementedError
+        """Yield the source's frames in order (runs in the reader thread)."""
 
     @property
     def dropped(self) -> int:
