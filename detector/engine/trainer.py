@@ -111,9 +111,6 @@ def _set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list
     seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
     resuming = resume_checkpoint is not None
     run_dir = Path(cfg.train.run_dir) if resuming else None
-    if dist.is_main and not resuming:
-        run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
-        cfg.train.run_dir = str(run_dir)
     # Rank 0 first: it may generate the synthetic dataset that the others then read.
     val_loader = val_split = None
     if dist.is_main:
@@ -134,6 +131,10 @@ def _set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list
     steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
     parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch)
     state = TrainState(planned_epochs=cfg.train.epochs)
+    if dist.is_main and not resuming:
+        # Only now, once data and model are known good: a bad config leaves no empty run dir.
+        run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
+        cfg.train.run_dir = str(run_dir)
     if resuming:
         restore_from_checkpoint(parts, state, resume_checkpoint)
         for line in changes:

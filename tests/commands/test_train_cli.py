@@ -72,3 +72,15 @@ def test_bad_input_exits_with_one_line_reason(tmp_path: Path) -> None:
     assert bad_key.exit_code != 0 and "unknown key train.epochz" in bad_key.output
     no_run = runner.invoke(main, ["train", "--resume", str(tmp_path / "absent")])
     assert no_run.exit_code != 0 and "no such run directory" in no_run.output
+
+
+def test_missing_dataset_fails_with_its_path_and_leaves_no_run_dir(tmp_path: Path) -> None:
+    config = tmp_path / "missing.yaml"
+    config.write_text(
+        f"data: {{format: voc, root: {tmp_path / 'nowhere'}, train: [ImageSets/Main/train.txt], "
+        "val: [ImageSets/Main/val.txt], names: [a]}\n", encoding="utf-8")
+    run = tmp_path / "runs" / "exp"
+    result = CliRunner().invoke(main, ["train", str(config), "--set", f"train.run_dir={run}", "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "train.txt" in result.output and "not found" in result.output
+    assert not run.exists()
