@@ -67,8 +67,7 @@ class NanGuard:
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    # NHWC to match the model's channels_last weights (see trainer._set_up).
-    images = batch["images"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    images = batch["images"].to(device, non_blocking=True)
     targets = [{key: value.to(device, non_blocking=True) for key, value in target.items()} for target in batch["targets"]]
     return images, targets
 

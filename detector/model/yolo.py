@@ -75,6 +75,8 @@ class YOLODetector(nn.Module):
         if height % largest or width % largest:
             raise ValueError(f"image size {height}x{width} must be a multiple of {largest}")
         x = (images.to(self.mean.dtype) - self.mean) / self.std
+        # NHWC activations to match the channels_last weights (see build_model).
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.neck(self.backbone(x)))
 
     def grid(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
