@@ -94,6 +94,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
     from detector.engine.coco_format import (
         CocoFormatError,
         default_category_ids,
+        image_id_aliases,
         load_coco_results,
         predictions_to_coco_results,
         save_coco_results,
@@ -121,7 +122,8 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
         category_ids = dataset_category_ids(cfg.data) if cfg.data.format == "coco" else default_category_ids(len(names))
         if predictions_file is not None:
             predictions = load_coco_results(predictions_file, category_ids,
-                                            image_ids=[r.image_id for r in split_records.records])
+                                            image_ids=[r.image_id for r in split_records.records],
+                                            image_aliases=image_id_aliases(split_records.records))
         result = evaluate_detections(
             split_records.records, predictions, names, category_ids=category_ids,
             voc_metric=voc_metric or cfg.eval.voc_metric, dataset_format=cfg.data.format,

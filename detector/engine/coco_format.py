@@ -171,6 +171,7 @@ def coco_results_to_predictions(
     category_ids: Sequence[int],
     *,
     image_ids: Iterable[int] | None = None,
+    image_aliases: Mapping[str, int] | None = None,
     source: str = "results",
 ) -> dict[int, dict[str, np.ndarray]]:
     """The inverse of `predictions_to_coco_results`.
@@ -180,6 +181,10 @@ def coco_results_to_predictions(
         category_ids: COCO id per label; an unknown category id raises naming it.
         image_ids: when given, an unknown image id raises naming it; every one of these
             images gets an entry (empty arrays when it has no detections).
+        image_aliases: string image ids another tool may write (VOC/YOLO file stems such
+            as "000005", file names) -> our integer image id. A string image_id is only
+            ever resolved through this table (never parsed as a number: "000005" is not
+            image 5), and an unknown or ambiguous string raises naming it.
         source: what to call the input in error messages (e.g. the file name).
 
     Returns:
@@ -194,6 +199,12 @@ def coco_results_to_predictions(
             raise CocoFormatError(
                 f"{source}: entry {index} is not a detection with image_id, category_id, bbox, score"
             )
+        if isinstance(item["image_id"], str):
+            alias = (image_aliases or {}).get(item["image_id"])
+            if alias is None or alias < 0:
+                why = "is ambiguous (several images share it)" if alias is not None else "matches no image"
+                raise CocoFormatError(f"{source}: image id {item['image_id']!r} (entry {index}) {why}")
+            item = {**item, "image_id": alias}
         try:
             image_id, category = int(item["image_id"]), int(item["category_id"])
             bbox, score = [float(v) for v in item["bbox"]], float(item["score"])
@@ -223,7 +234,11 @@ def coco_results_to_predictions(
 
 
 def load_coco_results(
-    path: str | Path, category_ids: Sequence[int], *, image_ids: Iterable[int] | None = None
+    path: str | Path,
+    category_ids: Sequence[int],
+    *,
+    image_ids: Iterable[int] | None = None,
+    image_aliases: Mapping[str, int] | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
     """Read a COCO results JSON file into per-image predictions (see `coco_results_to_predictions`)."""
     path = Path(path)
@@ -235,7 +250,25 @@ def load_coco_results(
         raise CocoFormatError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(results, list):
         raise CocoFormatError(f"{path}: expected a JSON list of detections (COCO results format)")
-    return coco_results_to_predictions(results, category_ids, image_ids=image_ids, source=str(path))
+    return coco_results_to_predictions(
+        results, category_ids, image_ids=image_ids, image_aliases=image_aliases, source=str(path)
+    )
+
+
+def image_id_aliases(records: Sequence[SampleRecord]) -> dict[str, int]:
+    """String names of each record -> its image id: source id, file name and file stem.
+
+    A name shared by two different images maps to -1 (ambiguous), which
+    `coco_results_to_predictions` reports instead of guessing.
+    """
+    aliases: dict[str, int] = {}
+    for record in records:
+        path = Path(record.image_path)
+        for name in {str(record.source_id), path.name, path.stem}:
+            previous = aliases.setdefault(name, record.image_id)
+            if previous != record.image_id:
+                aliases[name] = -1
+    return aliases
 
 
 def save_coco_results(path: str | Path, results: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from detector.engine.coco_format import (
     CocoFormatError,
     check_category_ids,
     coco_results_to_predictions,
+    image_id_aliases,
     load_coco_results,
     predictions_to_coco_results,
     records_to_coco,
@@ -115,3 +116,23 @@ def test_load_coco_results_bad_files(tmp_path):
     not_list.write_text('{"annotations": []}')
     with pytest.raises(CocoFormatError, match="expected a JSON list"):
         load_coco_results(not_list, [1])
+
+
+def test_string_image_ids_resolve_by_file_stem_never_as_numbers():
+    records = [
+        SampleRecord("VOC2007/JPEGImages/000005.jpg", 10, 10, image_id=0, source_id="000005"),
+        SampleRecord("VOC2007/JPEGImages/000007.jpg", 10, 10, image_id=5, source_id="000007"),
+        SampleRecord("VOC2012/JPEGImages/000007.png", 10, 10, image_id=9, source_id="000007b"),
+    ]
+    aliases = image_id_aliases(records)
+    assert aliases["000005"] == 0 and aliases["000005.jpg"] == 0 and aliases["000007b"] == 9
+    assert aliases["000007"] == -1  # stem of two different images: ambiguous
+    det = {"category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.5}
+    out = coco_results_to_predictions([{**det, "image_id": "000005"}], [1], image_ids=[0, 5, 9],
+                                      image_aliases=aliases)
+    # "000005" is image 0 (its stem), not image 5 (what int("000005") would say).
+    assert len(out[0]["boxes"]) == 1 and len(out[5]["boxes"]) == 0
+    with pytest.raises(CocoFormatError, match="'000007'.*ambiguous"):
+        coco_results_to_predictions([{**det, "image_id": "000007"}], [1], image_aliases=aliases)
+    with pytest.raises(CocoFormatError, match="'nope'.*matches no image"):
+        coco_results_to_predictions([{**det, "image_id": "nope"}], [1], image_aliases=aliases)
