@@ -7,11 +7,15 @@ machine; CUDA-only tests carry the `cuda` marker and skip where there is no GPU.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 # One thread: tiny tensors gain nothing from more, and on a loaded 2-core
 # machine oversubscription (threads x DataLoader workers) slows tests many-fold.
@@ -25,3 +29,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip_cuda)
+
+
+def _tiny_training(data_root: Path, run_dir: Path | None = None, *, num_train: int = 4,
+                   **train: object) -> dict[str, Any]:
+    """The smallest real training run, as a raw config dict.
+
+    resnet18 at 64 px with 16-channel neck/head, on `num_train` synthetic images
+    (generated into `data_root` on first use), batch 2, CPU, no workers; `train`
+    overrides any `train:` key.
+    """
+    settings: dict[str, Any] = {"epochs": 1, "batch_size": 2, "workers": 0, "device": "cpu", **train}
+    if run_dir is not None:
+        settings["run_dir"] = str(run_dir)
+    return {
+        "data": {"format": "voc", "root": str(data_root), "train": ["ImageSets/Main/train.txt"],
+                 "val": ["ImageSets/Main/val.txt"], "names": ["circle", "square"],
+                 "synthetic": {"num_train": num_train, "num_val": 2, "image_size": 64, "seed": 0}},
+        "model": {"backbone": "resnet18", "image_size": 64, "neck_channels": 16, "head_channels": 16},
+        "train": settings,
+        "eval": {"batch_size": 2},
+    }
+
+
+@pytest.fixture
+def tiny_training() -> Callable[..., dict[str, Any]]:
+    """Factory for the smallest real training config: `tiny_training(data_root, run_dir, **train)`."""
+    return _tiny_training
+
+
+@pytest.fixture
+def tiny_training_yaml(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing `tiny_training(...)` to a YAML file in tmp_path; returns its path."""
+    def write(name: str, data_root: Path, run_dir: Path | None = None, **kwargs: object) -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(_tiny_training(data_root, run_dir, **kwargs)), encoding="utf-8")
+        return path
+    return write

@@ -11,23 +11,9 @@ from click.testing import CliRunner
 
 from detector.cli import main
 
-TINY = """
-data:
-  format: voc
-  root: {root}
-  train: [ImageSets/Main/train.txt]
-  val: [ImageSets/Main/val.txt]
-  names: [circle, square]
-  synthetic: {{num_train: 4, num_val: 2, image_size: 64, seed: 0}}
-model: {{backbone: resnet18, image_size: 64, neck_channels: 16, head_channels: 16}}
-train: {{epochs: 2, batch_size: 2, workers: 0, device: cpu}}
-eval: {{batch_size: 2}}
-"""
 
-
-def test_train_writes_the_run_directory(tmp_path: Path) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY.format(root=tmp_path / "data"), encoding="utf-8")
+def test_train_writes_the_run_directory(tmp_path: Path, tiny_training_yaml) -> None:
+    config = tiny_training_yaml("tiny.yaml", tmp_path / "data", epochs=2)
     run = tmp_path / "runs" / "exp"
     result = CliRunner().invoke(main, ["train", str(config), "--set", f"train.run_dir={run}",
                                        "--set", "train.optimizer=adamw", "--device", "cpu"])
@@ -60,14 +46,13 @@ def test_train_writes_the_run_directory(tmp_path: Path) -> None:
     assert exists.exit_code != 0 and "exists" in exists.output
 
 
-def test_bad_input_exits_with_one_line_reason(tmp_path: Path) -> None:
+def test_bad_input_exits_with_one_line_reason(tmp_path: Path, tiny_training_yaml) -> None:
     runner = CliRunner()
     missing = runner.invoke(main, ["train", str(tmp_path / "nope.yaml")])
     assert missing.exit_code != 0 and "config file not found" in missing.output
     nothing = runner.invoke(main, ["train"])
     assert nothing.exit_code != 0 and "--resume" in nothing.output
-    config = tmp_path / "c.yaml"
-    config.write_text(TINY.format(root=tmp_path / "data"), encoding="utf-8")
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", epochs=2)
     bad_key = runner.invoke(main, ["train", str(config), "--set", "train.epochz=3"])
     assert bad_key.exit_code != 0 and "unknown key train.epochz" in bad_key.output
     no_run = runner.invoke(main, ["train", "--resume", str(tmp_path / "absent")])

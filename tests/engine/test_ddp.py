@@ -33,24 +33,11 @@ WORKER = textwrap.dedent(
     """
 )
 
-CONFIG = """
-data:
-  format: voc
-  root: {root}
-  train: [ImageSets/Main/train.txt]
-  val: [ImageSets/Main/val.txt]
-  names: [circle, square]
-  synthetic: {{num_train: 8, num_val: 2, image_size: 64, seed: 0}}
-model: {{backbone: resnet18, image_size: 64, neck_channels: 16, head_channels: 16}}
-train: {{epochs: 2, batch_size: 2, workers: 0, device: cpu, run_dir: {run}}}
-eval: {{batch_size: 2}}
-"""
 
 
-def test_two_gloo_ranks_end_with_identical_weights(tmp_path: Path) -> None:
+def test_two_gloo_ranks_end_with_identical_weights(tmp_path: Path, tiny_training_yaml) -> None:
     (tmp_path / "worker.py").write_text(WORKER, encoding="utf-8")
-    config = tmp_path / "ddp.yaml"
-    config.write_text(CONFIG.format(root=tmp_path / "data", run=tmp_path / "run"), encoding="utf-8")
+    config = tiny_training_yaml("ddp.yaml", tmp_path / "data", tmp_path / "run", num_train=8, epochs=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,17 +15,13 @@ from detector.engine.resume import ResumeError, prepare_resume
 from detector.engine.trainer import fit
 
 
-def tiny_config(data_root: Path, run_dir: Path, **train: object) -> Config:
-    """resnet18 at 64 px on 4 synthetic training images (2 steps per epoch), CPU, no workers."""
-    return config_from_dict({
-        "data": {"format": "voc", "root": str(data_root), "train": ["ImageSets/Main/train.txt"],
-                 "val": ["ImageSets/Main/val.txt"], "names": ["circle", "square"],
-                 "synthetic": {"num_train": 4, "num_val": 2, "image_size": 64, "seed": 0}},
-        "model": {"backbone": "resnet18", "image_size": 64, "neck_channels": 16, "head_channels": 16},
-        "train": {"epochs": 2, "batch_size": 2, "workers": 0, "device": "cpu", "optimizer": "sgd",
-                  "lr": 0.01, "warmup_epochs": 1.0, "run_dir": str(run_dir), **train},
-        "eval": {"batch_size": 2},
-    })
+@pytest.fixture
+def tiny_config(tiny_training) -> Callable[..., Config]:
+    """The shared tiny run (tests/conftest.py), 2 epochs of plain SGD with one warmup epoch."""
+    def make(data_root: Path, run_dir: Path, **train: object) -> Config:
+        settings = {"epochs": 2, "optimizer": "sgd", "lr": 0.01, "warmup_epochs": 1.0, **train}
+        return config_from_dict(tiny_training(data_root, run_dir, **settings))
+    return make
 
 
 @pytest.fixture
@@ -58,7 +55,7 @@ def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], inte
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_interrupted_and_resumed_equals_uninterrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic, workers: int
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic, workers: int
 ) -> None:
     data = tmp_path / "data"
     # Augmentation on (the default pipeline): the resumed epoch must replay the same random
@@ -93,7 +90,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
 
 
-def test_more_epochs_on_resume_then_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_more_epochs_on_resume_then_refusals(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
     losses: list[float] = []
     _recording_epochs(monkeypatch, losses, interrupt_at_call=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,19 +119,15 @@ def test_nan_guard_skips_the_step_then_gives_up() -> None:
 # ---------------------------------------------------------------- fit() with the real model, tiny
 
 
-def tiny_config(data_root: Path, run_dir: Path, **train: object) -> Config:
-    """resnet18 at 64 px on 4 synthetic training images (2 steps per epoch), CPU, no workers."""
-    return config_from_dict({
-        "data": {"format": "voc", "root": str(data_root), "train": ["ImageSets/Main/train.txt"],
-                 "val": ["ImageSets/Main/val.txt"], "names": ["circle", "square"],
-                 "synthetic": {"num_train": 4, "num_val": 2, "image_size": 64, "seed": 0}},
-        "model": {"backbone": "resnet18", "image_size": 64, "neck_channels": 16, "head_channels": 16},
-        "train": {"epochs": 1, "batch_size": 2, "workers": 0, "device": "cpu", "run_dir": str(run_dir), **train},
-        "eval": {"batch_size": 2},
-    })
+@pytest.fixture
+def tiny_config(tiny_training) -> Callable[..., Config]:
+    """The shared tiny run (tests/conftest.py) as a Config."""
+    def make(data_root: Path, run_dir: Path, **train: object) -> Config:
+        return config_from_dict(tiny_training(data_root, run_dir, **train))
+    return make
 
 
-def test_fit_with_nan_loss_skips_and_saves_only_finite_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_with_nan_loss_skips_and_saves_only_finite_weights(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import detector.model.build as build
 
     real_build_loss = build.build_loss
@@ -166,7 +163,7 @@ def test_fit_with_nan_loss_skips_and_saves_only_finite_weights(tmp_path: Path, m
     assert not (tmp_path / "stop/weights/last.pt").exists()
 
 
-def test_non_finite_weights_are_never_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_weights_are_never_saved(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = trainer_module.train_one_epoch
 
     def poison(parts, *args, **kwargs):
@@ -181,7 +178,7 @@ def test_non_finite_weights_are_never_saved(tmp_path: Path, monkeypatch: pytest.
     assert not (tmp_path / "run/weights/last.pt").exists()
 
 
-def test_time_limit_stops_and_still_validates(tmp_path: Path) -> None:
+def test_time_limit_stops_and_still_validates(tiny_config, tmp_path: Path) -> None:
     messages: list[str] = []
     # A budget of 0.06 s: over after the first step, whatever the machine.
     run = fit(tiny_config(tmp_path / "data", tmp_path / "run", epochs=5, time_limit=0.001),
