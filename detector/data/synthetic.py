@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -207,26 +207,39 @@ def render_video_frames(
         yield frame
 
 
+def write_video(path: str | Path, frames_bgr: Iterable[np.ndarray], *, width: int, height: int,
+                fps: float) -> int:
+    """Write BGR uint8 [H, W, 3] frames as an mp4 (mp4v); return the number written.
+
+    Raises:
+        ValueError: fps <= 0. RuntimeError: OpenCV cannot open a writer for `path`.
+    """
+    path = Path(path)
+    if fps <= 0:
+        raise ValueError(f"need fps > 0, got {fps}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: OpenCV could not open a video writer (mp4v, {width}x{height})")
+    written = 0
+    try:
+        for frame in frames_bgr:
+            writer.write(np.ascontiguousarray(frame))
+            written += 1
+    finally:
+        writer.release()
+    return written
+
+
 def write_shapes_video(
     path: str | Path, names: list[str], *, width: int, height: int, frames: int, fps: float, seed: int = 0
 ) -> int:
     """Write an mp4 (mp4v) of moving shapes; return the number of frames written.
 
     Raises:
-        RuntimeError: OpenCV cannot open a writer for `path`.
+        RuntimeError: OpenCV cannot open a video writer for `path`.
     """
-    path = Path(path)
-    if frames < 1 or fps <= 0:
-        raise ValueError(f"need frames >= 1 and fps > 0, got frames={frames}, fps={fps}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV could not open a video writer (mp4v)")
-    written = 0
-    try:
-        for frame in render_video_frames(names, width=width, height=height, frames=frames, seed=seed):
-            writer.write(np.ascontiguousarray(frame[..., ::-1]))
-            written += 1
-    finally:
-        writer.release()
-    return written
+    if frames < 1:
+        raise ValueError(f"need frames >= 1, got {frames}")
+    rgb_frames = render_video_frames(names, width=width, height=height, frames=frames, seed=seed)
+    return write_video(path, (frame[..., ::-1] for frame in rgb_frames), width=width, height=height, fps=fps)

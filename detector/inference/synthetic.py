@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import torch
 
+from detector.data.synthetic import write_video
+
 
 def synthetic_frame(index: int, size: tuple[int, int]) -> np.ndarray:
     """Frame `index` (BGR uint8 [H, W, 3]): grey, an orange square moving right by 1 px a
@@ -39,15 +41,10 @@ def write_synthetic_video(path: str | Path, frames: int = 30, size: tuple[int, i
         size: (width, height); even sizes suit every codec.
         fps: frames per second stored in the container.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), tuple(size))
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: cannot open a video writer (mp4v, {size[0]}x{size[1]})")
-    for index in range(frames):
-        writer.write(synthetic_frame(index, size))
-    writer.release()
-    return path
+    width, height = size
+    write_video(path, (synthetic_frame(index, size) for index in range(frames)),
+                width=width, height=height, fps=fps)
+    return Path(path)
 
 
 def random_checkpoint(path: str | Path, *, backbone: str = "resnet18", image_size: int = 64,
