@@ -52,7 +52,8 @@ from torch.utils.data import (
 )
 
 from detector.config import Config
-from detector.data.collate import collate_batch, keep_freed_memory
+from detector.data.collate import collate_batch
+from detector.data.memory import keep_freed_memory
 from detector.data.record import SampleRecord, SplitRecords
 from detector.data.sampling import SeededSampler
 from detector.data.transforms import (
