@@ -109,15 +109,16 @@ class WorkerBatch(dict):
         self._segment = segment
         self._images = data["images"]
         self._packed_targets = packed_targets
+        self._sent = False
 
-    def release(self) -> None:
-        """Give the segment back without sending (e.g. collation failed)."""
-        self._segment.flag[0] = _FREE
+    def __del__(self) -> None:
+        if not self._sent:  # never pickled (dropped inside the worker): nobody else can free it
+            self._segment.flag[0] = _FREE
 
     def __reduce__(self) -> tuple:
         if self.get("images") is not self._images:  # replaced by a user's collate wrapper
-            self.release()
-            return (dict, (dict(self),))
+            return (dict, (dict(self),))  # the segment is freed with this object
+        self._sent = True
         rest = {key: value for key, value in self.items() if key not in ("images", "targets")}
         return (_rebuild_batch, (DupFd(self._segment.fd), self._segment.length,
                                  tuple(self._images.shape), self._packed_targets, rest))

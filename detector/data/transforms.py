@@ -46,6 +46,7 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+from albumentations.core.bbox_utils import BboxProcessor, check_bboxes
 
 from detector.data.letterbox import Letterbox, boxes_to_input, compute_letterbox, letterbox_image
 from detector.data.placement import RandomPlace
@@ -159,6 +160,38 @@ def _build_albumentation(name: str, params: dict[str, float]) -> A.BasicTransfor
         ),
     }
     return builders[name]()
+
+
+class _QuickCheckBboxProcessor(BboxProcessor):
+    """albumentations' BboxProcessor whose validity check first tries one cheap test.
+
+    `check_bboxes` runs twice per sample and spends most of its ~35 us in
+    `np.isclose`; boxes that are plainly inside [0, 1] with positive width and height
+    pass here in a few microseconds, and anything else goes to albumentations' own
+    check, so what is accepted or rejected (and its error message) is unchanged.
+    """
+
+    def check(self, data: np.ndarray, shape: Any) -> None:
+        boxes = np.asarray(data)[:, :4] if len(data) else np.zeros((0, 4))
+        plainly_valid = (
+            bool(((boxes >= 0.0) & (boxes <= 1.0)).all())
+            and bool((boxes[:, 2] > boxes[:, 0]).all())
+            and bool((boxes[:, 3] > boxes[:, 1]).all())
+        )
+        if not plainly_valid:
+            check_bboxes(data)
+
+
+def _with_quick_box_check(compose: A.Compose) -> A.Compose:
+    """Swap the Compose's box processor for `_QuickCheckBboxProcessor` (same params).
+
+    Only an exact BboxProcessor is swapped, so another albumentations layout leaves
+    the Compose as it is (slower, never different).
+    """
+    processors = getattr(compose, "processors", None)
+    if isinstance(processors, dict) and type(processors.get("bboxes")) is BboxProcessor:
+        processors["bboxes"] = _QuickCheckBboxProcessor(processors["bboxes"].params)
+    return compose
 
 
 class TrainTransform:
@@ -291,7 +324,8 @@ def build_train_transform(
         check_each_transform=False,
     )
     # Shape checks guard masks against images of another size; we pass one image only.
-    compose = A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False)
+    compose = _with_quick_box_check(
+        A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False))
     return TrainTransform(compose, image_size, seed=seed)
 
 

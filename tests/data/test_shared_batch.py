@@ -111,6 +111,8 @@ def test_replaced_images_are_pickled_as_a_plain_dict() -> None:
     batch["images"] = batch["images"].float()
     received = _send(batch)
     assert type(received) is dict and received["images"].dtype == torch.float32
+    del batch
+    gc.collect()
     assert segment.free
 
 
@@ -143,3 +145,12 @@ def test_held_batches_hold_no_file_descriptors() -> None:
     # Only the sending side's pool holds descriptors (its fd and Python mmap's duplicate).
     assert len(os.listdir("/proc/self/fd")) - before <= 2 * shared_batch.POOL_SIZE + 1
     del held
+
+
+def test_a_batch_dropped_without_sending_frees_its_segment() -> None:
+    batch = _worker_batch([0, 1])
+    segment = batch._segment
+    assert not segment.free
+    del batch
+    gc.collect()
+    assert segment.free

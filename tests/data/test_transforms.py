@@ -210,3 +210,64 @@ def test_shapes_config_spells_out_exactly_the_defaults() -> None:
 
     config = Path(__file__).resolve().parents[2] / "configs" / "shapes.yaml"
     assert load_config(config).augment == DEFAULT_AUGMENT
+
+
+def test_train_transform_equals_plain_albumentations_box_handling() -> None:
+    """Reference: the same transforms in a Compose with albumentations' own pascal_voc
+    conversion, clipping, invalid-box filter, label field and BboxProcessor. Ours feeds
+    normalised boxes with an index column and a quicker validity check; the output
+    must be the same, for boxes inside, across and outside the image and degenerate ones."""
+    import random
+
+    import albumentations as A
+
+    from detector.data.transforms import _QuickCheckBboxProcessor
+
+    ours = build_train_transform(None, 96, seed=0)
+    assert isinstance(ours.compose.processors["bboxes"], _QuickCheckBboxProcessor)
+    params = ours.compose.processors["bboxes"].params
+    reference = A.Compose(ours.compose.transforms, bbox_params=A.BboxParams(
+        format="pascal_voc", label_fields=["labels"], min_visibility=params.min_visibility,
+        min_width=params.min_width, min_height=params.min_height, clip=True, filter_invalid_bboxes=True,
+        check_each_transform=False))
+    rng = np.random.default_rng(0)
+    compared_boxes = 0
+    for seed in range(150):
+        height, width = (int(v) for v in rng.integers(40, 200, 2))
+        corners = rng.uniform(-0.2, 1.2, (int(rng.integers(0, 7)), 2, 2)) * (width, height)
+        boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1).astype(np.float32)
+        if seed % 10 == 0 and len(boxes):
+            boxes[0, 2] = boxes[0, 0]  # degenerate: zero width
+        labels = np.arange(len(boxes)) * 3 + 1
+        image = _image(height, width, seed)
+
+        reference.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        want = reference(image=image, bboxes=boxes, labels=labels)
+        ours.set_seed(seed)
+        got = ours(image, boxes, labels, np.zeros(len(boxes), bool))
+
+        np.testing.assert_array_equal(got.image, want["image"])
+        np.testing.assert_array_equal(got.labels, np.asarray(want["labels"], np.int64))
+        np.testing.assert_allclose(got.boxes, np.asarray(want["bboxes"], np.float32).reshape(-1, 4), atol=1e-3)
+        compared_boxes += len(got.boxes)
+    assert compared_boxes > 100
+
+
+def test_quick_box_check_rejects_what_albumentations_rejects() -> None:
+    from albumentations.core.bbox_utils import check_bboxes
+
+    from detector.data.transforms import _QuickCheckBboxProcessor
+
+    processor = build_train_transform(None, 64).compose.processors["bboxes"]
+    assert isinstance(processor, _QuickCheckBboxProcessor)
+    for bad in ([[0.5, 0.1, 0.5, 0.4]], [[0.1, 0.6, 0.3, 0.2]], [[-0.1, 0.1, 0.3, 0.4]], [[0.1, 0.1, 1.2, 0.4]]):
+        boxes = np.array(bad)
+        with pytest.raises(ValueError) as ours:
+            processor.check(boxes, {"height": 64, "width": 64})
+        with pytest.raises(ValueError) as theirs:
+            check_bboxes(boxes)
+        assert str(ours.value) == str(theirs.value)
+    # Within np.isclose's tolerance of the range: accepted by both.
+    edge = np.array([[-1e-9, 0.0, 1.0 + 1e-9, 1.0]])
+    processor.check(edge, {"height": 64, "width": 64})
+    check_bboxes(edge)
