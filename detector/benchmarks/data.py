@@ -16,8 +16,9 @@ everywhere (as in the loader's workers), so each mode uses one core for the work
 `--synthetic-size WxH` times a temporary generated set of JPEGs of that size
 (VOC photos are ~500x375) instead of the config's data. Decoding cost grows with
 the compressed size, so these are written with film-grain noise at quality 95 to
-weigh ~100 KB at 500x375, like VOC's photos (~90-100 KB), not the ~35 KB of the
-clean shapes images; the mean file size is printed.
+weigh ~80 KB at 500x375, a little under VOC's photos (~90 KB; a lighter file makes
+decoding cheaper and the ratio harder), not the ~35 KB of the clean shapes images;
+the mean file size is printed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import click
 
-_PHOTO_NOISE, _PHOTO_QUALITY = 10, 95  # ~100 KB JPEGs at 500x375, like VOC photos
+_PHOTO_NOISE, _PHOTO_QUALITY = 10, 95  # ~80 KB JPEGs at 500x375 (VOC photos: ~90 KB)
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
