@@ -139,11 +139,13 @@ class _ReceivedImages:
         if address in (None, _MAP_FAILED):
             raise OSError(ctypes.get_errno(), f"cannot map a worker's batch ({length} bytes)")
         self._address, self._length = address, length
+        self._pid = os.getpid()  # a forked child inherits the mapping but must not free the segment
         self.__array_interface__ = {"shape": shape, "typestr": "|u1", "version": 3,
                                     "data": (address + HEADER_BYTES, False)}
 
     def __del__(self) -> None:
-        ctypes.memset(self._address, _FREE, 1)  # hand the segment back to its worker
+        if os.getpid() == self._pid:
+            ctypes.memset(self._address, _FREE, 1)  # hand the segment back to its worker
         _LIBC.munmap(ctypes.c_void_p(self._address), ctypes.c_size_t(self._length))
 
 

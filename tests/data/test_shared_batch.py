@@ -154,3 +154,23 @@ def test_a_batch_dropped_without_sending_frees_its_segment() -> None:
     del batch
     gc.collect()
     assert segment.free
+
+
+def test_a_forked_child_freeing_its_copy_does_not_free_the_parents_batch() -> None:
+    import os
+
+    batch = _worker_batch([2, 3])
+    segment = batch._segment
+    received = _send(batch)
+    del batch
+    pid = os.fork()
+    if pid == 0:  # child: drop the inherited batch and collect it
+        del received
+        gc.collect()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert not segment.free
+    _assert_batch_equal(received, _expected([2, 3]))
+    del received
+    gc.collect()
+    assert segment.free
