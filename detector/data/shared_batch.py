@@ -18,9 +18,10 @@ segment is busy (a user keeping many batches), a one-off segment is used and fre
 with its batch, so the pool never waits and never grows past `POOL_SIZE`.
 Targets, being small, travel by value as three numpy arrays.
 
-memfd memory is not limited by the size of /dev/shm, so Docker's default 64 MB
-/dev/shm does not kill these workers with a bus error. Without memfd (non-Linux),
-`worker_batch` returns None and the caller falls back to torch's own sharing.
+memfd memory counts against the container's memory limit only, not against the
+size of /dev/shm (64 MB by default in Docker, where torch's own segments run out).
+Without memfd (non-Linux, or a sandbox that refuses it), `worker_batch` returns None
+and the caller falls back to torch's own sharing.
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ class _Segment:
         self.capacity = capacity
         self.fd = os.memfd_create("detector-batch", os.MFD_CLOEXEC)
         weakref.finalize(self, os.close, self.fd)
-        # At least a page: the receiver maps the first page on its own (`_rebuild_batch`).
-        self.length = max(HEADER_BYTES + capacity, mmap.PAGESIZE)
+        self.length = HEADER_BYTES + capacity
         os.ftruncate(self.fd, self.length)
         self.map = mmap.mmap(self.fd, self.length)
         self.flag = np.frombuffer(self.map, np.uint8, count=1)
@@ -190,7 +190,10 @@ def worker_batch(image_shape: tuple[int, int, int], samples: list[dict[str, Any]
         return None
     shape = (len(samples), *image_shape)
     numel = int(np.prod(shape))
-    segment = _pool().acquire(numel)
+    try:
+        segment = _pool().acquire(numel)
+    except OSError:  # memfd_create refused (seccomp) or out of descriptors: torch's path
+        return None
     images = torch.from_numpy(segment.data[:numel].reshape(shape))
     packed = pack_targets(samples)
     return WorkerBatch({"images": images, "targets": unpack_targets(*packed), "metas": metas}, segment, packed)
