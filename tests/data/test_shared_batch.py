@@ -174,3 +174,17 @@ def test_a_forked_child_freeing_its_copy_does_not_free_the_parents_batch() -> No
     del received
     gc.collect()
     assert segment.free
+
+
+def test_collate_in_a_worker_falls_back_to_torch_sharing_when_memfd_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector.data import collate
+
+    def refuse(capacity: int) -> None:
+        raise PermissionError(1, "memfd_create blocked by seccomp")
+
+    monkeypatch.setattr(shared_batch, "_Segment", refuse)
+    monkeypatch.setattr(collate, "get_worker_info", lambda: object())  # as inside a worker
+    batch = collate.collate_batch([_sample(i) for i in (0, 1, 2)])
+    assert type(batch) is dict and batch["images"].is_shared()
+    _assert_batch_equal(_send(batch), _expected([0, 1, 2]))
