@@ -261,20 +261,17 @@ class Detector:
             enabled=self.autocast_dtype is not None,
         ):
             raw = self._forward(batch)
+        # The class filter goes into decoding, before NMS and max_det, so other
+        # classes never take the places of the ones asked for.
+        class_filter = {} if self.class_ids is None else {"classes": self.class_ids}
         # Decode in fp32: scores and box corners of large images need the precision.
         per_image = self.model.decode(
-            raw.float(),
-            score_threshold=self.score_threshold,
-            iou_threshold=self.iou_threshold,
-            # With a class filter, NMS may keep more than max_det before filtering.
-            max_det=self.max_det if self.class_ids is None else self.max_det * 4,
+            raw.float(), score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
+            max_det=self.max_det, **class_filter,
         )
         rows = []
         for dets, lb in zip(per_image, letterboxes, strict=True):
             boxes, scores, labels = dets["boxes"], dets["scores"], dets["labels"]
-            if self.class_ids is not None:
-                keep = torch.isin(labels, self.class_ids)
-                boxes, scores, labels = boxes[keep][: self.max_det], scores[keep][: self.max_det], labels[keep][: self.max_det]
             boxes = boxes_to_original(boxes.float(), lb)
             rows.append(torch.cat([boxes, scores.float()[:, None], labels.float()[:, None]], dim=1))
         # One device->host copy for the whole batch: the sync that hands results out.

@@ -13,6 +13,8 @@ number of cells or takes `input_size=(height, width)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -93,13 +95,15 @@ class YOLODetector(nn.Module):
         max_det: int = 100,
         class_agnostic: bool = False,
         input_size: tuple[int, int] | None = None,
+        classes: Sequence[int] | torch.Tensor | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """Raw output -> B dicts {boxes float32 [K, 4] xyxy input px, scores [K], labels int64 [K]}.
 
         See `detector.model.decode.decode_detections`; `input_size` is (height, width)
-        and may be omitted for square inputs.
+        and may be omitted for square inputs; `classes` keeps only those class indices
+        (before NMS and `max_det`).
         """
         return decode_detections(
             raw, strides=self.strides, input_size=input_size, score_threshold=score_threshold,
-            iou_threshold=iou_threshold, max_det=max_det, class_agnostic=class_agnostic,
+            iou_threshold=iou_threshold, max_det=max_det, class_agnostic=class_agnostic, classes=classes,
         )

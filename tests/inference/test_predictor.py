@@ -83,10 +83,13 @@ class FixedBoxModel(torch.nn.Module):
         self.last_input = images
         return torch.zeros(images.shape[0], 1, 6)
 
-    def decode(self, raw: torch.Tensor, score_threshold: float, iou_threshold: float, max_det: int):
+    def decode(self, raw: torch.Tensor, score_threshold: float, iou_threshold: float, max_det: int,
+               classes: torch.Tensor | None = None):
         boxes = torch.tensor([[16.0, 0.0, 48.0, 64.0], [24.0, 32.0, 32.0, 48.0], [0.0, 0.0, 8.0, 8.0]])
-        return [{"boxes": boxes[:max_det], "scores": torch.tensor([0.9, 0.8, 0.7])[:max_det],
-                 "labels": torch.tensor([0, 1, 1])[:max_det]} for _ in range(raw.shape[0])]
+        scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 1])
+        keep = torch.ones(3, dtype=torch.bool) if classes is None else torch.isin(labels, classes)
+        return [{"boxes": boxes[keep][:max_det], "scores": scores[keep][:max_det],
+                 "labels": labels[keep][:max_det]} for _ in range(raw.shape[0])]
 
 
 def test_hand_computed_mapping_filter_and_max_det() -> None:
