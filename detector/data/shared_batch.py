@@ -140,13 +140,15 @@ class _ReceivedImages:
             raise OSError(ctypes.get_errno(), f"cannot map a worker's batch ({length} bytes)")
         self._address, self._length = address, length
         self._pid = os.getpid()  # a forked child inherits the mapping but must not free the segment
+        # Held here: __del__ may run during interpreter shutdown, after module globals are gone.
+        self._getpid, self._memset, self._munmap = os.getpid, ctypes.memset, _LIBC.munmap
         self.__array_interface__ = {"shape": shape, "typestr": "|u1", "version": 3,
                                     "data": (address + HEADER_BYTES, False)}
 
     def __del__(self) -> None:
-        if os.getpid() == self._pid:
-            ctypes.memset(self._address, _FREE, 1)  # hand the segment back to its worker
-        _LIBC.munmap(ctypes.c_void_p(self._address), ctypes.c_size_t(self._length))
+        if self._getpid() == self._pid:
+            self._memset(self._address, 0, 1)  # _FREE: hand the segment back to its worker
+        self._munmap(self._address, self._length)
 
 
 def _rebuild_batch(df: Any, length: int, shape: tuple[int, ...], packed_targets: tuple,
