@@ -52,9 +52,8 @@ class _Segment:
         self.capacity = capacity
         self.fd = os.memfd_create("detector-batch", os.MFD_CLOEXEC)
         weakref.finalize(self, os.close, self.fd)
-        self.length = HEADER_BYTES + capacity
-        os.ftruncate(self.fd, self.length)
-        self.map = mmap.mmap(self.fd, self.length)
+        os.ftruncate(self.fd, HEADER_BYTES + capacity)
+        self.map = mmap.mmap(self.fd, HEADER_BYTES + capacity)
         self.flag = np.frombuffer(self.map, np.uint8, count=1)
         self.data = np.frombuffer(self.map, np.uint8, count=capacity, offset=HEADER_BYTES)
         prefault(self.data)  # once per segment; reuse then costs no page faults
@@ -120,7 +119,7 @@ class WorkerBatch(dict):
             return (dict, (dict(self),))  # the segment is freed with this object
         self._sent = True
         rest = {key: value for key, value in self.items() if key not in ("images", "targets")}
-        return (_rebuild_batch, (DupFd(self._segment.fd), self._segment.length,
+        return (_rebuild_batch, (DupFd(self._segment.fd), HEADER_BYTES + self._segment.capacity,
                                  tuple(self._images.shape), self._packed_targets, rest))
 
 

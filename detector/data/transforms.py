@@ -239,7 +239,7 @@ class TrainTransform:
             boxes=(out[:, :4] * (out_width, out_height, out_width, out_height)).astype(np.float32),
             labels=np.asarray(labels, dtype=np.int64).reshape(-1)[keep],
             ignore=np.asarray(ignore, dtype=bool).reshape(-1)[keep],
-            letterbox=compute_letterbox(image.shape[0], image.shape[1], self.image_size),
+            letterbox=compute_letterbox(height, width, self.image_size),
         )
 
 
