@@ -19,6 +19,8 @@ from typing import Any, Union
 
 import yaml
 
+from detector.config_checks import check_config_ranges
+
 
 class ConfigError(ValueError):
     """A config file or override that does not match the schema."""
@@ -47,6 +49,8 @@ class DataConfig:
     synthetic: SynthConfig | None = None  # generate the dataset at `root` if missing
     # Boxes smaller than this (pixels, either side, after clipping) are dropped at read time.
     min_box_size: float = 1.0
+    # Images whose header claims more pixels are skipped and reported (decompression bombs).
+    max_image_pixels: int = 100_000_000
 
 
 @dataclass
@@ -184,7 +188,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known, key=str)
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
@@ -198,24 +202,40 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
 
 
 def _validate(cfg: Config) -> None:
-    """Cross-field checks that types alone cannot express."""
-    choices = {
-        "data.format": (cfg.data.format, {"voc", "coco", "yolo"}),
-        "model.backbone": (cfg.model.backbone, {"resnet18", "resnet34", "resnet50", "resnet101"}),
-        "train.optimizer": (cfg.train.optimizer, {"sgd", "adamw"}),
-        "train.amp_dtype": (cfg.train.amp_dtype, {"bf16", "fp16"}),
-        "train.nan_policy": (cfg.train.nan_policy, {"skip", "stop"}),
-        "eval.voc_metric": (cfg.eval.voc_metric, {"auto", "area", "11point", "none"}),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {sorted(allowed)}")
-    if cfg.model.image_size <= 0 or cfg.model.image_size % 32:
-        raise ConfigError(f"model.image_size: {cfg.model.image_size} must be a positive multiple of 32")
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 1 or cfg.train.accumulate < 1:
-        raise ConfigError("train.epochs, train.batch_size and train.accumulate must be >= 1")
-    if cfg.data.names is not None and len(set(cfg.data.names)) != len(cfg.data.names):
-        raise ConfigError("data.names: class names must be unique")
+    """Value checks that types alone cannot express (ranges, choices, lengths)."""
+    check_config_ranges(cfg)
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names the same key twice (PyYAML keeps the last one silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (`<<` merges still override)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                previous = first_line.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if previous is not None:
+                raise _DuplicateKeyError(
+                    f"line {line}: duplicated key {key!r} "
+                    f"(first given at line {previous}; YAML would keep only the last)"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    """Parse YAML safely, refusing duplicated keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:
@@ -233,7 +253,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
             raise ConfigError(f"--set {override!r}: {part} is not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        node[parts[-1]] = _load_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {override!r}: value is not valid YAML ({exc})") from exc
 
@@ -261,7 +281,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = _load_yaml(path.read_text(encoding="utf-8")) or {}
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):

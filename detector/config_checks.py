@@ -1,0 +1,165 @@
+"""Range checks on every config key, run by `detector.config` before anything uses the config.
+
+    from detector.config_checks import check_config_ranges
+    check_config_ranges(cfg)   # raises ConfigError("eval.iou_threshold: 7.0 must be in [0, 1]")
+
+Types are checked while the dataclasses are built (`detector.config._convert`);
+this module checks values: ranges, finiteness, list lengths, choices, and the
+few combinations that only fail deep inside a run (strides against the image
+size, `frozen_stages` against the backbone). `load_config` prefixes each message
+with the file, so a bad value is reported before a run directory exists, not
+after an epoch of training. `augment:` entries are checked by
+`detector.data.transforms` when the pipeline is built (also before the run
+directory): that module owns the transform names and parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from detector.config import Config
+
+# The levels the model can build: C3, C4, C5 of the ResNet (detector/model/yolo.py STRIDES).
+BUILDABLE_STRIDES = [8, 16, 32]
+# Stem + layer1..layer4 of a ResNet (detector/model/backbone.py).
+MAX_FROZEN_STAGES = 5
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+CHOICES = {
+    "data.format": {"voc", "coco", "yolo"},
+    "model.backbone": {"resnet18", "resnet34", "resnet50", "resnet101"},
+    "train.optimizer": {"sgd", "adamw"},
+    "train.amp_dtype": {"bf16", "fp16"},
+    "train.nan_policy": {"skip", "stop"},
+    "eval.voc_metric": {"auto", "area", "11point", "none"},
+}
+
+
+def _error(key: str, message: str) -> Exception:
+    from detector.config import ConfigError  # config imports this module
+
+    return ConfigError(f"{key}: {message}")
+
+
+def _get(cfg: Config, key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _number(cfg: Config, key: str, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+    """Check that a numeric key is finite and inside [low, high] (open ends when asked)."""
+    value = _get(cfg, key)
+    if value is None and optional:
+        return
+    if isinstance(value, float) and not math.isfinite(value):  # ints are finite (and may exceed a float)
+        raise _error(key, f"{value} is not a finite number")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+        raise _error(key, f"{value} must be in {span}")
+
+
+def _check_data(cfg: Config) -> None:
+    data = cfg.data
+    if not data.root.strip():
+        raise _error("data.root", "must not be empty")
+    _number(cfg, "data.min_box_size", low=0)
+    _number(cfg, "data.max_image_pixels", low=1)
+    if data.names is not None:
+        if not data.names:
+            raise _error("data.names", "must list at least one class (or be left out for coco)")
+        if any(not name.strip() for name in data.names):
+            raise _error("data.names", f"class names must not be empty: {data.names}")
+        if len(set(data.names)) != len(data.names):
+            raise _error("data.names", "class names must be unique")
+    for split in ("train", "val"):
+        for index, entry in enumerate(getattr(data, split)):
+            key = f"data.{split}[{index}]"
+            if data.format == "coco":
+                if not (isinstance(entry, dict) and set(entry) == {"images", "annotations"}
+                        and all(isinstance(v, str) and v for v in entry.values())):
+                    raise _error(key, f"a coco entry is {{images: DIR, annotations: FILE.json}}, got {entry!r}")
+            elif not isinstance(entry, str) or not entry.strip():
+                raise _error(key, f"a {data.format} entry is a path string, got {entry!r}")
+    if data.synthetic is not None:
+        _number(cfg, "data.synthetic.num_train", low=1)
+        _number(cfg, "data.synthetic.num_val", low=1)
+        _number(cfg, "data.synthetic.image_size", low=32)
+        _number(cfg, "data.synthetic.seed", low=0)
+
+
+def _check_model(cfg: Config) -> None:
+    model = cfg.model
+    if model.image_size <= 0 or model.image_size % 32:
+        raise _error("model.image_size", f"{model.image_size} must be a positive multiple of 32")
+    if list(model.strides) != BUILDABLE_STRIDES:
+        raise _error("model.strides", f"{model.strides} cannot be built: the head reads C3, C4, C5 "
+                     f"at strides {BUILDABLE_STRIDES}")
+    _number(cfg, "model.frozen_stages", low=0, high=MAX_FROZEN_STAGES)
+    for key in ("model.neck_channels", "model.head_channels"):
+        _number(cfg, key, low=1)
+    _number(cfg, "model.head_convs", low=0)
+    if model.pretrained is not None and not model.pretrained.strip():
+        raise _error("model.pretrained", "an empty path; use null for no pretrained weights")
+    for key, values in (("model.mean", model.mean), ("model.std", model.std)):
+        if len(values) != 3:
+            raise _error(key, f"needs 3 values (R, G, B), got {len(values)}: {values}")
+        if not all(math.isfinite(v) for v in values):
+            raise _error(key, f"values must be finite, got {values}")
+    if any(v <= 0 for v in model.std):
+        raise _error("model.std", f"values must be > 0 (they divide the pixels), got {model.std}")
+
+
+def _check_train(cfg: Config) -> None:
+    train = cfg.train
+    if not DEVICE_PATTERN.fullmatch(train.device):
+        raise _error("train.device", f"{train.device!r} is not a device: auto, cpu, mps, cuda or cuda:N")
+    for key in ("train.epochs", "train.batch_size", "train.accumulate", "train.eval_interval",
+                "train.max_nan_skips"):
+        _number(cfg, key, low=1)
+    for key in ("train.workers", "train.seed", "train.early_stop_patience", "train.weight_decay",
+                "train.warmup_epochs"):
+        _number(cfg, key, low=0)
+    _number(cfg, "train.lr", low=0, low_open=True)
+    _number(cfg, "train.momentum", low=0, high=1, high_open=True)
+    _number(cfg, "train.final_lr_fraction", low=0, high=1)
+    _number(cfg, "train.grad_clip", low=0, low_open=True, optional=True)
+    _number(cfg, "train.ema_decay", low=0, high=1, high_open=True)
+    _number(cfg, "train.time_limit", low=0, low_open=True, optional=True)
+    if train.run_dir is not None and not train.run_dir.strip():
+        raise _error("train.run_dir", "an empty path; use null for runs/train/exp, exp2, ...")
+
+
+def _check_eval(cfg: Config) -> None:
+    _number(cfg, "eval.score_threshold", low=0, high=1)
+    _number(cfg, "eval.iou_threshold", low=0, high=1)
+    _number(cfg, "eval.max_det", low=1)
+    _number(cfg, "eval.batch_size", low=1)
+
+
+def check_config_ranges(cfg: Config) -> None:
+    """Check every key's value; raise ConfigError naming the first bad key.
+
+    Args:
+        cfg: a config whose types are already checked.
+
+    Raises:
+        ConfigError: "<section>.<key>: <value> must be ..." (the caller adds the file).
+    """
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise _error(key, f"{value!r} is not one of {sorted(allowed)}")
+    _check_data(cfg)
+    _check_model(cfg)
+    _check_train(cfg)
+    _check_eval(cfg)
