@@ -54,10 +54,13 @@ def _check_gui() -> None:
 @click.option("--no-draw", is_flag=True, help="Write/serve frames without boxes drawn.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds to open a camera/stream and to wait for stream data before reconnecting.")
+@click.option("--max-pixels", "max_image_pixels", type=click.IntRange(min=1), default=None,
+              help="Skip (and report) image files whose header claims more pixels "
+                   "[default: 100000000, as data.max_image_pixels].")
 def detect(checkpoint: str, source: str, device: str, score_threshold: float, iou_threshold: float,
            max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
            serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
-           no_draw: bool, timeout: float) -> None:
+           no_draw: bool, timeout: float, max_image_pixels: int | None) -> None:
     """Detect objects in SOURCE with CHECKPOINT.
 
     SOURCE is an image, a folder, a glob ("imgs/*.jpg"), a video file, a webcam
@@ -78,7 +81,7 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
             compile=compile_model,
         )
-        opened = open_source(source, timeout=timeout)
+        opened = open_source(source, timeout=timeout, max_image_pixels=max_image_pixels)
     except (CheckpointError, SourceError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -10,8 +10,8 @@
 datasets/README.md). Several entries are concatenated (VOC 2007 + 2012).
 
 Skip policy: every image is checked at start-up (exists, not empty, readable
-header, at least 10 px a side; with `decode=True` it is fully decoded, which also
-finds truncated files). A bad image becomes a `SkippedSample(path, reason)` in
+header, JPEG/PNG end marker present, at most `data.max_image_pixels`, at least
+10 px a side; with `decode=True` it is fully decoded, which also finds broken data). A bad image becomes a `SkippedSample(path, reason)` in
 `SplitRecords.skipped`; callers print the count and the list (`format_skipped`).
 Annotation errors are not skipped: they raise `ValueError` naming the file.
 The box policy (clip, drop under `data.min_box_size`) is in
@@ -86,6 +86,7 @@ def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tup
                 resolve_data_path(data_cfg.root, images_dir),
                 resolve_data_path(data_cfg.root, annotation_file),
                 names=names, min_box_size=data_cfg.min_box_size, decode=decode, stats=stats,
+                max_pixels=data_cfg.max_image_pixels,
             )
         else:
             if not isinstance(entry, str):
@@ -94,6 +95,7 @@ def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tup
             part, part_skipped = reader(
                 resolve_data_path(data_cfg.root, entry), names,  # type: ignore[arg-type]
                 min_box_size=data_cfg.min_box_size, decode=decode, stats=stats,
+                max_pixels=data_cfg.max_image_pixels,
             )
             for record in part:  # ids unique over all entries of the split
                 record.image_id += len(records)

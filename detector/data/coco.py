@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from detector.data.annotations import ReadStats, check_boxes_xyxy, clip_and_filter
-from detector.data.images import ImageReadError, probe_images
+from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe_images
 from detector.data.record import SampleRecord, SkippedSample
 
 
@@ -99,6 +99,7 @@ def read_coco(
     min_box_size: float,
     decode: bool = False,
     stats: ReadStats | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[list[SampleRecord], list[SkippedSample], list[str]]:
     """Read one COCO instances file and its image folder.
 
@@ -109,6 +110,7 @@ def read_coco(
         min_box_size: boxes narrower or shorter than this after clipping are dropped.
         decode: fully decode each image at start-up instead of reading its header.
         stats: box-policy counts are added here.
+        max_pixels: images whose header claims more pixels are skipped.
 
     Returns:
         (records in the file's image order, skipped samples, names).
@@ -155,7 +157,7 @@ def read_coco(
     paths = [images_dir / images[image_id]["file_name"] for image_id in image_ids]
     records: list[SampleRecord] = []
     skipped: list[SkippedSample] = []
-    for image_id, path, size in zip(image_ids, paths, probe_images(paths, decode=decode), strict=True):
+    for image_id, path, size in zip(image_ids, paths, probe_images(paths, decode=decode, max_pixels=max_pixels), strict=True):
         if isinstance(size, ImageReadError):
             skipped.append(SkippedSample(size.path, size.reason))
             continue

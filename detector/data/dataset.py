@@ -35,6 +35,7 @@ integer index (evaluation) leaves the transform's stream as it is.
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Callable
@@ -197,7 +198,10 @@ def build_dataloader(
         transform: Transform = build_train_transform(cfg.augment, cfg.model.image_size, seed=seed + rank)
     else:
         transform = build_eval_transform(cfg.model.image_size)
-    dataset = DetectionDataset(split_records.records, transform)
+    from detector.data.images import read_image_rgb
+
+    read_image = functools.partial(read_image_rgb, max_pixels=cfg.data.max_image_pixels)
+    dataset = DetectionDataset(split_records.records, transform, read_image=read_image)
     shuffle = train if shuffle is None else shuffle
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
     # Dropping the last partial batch keeps BatchNorm away from tiny batches, unless

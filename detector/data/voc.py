@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.data.annotations import ReadStats, check_boxes_xyxy, clip_and_filter
-from detector.data.images import ImageReadError, probe_images
+from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe_images
 from detector.data.record import SampleRecord, SkippedSample
 
 
@@ -143,6 +143,7 @@ def read_voc_split(
     min_box_size: float,
     decode: bool = False,
     stats: ReadStats | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[list[SampleRecord], list[SkippedSample]]:
     """Read every sample listed in one VOC split file.
 
@@ -152,6 +153,7 @@ def read_voc_split(
         min_box_size: boxes narrower or shorter than this after clipping are dropped.
         decode: fully decode each image at start-up instead of reading its header.
         stats: box-policy counts are added here.
+        max_pixels: images whose header claims more pixels are skipped.
 
     Returns:
         (records with image_id 0..N-1 in file order and source_id = the VOC id,
@@ -182,7 +184,7 @@ def read_voc_split(
         pending.append((image_id, image_path, annotation))
 
     records: list[SampleRecord] = []
-    sizes = probe_images([image_path for _, image_path, _ in pending], decode=decode)
+    sizes = probe_images([image_path for _, image_path, _ in pending], decode=decode, max_pixels=max_pixels)
     for (image_id, image_path, annotation), size in zip(pending, sizes, strict=True):
         if isinstance(size, ImageReadError):
             skipped.append(SkippedSample(size.path, size.reason))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.data.annotations import ReadStats, check_boxes_xyxy, clip_and_filter
-from detector.data.images import ImageReadError, probe_images
+from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe_images
 from detector.data.record import SampleRecord, SkippedSample
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -101,6 +101,7 @@ def read_yolo_source(
     min_box_size: float,
     decode: bool = False,
     stats: ReadStats | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[list[SampleRecord], list[SkippedSample]]:
     """Read one YOLO image folder or list file with its labels.
 
@@ -110,6 +111,7 @@ def read_yolo_source(
         min_box_size: boxes narrower or shorter than this after clipping are dropped.
         decode: fully decode each image at start-up instead of reading its header.
         stats: box-policy counts and missing label files are added here.
+        max_pixels: images whose header claims more pixels are skipped.
 
     Returns:
         (records with image_id 0..N-1 and source_id = file stem, skipped samples).
@@ -127,7 +129,7 @@ def read_yolo_source(
 
     records: list[SampleRecord] = []
     skipped: list[SkippedSample] = []
-    sizes = probe_images(image_paths, decode=decode)
+    sizes = probe_images(image_paths, decode=decode, max_pixels=max_pixels)
     for image_path, (cxcywh, labels), size in zip(image_paths, annotations, sizes, strict=True):
         if isinstance(size, ImageReadError):
             skipped.append(SkippedSample(size.path, size.reason))

@@ -130,8 +130,9 @@ class ImageSource(FrameSource):
 
     kind = "images"
 
-    def __init__(self, paths: list[str], name: str, **kwargs: Any) -> None:
+    def __init__(self, paths: list[str], name: str, max_pixels: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_pixels = max_pixels  # None: images.DEFAULT_MAX_IMAGE_PIXELS
         if not paths:
             raise SourceError(f"{name}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         self.paths = paths
@@ -139,13 +140,14 @@ class ImageSource(FrameSource):
         self.frame_count = len(paths)
 
     def _frames(self) -> Iterator[Frame]:
-        from detector.data.images import read_image_rgb
+        from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, read_image_rgb
 
+        max_pixels = self.max_pixels or DEFAULT_MAX_IMAGE_PIXELS
         for index, path in enumerate(self.paths):
             if self._stop.is_set():
                 return
             try:
-                image = cv2.cvtColor(read_image_rgb(path), cv2.COLOR_RGB2BGR)
+                image = cv2.cvtColor(read_image_rgb(path, max_pixels=max_pixels), cv2.COLOR_RGB2BGR)
                 yield Frame(index, image, path, time.perf_counter())
             except (ValueError, OSError) as exc:
                 yield Frame(index, None, path, time.perf_counter(), error=str(exc))
@@ -186,7 +188,8 @@ def _camera_index(spec: str) -> int | None:
 
 
 def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout: float = 5.0,
-                max_reconnects: int = 5, backoff: float = 0.5, queue_size: int = 8) -> FrameSource:
+                max_reconnects: int = 5, backoff: float = 0.5, queue_size: int = 8,
+                max_image_pixels: int | None = None) -> FrameSource:
     """Open SOURCE as given on the command line; fail fast with a SourceError naming it.
 
     Args:
@@ -196,6 +199,8 @@ def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout:
         max_reconnects: reconnect attempts for a stalled stream before giving up.
         backoff: first reconnect delay in seconds (doubled at each attempt).
         queue_size: frames buffered ahead for file sources.
+        max_image_pixels: image files whose header claims more pixels become error
+            frames (None: `detector.data.images.DEFAULT_MAX_IMAGE_PIXELS`).
 
     Returns:
         An unopened-iterator FrameSource (iterate it to start reading).
@@ -222,15 +227,15 @@ def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout:
     path = Path(spec)
     if path.is_dir():
         files = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        return ImageSource(files, name=spec, **common)
+        return ImageSource(files, name=spec, max_pixels=max_image_pixels, **common)
     if glob.has_magic(spec):
         files = sorted(p for p in glob.glob(spec, recursive=True)
                        if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
-        return ImageSource(files, name=spec, **common)
+        return ImageSource(files, name=spec, max_pixels=max_image_pixels, **common)
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, camera index or URL")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageSource([spec], name=spec, **common)
+        return ImageSource([spec], name=spec, max_pixels=max_image_pixels, **common)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return VideoSource(spec, **common)
     raise SourceError(f"{spec}: unknown file type {path.suffix!r} (images: {', '.join(sorted(IMAGE_EXTENSIONS))}; "

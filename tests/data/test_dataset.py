@@ -177,20 +177,21 @@ def test_build_dataloader_reports_skipped_and_corrupt_files(tmp_path: Path, caps
     build_dataloader(cfg, "val", train=False)  # generates the dataset
     images = sorted((tmp_path / "shapes" / "JPEGImages").glob("*.jpg"))
     val_ids = (tmp_path / "shapes" / "ImageSets/Main/val.txt").read_text().split()
-    empty, truncated = (tmp_path / "shapes/JPEGImages" / f"{val_ids[0]}.jpg",
-                        tmp_path / "shapes/JPEGImages" / f"{val_ids[1]}.jpg")
-    assert empty in images and truncated in images
+    empty, truncated, vanished = (tmp_path / "shapes/JPEGImages" / f"{val_ids[i]}.jpg" for i in range(3))
+    assert empty in images and truncated in images and vanished in images
     empty.write_bytes(b"")
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     capsys.readouterr()
     loader, split = build_dataloader(cfg, "val", train=False)
     err = capsys.readouterr().err
-    assert "val: 1 image(s) skipped" in err and str(empty) in err
-    with pytest.warns(RuntimeWarning, match=val_ids[1]):
+    assert "val: 2 image(s) skipped" in err and str(empty) in err
+    assert f"{truncated}: truncated JPEG (no end-of-image marker)" in err
+    vanished.unlink()  # gone after the start-up check: replaced when the loader meets it
+    with pytest.warns(RuntimeWarning, match=val_ids[2]):
         metas = [m for batch in loader for m in batch["metas"]]
-    assert len(metas) == len(split.records) == 4
-    assert [str(truncated)] in [m["replaced"] for m in metas]
-    assert str(truncated) not in [m["path"] for m in metas]
+    assert len(metas) == len(split.records) == 3
+    assert [str(vanished)] in [m["replaced"] for m in metas]
+    assert str(vanished) not in [m["path"] for m in metas]
 
 
 def test_build_dataloader_distributed_uses_a_distributed_sampler(tmp_path: Path) -> None:
