@@ -7,7 +7,8 @@
 Policy, identical for the three formats:
 
 - A non-finite coordinate or an inverted box (x2 < x1 or y2 < y1) is an
-  annotation error: `ValueError` naming the file and the object. Never skipped.
+  annotation error: `AnnotationError` (a `ValueError`) naming the file and the
+  object. Never skipped. The three readers raise only this type for bad content.
 - Boxes are clipped to the image (`0 <= x <= width`, `0 <= y <= height`); a box
   partly outside keeps its inside part.
 - A box whose width or height after clipping is below `min_box_size` pixels, or
@@ -20,6 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+
+class AnnotationError(ValueError):
+    """Annotation content that cannot be read; the message starts with the file (and names the entry)."""
 
 
 @dataclass
@@ -51,7 +56,7 @@ def check_boxes_xyxy(boxes: np.ndarray, where: str, object_names: list[str] | No
         float32 [N, 4], the same boxes.
 
     Raises:
-        ValueError: naming `where` and the first bad box.
+        AnnotationError: naming `where` and the first bad box.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     finite = np.isfinite(boxes).all(axis=1)
@@ -59,7 +64,7 @@ def check_boxes_xyxy(boxes: np.ndarray, where: str, object_names: list[str] | No
     for index in np.flatnonzero(~finite | inverted):
         name = object_names[index] if object_names else f"box {index}"
         what = "a non-finite coordinate" if not finite[index] else "x2 < x1 or y2 < y1"
-        raise ValueError(f"{where}: {name} has {what}: {boxes[index].tolist()}")
+        raise AnnotationError(f"{where}: {name} has {what}: {boxes[index].tolist()}")
     return boxes.astype(np.float32)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.data.annotations import ReadStats, check_boxes_xyxy, clip_and_filter
+from detector.data.annotations import AnnotationError, ReadStats, check_boxes_xyxy, clip_and_filter
 from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe_images
 from detector.data.record import SampleRecord, SkippedSample
 
@@ -48,18 +48,25 @@ def coco_category_ids(categories: list[dict[str, Any]], names: list[str] | None 
         contiguous label 0..K-1.
 
     Raises:
-        ValueError: duplicate category names, or a name not among the categories.
+        AnnotationError: a category that is not {id: int, name: str}, a duplicate
+            id or name, or a name not among the categories.
     """
+    for category in categories:
+        if not (isinstance(category, dict) and isinstance(category.get("id"), int)
+                and not isinstance(category["id"], bool) and isinstance(category.get("name"), str)):
+            raise AnnotationError(f"a category must be {{id: integer, name: string}}, got {category!r}")
+    if len({category["id"] for category in categories}) != len(categories):
+        raise AnnotationError("two categories share an id")
     by_name: dict[str, int] = {}
     for category in sorted(categories, key=lambda c: c["id"]):
         if category["name"] in by_name:
-            raise ValueError(f"category name {category['name']!r} appears twice")
+            raise AnnotationError(f"category name {category['name']!r} appears twice")
         by_name[category["name"]] = int(category["id"])
     if names is None:
         return list(by_name), list(by_name.values())
     unknown = [name for name in names if name not in by_name]
     if unknown:
-        raise ValueError(
+        raise AnnotationError(
             f"data.names: {unknown[0]!r} is not a category of this file "
             f"(categories: {', '.join(by_name)})"
         )
@@ -73,22 +80,32 @@ def load_coco_json(annotation_file: Path) -> dict[str, Any]:
     try:
         content = json.loads(annotation_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{annotation_file}: malformed JSON ({exc})") from None
+        raise AnnotationError(f"{annotation_file}: malformed JSON ({exc})") from None
     if not isinstance(content, dict):
-        raise ValueError(f"{annotation_file}: expected a JSON object with images, annotations, categories")
+        raise AnnotationError(f"{annotation_file}: expected a JSON object with images, annotations, categories")
     for key in ("images", "annotations", "categories"):
         if not isinstance(content.get(key), list):
-            raise ValueError(f"{annotation_file}: missing or non-list {key!r}")
+            raise AnnotationError(f"{annotation_file}: missing or non-list {key!r}")
     return content
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _annotation_box(annotation: dict[str, Any], where: str) -> list[float]:
     bbox = annotation.get("bbox")
     try:
-        x, y, width, height = (float(value) for value in bbox)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: bbox must be 4 numbers [x, y, width, height], got {bbox!r}") from None
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
+            raise TypeError
+        x, y, width, height = (float(value) for value in bbox)
+    except (TypeError, OverflowError):  # OverflowError: an integer beyond float range
+        raise AnnotationError(f"{where}: bbox must be 4 numbers [x, y, width, height], got {bbox!r}") from None
     return [x, y, x + width, y + height]
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, (int, str, float, bool, type(None)))
 
 
 def read_coco(
@@ -116,36 +133,41 @@ def read_coco(
         (records in the file's image order, skipped samples, names).
 
     Raises:
-        FileNotFoundError: no annotation file. ValueError: malformed content
-            (message names the file and the annotation or image id).
+        FileNotFoundError: no annotation file. AnnotationError (a ValueError):
+            malformed content (message names the file and the annotation or image id).
     """
     content = load_coco_json(annotation_file)
     stats = stats if stats is not None else ReadStats()
     try:
         names, category_ids = coco_category_ids(content["categories"], names)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{annotation_file}: bad categories ({exc})") from None
+        raise AnnotationError(f"{annotation_file}: bad categories ({exc})") from None
     label_of = {category_id: label for label, category_id in enumerate(category_ids)}
-    known_categories = {category.get("id") for category in content["categories"]}
+    known_categories = {category["id"] for category in content["categories"]}
 
     images: dict[int, dict[str, Any]] = {}
     for image in content["images"]:
-        if "id" not in image or "file_name" not in image:
-            raise ValueError(f"{annotation_file}: an image entry lacks 'id' or 'file_name': {image!r}")
+        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
+            raise AnnotationError(f"{annotation_file}: an image entry lacks 'id' or 'file_name': {image!r}")
         if isinstance(image["id"], bool) or not isinstance(image["id"], int):
-            raise ValueError(f"{annotation_file}: image id {image['id']!r} is not an integer")
+            raise AnnotationError(f"{annotation_file}: image id {image['id']!r} is not an integer")
+        if not isinstance(image["file_name"], str) or not image["file_name"] or "\0" in image["file_name"]:
+            raise AnnotationError(f"{annotation_file}: image {image['id']} has file_name {image['file_name']!r}, "
+                                  "not a path string")
         if image["id"] in images:
-            raise ValueError(f"{annotation_file}: image id {image['id']} appears twice")
+            raise AnnotationError(f"{annotation_file}: image id {image['id']} appears twice")
         images[image["id"]] = image
 
     per_image: dict[int, list[tuple[list[float], int, bool]]] = {image_id: [] for image_id in images}
-    for annotation in content["annotations"]:
+    for index, annotation in enumerate(content["annotations"]):
+        if not isinstance(annotation, dict):
+            raise AnnotationError(f"{annotation_file}: annotations[{index}] is not an object: {annotation!r}")
         where = f"{annotation_file}: annotation {annotation.get('id')}"
         category_id = annotation.get("category_id")
-        if category_id not in known_categories:
-            raise ValueError(f"{where} has category_id {category_id!r}, not in 'categories'")
-        if annotation.get("image_id") not in per_image:
-            raise ValueError(f"{where} refers to image_id {annotation.get('image_id')!r}, not in 'images'")
+        if not _hashable(category_id) or category_id not in known_categories:
+            raise AnnotationError(f"{where} has category_id {category_id!r}, not in 'categories'")
+        if not _hashable(annotation.get("image_id")) or annotation.get("image_id") not in per_image:
+            raise AnnotationError(f"{where} refers to image_id {annotation.get('image_id')!r}, not in 'images'")
         box = _annotation_box(annotation, where)
         check_boxes_xyxy(np.array([box]), where, ["bbox"])
         if category_id in label_of:

@@ -18,7 +18,9 @@ Conventions, stated once:
 - The image size always comes from the image header (EXIF-aware); a missing or
   wrong `<size>` is therefore harmless, and mismatches are counted in `ReadStats`.
 - An unknown class name, a missing or non-numeric coordinate, NaN, xmax < xmin
-  or malformed XML raise `ValueError` naming the file and the object.
+  or malformed XML raise `AnnotationError` (a `ValueError`) naming the file and
+  the object. So does a `<filename>` that is absolute or contains `..` (it
+  would read an image outside the dataset).
 - A missing image or annotation file skips the sample (reported, see
   `detector.data.images`); an XML without objects is a negative image, kept.
 """
@@ -27,11 +29,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from detector.data.annotations import ReadStats, check_boxes_xyxy, clip_and_filter
+from detector.data.annotations import AnnotationError, ReadStats, check_boxes_xyxy, clip_and_filter
 from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe_images
 from detector.data.record import SampleRecord, SkippedSample
 
@@ -66,9 +68,26 @@ def _parse_size(root: ElementTree.Element) -> tuple[int, int] | None:
         return None
     try:
         height, width = int(float(_text(size, "height") or 0)), int(float(_text(size, "width") or 0))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "inf"
         return None
     return (height, width) if height > 0 and width > 0 else None
+
+
+def _checked_filename(xml_path: Path, filename: str | None) -> str | None:
+    """`<filename>` as given, refused when it would leave the JPEGImages folder.
+
+    An absolute path (POSIX or Windows) or a `..` component could point the
+    reader at any file on the machine; VOC's `<filename>` is a bare file name.
+    """
+    if filename is None:
+        return None
+    posix, windows = PurePosixPath(filename), PureWindowsPath(filename)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
+        raise AnnotationError(
+            f"{xml_path}: <filename> {filename!r} escapes the dataset's JPEGImages folder "
+            "(absolute or with '..'); VOC expects a file name such as 000005.jpg"
+        )
+    return filename
 
 
 def parse_voc_xml(xml_path: Path, names: list[str]) -> VocAnnotation:
@@ -82,33 +101,34 @@ def parse_voc_xml(xml_path: Path, names: list[str]) -> VocAnnotation:
         A `VocAnnotation` with boxes in 0-based continuous xyxy pixels.
 
     Raises:
-        ValueError: malformed XML, unknown class, missing/non-numeric/NaN
-            coordinate or an inverted box; the message names the file and object.
+        AnnotationError: malformed XML, unknown class, missing/non-numeric/NaN
+            coordinate, an inverted box, or a `<filename>` that leaves the image
+            folder (absolute or with `..`); the message names the file and object.
     """
     try:
         root = ElementTree.parse(xml_path).getroot()
-    except ElementTree.ParseError as exc:
-        raise ValueError(f"{xml_path}: malformed XML ({exc})") from None
+    except (ElementTree.ParseError, ValueError, LookupError) as exc:  # LookupError: unknown encoding
+        raise AnnotationError(f"{xml_path}: malformed XML ({exc})") from None
     class_index = {name: index for index, name in enumerate(names)}
     boxes, labels, difficult, descriptions = [], [], [], []
     for number, obj in enumerate(root.iter("object"), start=1):
         name = _text(obj, "name")
         where = f"object {number} ({name})"
         if name not in class_index:
-            raise ValueError(
+            raise AnnotationError(
                 f"{xml_path}: object {number} has unknown class {name!r} "
                 f"(data.names: {', '.join(names)})"
             )
         bndbox = obj.find("bndbox")
         if bndbox is None:
-            raise ValueError(f"{xml_path}: {where} has no <bndbox>")
+            raise AnnotationError(f"{xml_path}: {where} has no <bndbox>")
         coords = []
         for tag in ("xmin", "ymin", "xmax", "ymax"):
             text = _text(bndbox, tag)
             try:
                 coords.append(float(text))  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise ValueError(f"{xml_path}: {where} has a missing or non-numeric <{tag}>: {text!r}") from None
+                raise AnnotationError(f"{xml_path}: {where} has a missing or non-numeric <{tag}>: {text!r}") from None
         flag = _text(obj, "difficult") or "0"
         boxes.append(coords)
         labels.append(class_index[name])
@@ -118,7 +138,7 @@ def parse_voc_xml(xml_path: Path, names: list[str]) -> VocAnnotation:
     # 1-based inclusive -> 0-based continuous: only the minimum corner moves.
     raw[:, 0:2] -= 1.0
     return VocAnnotation(
-        filename=_text(root, "filename"),
+        filename=_checked_filename(xml_path, _text(root, "filename")),
         size=_parse_size(root),
         boxes=raw,
         labels=np.array(labels, np.int64),
@@ -129,7 +149,7 @@ def parse_voc_xml(xml_path: Path, names: list[str]) -> VocAnnotation:
 def voc_dataset_dir(split_file: Path) -> Path:
     """`<dir>` of a split file `<dir>/ImageSets/Main/<split>.txt`; raises ValueError otherwise."""
     if split_file.parent.name != "Main" or split_file.parent.parent.name != "ImageSets":
-        raise ValueError(
+        raise AnnotationError(
             f"{split_file}: a VOC split file must be <dir>/ImageSets/Main/<split>.txt "
             "(see datasets/README.md)"
         )
@@ -166,7 +186,11 @@ def read_voc_split(
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file}: VOC split file not found (see datasets/README.md)")
     base = voc_dataset_dir(split_file)
-    ids = [line.split()[0] for line in split_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = split_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(f"{split_file}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     stats = stats if stats is not None else ReadStats()
 
     skipped: list[SkippedSample] = []

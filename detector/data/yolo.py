@@ -18,7 +18,7 @@ Conventions, stated once:
 - An empty label file and a missing label file both mean "no objects": the
   image is kept as a negative (missing files are counted in `ReadStats`).
 - A line without exactly 5 numbers, a class index out of range, NaN or a
-  negative size raise `ValueError` naming the file and the line.
+  negative size raise `AnnotationError` (a `ValueError`) naming the file and the line.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.data.annotations import ReadStats, check_boxes_xyxy, clip_and_filter
+from detector.data.annotations import AnnotationError, ReadStats, check_boxes_xyxy, clip_and_filter
 from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe_images
 from detector.data.record import SampleRecord, SkippedSample
 
@@ -42,10 +42,17 @@ def yolo_label_path(image_path: Path) -> Path:
         if parts[index] == "images":
             parts[index] = "labels"
             return Path(*parts).with_suffix(".txt")
-    raise ValueError(
+    raise AnnotationError(
         f"{image_path}: YOLO layout needs an 'images' folder in the path (its labels "
         "are read from the matching 'labels' folder)"
     )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
 
 
 def list_yolo_images(source: Path) -> list[Path]:
@@ -53,7 +60,10 @@ def list_yolo_images(source: Path) -> list[Path]:
     if source.is_dir():
         return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if source.is_file():
-        lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
+        lines = [line.strip() for line in _read_text(source).splitlines()]
+        for number, line in enumerate(lines, start=1):
+            if "\0" in line:
+                raise AnnotationError(f"{source}: line {number}: a path with a NUL character")
         return [path if path.is_absolute() else source.parent / path for path in map(Path, filter(None, lines))]
     raise FileNotFoundError(f"{source}: YOLO image folder or list file not found (see datasets/README.md)")
 
@@ -69,26 +79,27 @@ def parse_yolo_labels(label_path: Path, num_classes: int) -> tuple[np.ndarray, n
         (boxes float32 [N, 4] normalised cxcywh, labels int64 [N]).
 
     Raises:
-        ValueError: naming the file and line for a malformed line, an out-of-range
-            class, a non-finite value or a negative size.
+        AnnotationError: naming the file and line for a malformed line, an
+            out-of-range class, a non-finite value, a negative size or bytes that
+            are not UTF-8.
     """
     boxes, labels = [], []
-    for line_number, line in enumerate(label_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(_read_text(label_path).splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         where = f"{label_path}: line {line_number}"
         if len(fields) != 5:
-            raise ValueError(f"{where}: expected 'class cx cy w h', got {len(fields)} values: {line.strip()!r}")
+            raise AnnotationError(f"{where}: expected 'class cx cy w h', got {len(fields)} values: {line.strip()!r}")
         try:
             class_value = float(fields[0])
             values = [float(field) for field in fields[1:]]
         except ValueError:
-            raise ValueError(f"{where}: not a number in {line.strip()!r}") from None
+            raise AnnotationError(f"{where}: not a number in {line.strip()!r}") from None
         if not class_value.is_integer() or not 0 <= class_value < num_classes:
-            raise ValueError(f"{where}: class index {fields[0]} out of range 0..{num_classes - 1} (data.names)")
+            raise AnnotationError(f"{where}: class index {fields[0]} out of range 0..{num_classes - 1} (data.names)")
         if not all(math.isfinite(value) for value in values) or values[2] < 0 or values[3] < 0:
-            raise ValueError(f"{where}: bad box {fields[1:]} (NaN, infinite or negative size)")
+            raise AnnotationError(f"{where}: bad box {fields[1:]} (NaN, infinite or negative size)")
         boxes.append(values)
         labels.append(int(class_value))
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)

@@ -211,3 +211,30 @@ def test_write_voc_xml_round_trips(tmp_path: Path) -> None:
     np.testing.assert_array_equal(annotation.boxes, boxes)
     np.testing.assert_array_equal(annotation.difficult, [False, True])
     assert annotation.size == (48, 64) and annotation.filename == "w.jpg"
+
+
+@pytest.mark.parametrize("filename", ["/etc/passwd", "../../secret.jpg", "sub/../../x.jpg",
+                                      "C:\\data\\x.jpg", "..\\x.jpg", "\\\\server\\share\\x.jpg"])
+def test_filename_escaping_the_dataset_is_an_error_naming_the_xml(tmp_path: Path, filename: str) -> None:
+    from detector.data.annotations import AnnotationError
+
+    outside = tmp_path / "secret.jpg"
+    Image.fromarray(np.full((20, 20, 3), 1, np.uint8)).save(outside)
+    base = tmp_path / "sets" / "VOC"
+    add_sample(base, "a", voc_xml([]).replace("<filename>x.jpg</filename>", f"<filename>{filename}</filename>"))
+    (base / "JPEGImages" / "a.jpg").unlink()  # so the reader would follow <filename>
+    split = write_split(base, ["a"])
+    with pytest.raises(AnnotationError) as info:
+        read_voc_split(split, NAMES, min_box_size=1.0)
+    xml = base / "Annotations" / "a.xml"
+    assert str(info.value).startswith(f"{xml}: <filename> {filename!r} escapes the dataset's JPEGImages folder")
+
+
+def test_plain_and_nested_filenames_are_followed(tmp_path: Path) -> None:
+    base = tmp_path / "VOC"
+    add_sample(base, "a", voc_xml([]).replace("<filename>x.jpg</filename>", "<filename>sub/a b.png</filename>"))
+    (base / "JPEGImages" / "a.jpg").rename(base / "JPEGImages" / "a b.png")
+    (base / "JPEGImages" / "sub").mkdir()
+    (base / "JPEGImages" / "a b.png").rename(base / "JPEGImages" / "sub" / "a b.png")
+    records, skipped = read_voc_split(write_split(base, ["a"]), NAMES, min_box_size=1.0)
+    assert skipped == [] and records[0].image_path == str(base / "JPEGImages" / "sub" / "a b.png")
