@@ -30,6 +30,8 @@ import numpy as np
 
 from detector.data.record import SampleRecord
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class CocoFormatError(ValueError):
     """Ids or fields that do not match the ground truth they are scored against."""
@@ -166,6 +168,60 @@ def predictions_to_coco_results(
     return results
 
 
+def _is_number(value: Any) -> bool:
+    """An int or float that is not a bool (JSON true/false would pass as 1/0)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: int | float) -> float | None:
+    """`value` as a finite float, or None (NaN, infinity, an int beyond float range)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _parse_result_entry(
+    item: Any, index: int, source: str, image_aliases: Mapping[str, int] | None
+) -> tuple[int, int, list[float], float]:
+    """Check one COCO results entry; (image_id, category_id, bbox xywh, score) or CocoFormatError.
+
+    Ids must be JSON integers (a string image id is resolved through
+    `image_aliases`); a float or boolean id is refused rather than truncated.
+    bbox must be 4 finite numbers with width and height >= 0; score finite.
+    """
+    where = f"{source}: entry {index}"
+    if not isinstance(item, Mapping) or not {"image_id", "category_id", "bbox", "score"} <= set(item):
+        raise CocoFormatError(f"{where} is not a detection with image_id, category_id, bbox, score")
+    image_id, category = item["image_id"], item["category_id"]
+    if isinstance(image_id, str):
+        alias = (image_aliases or {}).get(image_id)
+        if alias is None or alias < 0:
+            why = "is ambiguous (several images share it)" if alias is not None else "matches no image"
+            raise CocoFormatError(f"{source}: image id {image_id!r} (entry {index}) {why}")
+        image_id = alias
+    elif isinstance(image_id, bool) or not isinstance(image_id, int):
+        raise CocoFormatError(f"{where}: image_id {image_id!r} must be an integer or an image name string")
+    if isinstance(category, bool) or not isinstance(category, int):
+        raise CocoFormatError(f"{where}: category_id {category!r} must be an integer")
+    raw_box = item["bbox"]
+    if not isinstance(raw_box, (list, tuple)) or len(raw_box) != 4 or not all(map(_is_number, raw_box)):
+        raise CocoFormatError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {raw_box!r}")
+    bbox = [_finite(value) for value in raw_box]
+    if None in bbox:
+        raise CocoFormatError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {raw_box!r}")
+    x, y, width, height = bbox  # type: ignore[misc]
+    if width < 0 or height < 0:
+        raise CocoFormatError(f"{where}: bbox width and height must be >= 0, got {raw_box!r}")
+    if max(abs(x), abs(y), abs(x + width), abs(y + height)) > FLOAT32_MAX:  # kept as float32 xyxy
+        raise CocoFormatError(f"{where}: bbox {raw_box!r} is beyond float32 range")
+    score = _finite(item["score"]) if _is_number(item["score"]) else None
+    if score is None:
+        raise CocoFormatError(f"{where}: score must be a finite number, got {item['score']!r}")
+    return int(image_id), int(category), bbox, score  # type: ignore[return-value]
+
+
 def coco_results_to_predictions(
     results: Sequence[Mapping[str, Any]],
     category_ids: Sequence[int],
@@ -195,23 +251,7 @@ def coco_results_to_predictions(
     known_set = None if known is None else set(known)
     grouped: dict[int, list[tuple[list[float], float, int]]] = {i: [] for i in known or []}
     for index, item in enumerate(results):
-        if not isinstance(item, Mapping) or not {"image_id", "category_id", "bbox", "score"} <= set(item):
-            raise CocoFormatError(
-                f"{source}: entry {index} is not a detection with image_id, category_id, bbox, score"
-            )
-        if isinstance(item["image_id"], str):
-            alias = (image_aliases or {}).get(item["image_id"])
-            if alias is None or alias < 0:
-                why = "is ambiguous (several images share it)" if alias is not None else "matches no image"
-                raise CocoFormatError(f"{source}: image id {item['image_id']!r} (entry {index}) {why}")
-            item = {**item, "image_id": alias}
-        try:
-            image_id, category = int(item["image_id"]), int(item["category_id"])
-            bbox, score = [float(v) for v in item["bbox"]], float(item["score"])
-        except (TypeError, ValueError):
-            raise CocoFormatError(
-                f"{source}: entry {index} needs integer ids, a numeric bbox and score, got {dict(item)!r}"
-            ) from None
+        image_id, category, bbox, score = _parse_result_entry(item, index, source, image_aliases)
         if known_set is not None and image_id not in known_set:
             raise CocoFormatError(f"{source}: image id {image_id} (entry {index}) is not in the ground truth")
         if category not in label_of:
@@ -219,8 +259,6 @@ def coco_results_to_predictions(
                 f"{source}: category id {category} (entry {index}) is not one of the dataset's "
                 f"{sorted(label_of)}"
             )
-        if len(bbox) != 4 or not all(map(math.isfinite, [*bbox, score])):
-            raise CocoFormatError(f"{source}: entry {index} bbox must be 4 finite numbers [x, y, width, height]")
         grouped.setdefault(image_id, []).append((bbox, score, label_of[category]))
     predictions: dict[int, dict[str, np.ndarray]] = {}
     for image_id, items in grouped.items():
@@ -246,8 +284,8 @@ def load_coco_results(
         raise CocoFormatError(f"{path}: predictions file not found")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CocoFormatError(f"{path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CocoFormatError(f"{path}: not valid JSON ({exc or 'nested too deeply'})") from None
     if not isinstance(results, list):
         raise CocoFormatError(f"{path}: expected a JSON list of detections (COCO results format)")
     return coco_results_to_predictions(

@@ -120,6 +120,11 @@ def test_plots_dir_and_zero_predictions(coco_dataset, tmp_path):
     ([{"image_id": 100, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}], "category id 1"),
     ([{"image_id": 7, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5}], "image id 7"),
     ({"not": "a list"}, "expected a JSON list"),
+    ([{"image_id": 100, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5},
+      {"image_id": 100.0, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5}],
+     "bad.json: entry 1: image_id 100.0 must be an integer"),
+    ([{"image_id": 100, "category_id": 5, "bbox": [0, 0, -5, 5], "score": 0.5}],
+     "bad.json: entry 0: bbox width and height must be >= 0"),
 ])
 def test_bad_predictions_are_one_line_errors(coco_dataset, tmp_path, content, message):
     bad = tmp_path / "bad.json"

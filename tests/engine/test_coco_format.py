@@ -99,9 +99,9 @@ def test_prediction_id_mismatches_raise_naming_the_id(tmp_path):
         coco_results_to_predictions([{**entry, "category_id": 1}], [1], image_ids=[1, 2])
     with pytest.raises(CocoFormatError, match="entry 0 is not a detection"):
         coco_results_to_predictions([{"image_id": 7}], [1])
-    with pytest.raises(CocoFormatError, match="entry 0 needs integer ids"):
+    with pytest.raises(CocoFormatError, match="entry 0: bbox must be 4 finite numbers"):
         coco_results_to_predictions([{**entry, "category_id": 1, "bbox": ["a", 0, 1, 1]}], [1])
-    with pytest.raises(CocoFormatError, match="entry 0 bbox must be 4 finite numbers"):
+    with pytest.raises(CocoFormatError, match="entry 0: bbox must be 4 finite numbers"):
         coco_results_to_predictions([{**entry, "category_id": 1, "bbox": [0, 0, 1]}], [1])
 
 
@@ -136,3 +136,55 @@ def test_string_image_ids_resolve_by_file_stem_never_as_numbers():
         coco_results_to_predictions([{**det, "image_id": "000007"}], [1], image_aliases=aliases)
     with pytest.raises(CocoFormatError, match="'nope'.*matches no image"):
         coco_results_to_predictions([{**det, "image_id": "nope"}], [1], image_aliases=aliases)
+
+
+GOOD = {"image_id": 7, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"image_id": 7.0}, "entry 2: image_id 7.0 must be an integer or an image name string"),
+    ({"image_id": 7.9}, "entry 2: image_id 7.9 must be an integer"),
+    ({"image_id": True}, "entry 2: image_id True must be an integer"),
+    ({"image_id": None}, "entry 2: image_id None must be an integer"),
+    ({"image_id": [7]}, "entry 2: image_id [7] must be an integer"),
+    ({"category_id": 1.0}, "entry 2: category_id 1.0 must be an integer"),
+    ({"category_id": True}, "entry 2: category_id True must be an integer"),
+    ({"category_id": "1"}, "entry 2: category_id '1' must be an integer"),
+    ({"bbox": [1, 2, -3, 4]}, "entry 2: bbox width and height must be >= 0"),
+    ({"bbox": [1, 2, 3, -0.5]}, "entry 2: bbox width and height must be >= 0"),
+    ({"bbox": [1, 2, 3, float("nan")]}, "entry 2: bbox must be 4 finite numbers"),
+    ({"bbox": [1, float("inf"), 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
+    ({"bbox": [10**400, 2, 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
+    ({"bbox": [True, 2, 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
+    ({"bbox": "1234"}, "entry 2: bbox must be 4 finite numbers"),
+    ({"bbox": {"x": 1, "y": 2, "w": 3, "h": 4}}, "entry 2: bbox must be 4 finite numbers"),
+    ({"bbox": [1, 2, 3.5e38, 4]}, "entry 2: bbox [1, 2, 3.5e+38, 4] is beyond float32 range"),
+    ({"score": float("nan")}, "entry 2: score must be a finite number, got nan"),
+    ({"score": float("-inf")}, "entry 2: score must be a finite number"),
+    ({"score": "0.5"}, "entry 2: score must be a finite number, got '0.5'"),
+    ({"score": True}, "entry 2: score must be a finite number, got True"),
+    ({"score": 10**400}, "entry 2: score must be a finite number"),
+], ids=lambda value: repr(value)[:40])
+def test_every_entry_is_validated_naming_file_and_entry(tmp_path, change, message):
+    path = tmp_path / "preds.json"
+    entries = [GOOD, {**GOOD, "bbox": [0, 0, 0, 0]}, {**GOOD, **change}, GOOD]
+    path.write_text(json.dumps(entries))  # NaN / Infinity literals and huge integers, as json writes them
+    with pytest.raises(CocoFormatError) as info:
+        load_coco_results(path, [1], image_ids=[7])
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_valid_entries_with_zero_size_boxes_and_string_ids_load(tmp_path):
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps([GOOD, {**GOOD, "image_id": "x", "bbox": [5, 5, 0, 0], "score": 0}]))
+    loaded = load_coco_results(path, [1], image_ids=[7], image_aliases={"x": 7})
+    np.testing.assert_array_equal(loaded[7]["boxes"], [[1, 2, 4, 6], [5, 5, 5, 5]])
+    np.testing.assert_array_equal(loaded[7]["scores"], [0.5, 0.0])
+
+
+def test_deeply_nested_json_is_a_format_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CocoFormatError, match="deep.json: not valid JSON"):
+        load_coco_results(path, [1])
