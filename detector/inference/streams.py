@@ -126,7 +126,10 @@ class MJPEGSource(FrameSource):
                     self.reconnects += 1
                     self.log(f"{self.name}: reconnected")
                 for payload in self._stream.parts():
-                    image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+                    try:
+                        image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+                    except (cv2.error, MemoryError):  # a header claiming a huge frame
+                        image = None
                     if image is None:
                         self.log(f"{self.name}: skipped a part that is not a decodable JPEG ({len(payload)} bytes)")
                         continue
