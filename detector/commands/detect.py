@@ -4,6 +4,7 @@
     detector detect best.pt "photos/*.jpg" --out out/ --save-json out/dets.json
     detector detect best.pt 0 --show                    # webcam (needs OpenCV with a GUI)
     detector detect best.pt rtsp://cam.local/stream --serve 8080   # watch http://127.0.0.1:8080/
+    detector detect best.pt 0 --serve 8080 --host 0.0.0.0          # reachable from the network
     detector detect best.pt video.mp4 --device cuda --half --batch 8 --out out/
 """
 
@@ -46,6 +47,9 @@ def _check_gui() -> None:
 @click.option("--show", is_flag=True, help="Live window (needs OpenCV with GUI support).")
 @click.option("--serve", "serve_port", type=click.IntRange(0, 65535), default=None,
               help="Publish the annotated stream as MJPEG on http://127.0.0.1:PORT/.")
+@click.option("--host", "serve_host", default="127.0.0.1", show_default=True,
+              help="Address --serve binds to. On a loopback address only requests for localhost are "
+                   "answered (DNS-rebinding guard); another address (0.0.0.0: all) answers anyone.")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Frames per forward pass for files (live sources always use 1).")
 @click.option("--half", is_flag=True, help="fp16 autocast on CUDA (ignored on CPU).")
@@ -60,7 +64,7 @@ def _check_gui() -> None:
 def detect(checkpoint: str, source: str, device: str, score_threshold: float, iou_threshold: float,
            max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
            serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
-           no_draw: bool, timeout: float, max_image_pixels: int | None) -> None:
+           no_draw: bool, timeout: float, max_image_pixels: int | None, serve_host: str) -> None:
     """Detect objects in SOURCE with CHECKPOINT.
 
     SOURCE is an image, a folder, a glob ("imgs/*.jpg"), a video file, a webcam
@@ -72,6 +76,8 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
     from detector.inference.sinks import SinkError
     from detector.inference.sources import SourceError, open_source
 
+    if serve_host != "127.0.0.1" and serve_port is None:
+        raise click.UsageError("--host is the address of --serve PORT; give --serve too")
     if show:
         _check_gui()
     try:
@@ -87,13 +93,16 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
 
     server = None
     if serve_port is not None:
-        from detector.inference.serve import MJPEGServer
+        from detector.inference.serve import MJPEGServer, is_loopback
 
         try:
-            server = MJPEGServer(serve_port).start()
+            server = MJPEGServer(serve_port, host=serve_host).start()
         except OSError as exc:
-            raise click.ClickException(f"--serve {serve_port}: cannot listen ({exc})") from None
+            raise click.ClickException(f"--serve {serve_port} --host {serve_host}: cannot listen ({exc})") from None
         click.echo(f"serving the annotated stream at {server.url}", err=True)
+        if not is_loopback(serve_host):
+            click.echo(f"--host {serve_host}: not a loopback address; anyone who can reach it can watch",
+                       err=True)
     try:
         summary = run_detection(
             detector, opened, out_dir=out_dir, json_path=json_path, draw=not no_draw,

@@ -126,3 +126,23 @@ def test_bad_checkpoint_and_options(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "broken.pt" in result.output and "corrupt" in result.output
     result = CliRunner().invoke(main, ["detect", str(broken), str(tmp_path), "--conf", "2"])
     assert result.exit_code == 2 and "--conf" in result.output
+
+
+def test_serve_host_option(checkpoint: Path, tmp_path: Path) -> None:
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), synthetic_frame(1, (80, 60)))
+    runner = CliRunner()
+    alone = runner.invoke(main, ["detect", str(checkpoint), str(image), "--host", "0.0.0.0"])
+    assert alone.exit_code == 2 and "--host is the address of --serve PORT" in alone.output
+    default = runner.invoke(main, ["detect", str(checkpoint), str(image), "--device", "cpu", "--serve", "0"])
+    assert default.exit_code == 0, default.output
+    assert "serving the annotated stream at http://127.0.0.1:" in default.output
+    assert "not a loopback address" not in default.output
+    everywhere = runner.invoke(main, ["detect", str(checkpoint), str(image), "--device", "cpu", "--serve", "0",
+                                      "--host", "0.0.0.0"])
+    assert everywhere.exit_code == 0, everywhere.output
+    assert "serving the annotated stream at http://0.0.0.0:" in everywhere.output
+    assert "--host 0.0.0.0: not a loopback address; anyone who can reach it can watch" in everywhere.output
+    bad = runner.invoke(main, ["detect", str(checkpoint), str(image), "--device", "cpu", "--serve", "0",
+                               "--host", "203.0.113.9"])  # an address this machine does not have
+    assert bad.exit_code == 1 and "--serve 0 --host 203.0.113.9: cannot listen" in bad.output
