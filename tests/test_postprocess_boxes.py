@@ -245,3 +245,35 @@ def test_half_precision_computes_in_float32_up_to_4k_pixels(dtype: torch.dtype) 
     assert torch.equal(box_area(boxes), box_area(exact)) and torch.isfinite(box_area(boxes)).all()
     for function in ALIGNED:
         assert torch.equal(function(boxes[:10], boxes[10:]), function(exact[:10], exact[10:]))
+
+
+# --- property-based: random boxes, degenerate ones included, against the reference loop ---
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+BOX = st.tuples(st.integers(-50, 300), st.integers(-50, 300), st.integers(-30, 200), st.integers(-30, 200)).map(
+    lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])  # negative sides: inverted boxes
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=st.lists(BOX, max_size=8), second=st.lists(BOX, max_size=8))
+def test_box_iou_matches_the_reference_on_random_and_degenerate_boxes(first: list, second: list) -> None:
+    a = torch.tensor(first, dtype=torch.float64).reshape(-1, 4)
+    b = torch.tensor(second, dtype=torch.float64).reshape(-1, 4)
+    iou = box_iou(a, b)
+    assert iou.shape == (len(first), len(second)) and iou.dtype == torch.float64
+    for i, x in enumerate(a.tolist()):
+        assert iou[i].tolist() == pytest.approx([ref_iou(x, y) for y in b.tolist()], abs=1e-12)
+    assert torch.isfinite(iou).all() and ((iou >= 0) & (iou <= 1)).all()
+    pairs = min(len(first), len(second))
+    pairs_a, pairs_b = a[:pairs].tolist(), b[:pairs].tolist()
+    aligned = box_iou_aligned(a[:pairs], b[:pairs])
+    assert aligned.tolist() == pytest.approx([ref_iou(x, y) for x, y in zip(pairs_a, pairs_b, strict=True)],
+                                             abs=1e-12)
+    for name, function, reference in (("giou", generalized_box_iou_aligned, ref_giou),
+                                      ("diou", distance_box_iou_aligned, ref_diou)):
+        values = function(a[:pairs], b[:pairs])
+        assert torch.isfinite(values).all(), name
+        expected = [reference(x, y) for x, y in zip(pairs_a, pairs_b, strict=True)]
+        assert values.tolist() == pytest.approx(expected, abs=1e-9), name

@@ -345,3 +345,37 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     expected_keep, expected_scores = soft_nms(boxes[:200], scores[:200], method="gaussian")
     assert torch.equal(keep.cpu(), expected_keep)
     torch.testing.assert_close(new_scores.cpu(), expected_scores)
+
+
+# --- property-based: random boxes, degenerate ones included, against the reference loop ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Integer coordinates (as float64) keep every area, intersection and union exact, so the
+# vectorised IoU and the reference loop agree bit for bit even exactly at a threshold.
+COORD = st.integers(-50, 400)
+SIDE = st.integers(-20, 200)  # negative: an inverted box; 0: a zero-area one
+
+
+@st.composite
+def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    count = draw(st.integers(0, 40))
+    rows = [[x, y, x + w, y + h] for x, y, w, h in
+            (draw(st.tuples(COORD, COORD, SIDE, SIDE)) for _ in range(count))]
+    if rows and draw(st.booleans()):  # exact duplicates and near-copies, where NMS decides
+        rows += [list(rows[draw(st.integers(0, len(rows) - 1))]) for _ in range(draw(st.integers(1, 5)))]
+    scores = [draw(st.sampled_from([0.1, 0.5, 0.5, 0.9, 1.0])) for _ in rows]  # many ties
+    labels = [draw(st.integers(0, 2)) for _ in rows]
+    return (torch.tensor(rows, dtype=torch.float64).reshape(-1, 4), torch.tensor(scores, dtype=torch.float64),
+            torch.tensor(labels, dtype=torch.int64))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=scored_boxes(), iou_threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]))
+def test_nms_matches_the_reference_on_random_and_degenerate_boxes(
+        backend: str, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], iou_threshold: float) -> None:
+    boxes, scores, labels = data
+    assert_indices(nms(boxes, scores, iou_threshold), reference_nms(boxes, scores, iou_threshold))
+    assert_indices(batched_nms(boxes, scores, labels, iou_threshold),
+                   reference_grouped_nms(boxes, scores, labels.tolist(), iou_threshold))
