@@ -6,8 +6,12 @@ every stage of the pipeline (boxes are meaningless but deterministic).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from detector.inference.synthetic import random_checkpoint, write_synthetic_video
@@ -43,3 +47,32 @@ def single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def serve_frames() -> Iterator[Callable[..., Any]]:
+    """Factory: `serve_frames(frame, **MJPEGServer options)` starts a preview server that
+    has `frame` at once and gets it again every 10 ms; every server is closed at the end."""
+    from detector.inference.serve import MJPEGServer
+
+    servers: list[tuple[Any, np.ndarray]] = []
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.wait(0.01):
+            for server, frame in list(servers):
+                server.publish(frame)
+
+    def start(frame: np.ndarray, **options: Any) -> MJPEGServer:
+        server = MJPEGServer(0, **options).start()
+        server.publish(frame)
+        servers.append((server, frame))
+        return server
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    yield start
+    stop.set()
+    thread.join()
+    for server, _ in servers:
+        server.close()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -36,24 +34,11 @@ def find_browser() -> str:
 
 
 @pytest.fixture
-def serving() -> Iterator[MJPEGServer]:
-    """A preview server publishing a 320x240 two-colour frame every 50 ms."""
+def serving(serve_frames) -> MJPEGServer:
+    """A preview server publishing a 320x240 two-colour frame every 10 ms."""
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[:, :160], frame[:, 160:] = LEFT, RIGHT
-    server = MJPEGServer(0).start()
-    stop = threading.Event()
-
-    def publish() -> None:
-        while not stop.wait(0.05):
-            server.publish(frame)
-
-    server.publish(frame)
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    yield server
-    stop.set()
-    thread.join()
-    server.close()
+    return serve_frames(frame)
 
 
 def screenshot(browser: str, url: str, tmp_path: Path, *extra: str) -> np.ndarray:

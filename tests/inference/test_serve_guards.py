@@ -6,20 +6,13 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from detector.inference.serve import MJPEGServer, host_header_name, is_loopback
 
-
-def started(servers: list[MJPEGServer], **options: object) -> MJPEGServer:
-    """A running server with a first frame already published (then the `publishing` thread's)."""
-    server = MJPEGServer(0, **options).start()  # type: ignore[arg-type]
-    server.publish(np.full((48, 64, 3), 90, np.uint8))
-    servers.append(server)
-    return server
+FRAME = np.full((48, 64, 3), 90, np.uint8)
 
 
 def request(server: MJPEGServer, path: str, host: str | None) -> tuple[int, bytes]:
@@ -34,27 +27,6 @@ def request(server: MJPEGServer, path: str, host: str | None) -> tuple[int, byte
     return int(head.split()[1]), body
 
 
-@pytest.fixture
-def publishing() -> Iterator[list[MJPEGServer]]:
-    """Servers appended to the list get a frame published every 10 ms until the test ends."""
-    servers: list[MJPEGServer] = []
-    stop = threading.Event()
-    frame = np.full((48, 64, 3), 90, np.uint8)
-
-    def run() -> None:
-        while not stop.wait(0.01):
-            for server in list(servers):
-                server.publish(frame)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield servers
-    stop.set()
-    thread.join()
-    for server in servers:
-        server.close()
-
-
 LOCAL_HOSTS = ["localhost", "localhost:8080", "127.0.0.1:8080", "127.5.6.7", "[::1]:80", "LOCALHOST",
                "app.localhost:1"]
 # What a page at evil.example sends after its name re-resolves to 127.0.0.1 (DNS rebinding).
@@ -62,8 +34,8 @@ FOREIGN_HOSTS = ["evil.example", "evil.example:8080", "127.0.0.1.nip.io", "192.1
                  "localhost.evil.example", "[2001:db8::1]:80"]
 
 
-def test_local_host_names_are_answered_and_others_refused_on_loopback(publishing: list[MJPEGServer]) -> None:
-    server = started(publishing)
+def test_local_host_names_are_answered_and_others_refused_on_loopback(serve_frames) -> None:
+    server = serve_frames(FRAME)
     for host in LOCAL_HOSTS:
         status, body = request(server, "/frame.jpg", host)
         assert status == 200 and body[:2] == b"\xff\xd8", host
@@ -72,8 +44,8 @@ def test_local_host_names_are_answered_and_others_refused_on_loopback(publishing
             assert request(server, path, host) == (403, b"this preview only answers requests for localhost"), host
 
 
-def test_a_server_bound_elsewhere_on_purpose_answers_any_host(publishing: list[MJPEGServer]) -> None:
-    server = started(publishing, host="0.0.0.0")
+def test_a_server_bound_elsewhere_on_purpose_answers_any_host(serve_frames) -> None:
+    server = serve_frames(FRAME, host="0.0.0.0")
     assert not server.check_host
     assert request(server, "/frame.jpg", "camera.lan:8080")[0] == 200
     assert request(server, "/", None)[0] == 200  # HTTP/1.0 without Host: not a browser
@@ -91,8 +63,8 @@ def open_stream(server: MJPEGServer) -> http.client.HTTPResponse:
     return connection.getresponse()
 
 
-def test_clients_beyond_the_bound_get_503_and_a_freed_slot_is_reused(publishing: list[MJPEGServer]) -> None:
-    server = started(publishing, max_clients=2)
+def test_clients_beyond_the_bound_get_503_and_a_freed_slot_is_reused(serve_frames) -> None:
+    server = serve_frames(FRAME, max_clients=2)
     first, second = open_stream(server), open_stream(server)
     assert first.status == second.status == 200
     assert request(server, "/frame.jpg", "localhost") == (503, b"too many clients")
@@ -104,8 +76,8 @@ def test_clients_beyond_the_bound_get_503_and_a_freed_slot_is_reused(publishing:
     second.close()
 
 
-def test_an_idle_connection_is_dropped_after_the_timeout(publishing: list[MJPEGServer]) -> None:
-    server = started(publishing, timeout=0.5, max_clients=1)
+def test_an_idle_connection_is_dropped_after_the_timeout(serve_frames) -> None:
+    server = serve_frames(FRAME, timeout=0.5, max_clients=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as idle:
         idle.sendall(b"GET /frame.jpg HTTP/1.0\r\n")  # ...and never ends the request
         begin = time.monotonic()
@@ -114,7 +86,7 @@ def test_an_idle_connection_is_dropped_after_the_timeout(publishing: list[MJPEGS
     assert request(server, "/frame.jpg", "localhost")[0] == 200  # and its slot is free again
 
 
-def test_a_viewer_that_stops_reading_the_stream_is_dropped(publishing: list[MJPEGServer]) -> None:
+def test_a_viewer_that_stops_reading_the_stream_is_dropped(serve_frames) -> None:
     server = MJPEGServer(0, timeout=0.5, max_clients=1, quality=100).start()
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # ~2.5 MB a frame: fills the buffers
