@@ -96,8 +96,6 @@ def test_more_epochs_on_resume_then_refusals(tiny_config, tmp_path: Path, monkey
     _recording_epochs(monkeypatch, losses, interrupt_at_call=2)
     with pytest.raises(_Interrupt):
         fit(tiny_config(tmp_path / "data", run, epochs=2), show_progress=False)
-    with pytest.raises(ResumeError, match="2 classes .* but the config has 1"):
-        prepare_resume(run, overrides=["data.names=[circle]"])
     with pytest.raises(ResumeError, match="model changed"):
         prepare_resume(run, overrides=["model.backbone=resnet34"])
 
@@ -112,10 +110,73 @@ def test_more_epochs_on_resume_then_refusals(tiny_config, tmp_path: Path, monkey
     # 2 steps per epoch, 2 warmup steps: the cosine now runs from step 2 to step 6.
     assert last["scheduler"]["total_steps"] == 6 and last["scheduler"]["start_step"] == 2
 
-    with pytest.raises(ResumeError, match="finished"):
+    with pytest.raises(ResumeError, match=r"the run finished \(3 epochs.*--set train.epochs=N \(N > 3\)"):
         prepare_resume(run)
+    with pytest.raises(ResumeError, match="finished"):
+        prepare_resume(run, overrides=["train.epochs=3"])  # not larger: refused
     with pytest.raises(ResumeError, match="no such run"):
         prepare_resume(tmp_path / "nowhere")
     (run / "weights/last.pt").write_bytes(b"garbage")
     with pytest.raises(ResumeError, match="corrupt"):
         prepare_resume(run)
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ("[square, circle]", r"trained on \[circle, square\] but the data now has \[square, circle\] "
+                             r"\(the same names in another order\)"),
+        ("[circle, triangle]", r"trained on \[circle, square\] but the data now has \[circle, triangle\] "
+                               r"\(other class names\)"),
+        ("[circle]", r"trained on \[circle, square\] but the data now has \[circle\] \(other class names\)"),
+    ],
+)
+def test_other_or_reordered_class_names_are_refused_with_both_lists(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: str, expected: str
+) -> None:
+    run = tmp_path / "run"
+    _recording_epochs(monkeypatch, [], interrupt_at_call=2)
+    with pytest.raises(_Interrupt):
+        fit(tiny_config(tmp_path / "data", run, epochs=2), show_progress=False)
+    with pytest.raises(ResumeError, match=expected):
+        prepare_resume(run, overrides=[f"data.names={names}"])
+
+
+def test_names_from_the_data_are_checked_too(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """COCO takes names from its categories (data.names null): fit itself compares them."""
+    run = tmp_path / "run"
+    _recording_epochs(monkeypatch, [], interrupt_at_call=2)
+    with pytest.raises(_Interrupt):
+        fit(tiny_config(tmp_path / "data", run, epochs=2), show_progress=False)
+    cfg, ckpt, _ = prepare_resume(run)
+    ckpt["names"] = ["square", "circle"]  # as if the data's category order had changed since
+    with pytest.raises(ResumeError, match=r"\[square, circle\] but the data now has \[circle, square\]"):
+        fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+
+
+def test_finished_run_is_extended_with_a_stated_new_segment(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    fit(tiny_config(tmp_path / "data", run, epochs=2, early_stop_patience=2), show_progress=False)
+    done = load_checkpoint(run / "weights/last.pt", require_training_state=True)
+    assert done["finished"] and done["step"] == 4
+    cfg, ckpt, changes = prepare_resume(run, overrides=["train.epochs=4"])
+    assert changes == ["train.epochs: 2 -> 4"]
+    messages: list[str] = []
+    losses: list[float] = []
+    _recording_epochs(monkeypatch, losses, interrupt_at_call=None)
+    fit(cfg, resume_checkpoint=ckpt, changes=changes, show_progress=False, log=messages.append)
+    assert ("resume: the run had finished after 2 epochs (step 4); extending it to 4 epochs with a new schedule "
+            "segment: cosine from lr 0.01 to 0.0005 over steps 4..8, no warmup; the early-stopping count starts "
+            "again") in messages
+    last = load_checkpoint(run / "weights/last.pt", require_training_state=True)
+    assert last["epoch"] == 4 and last["finished"] and last["step"] == 8 and len(losses) == 4
+    assert last["scheduler"]["start_step"] == 4 and last["scheduler"]["start_lr"] == 0.01
+    assert last["scheduler"]["total_steps"] == 8
+    rows = (run / "results.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    with pytest.raises(ResumeError, match=r"N > 4"):
+        prepare_resume(run, overrides=["train.epochs=4"])
+    with pytest.raises(ResumeError, match="train.time_limit=null"):
+        prepare_resume(run, overrides=["train.epochs=6", "train.time_limit=5"])
