@@ -63,6 +63,7 @@ class Run:
     save_period: SavePeriod | None = None
     progress: EpochProgress = field(default_factory=EpochProgress)  # the current epoch's
     saved_at: tuple[int, float] = (0, 0.0)  # (step, clock) of the last write of last.pt
+    epoch_batches: int = 0  # micro-batches in the current epoch (all of it, also when resumed inside)
 
 
 def _extend_finished(run_parts: TrainParts, state: TrainState, cfg: Config, steps_per_epoch: int,

@@ -57,6 +57,7 @@ def _start_epoch(run: Run) -> None:
     """
     skip = run.progress.batches_done * run.cfg.train.batch_size
     run.train_loader.sampler.set_epoch(run.state.epoch, start=skip)
+    run.epoch_batches = run.progress.batches_done + len(run.train_loader)
 
 
 MAX_WARMUP_FRACTION = 0.2  # a time budget shorter than the warmup caps it at this share
@@ -131,7 +132,7 @@ def _interrupted(run: Run, signum: int, clock: Callable[[], float]) -> TrainingI
     if run.dist.is_main and run.saved_at[0] != state.step:
         _save_progress(run, clock)
     ddp.barrier(run.dist)  # the others wait until last.pt is on disk
-    where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{len(run.train_loader) + progress.batches_done}"
+    where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{run.epoch_batches}"
     return TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after step {state.step} ({where}); "
                                        f"last.pt saved; {resume_hint(run.run_dir)}")
 
