@@ -53,6 +53,23 @@ def writing(path: Path) -> Iterator[None]:
         raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def stop_hung_workers(loader: torch.utils.data.DataLoader) -> None:
+    """After a DataLoader timeout: shut its workers down, and SIGKILL any that ignore SIGTERM.
+
+    A worker stuck in C code never runs a Python signal handler, and at exit the
+    interpreter would wait for it forever.
+    """
+    iterator = getattr(loader, "_iterator", None)  # persistent workers keep theirs here
+    workers = list(getattr(iterator, "_workers", []))
+    if iterator is None or not workers:
+        return
+    iterator._shutdown_workers()  # torch's own: stops watching their exits, joins briefly, SIGTERMs
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(timeout=5)
+
+
 def _last_line(message: str) -> str:
     """The original message of an exception torch re-raised from a DataLoader worker."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
@@ -77,7 +94,9 @@ def describe_failure(exc: BaseException) -> str | None:
                 "e.g. on a stalled network filesystem")
     if isinstance(exc, RuntimeError) and "DataLoader worker" in text and (
             "killed by signal" in text or "exited unexpectedly" in text):
-        detail = _last_line(text.split(". ")[0] if "killed by signal" in text else text.splitlines()[0])
-        return (f"a DataLoader worker died ({detail.rstrip('.')}); often the out-of-memory killer: "
-                "lower train.workers or train.batch_size")
+        pid = re.search(r"\(pid(?:\(s\))? ([\d, ]+)\)", text)
+        signal_name = re.search(r"killed by signal: ([^.]+)", text)
+        how = f"was killed by signal: {signal_name.group(1)}" if signal_name else "exited unexpectedly"
+        return (f"a DataLoader worker (pid {pid.group(1) if pid else '?'}) {how}; often the out-of-memory "
+                "killer: lower train.workers or train.batch_size")
     return None

@@ -151,52 +151,54 @@ def train_one_epoch(
     micro_finite = True
     micro_losses: list[float] = []
     start = last = time.perf_counter()
-    for index, batch in enumerate(loader, start=start_batch):
-        data_wait += time.perf_counter() - last
-        images, targets = _to_device(batch, parts.device)
-        boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
-        # Between accumulation boundaries DDP must not all-reduce (it would every backward).
-        no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
-        with no_sync:
-            with torch.autocast(parts.device.type, dtype=parts.amp_dtype, enabled=parts.amp_dtype is not None):
-                raw = parts.model(images)
-            terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
-            parts.scaler.scale(terms["loss"] / accumulate).backward()
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=False))
-        step_losses.append(values["loss"])
-        micro_losses.append(values["loss"])
-        finite = all(math.isfinite(v) for v in values.values())
-        micro_finite &= finite
-        if finite:
-            finite_batches += 1
-            for key, value in values.items():
-                sums[key] += value
-        images_seen += images.shape[0]
-        if boundary:
-            stepped = _optimizer_step(parts, train_cfg, state.step, micro_finite, dist)
-            nan_guard.record(stepped, where=f"epoch {epoch + 1}, batch {index + 1}")
-            micro_finite = True
-            if stepped:
-                state.step += 1
-            else:
-                progress.skipped_steps += 1
-            progress.batches_done, progress.sums, progress.finite_batches = index + 1, dict(sums), finite_batches
-            progress.images_seen = images_before + images_seen
-            progress.nan_streak = nan_guard.consecutive
-            step_loss = sum(micro_losses) / len(micro_losses)
-            micro_losses = []
-            if after_step is not None and after_step(step_loss):
-                stopped_early = True
-                bar.update(1)
-                break
-        elapsed = time.perf_counter() - start
-        means = {key.removeprefix("loss_") if key != "loss" else key: sums[key] / max(finite_batches, 1) for key in sums}
-        bar.set_postfix({**{k: f"{v:.3f}" for k, v in means.items()},
-                         "lr": f"{parts.optimizer.param_groups[0]['lr']:.2e}",
-                         "img/s": f"{images_seen * dist.world_size / max(elapsed, 1e-9):.1f}"}, refresh=False)
-        bar.update(1)
-        last = time.perf_counter()
-    bar.close()
+    try:
+        for index, batch in enumerate(loader, start=start_batch):
+            data_wait += time.perf_counter() - last
+            images, targets = _to_device(batch, parts.device)
+            boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
+            # Between accumulation boundaries DDP must not all-reduce (it would every backward).
+            no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
+            with no_sync:
+                with torch.autocast(parts.device.type, dtype=parts.amp_dtype, enabled=parts.amp_dtype is not None):
+                    raw = parts.model(images)
+                terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
+                parts.scaler.scale(terms["loss"] / accumulate).backward()
+            values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=False))
+            step_losses.append(values["loss"])
+            micro_losses.append(values["loss"])
+            finite = all(math.isfinite(v) for v in values.values())
+            micro_finite &= finite
+            if finite:
+                finite_batches += 1
+                for key, value in values.items():
+                    sums[key] += value
+            images_seen += images.shape[0]
+            if boundary:
+                stepped = _optimizer_step(parts, train_cfg, state.step, micro_finite, dist)
+                nan_guard.record(stepped, where=f"epoch {epoch + 1}, batch {index + 1}")
+                micro_finite = True
+                if stepped:
+                    state.step += 1
+                else:
+                    progress.skipped_steps += 1
+                progress.batches_done, progress.sums, progress.finite_batches = index + 1, dict(sums), finite_batches
+                progress.images_seen = images_before + images_seen
+                progress.nan_streak = nan_guard.consecutive
+                step_loss = sum(micro_losses) / len(micro_losses)
+                micro_losses = []
+                if after_step is not None and after_step(step_loss):
+                    stopped_early = True
+                    bar.update(1)
+                    break
+            elapsed = time.perf_counter() - start
+            means = {key.removeprefix("loss_") if key != "loss" else key: sums[key] / max(finite_batches, 1) for key in sums}
+            bar.set_postfix({**{k: f"{v:.3f}" for k, v in means.items()},
+                             "lr": f"{parts.optimizer.param_groups[0]['lr']:.2e}",
+                             "img/s": f"{images_seen * dist.world_size / max(elapsed, 1e-9):.1f}"}, refresh=False)
+            bar.update(1)
+            last = time.perf_counter()
+    finally:
+        bar.close()  # also on an error: its message starts on a line of its own
     elapsed = max(time.perf_counter() - start, 1e-9)
     stats: dict[str, Any] = {key: sums[key] / max(finite_batches, 1) for key in sums}
     stats.update(

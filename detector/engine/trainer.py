@@ -30,7 +30,7 @@ from typing import Any
 
 from detector.config import Config
 from detector.engine import distributed as ddp
-from detector.engine.failures import TrainingError, describe_failure, resume_hint
+from detector.engine.failures import TrainingError, describe_failure, resume_hint, stop_hung_workers
 from detector.engine.run_outputs import log_step, save_progress, summary_line, write_epoch
 from detector.engine.stop_signals import (
     ImmediateStop,
@@ -253,6 +253,8 @@ def fit(
             reason = describe_failure(exc)
             if reason is None:
                 raise
+            if run is not None and "train.worker_timeout" in reason:
+                stop_hung_workers(run.train_loader)
             raise TrainingError(f"{reason}; {resume_hint(run.run_dir if run is not None else None)}") from exc
         finally:
             ddp.cleanup_distributed()
