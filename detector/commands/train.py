@@ -17,6 +17,8 @@ and the same hint, exit code 1.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -47,7 +49,8 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
             cfg, ckpt, changes = load_config(config, overrides_list), None, []
         run_dir = fit(cfg, resume_checkpoint=ckpt, changes=changes)
     except TrainingInterrupted as exc:
-        click.echo(str(exc), err=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            click.echo(str(exc), err=True)
         raise SystemExit(exc.exit_code) from None
     # ValueError covers data errors (unreadable split files, unknown classes) named by the readers.
     except (ConfigError, CheckpointError, ResumeError, NonFiniteLossError, TrainingError, FileExistsError,

@@ -180,8 +180,8 @@ def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: 
     if requested <= share:
         return requested
     if announce:
-        print(f"train.workers: {requested} is more than the {share} CPUs available to this process; "
-              f"using {share} workers", file=sys.stderr)
+        print(f"train.workers: {requested} is more than the CPUs available to this process ({share}); "
+              f"using {share}", file=sys.stderr)
     return share
 
 

@@ -134,7 +134,12 @@ def _interrupted(run: Run, signum: int, clock: Callable[[], float]) -> TrainingI
     ddp.barrier(run.dist)  # the others wait until last.pt is on disk
     where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{run.epoch_batches}"
     return TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after step {state.step} ({where}); "
-                                       f"last.pt saved; {resume_hint(run.run_dir)}")
+                                       f"last.pt saved; {_hint(run)}")
+
+
+def _hint(run: Run) -> str:
+    """The resume hint (rank 0 knows the run directory; the others say who saved)."""
+    return resume_hint(run.run_dir) if run.dist.is_main else f"rank 0 saved last.pt (this is rank {run.dist.rank})"
 
 
 def _validate_and_track_best(run: Run, progress: bool) -> tuple[dict[str, float], bool]:
@@ -204,7 +209,7 @@ def _train(run: Run, signals: StopSignals, show_progress: bool, clock: Callable[
         signum = _agreed_signal(run, signals)  # a signal during validation or the writes
         if signum and not state.finished:
             raise TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after epoch {state.epoch} "
-                                              f"(step {state.step}); last.pt saved; {resume_hint(run.run_dir)}")
+                                              f"(step {state.step}); last.pt saved; {_hint(run)}")
 
 
 def fit(
