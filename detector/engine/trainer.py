@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from detector.config import Config
 from detector.engine import distributed as ddp
 from detector.engine.failures import TrainingError, describe_failure, resume_hint, stop_hung_workers
@@ -44,7 +46,9 @@ from detector.engine.train_state import EpochProgress, is_better
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # Through tqdm: a message printed while a bar is drawn (a signal's) gets its own line.
+    tqdm.write(message, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _start_epoch(run: Run) -> None:
