@@ -17,8 +17,9 @@ unpickle is refused. Keys (docs/internals.md):
     best_ap     best validation COCO AP so far (-1.0 before any validation)
 
 `last.pt` adds `train_model`, `optimizer`, `scheduler`, `scaler`, `ema`, `rng`,
-`finished`, `step` and `train_state` (see detector/engine/train_state.py),
-which resume needs.
+`finished`, `step`, `train_state` and `epoch_progress` (see
+detector/engine/train_state.py), which resume needs. `load_checkpoint` checks
+the types of these keys too (checkpoint_schema.py).
 """
 
 from __future__ import annotations

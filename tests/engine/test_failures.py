@@ -128,3 +128,19 @@ def test_hung_worker_times_out(tmp_path: Path, tiny_training_yaml, monkeypatch: 
                          "hangs, e.g. on a stalled network filesystem; no checkpoint was written yet, so start the "
                          "run again")
     assert not (run / "weights/last.pt").exists()
+
+
+def test_out_of_memory_on_the_device(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector.engine import train_epoch
+
+    run = tmp_path / "run"
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_epoch, "_optimizer_step", out_of_memory)
+    code, lines = _train(config)
+    assert code == 1
+    assert lines[-1] == ("Error: out of memory on the training device; lower train.batch_size or "
+                         "model.image_size; no checkpoint was written yet, so start the run again")
