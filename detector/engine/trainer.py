@@ -96,6 +96,8 @@ def _agreed_signal(run: Run, signals: StopSignals) -> int:
 
 def _save_progress(run: Run, clock: Callable[[], float]) -> None:
     """Rank 0: a mid-epoch last.pt at the current step."""
+    if run.budget is not None:
+        run.state.elapsed_s = run.budget.elapsed()  # a resume gets only the time that is left
     save_progress(run.run_dir, run.parts, run.state, run.cfg, run.names, run.progress)
     run.saved_at = (run.state.step, clock())
 

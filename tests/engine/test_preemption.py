@@ -1,7 +1,7 @@
 """A real `python -m detector train` stopped by SIGTERM mid-epoch, resumed: same steps, same weights.
 
-The straight run and the stopped-then-resumed runs (0 and 2 DataLoader workers)
-are subprocesses on the tiny config (tests/conftest.py): 8 images of 64 px,
+The straight run and the stopped-then-resumed runs (0 and 2 DataLoader workers;
+the signal goes to the whole process group, workers included) are subprocesses on the tiny config (tests/conftest.py): 8 images of 64 px,
 batch 2, 2 epochs = 8 optimizer steps, deterministic CPU kernels.
 """
 
@@ -58,11 +58,13 @@ def test_sigterm_mid_epoch_then_resume_equals_straight_run(tmp_path: Path, tiny_
         stop_after = chooser.choice([1, 2, 3, 5, 6])  # mid-epoch steps
         run = tmp_path / f"stopped{workers}"
         config = tiny_training_yaml(f"w{workers}.yaml", data, run, workers=workers, **settings)
+        # Own process group: with workers, SIGTERM goes to the whole group (main and its workers),
+        # as SLURM and torchrun send it.
         process = subprocess.Popen(_train(str(config)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, env=ENV, cwd=REPO)
+                                   text=True, env=ENV, cwd=REPO, start_new_session=True)
         try:
             _wait_for_steps(run / "steps.csv", stop_after, process)
-            process.send_signal(signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGTERM)
             out, err = process.communicate(timeout=120)
         finally:
             process.kill()

@@ -118,3 +118,32 @@ def test_bad_save_period_fails_before_a_run_directory_exists(tmp_path: Path, tin
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: train.save_period: '30' is not a period; write e.g. \"30 min\" or \"500 steps\"")
     assert not run.exists()
+
+
+def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after batch 4/4 (before validation): the resumed epoch has no batches left, only its end."""
+    from detector.engine.run_dir import read_steps
+
+    data = tmp_path / "data"
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    try:
+        assert CliRunner().invoke(main, ["train", str(tiny_training_yaml(
+            "a.yaml", data, straight, num_train=8, epochs=2, deterministic=True))]).exit_code == 0
+        _signal_at_step(monkeypatch, 4, signal.SIGTERM)
+        result = CliRunner().invoke(main, ["train", str(tiny_training_yaml(
+            "b.yaml", data, stopped, num_train=8, epochs=2, deterministic=True))])
+        assert result.exit_code == 143
+        assert "stopped after step 4 (epoch 1, batch 4/4)" in result.stderr.strip().splitlines()[-1]
+        monkeypatch.setattr(train_epoch, "_optimizer_step", _REAL_STEP)
+        resumed = CliRunner().invoke(main, ["train", "--resume", str(stopped)])
+        assert resumed.exit_code == 0, resumed.output
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert read_steps(stopped / "steps.csv") == read_steps(straight / "steps.csv")
+    first = load_checkpoint(straight / "weights/last.pt", require_training_state=True)
+    second = load_checkpoint(stopped / "weights/last.pt", require_training_state=True)
+    for name, value in first["train_model"].items():
+        assert torch.equal(second["train_model"][name], value), name
+    assert (stopped / "results.csv").read_text().count("\n") == 3  # header + 2 epochs, none twice
