@@ -53,11 +53,12 @@ def writing(path: Path) -> Iterator[None]:
         raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def stop_hung_workers(loader: torch.utils.data.DataLoader) -> None:
-    """After a DataLoader timeout: shut its workers down, and SIGKILL any that ignore SIGTERM.
+def shut_down_workers(loader: torch.utils.data.DataLoader) -> None:
+    """Stop a loader's persistent workers now, and SIGKILL any that do not exit.
 
-    A worker stuck in C code never runs a Python signal handler, and at exit the
-    interpreter would wait for it forever.
+    Left to the interpreter's exit, they would get SIGTERM from multiprocessing and
+    (see stop_signals.worker_signal_setup) linger for their grace period; a worker
+    stuck in C code (after a DataLoader timeout) would never exit at all.
     """
     iterator = getattr(loader, "_iterator", None)  # persistent workers keep theirs here
     workers = list(getattr(iterator, "_workers", []))
@@ -68,6 +69,7 @@ def stop_hung_workers(loader: torch.utils.data.DataLoader) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join(timeout=5)
+    loader._iterator = None
 
 
 def _last_line(message: str) -> str:

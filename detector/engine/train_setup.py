@@ -63,6 +63,7 @@ class Run:
     save_period: SavePeriod | None = None
     progress: EpochProgress = field(default_factory=EpochProgress)  # the current epoch's
     saved_at: tuple[int, float] = (0, 0.0)  # (step, clock) of the last write of last.pt
+    saved_position: tuple[int, int] = (-1, 0)  # (epoch, batches_done) that last.pt holds
     epoch_batches: int = 0  # micro-batches in the current epoch (all of it, also when resumed inside)
 
 
@@ -157,4 +158,5 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
     if cfg.train.time_limit is not None:
         budget = TimeBudget(cfg.train.time_limit, clock=clock, elapsed_before_s=state.elapsed_s + clock() - start)
     return Run(cfg, dist, device, run_dir, train_loader, val_loader, val_split, names, parts, state, budget, log,
-               save_period=save_period, progress=progress, saved_at=(state.step, clock()))
+               save_period=save_period, progress=progress, saved_at=(state.step, clock()),
+               saved_position=(state.epoch, progress.batches_done) if resuming else (-1, 0))

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from detector.config import Config
 from detector.engine import distributed as ddp
-from detector.engine.failures import TrainingError, describe_failure, resume_hint, stop_hung_workers
+from detector.engine.failures import TrainingError, describe_failure, resume_hint, shut_down_workers
 from detector.engine.run_outputs import log_step, save_progress, summary_line, write_epoch
 from detector.engine.stop_signals import (
     ImmediateStop,
@@ -100,6 +100,7 @@ def _save_progress(run: Run, clock: Callable[[], float]) -> None:
         run.state.elapsed_s = run.budget.elapsed()  # a resume gets only the time that is left
     save_progress(run.run_dir, run.parts, run.state, run.cfg, run.names, run.progress)
     run.saved_at = (run.state.step, clock())
+    run.saved_position = (run.state.epoch, run.progress.batches_done)
 
 
 def _after_step(run: Run, signals: StopSignals, stop: dict[str, int],
@@ -135,7 +136,7 @@ def _after_step(run: Run, signals: StopSignals, stop: dict[str, int],
 def _interrupted(run: Run, signum: int, clock: Callable[[], float]) -> TrainingInterrupted:
     """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); the exception to raise."""
     state, progress = run.state, run.progress
-    if run.dist.is_main and run.saved_at[0] != state.step:
+    if run.dist.is_main and run.saved_position != (state.epoch, progress.batches_done):
         _save_progress(run, clock)
     ddp.barrier(run.dist)  # the others wait until last.pt is on disk
     where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{run.epoch_batches}"
@@ -206,7 +207,7 @@ def _train(run: Run, signals: StopSignals, show_progress: bool, clock: Callable[
         if dist.is_main:
             write_epoch(run.run_dir, run.parts, state, cfg, run.names, stats, metrics, improved=improved,
                         train_s=train_s)
-            run.saved_at = (state.step, clock())
+            run.saved_at, run.saved_position = (state.step, clock()), (state.epoch, 0)
             run.log(summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
                                  clock() - epoch_start))
         if run.budget is not None:
@@ -264,10 +265,10 @@ def fit(
             reason = describe_failure(exc)
             if reason is None:
                 raise
-            if run is not None and "train.worker_timeout" in reason:
-                stop_hung_workers(run.train_loader)
             raise TrainingError(f"{reason}; {resume_hint(run.run_dir if run is not None else None)}") from exc
         finally:
+            if run is not None:
+                shut_down_workers(run.train_loader)
             ddp.cleanup_distributed()
 
 
