@@ -147,3 +147,24 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
     for name, value in first["train_model"].items():
         assert torch.equal(second["train_model"][name], value), name
     assert (stopped / "results.csv").read_text().count("\n") == 3  # header + 2 epochs, none twice
+
+
+def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that moves 20 s per reading: "0.5 min" is due every couple of steps, inside epochs."""
+    from detector.config import config_from_dict
+    from detector.engine import trainer as trainer_module
+
+    seen: list[tuple[int, int]] = []
+    real_save = trainer_module.save_progress
+
+    def save_progress(run_dir, parts, state, cfg, names, progress):
+        seen.append((state.step, progress.batches_done))
+        real_save(run_dir, parts, state, cfg, names, progress)
+
+    monkeypatch.setattr(trainer_module, "save_progress", save_progress)
+    ticks = iter(range(0, 10**6, 20))
+    cfg = config_from_dict(tiny_training(tmp_path / "data", tmp_path / "run", num_train=8, epochs=1,
+                                         save_period="0.5 min"))
+    trainer_module.fit(cfg, show_progress=False, log=lambda message: None, clock=lambda: float(next(ticks)))
+    assert seen and all(0 < batches < 4 for _, batches in seen)  # mid-epoch, never at its end
+    assert [step for step, _ in seen] == sorted({step for step, _ in seen})
