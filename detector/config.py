@@ -94,6 +94,9 @@ class TrainConfig:
     eval_interval: int = 1  # validate every N epochs (and always at the end)
     early_stop_patience: int = 0  # epochs without AP improvement; 0 disables
     time_limit: float | None = None  # minutes of wall clock; schedule re-planned to end there
+    # Mid-epoch last.pt: "30 min" (wall clock) or "500 steps" (optimizer steps); null: epoch ends only.
+    save_period: str | None = None
+    worker_timeout: float | None = 300.0  # seconds to wait for one batch from the workers; null: forever
     nan_policy: str = "skip"  # skip | stop
     max_nan_skips: int = 20  # consecutive non-finite steps before giving up even with skip
     run_dir: str | None = None  # default: runs/train/exp, exp2, ...

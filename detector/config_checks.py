@@ -135,6 +135,11 @@ def _check_train(cfg: Config) -> None:
     _number(cfg, "train.grad_clip", low=0, low_open=True, optional=True)
     _number(cfg, "train.ema_decay", low=0, high=1, high_open=True)
     _number(cfg, "train.time_limit", low=0, low_open=True, optional=True)
+    _number(cfg, "train.worker_timeout", low=0, low_open=True, optional=True)
+    # Imported here: engine modules import detector.config, which imports this module.
+    from detector.engine.save_period import parse_save_period
+
+    parse_save_period(train.save_period)  # its errors already name train.save_period
     if train.run_dir is not None and not train.run_dir.strip():
         raise _error("train.run_dir", "an empty path; use null for runs/train/exp, exp2, ...")
 

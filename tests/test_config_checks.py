@@ -150,3 +150,16 @@ def test_train_with_bad_iou_threshold_fails_before_the_run_directory(tmp_path: P
     assert f"{config}: eval.iou_threshold: 7.0 must be in [0, 1]" in result.output
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path / "datasets").exists()  # not even the synthetic data was written
+
+
+def test_save_period_and_worker_timeout_checked_at_load() -> None:
+    """train.save_period / worker_timeout (added with preemption) are range-checked at load time."""
+    for override, fragment in (
+        ("train.save_period=30", "train.save_period"),
+        ("train.save_period='0 steps'", "train.save_period"),
+        ("train.worker_timeout=0", "train.worker_timeout"),
+    ):
+        with pytest.raises(ConfigError, match=fragment):
+            load_config("configs/shapes.yaml", overrides=[override])
+    cfg = load_config("configs/shapes.yaml", overrides=["train.save_period='5 steps'"])
+    assert cfg.train.save_period == "5 steps"

@@ -7,9 +7,17 @@
     torchrun --nproc_per_node=4 -m detector train configs/voc.yaml  # DDP, one process per GPU
 
 Prints the run directory (on stdout, last line); progress goes to stderr.
+
+SIGTERM or Ctrl-C (SIGINT) finishes the optimizer step, writes weights/last.pt and
+prints one line ending in `continue with: detector train --resume RUN`; the exit
+code is 128 + the signal (143, 130). Errors that end a run (a dead or hung
+DataLoader worker, undecodable images, a full disk) print one line with the reason
+and the same hint, exit code 1.
 """
 
 from __future__ import annotations
+
+import os
 
 import click
 
@@ -29,7 +37,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
     from detector.config import ConfigError, load_config
     from detector.engine.checkpoint import CheckpointError
     from detector.engine.resume import ResumeError, prepare_resume
-    from detector.engine.trainer import NonFiniteLossError, fit
+    from detector.engine.trainer import NonFiniteLossError, TrainingError, TrainingInterrupted, fit
 
     overrides_list = list(overrides) + ([f"train.device={device}"] if device else [])
     try:
@@ -40,8 +48,12 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
         else:
             cfg, ckpt, changes = load_config(config, overrides_list), None, []
         run_dir = fit(cfg, resume_checkpoint=ckpt, changes=changes)
+    except TrainingInterrupted as exc:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+            click.echo(str(exc), err=True)
+        raise SystemExit(exc.exit_code) from None
     # ValueError covers data errors (unreadable split files, unknown classes) named by the readers.
-    except (ConfigError, CheckpointError, ResumeError, NonFiniteLossError, FileExistsError,
+    except (ConfigError, CheckpointError, ResumeError, NonFiniteLossError, TrainingError, FileExistsError,
             FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if run_dir is not None:  # None on ranks other than 0 under torchrun

@@ -36,6 +36,7 @@ integer index (evaluation) leaves the transform's stream as it is.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -67,6 +68,10 @@ from detector.data.transforms import (
 Transform = TrainTransform | EvalTransform
 
 
+class UndecodableImagesError(RuntimeError):
+    """Too many images in a row failed to decode: the dataset (or its disk) is broken."""
+
+
 def _default_reader() -> Callable[[str], np.ndarray]:
     from detector.data.images import read_image_rgb
 
@@ -81,7 +86,7 @@ class DetectionDataset(Dataset):
         transform: a TrainTransform or EvalTransform (`detector.data.transforms`).
         read_image: path -> uint8 [H, W, 3] RGB; raises ImageReadError (a ValueError)
             on a bad file. Defaults to `detector.data.images.read_image_rgb`.
-        max_replacements: give up (RuntimeError) after this many consecutive bad files.
+        max_replacements: give up (UndecodableImagesError) after this many consecutive bad files.
     """
 
     def __init__(
@@ -116,7 +121,7 @@ class DetectionDataset(Dataset):
                 self.failed[candidate] = reason
                 replaced.append(path)
                 warnings.warn(f"{path}: cannot decode ({reason}); skipping it", RuntimeWarning, stacklevel=2)
-        raise RuntimeError(
+        raise UndecodableImagesError(
             f"{len(replaced)} images in a row failed to decode (last: {replaced[-1] if replaced else '?'}); "
             "run `detector data check --decode` on the dataset"
         )
@@ -146,13 +151,39 @@ class DetectionDataset(Dataset):
 
 
 def init_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: single-threaded OpenCV, glibc keeps freed buffers.
+    """DataLoader `worker_init_fn`: single-threaded OpenCV, glibc keeps freed buffers,
+    signals left to the main process (`stop_signals.worker_signal_setup`).
 
     Nothing is seeded here: augmentation seeds come with each index (`SeededSampler`).
     """
+    from detector.engine.stop_signals import worker_signal_setup
+
+    worker_signal_setup()
     # One worker = one core: OpenCV's own thread pool would oversubscribe the CPU.
     cv2.setNumThreads(0)
     keep_freed_memory()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and SLURM narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: bool = True) -> int:
+    """`train.workers`, capped at this process's share of the CPUs (one line says so).
+
+    More workers than cores only adds memory and context switches (and torch warns).
+    """
+    share = max(available_cpus() // max(processes_per_machine, 1), 1)
+    if requested <= share:
+        return requested
+    if announce:
+        print(f"train.workers: {requested} is more than the CPUs available to this process ({share}); "
+              f"using {share}", file=sys.stderr)
+    return share
 
 
 def build_dataloader(
@@ -215,7 +246,9 @@ def build_dataloader(
         sampler = SequentialSampler(dataset)
     if train:
         sampler = SeededSampler(sampler, seed, rank)
-    workers = cfg.train.workers
+    workers = capped_workers(cfg.train.workers, announce=rank == 0 and train,
+                             processes_per_machine=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    timeout = cfg.train.worker_timeout if workers > 0 and cfg.train.worker_timeout else 0
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -229,5 +262,6 @@ def build_dataloader(
         # draw off the global torch stream, which model code may use.
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=train and workers > 0,
+        timeout=timeout,  # a hung worker ends the run with a reason instead of blocking forever
     )
     return loader, split_records

@@ -5,16 +5,20 @@
     sampler = SeededSampler(RandomSampler(dataset, generator=torch.Generator()), seed=0)
     sampler.set_epoch(3)
     list(sampler)   # [(index, sample_seed), ...]; dataset[(index, sample_seed)] is reproducible
+    sampler.set_epoch(3, start=64)   # the same epoch without its first 64 samples (mid-epoch resume)
 
 The sampler runs in the main process and hands every index out together with a seed
 that is a pure function of (seed, rank, epoch, position in the epoch). The dataset
 re-seeds its transform with it before augmenting, so a sample's augmentation is the
 same whichever worker (or the main process) loads it, and a resumed run replays the
-exact batches of an uninterrupted one without saving any generator state.
+exact batches of an uninterrupted one without saving any generator state. A run
+resumed from a mid-epoch checkpoint skips the samples the epoch already consumed
+(`start`): the rest of the epoch is the same samples with the same seeds.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sized
 
 import numpy as np
@@ -45,15 +49,25 @@ class SeededSampler(Sampler[tuple[int, int]]):
         self.seed = seed
         self.rank = rank
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and sample seeds `__iter__` produces."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch whose order and sample seeds `__iter__` produces.
+
+        Args:
+            epoch: 0-based epoch index.
+            start: skip this many samples of the epoch (those a mid-epoch checkpoint
+                already trained on; a multiple of the batch size keeps batches aligned).
+        """
+        if not 0 <= start <= len(self.sampler):
+            raise ValueError(f"SeededSampler: start {start} outside 0..{len(self.sampler)}")
         self.epoch = epoch
+        self.start = start
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return len(self.sampler) - self.start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         # Two independent children of one epoch seed: shuffling and per-sample seeds.
@@ -64,4 +78,5 @@ class SeededSampler(Sampler[tuple[int, int]]):
             generator.manual_seed(int(order_seed.generate_state(1, np.uint64)[0]))
         # Word k of generate_state depends only on the seed sequence and k (position-indexed).
         seeds = sample_seeds.generate_state(len(self.sampler), np.uint64).tolist()
-        return zip(iter(self.sampler), seeds, strict=True)
+        # The whole epoch's order is drawn, then the consumed head dropped: same tail.
+        return itertools.islice(zip(iter(self.sampler), seeds, strict=True), self.start, None)

@@ -17,14 +17,16 @@ unpickle is refused. Keys (docs/internals.md):
     best_ap     best validation COCO AP so far (-1.0 before any validation)
 
 `last.pt` adds `train_model`, `optimizer`, `scheduler`, `scaler`, `ema`, `rng`,
-`finished`, `step` and `train_state` (see detector/engine/train_state.py),
-which resume needs.
+`finished`, `step`, `train_state` and `epoch_progress` (see
+detector/engine/train_state.py), which resume needs. `load_checkpoint` checks
+the types of these keys too (checkpoint_schema.py).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from detector.config import Config, config_from_dict
+from detector.engine.checkpoint_schema import checkpoint_type_errors
 
 INFERENCE_KEYS = ("model", "config", "names", "image_size", "mean", "std", "epoch", "best_ap")
 TRAINING_KEYS = (
@@ -41,6 +44,34 @@ TRAINING_KEYS = (
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or not a detector checkpoint."""
+
+
+# `.last.pt.<hex>.tmp`: the hidden temporary file `save_checkpoint` writes before the rename.
+_TEMP_NAME = re.compile(r"^\..+\.pt\.[0-9a-f]{16}\.tmp$")
+
+
+def _remove_stale_temp_files(directory: Path) -> None:
+    """Delete temp files a killed writer left (a SIGKILL cannot clean up after itself).
+
+    Only names of our own pattern are touched; one process writes a run's weights/
+    (rank 0), so no other writer's file in progress can match.
+    """
+    for candidate in directory.iterdir():
+        if _TEMP_NAME.match(candidate.name):
+            candidate.unlink(missing_ok=True)
+
+
+def _open_temp_file(path: Path) -> tuple[int, Path]:
+    """A new hidden file next to `path`, created with the umask's permissions.
+
+    (tempfile.mkstemp would create it 0600, and the rename would keep that.)
+    """
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:  # 64 random bits: practically never
+            continue
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -63,7 +94,10 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     The bytes go to a temporary file in the same directory (so the final rename
     stays on one filesystem), are flushed and fsynced, then `os.replace` swaps it
     in. A crash at any point leaves either the previous file or the new one,
-    never a half-written one; the temporary file is removed on error.
+    never a half-written one; the temporary file is removed on error (also on a
+    KeyboardInterrupt), and temp files a SIGKILL left behind are removed by the
+    next save into the same directory. The file gets the permissions the umask
+    gives (0644 under the usual 022), like any other file the run writes.
 
     Args:
         state: tensors and plain containers only (checked by the weights-only loader).
@@ -71,7 +105,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temp_files(path.parent)
+    fd, tmp_name = _open_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
@@ -99,9 +134,10 @@ def load_checkpoint(path: str | Path, *, require_training_state: bool = False) -
         The checkpoint dict.
 
     Raises:
-        CheckpointError: "not found", "corrupt or unreadable (...)" (truncated,
-            random bytes, or a pickle that would run code), or "not a detector
-            checkpoint (missing keys ...)".
+        CheckpointError: "not found"; "corrupt or unreadable (...)" (truncated,
+            random bytes); "not a checkpoint of this package (or unsafe)" (a pickle
+            that would run code); "not a detector checkpoint (missing keys ...)" or
+            "(key names: expected a list of strings ...)" (right keys, wrong types).
     """
     path = Path(path)
     if not path.is_file():
@@ -109,15 +145,36 @@ def load_checkpoint(path: str | Path, *, require_training_state: bool = False) -
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: checkpoint is corrupt or unreadable ({reason})") from exc
+        raise CheckpointError(f"{path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a detector checkpoint (a {type(ckpt).__name__}, not a dict)")
     required = INFERENCE_KEYS + (TRAINING_KEYS if require_training_state else ())
     missing = [key for key in required if key not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a detector checkpoint (missing keys {', '.join(missing)})")
+    errors = checkpoint_type_errors(ckpt, training=require_training_state)
+    if errors:
+        raise CheckpointError(f"{path}: not a detector checkpoint (key {errors[0]})")
     return ckpt
+
+
+_UNSUPPORTED_GLOBAL = re.compile(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)")
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line for a failed weights-only load, without torch's advice to load it unsafely."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        found = _UNSUPPORTED_GLOBAL.search(text)
+        if found:  # the pickle names code to run (a class, a function): never something we write
+            name = next(group for group in found.groups() if group)
+            return f"not a checkpoint of this package (or unsafe): loading it would run {name}"
+        # Otherwise the unpickler met bytes it cannot parse (torch's detail follows its advice).
+        detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        reason = next((line.strip() for line in detail.splitlines() if line.strip()), "not a pickle")
+    else:
+        reason = text.splitlines()[0] if text else type(exc).__name__
+    return f"checkpoint is corrupt or unreadable ({reason})"
 
 
 def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:

@@ -102,6 +102,15 @@ def any_rank_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(tensor.item() > 0)
 
 
+def max_across_ranks(value: float, info: DistInfo, device: torch.device) -> float:
+    """The largest `value` of all ranks, on every rank (e.g. a stop signal only some received)."""
+    if not info.distributed:
+        return value
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

@@ -121,6 +121,18 @@ class WarmupCosineSchedule:
             self.start_step = int(current_step)
         self.total_steps = max(total_steps, self.start_step)
 
+    def restart(self, *, current_step: int, total_steps: int, start_lr: float, end_lr: float) -> None:
+        """A new cosine segment from `start_lr` at `current_step` down to `end_lr` at `total_steps`.
+
+        Used to extend a finished run (its cosine had already reached its floor): a
+        warm restart without warmup, as in SGDR.
+        """
+        self.warmup_steps = min(self.warmup_steps, int(current_step))
+        self.start_step = int(current_step)
+        self.start_lr = float(start_lr)
+        self.end_lr = float(end_lr)
+        self.total_steps = max(int(total_steps), self.start_step + 1)
+
     def state_dict(self) -> dict[str, float | int]:
         """Plain numbers (saved in last.pt)."""
         return {

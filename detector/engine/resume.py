@@ -4,9 +4,13 @@
     # changes: ["train.epochs: 40 -> 60 (the schedule is re-planned)"]
 
 The run continues with the config stored in its checkpoint, plus `--set`
-overrides (or a CONFIG file given alongside). Refused, with the reason:
-a run that already finished, a missing or corrupt last.pt, and a different
-number of classes (the head's shape and the meaning of every label would change).
+overrides (or a CONFIG file given alongside). Refused, with the reason: a missing
+or corrupt last.pt; other class names, or the same names in another order (the
+head's shape or the meaning of every label would change), both lists shown; a
+changed model; and a finished run unless `train.epochs` grows past the epochs
+done (`--set train.epochs=N`: the run is extended by a new schedule segment, see
+trainer.py). A mid-epoch last.pt also needs the batch size, accumulation and seed
+it was written with, since the rest of its epoch is replayed exactly.
 """
 
 from __future__ import annotations
@@ -39,6 +43,24 @@ def config_changes(before: Config, after: Config) -> list[str]:
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
+def check_class_names(run_dir: str | Path, trained: list[str], now: list[str]) -> None:
+    """Refuse a resume whose class names differ from the checkpoint's, in content or order.
+
+    Raises:
+        ResumeError: naming both lists (and saying when only the order differs).
+    """
+    if list(trained) == list(now):
+        return
+    how = "the same names in another order" if sorted(trained) == sorted(now) else "other class names"
+    raise ResumeError(
+        f"cannot resume {run_dir}: it was trained on [{', '.join(trained)}] but the data now has "
+        f"[{', '.join(now)}] ({how}); every label would change meaning, so start a new run"
+    )
+
+
+_EXACT_MID_EPOCH = ("batch_size", "accumulate", "seed")
+
+
 def prepare_resume(
     run_dir: str | Path,
     *,
@@ -56,8 +78,9 @@ def prepare_resume(
         (config, last.pt contents, list of changed keys as text).
 
     Raises:
-        ResumeError: no such run, unreadable last.pt, run finished, class count changed,
-            or a model change that the stored weights cannot follow.
+        ResumeError: no such run, unreadable last.pt, a finished run without more epochs,
+            other or reordered class names, a model change that the stored weights cannot
+            follow, or a changed batch size / accumulation / seed at a mid-epoch checkpoint.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -67,25 +90,33 @@ def prepare_resume(
     except CheckpointError as exc:
         raise ResumeError(f"cannot resume {run_dir}: {exc}") from exc
     stored = config_from_dict(ckpt["config"], source=f"{run_dir}/weights/last.pt")
-    if ckpt["finished"]:
-        raise ResumeError(
-            f"cannot resume {run_dir}: the run finished ({ckpt['epoch']} epochs, best AP {ckpt['best_ap']:.4f}); "
-            f"start a new run instead (its best weights are {run_dir}/weights/best.pt)"
-        )
     if config_path is not None:
         cfg = load_config(config_path, overrides)
     else:
         cfg = config_from_dict(ckpt["config"], source=f"{run_dir}/weights/last.pt", overrides=overrides)
-    names = cfg.data.names
-    if names is not None and len(names) != len(ckpt["names"]):
+    if ckpt["finished"] and cfg.train.epochs <= ckpt["epoch"]:
         raise ResumeError(
-            f"cannot resume {run_dir}: it was trained on {len(ckpt['names'])} classes "
-            f"({', '.join(ckpt['names'])}) but the config has {len(names)}; start a new run"
+            f"cannot resume {run_dir}: the run finished ({ckpt['epoch']} epochs, best AP {ckpt['best_ap']:.4f}); "
+            f"extend it with --set train.epochs=N (N > {ckpt['epoch']}) or start a new run "
+            f"(its best weights are {run_dir}/weights/best.pt)"
         )
+    if ckpt["finished"] and cfg.train.time_limit is not None:
+        raise ResumeError(
+            f"cannot extend {run_dir} with train.time_limit={cfg.train.time_limit:g} (its budget is spent); "
+            "add --set train.time_limit=null so that train.epochs decides"
+        )
+    if cfg.data.names is not None:
+        check_class_names(run_dir, ckpt["names"], cfg.data.names)
+    if (ckpt.get("epoch_progress") or {}).get("batches_done", 0):
+        changed = [f"train.{key}: {getattr(stored.train, key)!r} -> {getattr(cfg.train, key)!r}"
+                   for key in _EXACT_MID_EPOCH if getattr(stored.train, key) != getattr(cfg.train, key)]
+        if changed:
+            raise ResumeError(f"cannot resume {run_dir} from its mid-epoch checkpoint with {'; '.join(changed)}: "
+                              "the rest of the epoch is replayed exactly; keep them as they were")
     changed_model = [line for line in config_changes(stored, cfg) if line.startswith("model.") and not line.startswith("model.pretrained")]
     if changed_model:
         raise ResumeError(f"cannot resume {run_dir}: the model changed ({'; '.join(changed_model)}); start a new run")
-    if cfg.train.epochs < ckpt["epoch"]:
+    if not ckpt["finished"] and cfg.train.epochs < ckpt["epoch"]:
         raise ResumeError(f"cannot resume {run_dir}: train.epochs={cfg.train.epochs} is below the {ckpt['epoch']} epochs done")
     # The resumed run writes where it was, whatever the config says.
     cfg.train.run_dir = str(run_dir)

@@ -115,3 +115,45 @@ def truncate_results(path: Path, epochs: int) -> None:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(kept)
+
+
+STEP_COLUMNS = ("epoch", "batch", "step", "loss", "lr")
+
+
+def append_step(path: Path, *, epoch: int, batch: int, step: int, loss: float, lr: float) -> None:
+    """Append one optimizer step to steps.csv: epoch (1-based), micro-batches done in it,
+    optimizer steps taken, the step's mean loss (`repr`: exact, so runs compare bit for bit), lr."""
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", encoding="utf-8") as handle:
+        if new:
+            handle.write(",".join(STEP_COLUMNS) + "\n")
+        handle.write(f"{epoch},{batch},{step},{loss!r},{lr!r}\n")
+
+
+def read_steps(path: Path) -> list[dict[str, float]]:
+    """steps.csv as rows of numbers (an incomplete last line, from a kill, is dropped)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        cells = line.split(",")
+        if len(cells) != len(STEP_COLUMNS):
+            continue
+        try:
+            rows.append(dict(zip(STEP_COLUMNS, map(float, cells), strict=True)))
+        except ValueError:
+            continue
+    return rows
+
+
+def truncate_steps(path: Path, *, epochs_done: int, batches_done: int) -> None:
+    """Keep the steps behind a checkpoint: every row of the first `epochs_done` epochs and
+    the first `batches_done` batches of the next (a kill may have logged steps after it)."""
+    if not path.is_file():
+        return
+    kept = [row for row in read_steps(path)
+            if row["epoch"] <= epochs_done or (row["epoch"] == epochs_done + 1 and row["batch"] <= batches_done)]
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(",".join(STEP_COLUMNS) + "\n")
+        for row in kept:
+            handle.write(f"{int(row['epoch'])},{int(row['batch'])},{int(row['step'])},{row['loss']!r},{row['lr']!r}\n")

@@ -27,7 +27,7 @@ from detector.config import Config, TrainConfig
 from detector.data.record import SplitRecords
 from detector.engine.distributed import DistInfo, any_rank_true, unwrap_model
 from detector.engine.optim import set_learning_rate
-from detector.engine.train_state import TrainParts, TrainState
+from detector.engine.train_state import EpochProgress, TrainParts, TrainState
 
 SINGLE_PROCESS = DistInfo()  # the default: no torch.distributed
 
@@ -106,13 +106,15 @@ def train_one_epoch(
     nan_guard: NanGuard,
     dist: DistInfo = SINGLE_PROCESS,
     show_progress: bool = True,
-    should_stop: Callable[[], bool] | None = None,
+    progress: EpochProgress | None = None,
+    after_step: Callable[[float], bool] | None = None,
 ) -> dict[str, Any]:
     """Train for one pass over `loader`, advancing `state.step` per optimizer step.
 
     Args:
         parts: model (maybe DDP-wrapped), loss, optimizer, schedule, scaler, EMA.
-        loader: training batches (see docs/internals.md, "Batches").
+        loader: training batches (see docs/internals.md, "Batches"); when resuming
+            inside an epoch, already without the `progress.batches_done` consumed ones.
         state: run counters; `state.step` is the schedule position.
         train_cfg: accumulate, grad_clip.
         epoch: 0-based index of this epoch (for the bar and messages).
@@ -120,74 +122,90 @@ def train_one_epoch(
         nan_guard: decides skip or stop on non-finite steps.
         dist: this process's rank info (the bar shows on rank 0 only).
         show_progress: draw the tqdm bar (rank 0 only in any case).
-        should_stop: polled after each optimizer step; True ends the epoch early
-            (the time budget planned no more steps).
+        progress: the epoch's counters, updated in place after every optimizer step
+            (what a mid-epoch checkpoint saves); a resumed epoch passes the saved ones.
+        after_step: called after each optimizer step with that step's mean loss
+            (progress already updated); True ends the epoch there (time budget
+            spent, a stop signal).
 
     Returns:
-        {"loss": mean, "loss_box": mean, ... (every term the loss returns, over
-        finite micro-batches), "lr": last lr, "images_per_s": all ranks,
-        "data_wait_fraction": share of the epoch spent waiting for batches,
-        "skipped_steps": int, "stopped_early": bool, "step_losses": [float] per micro-batch}
+        {"loss": mean, "loss_box": mean, ... (every term the loss returns, over the
+        epoch's finite micro-batches), "lr": last lr, "images_per_s": all ranks,
+        "data_wait_fraction": share of this call spent waiting for batches,
+        "skipped_steps": int, "stopped_early": bool, "step_losses": [float] per
+        micro-batch of this call}
     """
     parts.model.train()
-    num_batches = len(loader)
+    progress = progress if progress is not None else EpochProgress()
+    start_batch = progress.batches_done
+    num_batches = start_batch + len(loader)
     accumulate = train_cfg.accumulate
-    sums: dict[str, float] = defaultdict(float)
-    finite_batches, skipped, images_seen, data_wait = 0, 0, 0, 0.0
+    sums = defaultdict(float, progress.sums)
+    finite_batches, images_seen, data_wait = progress.finite_batches, 0, 0.0
+    images_before = progress.images_seen
     step_losses: list[float] = []
     stopped_early = False
-    bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{planned_epochs}", disable=not (show_progress and dist.is_main),
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(total=num_batches, initial=start_batch, desc=f"epoch {epoch + 1}/{planned_epochs}",
+               disable=not (show_progress and dist.is_main), dynamic_ncols=True, leave=True)
     parts.optimizer.zero_grad(set_to_none=True)
     micro_finite = True
+    micro_losses: list[float] = []
     start = last = time.perf_counter()
-    for index, batch in enumerate(loader):
-        data_wait += time.perf_counter() - last
-        images, targets = _to_device(batch, parts.device)
-        boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
-        # Between accumulation boundaries DDP must not all-reduce (it would every backward).
-        no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
-        with no_sync:
-            with torch.autocast(parts.device.type, dtype=parts.amp_dtype, enabled=parts.amp_dtype is not None):
-                raw = parts.model(images)
-            terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
-            parts.scaler.scale(terms["loss"] / accumulate).backward()
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=False))
-        step_losses.append(values["loss"])
-        finite = all(math.isfinite(v) for v in values.values())
-        micro_finite &= finite
-        if finite:
-            finite_batches += 1
-            for key, value in values.items():
-                sums[key] += value
-        images_seen += images.shape[0]
-        if boundary:
-            stepped = _optimizer_step(parts, train_cfg, state.step, micro_finite, dist)
-            nan_guard.record(stepped, where=f"epoch {epoch + 1}, batch {index + 1}")
-            micro_finite = True
-            if stepped:
-                state.step += 1
-            else:
-                skipped += 1
-            if should_stop is not None and should_stop():
-                stopped_early = True
-                bar.update(1)
-                break
-        elapsed = time.perf_counter() - start
-        means = {key.removeprefix("loss_") if key != "loss" else key: sums[key] / max(finite_batches, 1) for key in sums}
-        bar.set_postfix({**{k: f"{v:.3f}" for k, v in means.items()},
-                         "lr": f"{parts.optimizer.param_groups[0]['lr']:.2e}",
-                         "img/s": f"{images_seen * dist.world_size / max(elapsed, 1e-9):.1f}"}, refresh=False)
-        bar.update(1)
-        last = time.perf_counter()
-    bar.close()
+    try:
+        for index, batch in enumerate(loader, start=start_batch):
+            data_wait += time.perf_counter() - last
+            images, targets = _to_device(batch, parts.device)
+            boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
+            # Between accumulation boundaries DDP must not all-reduce (it would every backward).
+            no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
+            with no_sync:
+                with torch.autocast(parts.device.type, dtype=parts.amp_dtype, enabled=parts.amp_dtype is not None):
+                    raw = parts.model(images)
+                terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
+                parts.scaler.scale(terms["loss"] / accumulate).backward()
+            values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=False))
+            step_losses.append(values["loss"])
+            micro_losses.append(values["loss"])
+            finite = all(math.isfinite(v) for v in values.values())
+            micro_finite &= finite
+            if finite:
+                finite_batches += 1
+                for key, value in values.items():
+                    sums[key] += value
+            images_seen += images.shape[0]
+            if boundary:
+                stepped = _optimizer_step(parts, train_cfg, state.step, micro_finite, dist)
+                nan_guard.record(stepped, where=f"epoch {epoch + 1}, batch {index + 1}")
+                micro_finite = True
+                if stepped:
+                    state.step += 1
+                else:
+                    progress.skipped_steps += 1
+                progress.batches_done, progress.sums, progress.finite_batches = index + 1, dict(sums), finite_batches
+                progress.images_seen = images_before + images_seen
+                progress.nan_streak = nan_guard.consecutive
+                step_loss = sum(micro_losses) / len(micro_losses)
+                micro_losses = []
+                if after_step is not None and after_step(step_loss):
+                    stopped_early = True
+                    bar.update(1)
+                    break
+            elapsed = time.perf_counter() - start
+            means = {key.removeprefix("loss_") if key != "loss" else key: sums[key] / max(finite_batches, 1) for key in sums}
+            bar.set_postfix({**{k: f"{v:.3f}" for k, v in means.items()},
+                             "lr": f"{parts.optimizer.param_groups[0]['lr']:.2e}",
+                             "img/s": f"{images_seen * dist.world_size / max(elapsed, 1e-9):.1f}"}, refresh=False)
+            bar.update(1)
+            last = time.perf_counter()
+    finally:
+        bar.close()  # also on an error: its message starts on a line of its own
     elapsed = max(time.perf_counter() - start, 1e-9)
     stats: dict[str, Any] = {key: sums[key] / max(finite_batches, 1) for key in sums}
     stats.update(
         lr=parts.optimizer.param_groups[0]["lr"],
         images_per_s=images_seen * dist.world_size / elapsed,
         data_wait_fraction=data_wait / elapsed,
-        skipped_steps=skipped,
+        skipped_steps=progress.skipped_steps,
         stopped_early=stopped_early,
         step_losses=step_losses,
     )

@@ -12,7 +12,7 @@ Everything written goes through `checkpoint.save_checkpoint` and is plain data
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -37,6 +37,23 @@ class TrainState:
     epochs_without_improvement: int = 0
     elapsed_s: float = 0.0  # wall clock spent, summed over resumes (time budget)
     finished: bool = False
+
+
+@dataclass
+class EpochProgress:
+    """How far the current epoch got: saved in a mid-epoch last.pt so a resume continues there.
+
+    Counts cover completed optimizer steps only (a stop always falls on a step
+    boundary), so `batches_done` micro-batches are skipped when resuming and the
+    epoch's means in results.csv come out as in an uninterrupted run.
+    """
+
+    batches_done: int = 0  # micro-batches of this epoch behind completed optimizer steps
+    sums: dict[str, float] = field(default_factory=dict)  # loss term -> sum over finite micro-batches
+    finite_batches: int = 0
+    skipped_steps: int = 0
+    images_seen: int = 0  # by this rank
+    nan_streak: int = 0  # consecutive non-finite steps (the NaN guard's count)
 
 
 @dataclass
@@ -117,8 +134,13 @@ def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, name
     }
 
 
-def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str]) -> dict[str, Any]:
-    """inference_checkpoint plus everything an exact resume needs (last.pt)."""
+def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
+                    progress: EpochProgress | None = None) -> dict[str, Any]:
+    """inference_checkpoint plus everything an exact resume needs (last.pt).
+
+    `progress`: the current epoch's, for a checkpoint written inside an epoch
+    (`epoch_progress` key; absent or 0 batches at an epoch end).
+    """
     ckpt = inference_checkpoint(parts, state, cfg, names)
     ckpt.update(
         train_model=unwrap_model(parts.model).state_dict(),
@@ -130,6 +152,7 @@ def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: li
         finished=state.finished,
         step=state.step,
         train_state=asdict(state),
+        epoch_progress=asdict(progress if progress is not None else EpochProgress()),
     )
     return ckpt
 
@@ -151,8 +174,15 @@ def restore_from_checkpoint(parts: TrainParts, state: TrainState, ckpt: dict[str
         else:  # EMA switched on at resume: start the average from the current weights
             parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
     saved = ckpt["train_state"]
-    for field in fields(TrainState):
-        setattr(state, field.name, saved[field.name])
+    for item in fields(TrainState):
+        setattr(state, item.name, saved[item.name])
+
+
+def saved_progress(ckpt: dict[str, Any]) -> EpochProgress:
+    """The epoch progress in last.pt (empty for an epoch-end checkpoint or an older file)."""
+    saved = ckpt.get("epoch_progress") or {}
+    known = {item.name for item in fields(EpochProgress)}
+    return EpochProgress(**{key: value for key, value in saved.items() if key in known})
 
 
 def is_better(ap: float, best_ap: float) -> bool:

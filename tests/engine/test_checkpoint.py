@@ -102,7 +102,9 @@ def test_process_killed_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> 
     assert torch.equal(load_checkpoint(path)["model"]["weight"], torch.ones(3))
     # The kill leaves the temp file; it is hidden (dot-prefixed), never mistaken for last.pt.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.pt"]
-    assert all(name.startswith(".last.pt.") and name.endswith(".tmp") for name in leftovers)
+    assert len(leftovers) == 1 and leftovers[0].startswith(".last.pt.") and leftovers[0].endswith(".tmp")
+    save_checkpoint(_minimal_state(2.0), path)  # the next save sweeps it away
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_missing_file_is_reported_as_not_found(tmp_path: Path) -> None:
@@ -131,16 +133,70 @@ class _RunsCode:
         return (os.system, ("echo pwned > /dev/null",))
 
 
-def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
+def test_pickle_with_code_is_refused_as_not_ours_without_unsafe_advice(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with path.open("wb") as handle:
         pickle.dump({"model": _RunsCode()}, handle, protocol=2)
-    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
-        load_checkpoint(path)
-    # Also through torch.save's zip format.
-    torch.save({"model": _RunsCode()}, tmp_path / "evil2.pt")
-    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
-        load_checkpoint(tmp_path / "evil2.pt")
+    torch.save({"model": _RunsCode()}, tmp_path / "evil2.pt")  # also torch.save's zip format
+    for file in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(file)
+        message = str(info.value)
+        assert message == f"{file}: not a checkpoint of this package (or unsafe): loading it would run posix.system"
+        assert "weights_only" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("names", 3, "names: expected a list of strings, got int"),
+        ("names", ["a", 2], "names: expected a list of strings, got list"),
+        ("model", [torch.ones(1)], "model: expected a state dict (name -> tensor), got list"),
+        ("model", {"w": 1.5}, "model: expected a state dict (name -> tensor), but 'w' holds a float"),
+        ("image_size", "64", "image_size: expected an integer >= 1, got '64'"),
+        ("mean", [0.5, 0.5], "mean: expected a list of 3 numbers, got [0.5, 0.5]"),
+        ("epoch", True, "epoch: expected an integer >= 0, got True"),
+        ("config", "train: {}", "config: expected a mapping, got str"),
+    ],
+)
+def test_right_keys_wrong_types_name_file_and_key(tmp_path: Path, key: str, value: object, expected: str) -> None:
+    state = _minimal_state()
+    state[key] = value
+    save_checkpoint(state, tmp_path / "best.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "best.pt")
+    assert str(info.value) == f"{tmp_path / 'best.pt'}: not a detector checkpoint (key {expected})"
+
+
+def test_training_keys_wrong_types_are_refused(tmp_path: Path) -> None:
+    state = {**_minimal_state(), "train_model": {"w": torch.ones(1)}, "optimizer": {"state": {}, "param_groups": []},
+             "scheduler": {"base_lr": 0.1}, "scaler": {}, "ema": {}, "rng": capture_rng_state(), "finished": False,
+             "step": 3, "train_state": {}}
+    save_checkpoint(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last.pt: not a detector checkpoint \(key scheduler: mapping lacks end_lr"):
+        load_checkpoint(tmp_path / "last.pt", require_training_state=True)
+    load_checkpoint(tmp_path / "last.pt")  # its inference keys alone are fine
+
+
+def test_checkpoint_gets_the_umask_permissions(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(_minimal_state(), tmp_path / "a.pt")
+        os.umask(0o027)
+        save_checkpoint(_minimal_state(), tmp_path / "b.pt")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o640
+
+
+def test_next_save_removes_stale_temp_files_of_ours_only(tmp_path: Path) -> None:
+    stale = [tmp_path / ".last.pt.0123456789abcdef.tmp", tmp_path / ".best.pt.fedcba9876543210.tmp"]
+    others = [tmp_path / "notes.tmp", tmp_path / ".cache.tmp", tmp_path / "last.pt.tmp"]
+    for path in stale + others:
+        path.write_bytes(b"partial")
+    save_checkpoint(_minimal_state(), tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.pt"] + [p.name for p in others])
 
 
 def test_wrong_content_is_reported_with_missing_keys(tmp_path: Path) -> None:
