@@ -37,12 +37,12 @@ def _misbehaving_reader(monkeypatch: pytest.MonkeyPatch, *, after: dict[str, int
     """read_image_rgb that runs `action(path)` once a process ("main"/"worker") read `after[...]` images."""
     counts: Counter[str] = Counter()
 
-    def read(path):
+    def read(path, **kwargs):
         where = "worker" if torch.utils.data.get_worker_info() is not None else "main"
         counts[where] += 1
         if counts[where] > after.get(where, 10**9):
             action(path)
-        return _REAL_READ(path)
+        return _REAL_READ(path, **kwargs)
 
     monkeypatch.setattr(images_module, "read_image_rgb", read)
 
