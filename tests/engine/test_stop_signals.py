@@ -116,7 +116,7 @@ def test_bad_save_period_fails_before_a_run_directory_exists(tmp_path: Path, tin
     result = CliRunner().invoke(main, ["train", str(config)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "Error: train.save_period: '30' is not a period; write e.g. \"30 min\" or \"500 steps\"")
+        f"Error: {config}: train.save_period: '30' is not a period; write e.g. \"30 min\" or \"500 steps\"")
     assert not run.exists()
 
 
