@@ -15,6 +15,7 @@ threads follow `torch.get_num_threads()`, so one knob (`torch.set_num_threads`,
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,9 @@ class TorchScriptBackend:
         self.device = resolve_device(device)
         extra = {TORCHSCRIPT_EXTRA_FILE: ""}
         try:
-            self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+            with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated (docs/export.md)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
         except Exception as exc:
             raise ExportedModelError(f"{path}: not a loadable TorchScript file ({_first_line(exc)})") from None
         try:
