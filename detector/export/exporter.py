@@ -81,7 +81,7 @@ def check_options(checkpoint: str | Path, options: ExportOptions) -> Path:
         raise ExportError("--nms: NMS in the graph is ONNX only (the TorchScript file outputs boxes and scores)")
     out = Path(options.out) if options.out is not None else Path(checkpoint).with_suffix(SUFFIX[options.format])
     if out.suffix != SUFFIX[options.format]:
-        raise ExportError(f"--out {out}: a {options.format} file must end in {SUFFIX[options.format]}")
+        raise ExportError(f"--out {out}: --format {options.format} writes a {SUFFIX[options.format]} file")
     if not out.parent.is_dir():
         raise ExportError(f"--out {out}: folder {out.parent} does not exist")
     if out.is_dir():

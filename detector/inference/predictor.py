@@ -6,10 +6,13 @@
     results = det([frame_bgr, frame_bgr2])            # numpy arrays are BGR (OpenCV) by default
     results = det(batch_rgb, color="rgb")             # uint8 [B, H, W, 3] RGB
     result.boxes, result.scores, result.labels, result.names, result.to_dict()
+    det = Detector.from_checkpoint("best.onnx")       # a `detector export` file, on ONNX Runtime
 
 Boxes are float32 xyxy pixels in the original image. Preprocessing (letterbox,
 colour flip) runs on the model's device; results are copied to the host once
-per batch, the only host-device synchronisation in `predict_frames`.
+per batch, the only host-device synchronisation in `predict_frames`. Only the
+forward differs between a checkpoint and an exported file (a backend,
+detector/inference/backends.py); letterbox, selection and outputs are shared.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def test_detect_with_the_exported_file_writes_what_the_checkpoint_writes(
     (["--image-size", "100"], "--image-size 100: must be a positive multiple of 32"),
     (["--nms", "--format", "torchscript"], "--nms: NMS in the graph is ONNX only"),
     (["--out", "{tmp}/missing/m.onnx"], "folder {tmp}/missing does not exist"),
-    (["--out", "{tmp}/m.pt"], "a onnx file must end in .onnx"),
+    (["--out", "{tmp}/m.pt"], "--format onnx writes a .onnx file"),
     (["--batch", "0"], "--batch 0: must be >= 1"),
     (["--opset", "12", "--exporter", "torchscript"], "--opset 12: the torchscript exporter needs opset >= 13"),
 ])

@@ -158,3 +158,17 @@ def test_nms_with_no_candidate_gives_zero_detections(tiny_checkpoint: Path, tmp_
     detections, num_detections = run_onnx(path, random_images(3, 64, 64))
     assert detections.shape == (3, 300, 6) and num_detections.tolist() == [0, 0, 0]
     assert not detections.any()
+
+
+def test_half_export_stores_fp16_and_passes_the_fp16_tolerance(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from detector.export.verify import TOLERANCES, verify_export
+
+    path = export_checkpoint(tiny_checkpoint, ExportOptions(out=tmp_path / "half.onnx", half=True)).path
+    model = onnx.load(str(path))
+    weights = [i for i in model.graph.initializer if len(i.dims) == 4]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 in and out
+    report = verify_export(path, tiny_checkpoint, num_images=8)
+    assert report.precision == "fp16" and report.tolerances == TOLERANCES["fp16"]
+    assert report.passed, report.table()
+    assert 0 < report.score_abs < 0.05  # fp16 really differs from fp32, but only a little
