@@ -11,6 +11,7 @@ verification runs; without them the error says what to install.
 from detector.export.exporter import ExportOptions, ExportResult, check_options, export_checkpoint
 from detector.export.metadata import ExportedModelError, ExportMetadata
 from detector.export.onnx_export import ExportError
+from detector.export.verify import VerifyReport, verify_export
 
 __all__ = [
     "ExportError",
@@ -18,6 +19,8 @@ __all__ = [
     "ExportOptions",
     "ExportResult",
     "ExportedModelError",
+    "VerifyReport",
     "check_options",
     "export_checkpoint",
+    "verify_export",
 ]
