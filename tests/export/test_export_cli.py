@@ -176,3 +176,21 @@ def test_verify_outside_tolerance_exits_1(tiny_checkpoint: Path, tmp_path: Path,
     assert result.exit_code == 1, result.output
     assert table_row(result.output, "detections matched")[0] == "0.00%"
     assert "result: FAIL (outside the tolerances)" in result.output
+
+
+def test_detect_and_evaluate_report_a_bad_onnx_in_one_line(tmp_path: Path, video_file_for_errors: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage")
+    config = tmp_path / "data.yaml"
+    config.write_text("data:\n  format: voc\n  root: nowhere\n  names: [circle]\n", encoding="utf-8")
+    for args in (["detect", str(corrupt), str(video_file_for_errors)],
+                 ["evaluate", str(corrupt), "--data", str(config)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"Error: {corrupt}: not a loadable ONNX model"), line
+
+
+@pytest.fixture
+def video_file_for_errors(tmp_path: Path) -> Path:
+    return write_synthetic_video(tmp_path / "v.mp4", frames=2, size=(32, 32), fps=5.0)
