@@ -15,6 +15,7 @@ threads follow `torch.get_num_threads()`, so one knob (`torch.set_num_threads`,
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from detector.export.metadata import (
     ExportMetadata,
 )
 from detector.inference.backends import BackendOutput, DenseOutput, NMSOutput
+
+log = logging.getLogger(__name__)
 
 ONNX_SUFFIX = ".onnx"
 TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
@@ -181,5 +184,29 @@ def load_exported_backend(path: str | Path, *, device: str | torch.device = "aut
     raise ExportedModelError(f"{path}: not an exported model (expected .onnx or .torchscript)")
 
 
+def open_exported(path: str | Path, *, device: str | torch.device, half: bool | str = False,
+                  compile: bool = False, score_threshold: float = 0.25, iou_threshold: float = 0.45,
+                  max_det: int = 300) -> OnnxRuntimeBackend | TorchScriptBackend:
+    """`load_exported_backend` for `Detector.from_checkpoint`, with its options checked.
+
+    `compile` is refused (checkpoints only); `half` is ignored with a warning (the
+    precision is the file's); settings looser than an --nms graph's own are
+    warned about (the graph already dropped those detections).
+    """
+    if compile:
+        raise ValueError(f"{path}: compile applies to checkpoints, not to exported models")
+    backend = load_exported_backend(path, device=device)
+    meta = backend.metadata
+    if half not in (False, None, "fp32"):
+        log.warning("%s: precision is fixed at export (%s); half=%r ignored", path, meta.precision, half)
+    if meta.nms and (score_threshold < meta.score_threshold or max_det > meta.max_det
+                     or iou_threshold != meta.iou_threshold):
+        log.warning("%s: NMS is in the graph (score >= %g, IoU %g, max_det %d); looser settings "
+                    "cannot bring back what it dropped", path, meta.score_threshold, meta.iou_threshold,
+                    meta.max_det)
+    return backend
+
+
 __all__ = ["OnnxRuntimeBackend", "TorchScriptBackend",
-           "is_exported_path", "load_exported_backend", "onnx_providers"]
+           "is_exported_path", "load_exported_backend", "onnx_providers",
+           "open_exported"]

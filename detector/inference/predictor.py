@@ -188,12 +188,14 @@ class Detector:
         Raises `CheckpointError` (missing, corrupt, wrong content; for exported
         files its subclass `ExportedModelError`) naming the file.
         """
-        from detector.inference.exported import is_exported_path
+        from detector.inference.exported import is_exported_path, open_exported
 
         if is_exported_path(path):
-            return cls._from_exported(path, device=device, half=half, score_threshold=score_threshold,
-                                      iou_threshold=iou_threshold, max_det=max_det, classes=classes,
-                                      compile=compile)
+            backend = open_exported(path, device=device, half=half, compile=compile,
+                                    score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det)
+            return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
+                       score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
+                       classes=classes)
         from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
         resolved = resolve_device(device)
@@ -211,27 +213,6 @@ class Detector:
             classes=classes,
             compile=compile,
         )
-
-    @classmethod
-    def _from_exported(cls, path: str | Path, *, device: str | torch.device, half: bool | str,
-                       score_threshold: float, iou_threshold: float, max_det: int,
-                       classes: Sequence[str | int] | None, compile: bool) -> Detector:
-        """A Detector on an exported file's backend (see `from_checkpoint`)."""
-        from detector.inference.exported import load_exported_backend
-
-        if compile:
-            raise ValueError(f"{path}: compile applies to checkpoints, not to exported models")
-        backend = load_exported_backend(path, device=device)
-        meta = backend.metadata
-        if half not in (False, None, "fp32"):
-            log.warning("%s: precision is fixed at export (%s); half=%r ignored", path, meta.precision, half)
-        if meta.nms and (score_threshold < meta.score_threshold or max_det > meta.max_det
-                         or iou_threshold != meta.iou_threshold):
-            log.warning("%s: NMS is in the graph (score >= %g, IoU %g, max_det %d); looser settings "
-                        "cannot bring back what it dropped", path, meta.score_threshold,
-                        meta.iou_threshold, meta.max_det)
-        return cls(backend, names=meta.names, image_size=meta.image_size, score_threshold=score_threshold,
-                   iou_threshold=iou_threshold, max_det=max_det, classes=classes)
 
     def _class_ids(self, classes: Sequence[str | int] | None) -> torch.Tensor | None:
         if classes is None:

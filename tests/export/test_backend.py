@@ -134,3 +134,16 @@ def test_execution_providers_follow_the_device() -> None:
         onnx_providers("cuda", ["CPUExecutionProvider"])
     with pytest.raises(ExportedModelError, match="auto, cpu or cuda"):
         onnx_providers("mps", gpu)
+
+
+def test_looser_settings_than_the_graphs_nms_and_half_are_warned_about(onnx_nms: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="detector.inference.exported"):
+        Detector.from_checkpoint(onnx_nms, device="cpu", score_threshold=0.3, iou_threshold=0.5, max_det=20)
+    assert not caplog.records  # the graph's own settings: nothing to say
+    with caplog.at_level("WARNING", logger="detector.inference.exported"):
+        Detector.from_checkpoint(onnx_nms, device="cpu", score_threshold=0.01, iou_threshold=0.5, max_det=20,
+                                 half=True)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("precision is fixed at export (fp32)" in m for m in messages)
+    assert any("NMS is in the graph (score >= 0.3, IoU 0.5, max_det 20)" in m for m in messages)
