@@ -4,6 +4,7 @@
     detector evaluate runs/train/exp/weights/best.pt --json metrics.json
     detector detect runs/train/exp/weights/best.pt video.mp4 --out out/
     detector data check configs/voc.yaml
+    detector export runs/train/exp/weights/best.pt --nms
 
 Each command lives in `detector/commands/` and imports heavy modules (torch,
 cv2) only when it runs, so `detector --help` stays fast.
@@ -16,6 +17,7 @@ import click
 from detector.commands.data import data
 from detector.commands.detect import detect
 from detector.commands.evaluate import evaluate
+from detector.commands.export import export
 from detector.commands.train import train
 
 
@@ -29,3 +31,4 @@ main.add_command(train)
 main.add_command(evaluate)
 main.add_command(detect)
 main.add_command(data)
+main.add_command(export)

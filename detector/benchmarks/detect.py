@@ -2,13 +2,22 @@
 
     python tools/benchmark.py detect                          # random-weight resnet18, CPU or GPU
     python tools/benchmark.py detect --checkpoint best.pt --sizes 320,448 --repeats 5
+    python tools/benchmark.py detect --backend torch,onnxruntime --threads 1,2
 
 End to end is the whole `detector detect VIDEO --out DIR` path: decode (reader
 thread) + device preprocessing + forward + decode/NMS + draw + mp4 encode
-(writer thread). Forward-only runs the model alone on an already-preprocessed
-batch of the same frame. Both are measured alternately in one run; the table
-prints medians and their ratio. On CUDA it adds batch-1 latency p50/p95 and
-batched fp16 throughput for resnet18 and resnet50 at 448.
+(writer thread). Forward-only runs the backend's forward alone on an
+already-preprocessed batch of the same frame: the network plus the dense grid
+decode (boxes and scores), which an exported graph contains too. Everything is
+measured alternately in one run; the table prints medians and their ratio.
+
+Backends: `torch` (eager), `onnxruntime` (the checkpoint exported with
+`detector export` at each size, static batch, ORT_ENABLE_ALL), and
+`onnxruntime:LEVEL` for another ONNX Runtime graph optimisation level (basic,
+extended, disable). ONNX Runtime's intra-op threads follow `--threads`. With
+two or more backends a last row per (size, threads) gives each backend's
+frames/s over the first's. On CUDA it adds batch-1 latency p50/p95 and batched
+fp16 throughput for resnet18 and resnet50 at 448.
 """
 
 from __future__ import annotations
@@ -37,19 +46,16 @@ def _detector(checkpoint: Path, image_size: int, device: str, half: bool | str =
 
 
 def forward_fps(detector, frame: np.ndarray, frames: int, batch_size: int = 1) -> float:
-    """Frames/s of the model forward alone on a preprocessed batch."""
+    """Frames/s of the backend forward alone (network + dense decode) on a preprocessed batch."""
     from detector.inference.preprocess import preprocess_batch
 
     batch, _ = preprocess_batch([frame] * batch_size, detector.image_size, detector.device)
-    dtype = detector.autocast_dtype
-    with torch.inference_mode(), torch.autocast(detector.device.type, dtype=dtype or torch.float32,
-                                                enabled=dtype is not None):
-        detector.model(batch)  # warm-up (cudnn autotuning, allocator)
-        _sync(detector.device)
-        start = time.perf_counter()
-        for _ in range(max(1, frames // batch_size)):
-            detector.model(batch)
-        _sync(detector.device)
+    detector.backend.forward(batch)  # warm-up (cudnn autotuning, allocator, ORT arenas)
+    _sync(detector.device)
+    start = time.perf_counter()
+    for _ in range(max(1, frames // batch_size)):
+        detector.backend.forward(batch)
+    _sync(detector.device)
     return max(1, frames // batch_size) * batch_size / (time.perf_counter() - start)
 
 
@@ -98,6 +104,29 @@ def _cuda_report(frame: np.ndarray, workdir: Path, frames: int) -> None:
         click.echo(f"{row[0]:<10} {row[1]:>10} {row[2]:>10} {row[3]:>12} {row[4]:>14} {row[5]:>14}")
 
 
+def _backend_detector(backend: str, ckpt: Path, size: int, device: str, batch_size: int, workdir: Path):
+    """A Detector on `backend` ("torch", "onnxruntime[:level]") at `size`; exports once per size."""
+    if backend == "torch":
+        return _detector(ckpt, size, device)
+    from detector.export import ExportOptions, export_checkpoint
+    from detector.inference.exported import OnnxRuntimeBackend
+    from detector.inference.predictor import Detector
+
+    _, _, level = backend.partition(":")
+    path = workdir / f"model-{size}-b{batch_size}.onnx"
+    if not path.exists():
+        export_checkpoint(ckpt, ExportOptions(out=path, image_size=size, batch=batch_size))
+    session = OnnxRuntimeBackend(path, device=device, optimization=level or "all")  # threads: torch's
+    return Detector(session, names=session.metadata.names, image_size=size)
+
+
+def _csv(text: str, name: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise click.BadParameter(f"{name}: give at least one value")
+    return items
+
+
 @click.command()
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Checkpoint to time (default: a random-weight resnet18).")
@@ -107,14 +136,15 @@ def _cuda_report(frame: np.ndarray, workdir: Path, frames: int) -> None:
 @click.option("--repeats", type=int, default=3, show_default=True, help="Alternating repeats (median).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch", "batch_size", type=int, default=1, show_default=True, help="Frames per forward.")
-@click.option("--threads", type=int, default=None,
-              help="torch intra-op threads (default: torch's choice). On a shared, loaded CPU, 1 avoids "
-                   "OpenMP threads spinning against other processes.")
+@click.option("--threads", default=None,
+              help="Intra-op threads, comma-separated (e.g. 1,2; default: torch's choice). Sets torch and "
+                   "ONNX Runtime alike. On a shared, loaded CPU, 1 avoids OpenMP threads spinning "
+                   "against other processes.")
+@click.option("--backend", "backends", default="torch", show_default=True,
+              help="Comma-separated: torch, onnxruntime, onnxruntime:basic|extended|disable.")
 def detect(checkpoint: str | None, sizes: str, frames: int, video_size: str, repeats: int, device: str,
-           batch_size: int, threads: int | None) -> None:
-    """Forward-only vs end-to-end video frames/s at each input size."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+           batch_size: int, threads: str | None, backends: str) -> None:
+    """Forward-only vs end-to-end video frames/s at each input size, backend and thread count."""
     from detector.inference.predictor import resolve_device
     from detector.inference.synthetic import (
         random_checkpoint,
@@ -122,6 +152,11 @@ def detect(checkpoint: str | None, sizes: str, frames: int, video_size: str, rep
         write_synthetic_video,
     )
 
+    backend_list = _csv(backends, "--backend")
+    for name in backend_list:
+        if name != "torch" and name.partition(":")[0] != "onnxruntime":
+            raise click.BadParameter(f"--backend {name!r}: use torch or onnxruntime[:level]")
+    thread_list = [int(t) for t in _csv(threads, "--threads")] if threads else [torch.get_num_threads()]
     width, height = (int(v) for v in video_size.lower().split("x"))
     resolved = resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,17 +164,41 @@ def detect(checkpoint: str | None, sizes: str, frames: int, video_size: str, rep
         video = write_synthetic_video(workdir / "bench.mp4", frames=frames, size=(width, height), fps=30)
         ckpt = Path(checkpoint) if checkpoint else random_checkpoint(workdir / "resnet18.pt", image_size=448)
         frame = synthetic_frame(frames // 2, (width, height))
-        click.echo(f"device {resolved}, torch threads {torch.get_num_threads()}, video {width}x{height} "
-                   f"x {frames} frames, batch {batch_size}, {repeats} repeats (medians)")
-        click.echo(f"{'size':>5} {'forward fr/s':>13} {'end-to-end fr/s':>16} {'ratio':>6}")
+        click.echo(f"device {resolved}, video {width}x{height} x {frames} frames, batch {batch_size}, "
+                   f"{repeats} repeats (medians), torch {torch.__version__}" + _ort_version(backend_list))
+        click.echo(f"{'size':>5} {'threads':>7} {'backend':>20} {'forward fr/s':>13} {'end-to-end fr/s':>16} "
+                   f"{'ratio':>6}")
         for size in (int(s) for s in sizes.split(",")):
-            detector = _detector(ckpt, size, str(resolved))
-            end_to_end_fps(detector, video, workdir / "warmup", batch_size)  # warm-up
-            forward, full = [], []
-            for _ in range(repeats):
-                forward.append(forward_fps(detector, frame, frames, batch_size))
-                full.append(end_to_end_fps(detector, video, workdir / "out", batch_size))
-            f_med, e_med = statistics.median(forward), statistics.median(full)
-            click.echo(f"{size:>5} {f_med:>13.1f} {e_med:>16.1f} {e_med / f_med:>6.2f}")
-        if resolved.type == "cuda":
+            for count in thread_list:
+                torch.set_num_threads(count)
+                detectors = {name: _backend_detector(name, ckpt, size, str(resolved), batch_size, workdir)
+                             for name in backend_list}
+                for det in detectors.values():
+                    end_to_end_fps(det, video, workdir / "warmup", batch_size)  # warm-up
+                forward = {name: [] for name in detectors}
+                full = {name: [] for name in detectors}
+                for _ in range(repeats):
+                    for name, det in detectors.items():
+                        forward[name].append(forward_fps(det, frame, frames, batch_size))
+                        full[name].append(end_to_end_fps(det, video, workdir / "out", batch_size))
+                medians = {name: (statistics.median(forward[name]), statistics.median(full[name]))
+                           for name in detectors}
+                for name, (f_med, e_med) in medians.items():
+                    click.echo(f"{size:>5} {count:>7} {name:>20} {f_med:>13.1f} {e_med:>16.1f} "
+                               f"{e_med / f_med:>6.2f}")
+                first = backend_list[0]
+                for name in backend_list[1:]:
+                    label = f"{name}/{first}"
+                    click.echo(f"{size:>5} {count:>7} {label:>20} "
+                               f"{medians[name][0] / medians[first][0]:>12.2f}x "
+                               f"{medians[name][1] / medians[first][1]:>15.2f}x")
+        if resolved.type == "cuda" and backend_list == ["torch"]:
             _cuda_report(synthetic_frame(frames // 2, (1280, 720)), workdir, max(frames, 100))
+
+
+def _ort_version(backends: list[str]) -> str:
+    if all(name == "torch" for name in backends):
+        return ""
+    import onnxruntime
+
+    return f", onnxruntime {onnxruntime.__version__}"

@@ -65,7 +65,7 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
            max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
            serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
            no_draw: bool, timeout: float, max_image_pixels: int | None, serve_host: str) -> None:
-    """Detect objects in SOURCE with CHECKPOINT.
+    """Detect objects in SOURCE with CHECKPOINT (a .pt, or an exported .onnx / .torchscript).
 
     SOURCE is an image, a folder, a glob ("imgs/*.jpg"), a video file, a webcam
     index (0) or an rtsp/rtmp/http(s) URL. Ctrl-C stops and finalises the outputs.

@@ -3,9 +3,11 @@
     detector evaluate runs/train/exp/weights/best.pt --json runs/eval/metrics.json
     detector evaluate best.pt --data configs/voc.yaml --split val --save-predictions preds.json
     detector evaluate --predictions other_detector.json --data configs/coco.yaml --json m.json
+    detector evaluate best.onnx --data configs/voc.yaml     # an exported file, on ONNX Runtime
 
 With a checkpoint, the model predicts on the split (config from the checkpoint, or
-the `data:` section of `--data`). With `--predictions`, a COCO results JSON (a list
+the `data:` section of `--data`); an exported .onnx/.torchscript file needs `--data`
+(it holds no dataset config) and predicts through the same Detector code as detect. With `--predictions`, a COCO results JSON (a list
 of {image_id, category_id, bbox [x, y, w, h], score}, e.g. from `--save-predictions`
 or another detector) is scored against the dataset of `--data`. Category ids are
 the dataset's own for COCO data and 1..C (in `data.names` order) otherwise.
@@ -38,9 +40,34 @@ def _report_skipped(split_records: Any, split: str) -> None:
         click.echo(format_skipped(split_records.skipped, split, limit=5), err=True)
 
 
+def _predict_with_exported(path: str, data: str | None, split: str, device: str | None,
+                           conf: float | None, iou: float | None, max_det: int | None) -> tuple:
+    """An exported .onnx/.torchscript file on `--data`'s split; returns (cfg, split records, predictions)."""
+    from detector.config import load_config
+    from detector.inference.dataset_predict import predict_split
+    from detector.inference.predictor import Detector
+
+    if data is None:
+        raise click.UsageError(f"{path}: an exported model holds no dataset config; pass --data CONFIG")
+    cfg = load_config(data)
+    detector = Detector.from_checkpoint(
+        path, device=device or "auto",
+        score_threshold=cfg.eval.score_threshold if conf is None else conf,
+        iou_threshold=cfg.eval.iou_threshold if iou is None else iou,
+        max_det=cfg.eval.max_det if max_det is None else max_det,
+    )
+    split_records, predictions = predict_split(detector, cfg, split, progress=True, source=path)
+    _report_skipped(split_records, split)
+    return cfg, split_records, predictions
+
+
 def _predict_with_checkpoint(checkpoint: str, data: str | None, split: str, device: str | None,
                              conf: float | None, iou: float | None, max_det: int | None) -> tuple:
     """Load the checkpoint, build the loader, predict; returns (cfg, split records, predictions)."""
+    from detector.inference.exported import is_exported_path
+
+    if is_exported_path(checkpoint):
+        return _predict_with_exported(checkpoint, data, split, device, conf, iou, max_det)
     from detector.config import load_config
     from detector.data.dataset import build_dataloader
     from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint

@@ -6,10 +6,13 @@
     results = det([frame_bgr, frame_bgr2])            # numpy arrays are BGR (OpenCV) by default
     results = det(batch_rgb, color="rgb")             # uint8 [B, H, W, 3] RGB
     result.boxes, result.scores, result.labels, result.names, result.to_dict()
+    det = Detector.from_checkpoint("best.onnx")       # a `detector export` file, on ONNX Runtime
 
 Boxes are float32 xyxy pixels in the original image. Preprocessing (letterbox,
 colour flip) runs on the model's device; results are copied to the host once
-per batch, the only host-device synchronisation in `predict_frames`.
+per batch, the only host-device synchronisation in `predict_frames`. Only the
+forward differs between a checkpoint and an exported file (a backend,
+detector/inference/backends.py); letterbox, selection and outputs are shared.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.data.letterbox import boxes_to_original
+from detector.data.letterbox import Letterbox, boxes_to_original
+from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
 
 log = logging.getLogger(__name__)
@@ -112,7 +116,8 @@ class Detector:
     """A loaded detector with its thresholds; call it on images.
 
     Args:
-        model: eval-mode model with `decode` (see docs/internals.md).
+        model: a model from a checkpoint (run by `TorchBackend`), or a backend of an
+            exported file (`detector.inference.exported.load_exported_backend`).
         names: class names, index = label.
         image_size: square network input side.
         device: where the model lives.
@@ -124,7 +129,7 @@ class Detector:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | InferenceBackend,
         *,
         names: Sequence[str],
         image_size: int,
@@ -142,19 +147,25 @@ class Detector:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if max_det < 1:
             raise ValueError(f"max_det must be >= 1, got {max_det}")
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        if isinstance(model, torch.nn.Module):
+            resolved = resolve_device(device)
+            backend: InferenceBackend = TorchBackend(
+                model, device=resolved, autocast_dtype=_precision(half, resolved), compile=compile)
+        else:  # an exported file's backend (detector/inference/exported.py)
+            backend = model
+        if backend.fixed_size is not None and int(image_size) != backend.fixed_size:
+            raise ValueError(f"image_size {image_size}: this model was exported for {backend.fixed_size} only")
+        # Only the forward differs between backends; preprocessing and selection are shared.
+        self.backend = backend
+        self.device = backend.device
+        self.model = getattr(backend, "model", None)  # the nn.Module of a checkpoint, else None
+        self.autocast_dtype = getattr(backend, "autocast_dtype", None)
         self.names = list(names)
         self.image_size = int(image_size)
-        self.autocast_dtype = _precision(half, self.device)
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
         self.max_det = int(max_det)
         self.class_ids = self._class_ids(classes)
-        if self.device.type == "cuda":
-            # Input shape is fixed (S x S), so the autotuned kernels are reused every call.
-            torch.backends.cudnn.benchmark = True
-        self._forward = torch.compile(self.model) if compile else self.model
 
     @classmethod
     def from_checkpoint(
@@ -168,10 +179,23 @@ class Detector:
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> Detector:
-        """Load a checkpoint written by training (a checkpoint alone is enough).
+        """Load a checkpoint written by training, or a file `detector export` wrote.
 
-        Raises `CheckpointError` (missing, corrupt, wrong content) naming the file.
+        `path` ending in `.onnx` runs on ONNX Runtime and `.torchscript` on
+        TorchScript; names, input size and precision then come from the file's
+        metadata (`half` and `compile` apply to checkpoints only).
+
+        Raises `CheckpointError` (missing, corrupt, wrong content; for exported
+        files its subclass `ExportedModelError`) naming the file.
         """
+        from detector.inference.exported import is_exported_path, open_exported
+
+        if is_exported_path(path):
+            backend = open_exported(path, device=device, half=half, compile=compile,
+                                    score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det)
+            return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
+                       score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
+                       classes=classes)
         from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
         resolved = resolve_device(device)
@@ -256,19 +280,25 @@ class Detector:
             B Detections with boxes in each image's own pixel coordinates.
         """
         batch, letterboxes = preprocess_batch(images, self.image_size, self.device, color=color)
-        with torch.autocast(
-            self.device.type, dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        ):
-            raw = self._forward(batch)
-        # The class filter goes into decoding, before NMS and max_det, so other
-        # classes never take the places of the ones asked for.
-        class_filter = {} if self.class_ids is None else {"classes": self.class_ids}
-        # Decode in fp32: scores and box corners of large images need the precision.
-        per_image = self.model.decode(
-            raw.float(), score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
-            max_det=self.max_det, **class_filter,
-        )
+        return self.predict_letterboxed(batch, letterboxes)
+
+    @torch.inference_mode()
+    def predict_letterboxed(self, batch: torch.Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:
+        """Detect on an already letterboxed batch (`preprocess_batch`, or a dataset loader's).
+
+        Args:
+            batch: uint8 or float [B, 3, S, S] RGB 0..255, S = `image_size`.
+            letterboxes: B geometries that map boxes back to the original images.
+
+        Returns:
+            B Detections (their `path` is None).
+        """
+        output = self.backend.forward(batch.to(self.device))
+        # The class filter goes into the selection, before NMS and max_det, so other
+        # classes never take the places of the ones asked for (for a graph with NMS
+        # inside, after it: see NMSOutput.select).
+        per_image = output.select(score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
+                                  max_det=self.max_det, classes=self.class_ids)
         rows = []
         for dets, lb in zip(per_image, letterboxes, strict=True):
             boxes, scores, labels = dets["boxes"], dets["scores"], dets["labels"]

@@ -14,6 +14,7 @@ import torch
 from detector.data.letterbox import boxes_to_original, letterbox_image
 from detector.inference.predictor import Detections, Detector
 from detector.inference.synthetic import synthetic_frame
+from detector.model.head import encode_boxes, make_grid
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +78,25 @@ def test_boxes_in_original_pixels_match_the_letterbox_reference(detector: Detect
 
 
 class FixedBoxModel(torch.nn.Module):
-    """Returns the same input-space detections for every image (hand-computed mapping)."""
+    """Raw output that decodes to the same input-space detections for every image.
+
+    Three cells carry the encoded boxes (hand-computed mapping below) with
+    objectness ~1 and one class probability each; every other cell scores ~0.
+    """
+
+    strides = (8, 16, 32)
+    boxes = torch.tensor([[16.0, 0.0, 48.0, 64.0], [24.0, 32.0, 32.0, 48.0], [0.0, 0.0, 8.0, 8.0]])
+    scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 1])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.last_input = images
-        return torch.zeros(images.shape[0], 1, 6)
-
-    def decode(self, raw: torch.Tensor, score_threshold: float, iou_threshold: float, max_det: int,
-               classes: torch.Tensor | None = None):
-        boxes = torch.tensor([[16.0, 0.0, 48.0, 64.0], [24.0, 32.0, 32.0, 48.0], [0.0, 0.0, 8.0, 8.0]])
-        scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 1])
-        keep = torch.ones(3, dtype=torch.bool) if classes is None else torch.isin(labels, classes)
-        return [{"boxes": boxes[keep][:max_det], "scores": scores[keep][:max_det],
-                 "labels": labels[keep][:max_det]} for _ in range(raw.shape[0])]
+        centers, strides = make_grid(*images.shape[-2:], self.strides)
+        raw = torch.full((images.shape[0], len(centers), 4 + 1 + 2), -30.0)
+        cells = torch.tensor([10, 20, 30])
+        raw[:, cells, :4] = encode_boxes(self.boxes, centers[cells], strides[cells])
+        raw[:, cells, 4] = 30.0
+        raw[:, cells, 5 + self.labels] = torch.logit(self.scores)
+        return raw
 
 
 def test_hand_computed_mapping_filter_and_max_det() -> None:

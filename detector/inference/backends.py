@@ -1,0 +1,128 @@
+"""The forward pass of a `Detector`, one backend per kind of model file.
+
+    backend = TorchBackend(model, device=torch.device("cpu"))
+    output = backend.forward(batch)      # DenseOutput(boxes [B, A, 4], scores [B, A, C])
+    per_image = output.select(score_threshold=0.25, iou_threshold=0.45, max_det=300)
+
+Every backend takes the letterboxed batch `preprocess_batch` builds (float or
+uint8 [B, 3, S, S], RGB 0..255) and returns either a `DenseOutput` (the box and
+class scores of every grid cell; `select_detections` does top-k, class filter
+and NMS) or an `NMSOutput` (suppression already done inside an exported graph).
+Preprocessing, this selection and the mapping back to the original image are
+shared by all backends (detector/inference/predictor.py): only the forward
+differs. The ONNX Runtime and TorchScript backends live in
+detector/inference/exported.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from detector.model.decode import decode_boxes_scores, select_detections
+
+
+@dataclass
+class DenseOutput:
+    """Decoded boxes and scores of every cell, before any selection.
+
+    Attributes:
+        boxes: float32 [B, A, 4] xyxy network-input pixels.
+        scores: float32 [B, A, C] sigmoid(objectness) * sigmoid(class logit).
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+
+    def select(self, *, score_threshold: float, iou_threshold: float, max_det: int,
+               classes: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        """Top-k, class filter, class-aware NMS and `max_det`: B dicts {boxes, scores, labels}."""
+        class_filter = {} if classes is None else {"classes": classes}
+        return select_detections(self.boxes, self.scores, score_threshold=score_threshold,
+                                 iou_threshold=iou_threshold, max_det=max_det, **class_filter)
+
+
+@dataclass
+class NMSOutput:
+    """Detections suppressed inside an exported graph (`detector export --nms`).
+
+    Attributes:
+        detections: float32 [B, D, 6] rows (x1, y1, x2, y2, score, label), by
+            decreasing score; rows past `num_detections` are padding.
+        num_detections: int64 [B] valid rows per image.
+    """
+
+    detections: torch.Tensor
+    num_detections: torch.Tensor
+
+    def select(self, *, score_threshold: float, iou_threshold: float, max_det: int,
+               classes: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        """The graph's rows per image, with the caller's (stricter) score and class filters.
+
+        `iou_threshold` is the graph's own and cannot change here; a class filter
+        applies after the graph's NMS and `max_det` (documented in README).
+        """
+        per_image = []
+        for rows, count in zip(self.detections.float(), self.num_detections.tolist(), strict=True):
+            rows = rows[: int(count)]
+            keep = rows[:, 4] >= score_threshold
+            if classes is not None:
+                keep &= torch.isin(rows[:, 5].long(), classes.to(rows.device))
+            rows = rows[keep][:max_det]
+            per_image.append({"boxes": rows[:, :4], "scores": rows[:, 4], "labels": rows[:, 5].long()})
+        return per_image
+
+
+BackendOutput = DenseOutput | NMSOutput
+
+
+class InferenceBackend(Protocol):
+    """What a `Detector` needs from a backend.
+
+    Attributes:
+        device: where `preprocess_batch` should build the batch.
+        fixed_size: the only input side the backend accepts (static export), or None.
+    """
+
+    device: torch.device
+    fixed_size: int | None
+
+    def forward(self, batch: torch.Tensor) -> BackendOutput: ...
+
+
+class TorchBackend:
+    """A PyTorch model (from a checkpoint): forward in eager mode, optionally compiled.
+
+    Args:
+        model: a `YOLODetector` (has `strides`); moved to `device` in eval mode.
+        device: where it runs.
+        autocast_dtype: fp16/bf16 autocast on CUDA, or None for fp32.
+        compile: wrap the forward in `torch.compile`.
+    """
+
+    fixed_size = None  # the model takes any multiple of 32
+
+    def __init__(self, model: torch.nn.Module, *, device: torch.device,
+                 autocast_dtype: torch.dtype | None = None, compile: bool = False) -> None:
+        self.device = device
+        self.model = model.to(device).eval()
+        self.autocast_dtype = autocast_dtype
+        self.strides: Sequence[int] = model.strides
+        if device.type == "cuda":
+            # Input shape is fixed (S x S), so the autotuned kernels are reused every call.
+            torch.backends.cudnn.benchmark = True
+        self._forward = torch.compile(self.model) if compile else self.model
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> DenseOutput:
+        """Network forward (autocast when asked) + the dense grid decode in fp32."""
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            raw = self._forward(batch)
+        # Decode in fp32: scores and box corners of large images need the precision.
+        boxes, scores = decode_boxes_scores(raw.float(), strides=self.strides,
+                                            input_size=tuple(batch.shape[-2:]))
+        return DenseOutput(boxes, scores)
