@@ -16,6 +16,7 @@ import click
 from detector.commands.data import data
 from detector.commands.detect import detect
 from detector.commands.evaluate import evaluate
+from detector.commands.evaluate_tracks import evaluate_tracks
 from detector.commands.train import train
 
 
@@ -29,3 +30,4 @@ main.add_command(train)
 main.add_command(evaluate)
 main.add_command(detect)
 main.add_command(data)
+main.add_command(evaluate_tracks)

@@ -28,6 +28,10 @@ STAMP = VENV / ".detector-installed"
 DEFAULT_TORCH_SPEC = "torch==2.13.0"
 DEMO_CONFIG = "configs/shapes.yaml"
 DEMO_RUN = "runs/demo"
+# Reference implementations the tests compare against, installed without their
+# dependencies: TrackEval's metadata asks for opencv-python (the GUI build), which
+# would put a second cv2 beside opencv-python-headless; it runs on what we have.
+TEST_REFERENCES = ["trackeval==1.3.0"]
 
 
 def _venv_python() -> Path:
@@ -46,7 +50,7 @@ def ensure_environment() -> Path:
     """Create `.venv` and install the package with its dev extras if needed."""
     torch_spec = os.environ.get("TORCH_SPEC", DEFAULT_TORCH_SPEC)
     fingerprint = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + torch_spec.encode()
+        (ROOT / "pyproject.toml").read_bytes() + torch_spec.encode() + " ".join(TEST_REFERENCES).encode()
     ).hexdigest()
     python = _venv_python()
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == fingerprint:
@@ -60,6 +64,7 @@ def ensure_environment() -> Path:
         # already satisfied and pip never reaches for a multi-GB CUDA build.
         _run(pip + torch_spec.split())
     _run(pip + ["-e", ".[dev]"])
+    _run(pip + ["--no-deps", *TEST_REFERENCES])
     STAMP.write_text(fingerprint)
     return python
 

@@ -14,8 +14,6 @@ import pytest
 
 from detector.tracking.evaluate import evaluate_tracks
 
-trackeval = pytest.importorskip("trackeval", reason="tools/bootstrap.py installs trackeval for the tests")
-
 
 def write_rows(path: Path, rows: list[tuple]) -> None:
     path.write_text("".join(",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row) + "\n"
@@ -61,7 +59,10 @@ def synthetic_case(seed: int, frames: int = 40, objects: int = 6) -> tuple[list[
 
 
 def trackeval_scores(gt_dir: Path, pred_dir: Path, lengths: dict[str, int]) -> dict[str, dict[str, float]]:
-    """Run TrackEval's own MOTChallenge pipeline (MOT15 mode: no distractor preprocessing)."""
+    """Run TrackEval's own MOTChallenge pipeline (MOT15 mode: no distractor preprocessing).
+
+    An ImportError here means the environment was not made by tools/bootstrap.py.
+    """
     from trackeval import Evaluator
     from trackeval.datasets import MotChallenge2DBox
     from trackeval.metrics import CLEAR, HOTA, Identity
