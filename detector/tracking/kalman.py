@@ -92,6 +92,6 @@ def update(mean: np.ndarray, cov: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[n
     # Gain K = C H^T S^-1, solved rather than inverted: S is symmetric positive definite.
     gain = np.linalg.solve(innovation_cov, cov[:, :4, :].copy()).transpose(0, 2, 1)  # [N, 8, 4]
     residual = measured - mean[:, :4]
-    new_mean = mean + np.einsum("nij,nj->ni", gain, residual)
-    new_cov = cov - np.einsum("nij,njk,nlk->nil", gain, innovation_cov, gain)
+    new_mean = mean + (gain @ residual[:, :, None])[:, :, 0]
+    new_cov = cov - gain @ innovation_cov @ gain.transpose(0, 2, 1)
     return new_mean, new_cov

@@ -207,7 +207,7 @@ class ByteTracker:
             # A lost track coasts on its motion, not on its growth: freeze the size.
             self._mean[self._state == LOST, 6:8] = 0.0
         track_boxes = kalman.box_cxcywh_to_xyxy(self._mean[:, :4])
-        iou = box_iou_numpy(track_boxes, boxes)
+        iou = box_iou_numpy(track_boxes, boxes, dtype=np.float32)
         if self.class_aware and iou.size:
             iou = np.where(self._majority_labels()[:, None] == labels[None, :], iou, 0.0)
 
@@ -306,6 +306,16 @@ class ByteTracker:
             raise KeyError(f"no track with id {track_id}")
         votes = self._votes[int(where[0])]
         return max(votes, key=votes.__getitem__)
+
+    def labels_for(self, track_ids: np.ndarray) -> np.ndarray:
+        """Majority labels int64 [N] of held tracks `track_ids` [N]; -1 where an id is not held."""
+        lookup = dict(zip(self._ids.tolist(), self._majority_labels().tolist(), strict=True))
+        lookup.pop(0, None)  # tentative tracks have no id
+        return np.array([lookup.get(int(i), -1) for i in np.asarray(track_ids).reshape(-1)], np.int64)
+
+    def held_ids(self) -> np.ndarray:
+        """Ids int64 of the confirmed tracks held (tracked and lost)."""
+        return self._ids[self._state != TENTATIVE].copy()
 
     def tracks(self, include_lost: bool = False) -> list[TrackView]:
         """The confirmed tracks, matched in the last update (plus lost ones if asked)."""
