@@ -2,7 +2,7 @@
 
 Standard library only, so it runs on a machine with nothing but Python and pip:
 
-    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect on a video
+    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect and track on a video
     python3 tools/bootstrap.py test    # the whole pytest suite (what CI runs)
 
 The environment lives in `.venv/` at the repository root and is reinstalled only
@@ -79,7 +79,7 @@ def run_tests(python: Path, extra: list[str]) -> int:
 
 
 def run_demo(python: Path) -> int:
-    """Train on the embedded synthetic dataset, evaluate the result, detect on a video."""
+    """Train on the embedded synthetic dataset, evaluate, detect and track on a video, score the tracks."""
     detector = [str(python), "-m", "detector"]
     run_dir = ROOT / DEMO_RUN
     steps = [
@@ -88,13 +88,19 @@ def run_demo(python: Path) -> int:
         detector + ["data", "video", DEMO_CONFIG, "--out", f"{DEMO_RUN}/demo_input.mp4"],
         detector + ["detect", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
                     "--out", f"{DEMO_RUN}/detect", "--save-json", f"{DEMO_RUN}/detect/detections.json"],
+        # Tracking on the same video, scored against the ground truth `data video` wrote beside it.
+        detector + ["track", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
+                    "--out", f"{DEMO_RUN}/track", "--save-mot", f"{DEMO_RUN}/track/demo_input.mot.txt"],
+        detector + ["evaluate-tracks", f"{DEMO_RUN}/demo_input.gt.txt", f"{DEMO_RUN}/track/demo_input.mot.txt",
+                    "--json", f"{DEMO_RUN}/track/scores.json"],
     ]
     for step in steps:
         print("+", " ".join(step[1:]), flush=True)
         code = subprocess.run(step, cwd=ROOT).returncode
         if code != 0:
             return code
-    print(f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/")
+    print(f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/; "
+          f"tracks: {run_dir / 'track'}/ (scores above, and in {run_dir / 'track' / 'scores.json'})")
     return 0
 
 

@@ -135,7 +135,7 @@ def ground_truth_detections(gt_path: Path, flip: float, seed: int = 0) -> list:
 @click.command()
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Detector to run (default: random weights: speed only, its scores mean nothing).")
-@click.option("--frames", type=int, default=300, show_default=True, help="Frames of the synthetic video.")
+@click.option("--frames", type=int, default=150, show_default=True, help="Frames of the synthetic video (the demo's 150).")
 @click.option("--video-size", default="320x240", show_default=True, help="WIDTHxHEIGHT of the video.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Alternating detect/track repeats.")
 @click.option("--device", default="auto", show_default=True)
