@@ -69,3 +69,15 @@ def test_detector_track_yields_every_frame_with_ids(tmp_path: Path) -> None:
         tracked = result.track_ids[result.track_ids > 0]
         assert len(tracked) == len(set(tracked.tolist()))
     assert any((result.track_ids > 0).any() for _, result in frames)
+
+
+def test_trails_and_tracks_stay_bounded_as_objects_come_and_go() -> None:
+    stage = TrackingStage(ByteTracker(track_buffer=0.2), FakeSource(False, 30.0, "video"), ["a", "b"])
+    most = 0
+    for index in range(2000):
+        generation = index // 10  # every 10 frames two new objects somewhere else
+        x = 50 + 300 * (generation % 2)
+        boxes = [[x + index % 10, 20, x + 30 + index % 10, 50], [x + index % 10, 200, x + 30 + index % 10, 230]]
+        stage.track(Frame(index, None, "v", 0.0), detections(boxes, [0, 0]))
+        most = max(most, len(stage.trails.points), len(stage.tracker))
+    assert most <= 6 and len(stage.seen_ids) > 300
