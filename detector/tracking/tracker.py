@@ -79,6 +79,7 @@ class ByteTracker:
         track_buffer: seconds a lost track is kept for re-identification.
         min_hits: matched updates in a row that confirm a tentative track.
         class_aware: match only detections whose label equals the track's label.
+        fuse_score: in stage 1, match on IoU x detection score (ByteTrack's MOT17 setting).
         frame_rate: frames per second assumed when `update` gets no timestamp.
         reference_fps: the time unit of the motion model (its noise is tuned per
             1/reference_fps s); results are the same at any real frame rate.
@@ -96,6 +97,7 @@ class ByteTracker:
         track_buffer: float = 1.0,
         min_hits: int = 2,
         class_aware: bool = False,
+        fuse_score: bool = False,
         frame_rate: float = 30.0,
         reference_fps: float = 30.0,
     ) -> None:
@@ -122,6 +124,7 @@ class ByteTracker:
         self.track_buffer = float(track_buffer)
         self.min_hits = int(min_hits)
         self.class_aware = bool(class_aware)
+        self.fuse_score = bool(fuse_score)
         self.frame_rate = float(frame_rate)
         self.reference_fps = float(reference_fps)
         self.skipped_detections = 0
@@ -218,13 +221,16 @@ class ByteTracker:
         matched_tracks: list[np.ndarray] = []
         matched_dets: list[np.ndarray] = []
 
-        def stage(tracks: np.ndarray, dets: np.ndarray, gate: float) -> tuple[np.ndarray, np.ndarray]:
-            pairs, free_tracks, free_dets = match(iou[np.ix_(tracks, dets)], gate)
+        def stage(tracks: np.ndarray, dets: np.ndarray, gate: float, fuse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            similarity = iou[np.ix_(tracks, dets)]
+            if fuse:  # IoU x score: of two equally close boxes, the surer one wins
+                similarity = similarity * scores[dets][None, :].astype(similarity.dtype)
+            pairs, free_tracks, free_dets = match(similarity, gate)
             matched_tracks.append(tracks[pairs[:, 0]])
             matched_dets.append(dets[pairs[:, 1]])
             return tracks[free_tracks], dets[free_dets]
 
-        free_confirmed, free_high = stage(confirmed, high, self.match_iou)
+        free_confirmed, free_high = stage(confirmed, high, self.match_iou, self.fuse_score)
         recent = free_confirmed[self._state[free_confirmed] == TRACKED]
         stage(recent, low, self.low_match_iou)
         _, free_high = stage(tentative, free_high, self.tentative_match_iou)

@@ -183,3 +183,14 @@ def test_memory_stays_flat_over_10k_frames() -> None:
     assert max(held) <= 15  # 5 live + at most one generation of lost ones
     assert growth < 5_000_000, growth
     assert tracker._next_id > 2400  # ids were really handed out all along
+
+
+def test_fuse_score_weighs_the_stage_one_gate_by_score() -> None:
+    # Stage 1 on IoU alone matches a 0.55-score box at IoU 0.33; IoU x score (0.18) is under the 0.2 gate.
+    def second_frame(fuse: bool) -> int:
+        tracker = ByteTracker(fuse_score=fuse, min_hits=1)
+        tracker.update(np.array([box(50, 50)]), np.array([0.9]), None, 0.0)
+        return int(tracker.update(np.array([box(60, 50)]), np.array([0.55]), None, 0.0)[0])
+
+    assert second_frame(False) == 1
+    assert second_frame(True) == 2
