@@ -5,7 +5,9 @@
     ids = tracker.update(boxes_xyxy, scores, labels, timestamp=seconds)
 
 Modules: kalman.py (constant-velocity filter), association.py (IoU and gated
-assignment), tracker.py (ByteTracker), mot.py (MOTChallenge text files),
-metrics/ (CLEAR, identity and HOTA scores), stream.py (tracking a video source),
-draw.py (ids and trails on frames). Nothing here is imported by `import detector`.
+assignment), tracker.py (ByteTracker), stream.py (tracking a frame source),
+draw.py (ids and trails on frames); mot.py (MOTChallenge text files),
+sequence.py (one sequence's data for scoring), metrics.py (CLEAR, identity and
+HOTA), evaluate.py (files/folders -> score table). Nothing here is imported by
+`import detector`.
 """
