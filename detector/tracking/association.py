@@ -79,3 +79,29 @@ def match(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray, np.n
     free_cols = np.ones(cols_n, bool)
     free_cols[pairs[:, 1]] = False
     return pairs, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
+
+
+def duplicate_mask(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy class-agnostic suppression: True for boxes that overlap a higher-scored one.
+
+    Args:
+        boxes: [N, 4] xyxy. scores: [N].
+        iou_threshold: IoU above which the lower-scored box is a duplicate.
+
+    Returns:
+        bool [N], True = duplicate (suppressed).
+    """
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    iou = box_iou_numpy(boxes[order], boxes[order], dtype=np.float32)
+    np.fill_diagonal(iou, 0.0)
+    over = iou > iou_threshold
+    suppressed = np.zeros(len(order), bool)
+    # Only boxes that overlap another at all need the sequential pass.
+    for index in np.flatnonzero(over.any(axis=1)).tolist():
+        if not suppressed[index]:
+            later = over[index].copy()
+            later[: index + 1] = False
+            suppressed |= later
+    out = np.zeros(len(order), bool)
+    out[order] = suppressed
+    return out

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.tracking import kalman
-from detector.tracking.association import box_iou_numpy, match
+from detector.tracking.association import box_iou_numpy, duplicate_mask, match
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 
@@ -80,6 +80,9 @@ class ByteTracker:
         min_hits: matched updates in a row that confirm a tentative track.
         class_aware: match only detections whose label equals the track's label.
         fuse_score: in stage 1, match on IoU x detection score (ByteTrack's MOT17 setting).
+        duplicate_iou: when class-agnostic, a detection overlapping a higher-scored one
+            of the same frame by more than this IoU is a duplicate (the same object
+            under another label, which per-class NMS keeps) and gets id -1; None keeps all.
         frame_rate: frames per second assumed when `update` gets no timestamp.
         reference_fps: the time unit of the motion model (its noise is tuned per
             1/reference_fps s); results are the same at any real frame rate.
@@ -98,6 +101,7 @@ class ByteTracker:
         min_hits: int = 2,
         class_aware: bool = False,
         fuse_score: bool = False,
+        duplicate_iou: float | None = 0.85,
         frame_rate: float = 30.0,
         reference_fps: float = 30.0,
     ) -> None:
@@ -125,6 +129,7 @@ class ByteTracker:
         self.min_hits = int(min_hits)
         self.class_aware = bool(class_aware)
         self.fuse_score = bool(fuse_score)
+        self.duplicate_iou = None if duplicate_iou is None else float(duplicate_iou)
         self.frame_rate = float(frame_rate)
         self.reference_fps = float(reference_fps)
         self.skipped_detections = 0
@@ -203,6 +208,9 @@ class ByteTracker:
         valid &= (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
         self.skipped_detections += int((~valid).sum())
         valid &= scores >= self.low_threshold
+        if self.duplicate_iou is not None and not self.class_aware and valid.sum() > 1:
+            candidates = np.flatnonzero(valid)
+            valid[candidates[duplicate_mask(boxes[candidates], scores[candidates], self.duplicate_iou)]] = False
 
         if len(self._ids) and elapsed > 0:
             steps = np.full(len(self._ids), elapsed * self.reference_fps)

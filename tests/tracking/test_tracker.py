@@ -194,3 +194,12 @@ def test_fuse_score_weighs_the_stage_one_gate_by_score() -> None:
 
     assert second_frame(False) == 1
     assert second_frame(True) == 2
+
+
+def test_one_object_detected_under_two_labels_gets_one_track() -> None:
+    # Per-class NMS keeps both boxes; class-agnostic tracking keeps the higher-scored one.
+    frames = [[(box(50 + 2 * t, 50), 0.9, 0), ([40.5 + 2 * t, 40, 60.5 + 2 * t, 60], 0.7, 1)] for t in range(5)]
+    ids = run(ByteTracker(), frames)
+    assert all(frame.tolist() == [1, -1] for frame in ids)
+    assert {int(i) for frame in run(ByteTracker(duplicate_iou=None), frames) for i in frame} == {1, 2}
+    assert {int(i) for frame in run(ByteTracker(class_aware=True), frames) for i in frame} == {1, 2}
