@@ -1,6 +1,7 @@
 """detector: a grid-based YOLO detector on a ResNet backbone.
 
     from detector import Detector, box_iou, nms, batched_nms
+    from detector import ByteTracker
 
 Attributes are imported lazily so that `import detector` (and the CLI's
 `--help`) does not pay for torch, OpenCV or albumentations until they are used.
@@ -19,6 +20,7 @@ _LAZY = {
     "batched_nms": "detector.postprocess",
     "Detector": "detector.inference.predictor",
     "load_config": "detector.config",
+    "ByteTracker": "detector.tracking.tracker",
 }
 
 __all__ = sorted(_LAZY)

@@ -5,6 +5,7 @@
     detector detect runs/train/exp/weights/best.pt video.mp4 --out out/
     detector data check configs/voc.yaml
     detector export runs/train/exp/weights/best.pt --nms
+    detector track runs/train/exp/weights/best.pt video.mp4 --save-mot tracks.txt
 
 Each command lives in `detector/commands/` and imports heavy modules (torch,
 cv2) only when it runs, so `detector --help` stays fast.
@@ -18,6 +19,8 @@ from detector.commands.data import data
 from detector.commands.detect import detect
 from detector.commands.evaluate import evaluate
 from detector.commands.export import export
+from detector.commands.evaluate_tracks import evaluate_tracks
+from detector.commands.track import track
 from detector.commands.train import train
 
 
@@ -32,3 +35,5 @@ main.add_command(evaluate)
 main.add_command(detect)
 main.add_command(data)
 main.add_command(export)
+main.add_command(evaluate_tracks)
+main.add_command(track)

@@ -5,6 +5,7 @@
     python tools/benchmark.py eval                      # our evaluate path vs pycocotools alone
     python tools/benchmark.py train                     # training images/s and data-wait fraction
     python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
+    python tools/benchmark.py track                     # tracker cost, detect vs track fps, tracking scores
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -17,6 +18,7 @@ from detector.benchmarks.data import data
 from detector.benchmarks.detect import detect
 from detector.benchmarks.eval import eval_
 from detector.benchmarks.nms import nms
+from detector.benchmarks.track import track
 from detector.benchmarks.train import train
 
 
@@ -25,7 +27,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect):
+for command in (nms, data, eval_, train, detect, track):
     main.add_command(command)
 
 if __name__ == "__main__":

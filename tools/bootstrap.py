@@ -2,7 +2,7 @@
 
 Standard library only, so it runs on a machine with nothing but Python and pip:
 
-    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect on a video
+    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect and track on a video
     python3 tools/bootstrap.py test    # the whole pytest suite (what CI runs)
 
 The environment lives in `.venv/` at the repository root and is reinstalled only
@@ -28,6 +28,10 @@ STAMP = VENV / ".detector-installed"
 DEFAULT_TORCH_SPEC = "torch==2.13.0"
 DEMO_CONFIG = "configs/shapes.yaml"
 DEMO_RUN = "runs/demo"
+# Reference implementations the tests compare against, installed without their
+# dependencies: TrackEval's metadata asks for opencv-python (the GUI build), which
+# would put a second cv2 beside opencv-python-headless; it runs on what we have.
+TEST_REFERENCES = ["trackeval==1.3.0"]
 
 
 def _venv_python() -> Path:
@@ -46,7 +50,7 @@ def ensure_environment() -> Path:
     """Create `.venv` and install the package with its dev extras if needed."""
     torch_spec = os.environ.get("TORCH_SPEC", DEFAULT_TORCH_SPEC)
     fingerprint = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + torch_spec.encode()
+        (ROOT / "pyproject.toml").read_bytes() + torch_spec.encode() + " ".join(TEST_REFERENCES).encode()
     ).hexdigest()
     python = _venv_python()
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == fingerprint:
@@ -60,6 +64,7 @@ def ensure_environment() -> Path:
         # already satisfied and pip never reaches for a multi-GB CUDA build.
         _run(pip + torch_spec.split())
     _run(pip + ["-e", ".[dev]"])
+    _run(pip + ["--no-deps", *TEST_REFERENCES])
     STAMP.write_text(fingerprint)
     return python
 
@@ -74,7 +79,7 @@ def run_tests(python: Path, extra: list[str]) -> int:
 
 
 def run_demo(python: Path) -> int:
-    """Train on the embedded synthetic dataset, evaluate the result, detect on a video."""
+    """Train on the embedded synthetic dataset, evaluate, detect and track on a video, score the tracks."""
     detector = [str(python), "-m", "detector"]
     run_dir = ROOT / DEMO_RUN
     steps = [
@@ -83,13 +88,19 @@ def run_demo(python: Path) -> int:
         detector + ["data", "video", DEMO_CONFIG, "--out", f"{DEMO_RUN}/demo_input.mp4"],
         detector + ["detect", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
                     "--out", f"{DEMO_RUN}/detect", "--save-json", f"{DEMO_RUN}/detect/detections.json"],
+        # Tracking on the same video, scored against the ground truth `data video` wrote beside it.
+        detector + ["track", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
+                    "--out", f"{DEMO_RUN}/track", "--save-mot", f"{DEMO_RUN}/track/demo_input.mot.txt"],
+        detector + ["evaluate-tracks", f"{DEMO_RUN}/demo_input.gt.txt", f"{DEMO_RUN}/track/demo_input.mot.txt",
+                    "--json", f"{DEMO_RUN}/track/scores.json"],
     ]
     for step in steps:
         print("+", " ".join(step[1:]), flush=True)
         code = subprocess.run(step, cwd=ROOT).returncode
         if code != 0:
             return code
-    print(f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/")
+    print(f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/; "
+          f"tracks: {run_dir / 'track'}/ (scores above, and in {run_dir / 'track' / 'scores.json'})")
     return 0
 
 

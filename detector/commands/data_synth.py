@@ -6,7 +6,9 @@
 `synth` writes the procedural shapes dataset in VOC layout (what configs/shapes.yaml
 reads; training also generates it on first use). `video` renders shapes of the
 config's classes moving over a cluttered background, a demo input for
-`detector detect`.
+`detector detect` and `detector track`, with its tracking ground truth in
+MOTChallenge text beside it (`<stem>.gt.txt`: crossings, occlusions, an exit and
+re-entry, speed changes; see detector/data/shapes_video.py).
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int) ->
 @click.option("--size", default="320x240", show_default=True, help="Frame size WIDTHxHEIGHT.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def video(config: str, out_path: str, frames: int, fps: float, size: str, seed: int) -> None:
-    """Render a video of moving shapes of CONFIG's classes (a demo for detect)."""
+    """Render a video of moving shapes of CONFIG's classes and its MOT ground truth <stem>.gt.txt."""
     from detector.config import ConfigError, load_config
-    from detector.data.synthetic import write_shapes_video
+    from detector.data.shapes_video import ground_truth_path, write_shapes_video
 
     width, height = _parse_size(size)
     try:
@@ -67,3 +69,4 @@ def video(config: str, out_path: str, frames: int, fps: float, size: str, seed: 
     except (ConfigError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_path}: {written} frames, {width}x{height} at {fps:g} fps")
+    click.echo(f"wrote {ground_truth_path(out_path)}: MOTChallenge ground truth (detector evaluate-tracks)")

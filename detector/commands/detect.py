@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -70,6 +72,24 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
     SOURCE is an image, a folder, a glob ("imgs/*.jpg"), a video file, a webcam
     index (0) or an rtsp/rtmp/http(s) URL. Ctrl-C stops and finalises the outputs.
     """
+    run_inference(checkpoint=checkpoint, source=source, device=device, score_threshold=score_threshold,
+                  iou_threshold=iou_threshold, max_det=max_det, classes=classes, out_dir=out_dir,
+                  json_path=json_path, show=show, serve_port=serve_port, batch_size=batch_size, half=half,
+                  bf16=bf16, compile_model=compile_model, no_draw=no_draw, timeout=timeout,
+                  max_image_pixels=max_image_pixels, serve_host=serve_host)
+
+
+def run_inference(*, checkpoint: str, source: str, device: str, score_threshold: float, iou_threshold: float,
+                  max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
+                  serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
+                  no_draw: bool, timeout: float, max_image_pixels: int | None = None,
+                  serve_host: str = "127.0.0.1", make_stage: Callable[[Any, Any], Any] | None = None) -> None:
+    """The body of `detect` (and of `track`, which passes `make_stage`).
+
+    `make_stage(detector, opened_source)` returns an object with `__call__(frames,
+    results) -> results`, `draw(image, result)` and `close() -> [outputs]`
+    (`detector.tracking.stream.TrackingStage`); it runs on every frame.
+    """
     from detector.engine.checkpoint import CheckpointError
     from detector.inference.predictor import Detector
     from detector.inference.runner import StatusLine, run_detection
@@ -91,6 +111,11 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
     except (CheckpointError, SourceError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
+    try:
+        stage = make_stage(detector, opened) if make_stage is not None else None
+    except BaseException:
+        opened.close()
+        raise
     server = None
     if serve_port is not None:
         from detector.inference.serve import MJPEGServer, is_loopback
@@ -103,10 +128,12 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
         if not is_loopback(serve_host):
             click.echo(f"--host {serve_host}: not a loopback address; anyone who can reach it can watch",
                        err=True)
+    hooks = {"transform": stage, "draw_fn": stage.draw} if stage is not None else {}
+    stage_outputs: list[str] = []
     try:
         summary = run_detection(
             detector, opened, out_dir=out_dir, json_path=json_path, draw=not no_draw,
-            batch_size=batch_size, show=show, server=server, status=StatusLine(sys.stderr),
+            batch_size=batch_size, show=show, server=server, status=StatusLine(sys.stderr), **hooks,
         )
     except (SourceError, SinkError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -114,6 +141,8 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
         opened.close()
         if server is not None:
             server.close()
+        if stage is not None:
+            stage_outputs = stage.close()
 
     lines = [f"{summary.frames} frames, {summary.detections} detections in {summary.seconds:.1f} s "
              f"({summary.fps:.1f} FPS)" + (f", {summary.dropped} live frames dropped" if summary.dropped else "")]
@@ -121,7 +150,9 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
         lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{p} ({r})" for p, r in summary.failed))
     if summary.interrupted:
         lines.append("interrupted: outputs finalised")
-    lines += [f"wrote {path}" for path in summary.outputs]
+    if stage is not None and hasattr(stage, "summary"):
+        lines.append(stage.summary())
+    lines += [f"wrote {path}" for path in summary.outputs + stage_outputs]
     click.echo("\n".join(lines))
     if summary.interrupted:
         sys.exit(130)  # the shell convention for Ctrl-C, after the outputs were finalised

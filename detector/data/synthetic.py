@@ -1,9 +1,11 @@
-"""The embedded shapes dataset (VOC layout) and a demo video of moving shapes.
+"""The embedded shapes dataset (VOC layout) and the mp4 writer of the demo video.
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200
     generate_shapes_dataset("datasets/shapes", num_train=1000, num_val=200, image_size=192,
                             seed=0, names=["circle", "square", "triangle", "star", "ring"])
     ensure_synthetic_dataset(cfg.data)   # generates cfg.data.root once, when configured
+
+The demo video of moving shapes and its tracking ground truth: shapes_video.py.
 
 Layout written (what `data.format: voc` with `root: <out>` reads):
 
@@ -22,20 +24,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from detector.config import DataConfig
-from detector.data.shapes import (
-    PlacedShape,
-    check_shape_names,
-    draw_shape,
-    render_scene,
-    textured_background,
-)
+from detector.data.shapes import check_shape_names, render_scene
 
 MARKER = "synthetic.json"
 _JPEG_QUALITY = 90
@@ -167,46 +163,6 @@ def ensure_synthetic_dataset(data_cfg: DataConfig) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def render_video_frames(
-    names: list[str], *, width: int, height: int, frames: int, seed: int = 0, num_shapes: int = 5
-) -> Iterator[np.ndarray]:
-    """Frames of shapes gliding and turning over a fixed cluttered background.
-
-    Yields:
-        uint8 [H, W, 3] RGB frames, `frames` of them.
-    """
-    names = check_shape_names(names)
-    rng = np.random.default_rng(seed)
-    background = textured_background(rng, height, width)
-    short_side = min(width, height)
-    shapes, velocities, spins = [], [], []
-    for index in range(num_shapes):
-        radius = float(rng.uniform(0.07, 0.16) * short_side)
-        shapes.append(PlacedShape(
-            names[index % len(names)], float(rng.uniform(radius, width - radius)),
-            float(rng.uniform(radius, height - radius)), radius, float(rng.uniform(0, 2 * np.pi)),
-            tuple(int(c) for c in rng.integers(0, 256, 3)),
-        ))
-        velocities.append(rng.uniform(-0.012, 0.012, size=2) * short_side)
-        spins.append(float(rng.uniform(-0.05, 0.05)))
-    for _ in range(frames):
-        frame = background.copy()
-        for shape, velocity, spin in zip(shapes, velocities, spins, strict=True):
-            draw_shape(frame, shape)
-            # Bounce off the borders so shapes stay in view.
-            for axis, limit in ((0, width), (1, height)):
-                position = (shape.centre_x, shape.centre_y)[axis] + velocity[axis]
-                if not shape.radius <= position <= limit - shape.radius:
-                    velocity[axis] = -velocity[axis]
-                    position = float(np.clip(position, shape.radius, limit - shape.radius))
-                if axis == 0:
-                    shape.centre_x = position
-                else:
-                    shape.centre_y = position
-            shape.angle += spin
-        yield frame
-
-
 def write_video(path: str | Path, frames_bgr: Iterable[np.ndarray], *, width: int, height: int,
                 fps: float) -> int:
     """Write BGR uint8 [H, W, 3] frames as an mp4 (mp4v); return the number written.
@@ -229,17 +185,3 @@ def write_video(path: str | Path, frames_bgr: Iterable[np.ndarray], *, width: in
     finally:
         writer.release()
     return written
-
-
-def write_shapes_video(
-    path: str | Path, names: list[str], *, width: int, height: int, frames: int, fps: float, seed: int = 0
-) -> int:
-    """Write an mp4 (mp4v) of moving shapes; return the number of frames written.
-
-    Raises:
-        RuntimeError: OpenCV cannot open a video writer for `path`.
-    """
-    if frames < 1:
-        raise ValueError(f"need frames >= 1, got {frames}")
-    rgb_frames = render_video_frames(names, width=width, height=height, frames=frames, seed=seed)
-    return write_video(path, (frame[..., ::-1] for frame in rgb_frames), width=width, height=height, fps=fps)

@@ -36,14 +36,18 @@ def draw_detections(image: np.ndarray, detections: Any, thickness: int | None = 
     thickness = thickness or max(1, round(min(height, width) / 300))
     font_scale = max(0.35, min(height, width) / 900)
     for box, score, label, name in zip(detections.boxes, detections.scores, detections.labels, detections.names, strict=True):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        color = class_color(int(label))
-        cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-        text = f"{name} {float(score):.2f}"
-        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        # Tag above the box, or inside it when the box touches the top edge.
-        top = y1 - text_h - baseline if y1 - text_h - baseline >= 0 else y1
-        cv2.rectangle(image, (x1, top), (x1 + text_w, top + text_h + baseline), color, -1)
-        cv2.putText(image, text, (x1, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        draw_tagged_box(image, box, f"{name} {float(score):.2f}", class_color(int(label)), thickness, font_scale)
     return image
+
+
+def draw_tagged_box(image: np.ndarray, box: Any, text: str, color: tuple[int, int, int], thickness: int,
+                    font_scale: float) -> None:
+    """One xyxy box with a filled tag holding `text` (white), in place."""
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    # Tag above the box, or inside it when the box touches the top edge.
+    top = y1 - text_h - baseline if y1 - text_h - baseline >= 0 else y1
+    cv2.rectangle(image, (x1, top), (x1 + text_w, top + text_h + baseline), color, -1)
+    cv2.putText(image, text, (x1, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                (255, 255, 255), 1, cv2.LINE_AA)

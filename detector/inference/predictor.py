@@ -268,6 +268,16 @@ class Detector:
             result.path = path
         return results[0] if single else results
 
+    def track(self, source: Any, **tracker_options: Any) -> Any:
+        """Yield (frame, TrackedDetections) over a video, camera, stream or folder.
+
+        A thin entry to `detector.tracking.stream.track_source`; `tracker_options`
+        go to `ByteTracker` (e.g. `track_buffer=2.0`, `high_threshold=0.6`).
+        """
+        from detector.tracking.stream import track_source
+
+        return track_source(self, source, **tracker_options)
+
     @torch.inference_mode()
     def predict_frames(self, images: Sequence[np.ndarray], color: str = "bgr") -> list[Detections]:
         """Detect on a list of uint8 [H, W, 3] arrays (one batch on the device).

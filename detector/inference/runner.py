@@ -112,6 +112,8 @@ def run_detection(
     status: StatusLine | None = None,
     log: Callable[[str], None] | None = None,
     max_frames: int | None = None,
+    transform: Callable[[list[Frame], list[Any]], list[Any]] | None = None,
+    draw_fn: Callable[[np.ndarray, Any], np.ndarray] = draw_detections,
 ) -> RunSummary:
     """Run `predictor` over every frame of `source` and write the outputs.
 
@@ -129,6 +131,10 @@ def run_detection(
         status: where the FPS/latency line goes; None prints none.
         log: receives failures of single images (default: stderr).
         max_frames: stop after this many frames (None: until the source ends).
+        transform: called with each batch's frames and results, in frame order,
+            before anything is written; returns the results to write (the
+            tracker hooks in here: `detector.tracking.stream.TrackingStage`).
+        draw_fn: draws one result on a frame (default: boxes and class tags).
 
     Returns:
         A RunSummary.
@@ -161,6 +167,8 @@ def run_detection(
                 break
             began = time.perf_counter()
             results = predictor.predict_frames([frame.image for frame in batch], color="bgr")
+            if transform is not None:
+                results = transform(batch, results)
             done = time.perf_counter()
             summary.latencies_ms.append((done - began) * 1000.0 / len(batch))
             for frame, result in zip(batch, results, strict=True):
@@ -173,7 +181,7 @@ def run_detection(
                     json_sink.write(record)
                 image = frame.image
                 if annotate:
-                    image = draw_detections(image, result)
+                    image = draw_fn(image, result)
                 if out_dir is not None:
                     if image_sink is None:
                         image_sink = open_image_sink(image)

@@ -174,6 +174,9 @@ def test_video_command_writes_the_requested_frames(tmp_path: Path) -> None:
     capture.release()
     assert len(frames) == 12 and frames[0].shape == (64, 96, 3)
     assert not np.array_equal(frames[0], frames[-1])  # the shapes move
+    gt_lines = (tmp_path / "demo.gt.txt").read_text().splitlines()
+    assert f"wrote {tmp_path / 'demo.gt.txt'}" in result.output
+    assert {int(line.split(",")[0]) for line in gt_lines} == set(range(1, 13))  # ground truth on every frame
 
 
 def test_video_command_needs_a_synthetic_config(tmp_path: Path) -> None:
