@@ -18,8 +18,8 @@ import click
 from detector.commands.data import data
 from detector.commands.detect import detect
 from detector.commands.evaluate import evaluate
-from detector.commands.export import export
 from detector.commands.evaluate_tracks import evaluate_tracks
+from detector.commands.export import export
 from detector.commands.track import track
 from detector.commands.train import train
 
