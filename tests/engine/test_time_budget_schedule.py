@@ -198,3 +198,14 @@ def test_budget_speed_follows_the_last_epoch() -> None:
     assert budget.validation_s(99.0, final=True) == pytest.approx(5.0)
     budget.record_overhead(2.0)
     assert budget.validation_s(99.0) == 2.0 and budget.validation_s(99.0, final=True) == 4.0
+
+
+def test_timing_noise_does_not_change_the_curve(tmp_path: Path) -> None:
+    """Two runs whose step times differ only by ±15% noise: the same lr at every 10% of the budget (±2%)."""
+    marks = []
+    for seed in (1, 2):
+        noise = random.Random(seed)
+        steps, budget, _, _ = _simulate(lambda f, noise=noise: noise.uniform(0.85, 1.15), lambda epoch: 8.0,
+                                        tmp_path)
+        marks.append([[lr for start, _, lr in steps if start <= k / 10 * budget.limit_s][-1] for k in range(1, 11)])
+    assert marks[0] == pytest.approx(marks[1], abs=0.02 * BASE_LR)
