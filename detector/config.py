@@ -93,7 +93,7 @@ class TrainConfig:
     ema_decay: float = 0.9998
     eval_interval: int = 1  # validate every N epochs (and always at the end)
     early_stop_patience: int = 0  # epochs without AP improvement; 0 disables
-    time_limit: float | None = None  # minutes of wall clock; schedule re-planned to end there
+    time_limit: float | None = None  # minutes of wall clock; one warmup + cosine planned to end there
     # Mid-epoch last.pt: "30 min" (wall clock) or "500 steps" (optimizer steps); null: epoch ends only.
     save_period: str | None = None
     worker_timeout: float | None = 300.0  # seconds to wait for one batch from the workers; null: forever

@@ -6,6 +6,7 @@
     python tools/benchmark.py train                     # training images/s and data-wait fraction
     python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
     python tools/benchmark.py track                     # tracker cost, detect vs track fps, tracking scores
+    python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -17,6 +18,7 @@ import click
 from detector.benchmarks.data import data
 from detector.benchmarks.detect import detect
 from detector.benchmarks.eval import eval_
+from detector.benchmarks.gpu import gpu
 from detector.benchmarks.nms import nms
 from detector.benchmarks.track import track
 from detector.benchmarks.train import train
@@ -29,6 +31,7 @@ def main() -> None:
 
 for command in (nms, data, eval_, train, detect, track):
     main.add_command(command)
+main.add_command(gpu)
 
 if __name__ == "__main__":
     main()

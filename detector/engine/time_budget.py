@@ -2,8 +2,11 @@
 
     budget = TimeBudget(limit_minutes=6.0)
     budget.start_epoch(step=0)
-    ...  # after optimizer steps (every step in a single process, else at epoch ends):
-    total_steps = budget.plan_steps(current_step=40, steps_per_epoch=62, eval_interval=1)
+    ...  # once after the first PLAN_AFTER_STEPS steps, then at epoch ends:
+    total_steps = budget.plan_steps(current_step=40, steps_per_epoch=62, eval_interval=1,
+                                    validation_estimate_s=5.0)
+    if correction_needed(current_total, total_steps): schedule.retarget(...)
+    budget.next_step_fits(current_step=41, validation_estimate_s=5.0)  # else stop here
     budget.end_epoch(step=62)
     budget.record_overhead(6.0)   # validation + checkpoint time after the epoch
 
@@ -13,12 +16,24 @@ The plan is in optimizer steps, so a budget shorter than one epoch still gets a
 complete warmup + cosine schedule and stops mid-epoch: k more steps cost
 `k * seconds_per_step`, plus the after-epoch overhead (validation, checkpoint) of
 every epoch end they cross, plus one final validation.
+
+The plan is made once, after the first timed steps, and corrected only at epoch
+ends (`correction_needed`: always when it no longer fits, only beyond
+PLAN_TOLERANCE when more would fit), each correction keeping the cosine's
+progress (`WarmupCosineSchedule.retarget`); between corrections the lr is a pure
+function of the step. A single process also stops inside an epoch when the next
+step and the final validation would no longer fit (`next_step_fits`).
+docs/internals.md ("Time budget") says why this and not lr(fraction of time).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
+
+PLAN_AFTER_STEPS = 5  # the first plan waits for this many timed steps (the first one includes worker start-up)
+PLAN_TOLERANCE = 0.01  # at an epoch end, a plan that would still fit is lengthened only beyond 1%
 
 
 def plan_extra_steps(
@@ -86,6 +101,7 @@ class TimeBudget:
         self.train_steps = 0
         self.overhead_s: list[float] = []
         self._epoch_start: tuple[float, int] | None = None
+        self._last_epoch: tuple[float, int] | None = None  # (seconds, steps) of the last finished epoch
 
     def elapsed(self) -> float:
         """Seconds since the run started (including before a resume)."""
@@ -100,6 +116,8 @@ class TimeBudget:
         started, first_step = self._epoch_start
         self.train_s += self.clock() - started
         self.train_steps += step - first_step
+        if step > first_step:
+            self._last_epoch = (self.clock() - started, step - first_step)
         self._epoch_start = None
 
     def record_overhead(self, seconds: float) -> None:
@@ -114,8 +132,54 @@ class TimeBudget:
             steps += current_step - self._epoch_start[1]
         return seconds / steps if steps > 0 else None
 
+    def recent_seconds_per_step(self, current_step: int) -> float | None:
+        """Time per step of the last finished epoch (of the running one before any finished).
+
+        The plan uses the recent speed rather than the run's mean, so a machine that
+        slows down or speeds up is followed within an epoch.
+        """
+        if self._last_epoch is not None:
+            seconds, steps = self._last_epoch
+            if steps > 0:
+                return seconds / steps
+        return self.seconds_per_step(current_step)
+
+    def steps_timed(self, current_step: int) -> int:
+        """Optimizer steps timed in this session so far."""
+        running = current_step - self._epoch_start[1] if self._epoch_start is not None else 0
+        return self.train_steps + running
+
+    def validation_s(self, validation_estimate_s: float, *, final: bool = False) -> float:
+        """The cost planned for one epoch end's validation (+ checkpoint), else the estimate.
+
+        The smaller of the median of those timed and the latest, so one slow
+        validation (often the first: cold caches) does not shorten the plans after
+        it. `final`: what the stop inside an epoch reserves for the last
+        validation, the larger of the two.
+        """
+        if not self.overhead_s:
+            return validation_estimate_s
+        median, latest = statistics.median(self.overhead_s), self.overhead_s[-1]
+        return max(median, latest) if final else min(median, latest)
+
+    def next_step_fits(self, *, current_step: int, validation_estimate_s: float) -> bool:
+        """Whether one more step and the final validation still fit in the budget.
+
+        The step is costed at the slower of the running epoch's and the last epoch's
+        speed, so a slowdown inside the last epoch still ends inside the budget.
+        """
+        speeds = [speed for speed in (self.seconds_per_step(current_step), self.recent_seconds_per_step(current_step))
+                  if speed is not None]
+        if not speeds:
+            return self.elapsed() + self.validation_s(validation_estimate_s, final=True) <= self.limit_s
+        step_s = max(speeds)
+        if self._epoch_start is not None and current_step > self._epoch_start[1]:
+            step_s = max(step_s, (self.clock() - self._epoch_start[0]) / (current_step - self._epoch_start[1]))
+        return self.elapsed() + step_s + self.validation_s(validation_estimate_s, final=True) <= self.limit_s
+
     def plan_steps(
-        self, *, current_step: int, steps_per_epoch: int, eval_interval: int, validation_estimate_s: float
+        self, *, current_step: int, steps_per_epoch: int, eval_interval: int, validation_estimate_s: float,
+        overhead_due: bool = True,
     ) -> int | None:
         """Total optimizer steps (from the run's start) that fit in the budget.
 
@@ -124,17 +188,19 @@ class TimeBudget:
             steps_per_epoch: optimizer steps per epoch.
             eval_interval: validate every this many epochs.
             validation_estimate_s: one validation's cost until one has been timed.
+            overhead_due: at an epoch end, whether its validation is still to come
+                (False when planning right after it).
 
         Returns:
             The planned total, or None before any step was timed.
         """
-        seconds_per_step = self.seconds_per_step(current_step)
+        seconds_per_step = self.recent_seconds_per_step(current_step)
         if seconds_per_step is None:
             return None
-        validation_s = max(self.overhead_s) if self.overhead_s else validation_estimate_s
+        validation_s = self.validation_s(validation_estimate_s)
         epoch_overhead_s = validation_s / max(eval_interval, 1)
         remaining_s = self.limit_s - self.elapsed()
-        at_epoch_end = current_step > 0 and current_step % steps_per_epoch == 0
+        at_epoch_end = overhead_due and current_step > 0 and current_step % steps_per_epoch == 0
         extra = plan_extra_steps(
             # At an epoch end its overhead is still to come, unless training stops here
             # (then the final validation takes its place).
@@ -146,3 +212,15 @@ class TimeBudget:
             final_validation_s=validation_s,
         )
         return current_step + extra
+
+
+def correction_needed(current_total: int, new_total: int, *, tolerance: float = PLAN_TOLERANCE) -> bool:
+    """Whether an epoch-end plan replaces the current one.
+
+    Always when the current plan no longer fits (`new_total` smaller: the run must
+    end inside the budget); when more steps would fit, only beyond `tolerance` of
+    the current total, so timing noise does not bend the schedule at every epoch.
+    """
+    if new_total < current_total:
+        return True
+    return new_total - current_total > max(1.0, tolerance * current_total)

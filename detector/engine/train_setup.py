@@ -65,6 +65,7 @@ class Run:
     saved_at: tuple[int, float] = (0, 0.0)  # (step, clock) of the last write of last.pt
     saved_position: tuple[int, int] = (-1, 0)  # (epoch, batches_done) that last.pt holds
     epoch_batches: int = 0  # micro-batches in the current epoch (all of it, also when resumed inside)
+    budget_planned: bool = False  # the time budget's first plan is made (a resumed run's is in last.pt)
 
 
 def _extend_finished(run_parts: TrainParts, state: TrainState, cfg: Config, steps_per_epoch: int,
@@ -159,4 +160,5 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
         budget = TimeBudget(cfg.train.time_limit, clock=clock, elapsed_before_s=state.elapsed_s + clock() - start)
     return Run(cfg, dist, device, run_dir, train_loader, val_loader, val_split, names, parts, state, budget, log,
                save_period=save_period, progress=progress, saved_at=(state.step, clock()),
-               saved_position=(state.epoch, progress.batches_done) if resuming else (-1, 0))
+               saved_position=(state.epoch, progress.batches_done) if resuming else (-1, 0),
+               budget_planned=resuming and state.step > 0)

@@ -40,6 +40,7 @@ from detector.engine.stop_signals import (
     TrainingInterrupted,
     signal_name,
 )
+from detector.engine.time_budget import PLAN_AFTER_STEPS, correction_needed
 from detector.engine.train_epoch import NanGuard, NonFiniteLossError, train_one_epoch, validate
 from detector.engine.train_setup import Run, set_up
 from detector.engine.train_state import EpochProgress, is_better
@@ -67,26 +68,32 @@ def _start_epoch(run: Run) -> None:
 MAX_WARMUP_FRACTION = 0.2  # a time budget shorter than the warmup caps it at this share
 
 
-def _plan_budget(run: Run, *, broadcast: bool) -> None:
-    """Re-plan the run's length from the measured speed: schedule end and epoch count.
+def _validation_estimate(run: Run) -> float:
+    """One validation's cost until one was timed: inference is ~3x cheaper per image than training."""
+    seconds_per_step = run.budget.seconds_per_step(run.state.step) or 0.0
+    return seconds_per_step / run.cfg.train.batch_size * len(run.val_split.records) / 3
 
-    In a single process this runs after every optimizer step; under DDP only at
-    epoch ends (`broadcast`), where rank 0 decides and every rank follows.
+
+def _plan_budget(run: Run, *, broadcast: bool, overhead_due: bool = True) -> None:
+    """Plan the run's length from the measured speed (first plan), or correct it (epoch ends).
+
+    The first plan sets the cosine's end; later ones move it with `retarget` (the
+    cosine keeps its progress) and only when `correction_needed` says so. Under
+    DDP this runs only at epoch ends (`broadcast`): rank 0 decides, every rank follows.
+    `overhead_due`: False right after an epoch's validation (already paid for).
     """
-    state, budget, spe = run.state, run.budget, run.parts.steps_per_epoch
-    total = run.parts.schedule.total_steps
+    state, budget, spe, schedule = run.state, run.budget, run.parts.steps_per_epoch, run.parts.schedule
+    total = schedule.total_steps
     if run.dist.is_main:
-        seconds_per_step = budget.seconds_per_step(state.step) or 0.0
-        # Until a validation was timed: inference is ~3x cheaper per image than training.
-        estimate = seconds_per_step / run.cfg.train.batch_size * len(run.val_split.records) / 3
-        total = budget.plan_steps(current_step=state.step, steps_per_epoch=spe,
-                                  eval_interval=run.cfg.train.eval_interval, validation_estimate_s=estimate) or total
+        total = budget.plan_steps(current_step=state.step, steps_per_epoch=spe, eval_interval=run.cfg.train.eval_interval,
+                                  validation_estimate_s=_validation_estimate(run), overhead_due=overhead_due) or total
     if broadcast:
         (total,) = ddp.broadcast_numbers([total], run.dist, run.device)
     total = max(int(total), state.step)
-    if total != run.parts.schedule.total_steps:
-        run.parts.schedule.replan(current_step=state.step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
-        state.planned_epochs = max(math.ceil(total / spe), state.epoch)
+    if not run.budget_planned or correction_needed(schedule.total_steps, total):
+        schedule.retarget(current_step=state.step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
+    run.budget_planned = True
+    state.planned_epochs = max(math.ceil(schedule.total_steps / spe), state.epoch)
 
 
 def _agreed_signal(run: Run, signals: StopSignals) -> int:
@@ -122,8 +129,10 @@ def _after_step(run: Run, signals: StopSignals, stop: dict[str, int],
             stop["signum"] = signum
             return True
         if use_budget:
-            _plan_budget(run, broadcast=False)
-            if state.step >= run.parts.schedule.total_steps:
+            if not run.budget_planned and run.budget.steps_timed(state.step) >= PLAN_AFTER_STEPS:
+                _plan_budget(run, broadcast=False)
+            if state.step >= run.parts.schedule.total_steps or not run.budget.next_step_fits(
+                    current_step=state.step, validation_estimate_s=_validation_estimate(run)):
                 return True
         if dist.is_main and run.save_period is not None and run.save_period.due(
                 steps_since_save=state.step - run.saved_at[0], seconds_since_save=clock() - run.saved_at[1]):
@@ -188,7 +197,7 @@ def _train(run: Run, signals: StopSignals, show_progress: bool, clock: Callable[
             _plan_budget(run, broadcast=True)
             if state.planned_epochs != planned_before:
                 run.log(f"time budget: {planned_before} -> {state.planned_epochs} epochs "
-                        f"({run.parts.schedule.total_steps} steps, schedule re-planned; "
+                        f"({run.parts.schedule.total_steps} steps, cosine end moved; "
                         f"{run.budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)")
         done_steps = run.budget is not None and state.step >= run.parts.schedule.total_steps
         last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or done_steps
@@ -212,6 +221,8 @@ def _train(run: Run, signals: StopSignals, show_progress: bool, clock: Callable[
                                  clock() - epoch_start))
         if run.budget is not None:
             run.budget.record_overhead(clock() - epoch_start - train_s)
+            if not state.finished:  # still this epoch's end: correct with the validation just timed
+                _plan_budget(run, broadcast=True, overhead_due=False)
         ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
         signum = _agreed_signal(run, signals)  # a signal during validation or the writes
         if signum and not state.finished:
