@@ -56,6 +56,13 @@ def _predict_with_exported(path: str, data: str | None, split: str, device: str 
         iou_threshold=cfg.eval.iou_threshold if iou is None else iou,
         max_det=cfg.eval.max_det if max_det is None else max_det,
     )
+    meta = getattr(detector.backend, "metadata", None)
+    if meta is not None and meta.nms and meta.score_threshold > detector.score_threshold:
+        # The graph's NMS already dropped every box under its own threshold: AP is that of
+        # the file as deployed, lower than the checkpoint's at the evaluation threshold.
+        click.echo(f"{path}: NMS in the graph keeps scores above {meta.score_threshold:g} only, not "
+                   f"{detector.score_threshold:g}; AP is that of the file as deployed (export without "
+                   f"--nms, or with a lower --conf, to compare with the checkpoint)", err=True)
     split_records, predictions = predict_split(detector, cfg, split, progress=True, source=path)
     _report_skipped(split_records, split)
     return cfg, split_records, predictions
@@ -106,10 +113,10 @@ def _predict_with_checkpoint(checkpoint: str, data: str | None, split: str, devi
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the metrics here.")
 @click.option("--save-predictions", type=click.Path(dir_okay=False), help="Write the detections as COCO results JSON.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), help="Folder for the plots (default: beside --json).")
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto; checkpoint only).")
-@click.option("--conf", type=float, default=None, help="Score threshold (default: eval.score_threshold; checkpoint only).")
-@click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: eval.iou_threshold; checkpoint only).")
-@click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det; checkpoint only).")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto; not with --predictions).")
+@click.option("--conf", type=float, default=None, help="Score threshold (default: eval.score_threshold; not with --predictions).")
+@click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: eval.iou_threshold; not with --predictions).")
+@click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det; not with --predictions).")
 @click.option("--voc-metric", type=click.Choice(VOC_CHOICES), default=None,
               help="VOC AP50 definition (default: eval.voc_metric; auto = area for VOC data).")
 def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_file: str | None,

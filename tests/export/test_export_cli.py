@@ -71,6 +71,22 @@ def test_verify_with_data_compares_ap_and_evaluate_matches(two_class: dict[str, 
         assert abs(metrics["pt"][key] - metrics["onnx"][key]) <= 0.002, key
 
 
+def test_evaluate_says_when_the_graph_nms_threshold_is_above_the_evaluation_one(
+        two_class: dict[str, Path]) -> None:
+    out = two_class["root"] / "two_nms.onnx"
+    exported = invoke("export", two_class["checkpoint"], "--out", out, "--nms", "--conf", "0.3", "--no-verify",
+                      "--exporter", "torchscript")
+    assert exported.exit_code == 0, exported.output
+    result = CliRunner().invoke(main, ["evaluate", str(out), "--data", str(two_class["config"]), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (f"{out}: NMS in the graph keeps scores above 0.3 only, not 0.001; AP is that of the file as "
+            "deployed") in result.stderr
+    # At or under the graph's own threshold there is nothing to say.
+    quiet = CliRunner().invoke(main, ["evaluate", str(out), "--data", str(two_class["config"]), "--device", "cpu",
+                                      "--conf", "0.3"])
+    assert quiet.exit_code == 0 and "NMS in the graph" not in quiet.stderr
+
+
 def test_evaluate_exported_needs_data(onnx_static: Path) -> None:
     result = CliRunner().invoke(main, ["evaluate", str(onnx_static)])
     assert result.exit_code == 2 and "holds no dataset config; pass --data CONFIG" in result.output
