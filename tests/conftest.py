@@ -66,3 +66,14 @@ def tiny_training_yaml(tmp_path: Path) -> Callable[..., Path]:
         path.write_text(yaml.safe_dump(_tiny_training(data_root, run_dir, **kwargs)), encoding="utf-8")
         return path
     return write
+
+
+@pytest.fixture
+def single_thread_torch() -> Any:
+    """One intra-op thread while a test runs: on a loaded 2-core machine, 2 OpenMP
+    threads spin against other processes and a 64 px forward takes ~30x longer.
+    (ONNX Runtime sessions in the tests follow torch's thread count.)"""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

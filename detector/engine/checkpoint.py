@@ -27,8 +27,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -106,10 +107,29 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_files(path.parent)
+    write_atomic(path, lambda handle: torch.save(state, handle))
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call `write(handle)` on a temp file beside `path`, fsync, `os.replace` it in, fsync the folder.
+
+    The one atomic-write mechanism of the package (checkpoints, exported models):
+    either the previous file or the new one survives a crash, never a half-written
+    one; the temp file is removed on any error, KeyboardInterrupt included; the file
+    gets the umask's permissions.
+
+    Args:
+        path: destination; its folder must exist.
+        write: writes the whole content to the binary handle it is given.
+
+    Returns:
+        `path` as a Path.
+    """
+    path = Path(path)
     fd, tmp_name = _open_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -121,6 +141,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             pass
         raise
     _fsync_directory(path.parent)
+    return path
 
 
 def load_checkpoint(path: str | Path, *, require_training_state: bool = False) -> dict[str, Any]:

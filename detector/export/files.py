@@ -1,4 +1,4 @@
-"""Atomic file writes for exported models: a temp file beside the target, then os.replace.
+"""Files of exported models: atomic writes (the checkpoints' own mechanism) and hashes.
 
     write_atomic("model.onnx", lambda handle: handle.write(data))
 
@@ -9,39 +9,11 @@ the new one, never a half-written one, and no temp file behind.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
+from detector.engine.checkpoint import write_atomic
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call `write(handle)` on a temp file in `path`'s folder, fsync, then rename it to `path`.
-
-    Args:
-        path: destination; its folder must exist.
-        write: writes the whole content to the binary handle it is given.
-
-    Returns:
-        `path` as a Path.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # BaseException too: a KeyboardInterrupt mid-write must not leave the temp file.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+__all__ = ["file_sha256", "write_atomic"]
 
 
 def file_sha256(path: str | Path) -> str:

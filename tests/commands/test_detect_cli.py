@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from detector.cli import main
 from detector.inference.synthetic import random_checkpoint, synthetic_frame, write_synthetic_video
 
+pytestmark = pytest.mark.usefixtures("single_thread_torch")  # tests/conftest.py
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -29,13 +31,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.set_num_threads(previous)
 
 
-@pytest.fixture(autouse=True)
-def single_thread_torch():
-    """See tests/inference/conftest.py: 1 thread is far faster on a loaded 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def invoke(*args: str):

@@ -19,6 +19,9 @@ NAMES = ["circle", "square", "triangle", "star", "ring"]
 FRAMES = 16
 
 
+pytestmark = pytest.mark.usefixtures("single_thread_torch")  # tests/conftest.py
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     previous = torch.get_num_threads()
@@ -36,12 +39,6 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def single_thread_torch():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_track_writes_one_id_per_box_per_frame_and_a_valid_mot_file(checkpoint: Path, video: Path,

@@ -73,9 +73,5 @@ def onnx_nms(tiny_checkpoint: Path, export_dir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def single_thread_torch():
-    """One intra-op thread (ONNX Runtime follows torch's count): see tests/inference/conftest.py."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_thread(single_thread_torch) -> None:
+    """Every test in this folder runs with one torch thread (tests/conftest.py)."""

@@ -38,15 +38,8 @@ def video_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def single_thread_torch():
-    """One intra-op thread while these tests run: on a loaded 2-core machine, 2 OpenMP
-    threads spin against other processes and a 64 px forward takes ~30x longer."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_thread(single_thread_torch) -> None:
+    """Every test in this folder runs with one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture
