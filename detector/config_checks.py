@@ -9,7 +9,7 @@ few combinations that only fail deep inside a run (strides against the image
 size, `frozen_stages` against the backbone). `load_config` prefixes each message
 with the file, so a bad value is reported before a run directory exists, not
 after an epoch of training. `augment:` entries are checked by
-`detector.data.transforms` when the pipeline is built (also before the run
+`detector.data.augment.transforms` when the pipeline is built (also before the run
 directory): that module owns the transform names and parameters.
 """
 
@@ -137,7 +137,7 @@ def _check_train(cfg: Config) -> None:
     _number(cfg, "train.time_limit", low=0, low_open=True, optional=True)
     _number(cfg, "train.worker_timeout", low=0, low_open=True, optional=True)
     # Imported here: engine modules import detector.config, which imports this module.
-    from detector.engine.save_period import parse_save_period
+    from detector.training.save_period import parse_save_period
 
     parse_save_period(train.save_period)  # its errors already name train.save_period
     if train.run_dir is not None and not train.run_dir.strip():

@@ -77,13 +77,13 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
     from torch.utils.data import DataLoader, SequentialSampler
 
     from detector.config import load_config
+    from detector.data.augment.transforms import build_train_transform
     from detector.data.catalog import load_split
-    from detector.data.dataset import DetectionDataset, collate_batch, init_worker
     from detector.data.images import read_image_rgb
-    from detector.data.sampling import SeededSampler
-    from detector.data.shapes import SHAPE_CLASSES
-    from detector.data.synthetic import generate_shapes_dataset
-    from detector.data.transforms import build_train_transform
+    from detector.data.loading.dataset import DetectionDataset, collate_batch, init_worker
+    from detector.data.loading.sampling import SeededSampler
+    from detector.data.synthetic.embedded import generate_shapes_dataset
+    from detector.data.synthetic.shapes import SHAPE_CLASSES
 
     cv2.setNumThreads(0)
     cfg = load_config(config, list(overrides) + [f"model.image_size={image_size}"])

@@ -72,9 +72,9 @@ def _pycocotools_alone(gt_path: str, results_path: str) -> np.ndarray:
 @click.option("--repeats", default=5, show_default=True, help="Timed runs of each side (medians reported).")
 def eval_(num_images: int, num_classes: int, repeats: int) -> None:
     """Time evaluate_detections against pycocotools' own file-based evaluation."""
-    from detector.engine.coco_format import predictions_to_coco_results, records_to_coco
-    from detector.engine.evaluator import evaluate_detections
-    from detector.engine.voc_metric import voc_ap_per_class
+    from detector.evaluation.coco_format import predictions_to_coco_results, records_to_coco
+    from detector.evaluation.evaluator import evaluate_detections
+    from detector.evaluation.voc_metric import voc_ap_per_class
 
     records, predictions, names = synthetic_set(num_images, num_classes)
     num_dets = sum(len(p["scores"]) for p in predictions.values())

@@ -52,8 +52,8 @@ def _sync(device: torch.device) -> None:
 def _parts(backbone: str, image_size: int, batch_size: int, device: torch.device, num_classes: int = 5):
     """Model, loss, optimizer, schedule (bf16 AMP on CUDA, channels_last from build_model) and train config."""
     from detector.config import Config
-    from detector.engine.train_state import build_train_parts
     from detector.model.build import build_loss, build_model
+    from detector.training.state import build_train_parts
 
     cfg = Config()
     cfg.model.backbone, cfg.model.image_size = backbone, image_size
@@ -83,8 +83,8 @@ def synthetic_batches(count: int, batch_size: int, image_size: int, device: torc
 
 def train_rates(parts, loader, train_cfg, repeats: int) -> tuple[float, float]:
     """Median images/s and data-wait fraction of `repeats` passes of `train_one_epoch` (after one warm-up)."""
-    from detector.engine.train_epoch import NanGuard, train_one_epoch
-    from detector.engine.train_state import TrainState
+    from detector.training.epoch import NanGuard, train_one_epoch
+    from detector.training.state import TrainState
 
     rates, waits = [], []
     for repeat in range(repeats + 1):
@@ -100,8 +100,8 @@ def train_rates(parts, loader, train_cfg, repeats: int) -> tuple[float, float]:
 def real_loader(root: Path, image_size: int, batch_size: int, workers: int):
     """The training DataLoader (default augmentation) over the generated dataset at `root`."""
     from detector.config import Config
-    from detector.data.dataset import build_dataloader  # needs albumentations
-    from detector.data.shapes import SHAPE_CLASSES
+    from detector.data.loading.dataset import build_dataloader  # needs albumentations
+    from detector.data.synthetic.shapes import SHAPE_CLASSES
 
     cfg = Config()
     cfg.data.format, cfg.data.root, cfg.data.names = "voc", str(root), list(SHAPE_CLASSES)
@@ -175,8 +175,8 @@ def run_all(device: torch.device, *, image_size: int, batch_size: int, steps: in
     with tempfile.TemporaryDirectory(prefix="detector-gpu-bench-") as tmp:
         root = None
         if have_albumentations:
-            from detector.data.shapes import SHAPE_CLASSES
-            from detector.data.synthetic import generate_shapes_dataset
+            from detector.data.synthetic.embedded import generate_shapes_dataset
+            from detector.data.synthetic.shapes import SHAPE_CLASSES
 
             root = generate_shapes_dataset(Path(tmp) / "data", num_train=steps * batch_size, num_val=0,
                                            image_size=(500, 375), seed=0, names=list(SHAPE_CLASSES))

@@ -148,8 +148,8 @@ def track(checkpoint: str | None, frames: int, video_size: str, repeats: int, de
     """Tracker update cost, detect vs track frames/s, and tracking scores on the synthetic video."""
     if threads is not None:
         torch.set_num_threads(threads)
-    from detector.data.shapes import SHAPE_CLASSES
-    from detector.data.shapes_video import ground_truth_path, write_shapes_video
+    from detector.data.synthetic.shapes import SHAPE_CLASSES
+    from detector.data.synthetic.shapes_video import ground_truth_path, write_shapes_video
     from detector.inference.predictor import Detector
     from detector.inference.synthetic import random_checkpoint
 

@@ -34,13 +34,13 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
     import torch
 
     from detector.config import Config
-    from detector.data.dataset import build_dataloader
-    from detector.data.shapes import SHAPE_CLASSES
-    from detector.data.synthetic import generate_shapes_dataset
-    from detector.engine.distributed import local_device
-    from detector.engine.train_epoch import NanGuard, train_one_epoch
-    from detector.engine.train_state import TrainState, build_train_parts
+    from detector.data.loading.dataset import build_dataloader
+    from detector.data.synthetic.embedded import generate_shapes_dataset
+    from detector.data.synthetic.shapes import SHAPE_CLASSES
     from detector.model.build import build_loss, build_model
+    from detector.training.distributed import local_device
+    from detector.training.epoch import NanGuard, train_one_epoch
+    from detector.training.state import TrainState, build_train_parts
 
     torch_device = local_device(device)
     batch_size = batch_size or (32 if torch_device.type == "cuda" else 4)

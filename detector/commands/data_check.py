@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from detector.data.check import SplitReport
+    from detector.data.inspection.check import SplitReport
 
 
 def _format_split(report: SplitReport, names: list[str]) -> list[str]:
@@ -63,7 +63,7 @@ def _format_split(report: SplitReport, names: list[str]) -> list[str]:
 def check(config: str, overrides: tuple[str, ...], decode: bool) -> None:
     """Scan the train and val splits of CONFIG's dataset and print counts and box statistics."""
     from detector.config import ConfigError, load_config
-    from detector.data.check import check_dataset
+    from detector.data.inspection.check import check_dataset
 
     try:
         cfg = load_config(config, list(overrides))

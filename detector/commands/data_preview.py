@@ -27,7 +27,7 @@ def preview(config: str, out_path: str, num: int, seed: int, overrides: tuple[st
     import cv2
 
     from detector.config import ConfigError, load_config
-    from detector.data.preview import render_preview
+    from detector.data.inspection.preview import render_preview
 
     try:
         cfg = load_config(config, list(overrides))

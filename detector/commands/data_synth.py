@@ -8,7 +8,7 @@ reads; training also generates it on first use). `video` renders shapes of the
 config's classes moving over a cluttered background, a demo input for
 `detector detect` and `detector track`, with its tracking ground truth in
 MOTChallenge text beside it (`<stem>.gt.txt`: crossings, occlusions, an exit and
-re-entry, speed changes; see detector/data/shapes_video.py).
+re-entry, speed changes; see detector/data/synthetic/shapes_video.py).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int) -> None:
     """Generate the synthetic shapes dataset (VOC layout) into OUT."""
-    from detector.data.shapes import SHAPE_CLASSES
-    from detector.data.synthetic import generate_shapes_dataset
+    from detector.data.synthetic.embedded import generate_shapes_dataset
+    from detector.data.synthetic.shapes import SHAPE_CLASSES
 
     try:
         root = generate_shapes_dataset(out, num_train=num_train, num_val=num_val, image_size=image_size,
@@ -57,7 +57,7 @@ def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int) ->
 def video(config: str, out_path: str, frames: int, fps: float, size: str, seed: int) -> None:
     """Render a video of moving shapes of CONFIG's classes and its MOT ground truth <stem>.gt.txt."""
     from detector.config import ConfigError, load_config
-    from detector.data.shapes_video import ground_truth_path, write_shapes_video
+    from detector.data.synthetic.shapes_video import ground_truth_path, write_shapes_video
 
     width, height = _parse_size(size)
     try:

@@ -44,7 +44,7 @@ def _predict_with_exported(path: str, data: str | None, split: str, device: str 
                            conf: float | None, iou: float | None, max_det: int | None) -> tuple:
     """An exported .onnx/.torchscript file on `--data`'s split; returns (cfg, split records, predictions)."""
     from detector.config import load_config
-    from detector.inference.dataset_predict import predict_split
+    from detector.evaluation.dataset_predict import predict_split
     from detector.inference.predictor import Detector
 
     if data is None:
@@ -76,10 +76,10 @@ def _predict_with_checkpoint(checkpoint: str, data: str | None, split: str, devi
     if is_exported_path(checkpoint):
         return _predict_with_exported(checkpoint, data, split, device, conf, iou, max_det)
     from detector.config import load_config
-    from detector.data.dataset import build_dataloader
-    from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from detector.engine.predict import predict_dataset
+    from detector.data.loading.dataset import build_dataloader
+    from detector.evaluation.predict import predict_dataset
     from detector.inference.predictor import resolve_device
+    from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     resolved = resolve_device(device or "auto")
@@ -125,7 +125,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
     """Print COCO AP/AR (and per-class AP) of CHECKPOINT, or of --predictions FILE, on a dataset split."""
     from detector.config import ConfigError, load_config
     from detector.data.catalog import category_ids as dataset_category_ids
-    from detector.engine.coco_format import (
+    from detector.evaluation.coco_format import (
         CocoFormatError,
         default_category_ids,
         image_id_aliases,
@@ -133,7 +133,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
         predictions_to_coco_results,
         save_coco_results,
     )
-    from detector.engine.evaluator import evaluate_detections, format_table
+    from detector.evaluation.evaluator import evaluate_detections, format_table
 
     if (checkpoint is None) == (predictions_file is None):
         raise click.UsageError("give either CHECKPOINT or --predictions FILE (with --data)")
@@ -141,7 +141,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
         raise click.UsageError("--predictions needs --data CONFIG (the dataset to score against)")
     try:
         if checkpoint is not None:
-            from detector.engine.checkpoint import CheckpointError
+            from detector.training.checkpoint import CheckpointError
 
             try:
                 cfg, split_records, predictions = _predict_with_checkpoint(
@@ -177,7 +177,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
         click.echo(f"predictions written to {save_predictions}")
     plots_dir = plots_dir or (str(Path(json_file).parent) if json_file else None)
     if plots_dir:
-        from detector.engine.eval_plots import save_eval_plots
+        from detector.evaluation.plots import save_eval_plots
 
         paths = save_eval_plots(result, split_records.records, predictions, names, plots_dir,
                                 category_ids=category_ids)

@@ -35,9 +35,14 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
     With --resume, CONFIG is optional: the run's stored config is used.
     """
     from detector.config import ConfigError, load_config
-    from detector.engine.checkpoint import CheckpointError
-    from detector.engine.resume import ResumeError, prepare_resume
-    from detector.engine.trainer import NonFiniteLossError, TrainingError, TrainingInterrupted, fit
+    from detector.training.checkpoint import CheckpointError
+    from detector.training.resume import ResumeError, prepare_resume
+    from detector.training.trainer import (
+        NonFiniteLossError,
+        TrainingError,
+        TrainingInterrupted,
+        fit,
+    )
 
     overrides_list = list(overrides) + ([f"train.device={device}"] if device else [])
     try:

@@ -15,7 +15,7 @@ header, JPEG/PNG end marker present, at most `data.max_image_pixels`, at least
 `SplitRecords.skipped`; callers print the count and the list (`format_skipped`).
 Annotation errors are not skipped: they raise `ValueError` naming the file.
 The box policy (clip, drop under `data.min_box_size`) is in
-`detector.data.annotations`.
+`detector.data.formats.annotations`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import DataConfig
-from detector.data.annotations import ReadStats
-from detector.data.coco import coco_category_ids, load_coco_json, read_coco
+from detector.data.formats.annotations import ReadStats
+from detector.data.formats.coco import coco_category_ids, load_coco_json, read_coco
+from detector.data.formats.voc import read_voc_split
+from detector.data.formats.yolo import read_yolo_source
 from detector.data.record import SampleRecord, SkippedSample, SplitRecords
-from detector.data.voc import read_voc_split
-from detector.data.yolo import read_yolo_source
 
 
 def resolve_data_path(root: str | Path, entry: str) -> Path:
@@ -67,7 +67,9 @@ def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tup
     """
     entries = _split_entries(data_cfg, split)
     if data_cfg.synthetic is not None:
-        from detector.data.synthetic import ensure_synthetic_dataset  # only configs that use it pay
+        from detector.data.synthetic.embedded import (
+            ensure_synthetic_dataset,  # only configs that use it pay
+        )
 
         ensure_synthetic_dataset(data_cfg)
     fmt = data_cfg.format

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.engine.checkpoint import CheckpointError
+from detector.training.checkpoint import CheckpointError
 
 MARKER_KEY = "detector.export"  # present in every file we write; its value is the format version
 FORMAT_VERSION = "1"

@@ -150,7 +150,7 @@ def _max_diffs(ref: np.ndarray, other: np.ndarray, floor: float) -> tuple[float,
 
 def synthetic_images(count: int, size: int) -> list[np.ndarray]:
     """`count` BGR shapes scenes of varied sizes around `size` (landscape, portrait, square)."""
-    from detector.data.shapes import SHAPE_CLASSES, render_scene
+    from detector.data.synthetic.shapes import SHAPE_CLASSES, render_scene
 
     shapes = [(size * 3 // 2, size), (size, size * 4 // 3), (size, size), (size * 2, size * 5 // 4)]
     images = []
@@ -248,9 +248,9 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
 def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, float]:
     """COCO AP of both detectors on the whole val split (eval thresholds; an --nms graph keeps its own)."""
     from detector.data.catalog import category_ids as dataset_category_ids
-    from detector.engine.coco_format import default_category_ids
-    from detector.engine.evaluator import evaluate_detections
-    from detector.inference.dataset_predict import predict_split
+    from detector.evaluation.coco_format import default_category_ids
+    from detector.evaluation.dataset_predict import predict_split
+    from detector.evaluation.evaluator import evaluate_detections
     from detector.inference.predictor import Detector
 
     settings = {"score_threshold": cfg.eval.score_threshold, "iou_threshold": cfg.eval.iou_threshold,

@@ -196,7 +196,7 @@ class Detector:
             return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
                        score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
                        classes=classes)
-        from detector.engine.checkpoint import load_checkpoint, model_from_checkpoint
+        from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(path)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from detector.data.synthetic import write_video
+from detector.data.synthetic.embedded import write_video
 
 
 def synthetic_frame(index: int, size: tuple[int, int]) -> np.ndarray:
@@ -57,8 +57,8 @@ def random_checkpoint(path: str | Path, *, backbone: str = "resnet18", image_siz
     For benchmarks and tests only; the boxes mean nothing.
     """
     from detector.config import config_from_dict, config_to_dict
-    from detector.engine.checkpoint import save_checkpoint
     from detector.model.build import build_model
+    from detector.training.checkpoint import save_checkpoint
 
     cfg = config_from_dict({"data": {"names": list(names)},
                             "model": {"backbone": backbone, "image_size": image_size}})

@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detector.cli import main
-from detector.engine.evaluator import STAT_KEYS
+from detector.evaluation.evaluator import STAT_KEYS
 
 CATEGORIES = [{"id": 5, "name": "circle"}, {"id": 2, "name": "square"}, {"id": 9, "name": "star"}]
 
@@ -153,8 +153,8 @@ def checkpoint(coco_dataset, tmp_path_factory):
     import torch
 
     from detector.config import config_to_dict, load_config
-    from detector.engine.checkpoint import save_checkpoint
     from detector.model.build import build_model
+    from detector.training.checkpoint import save_checkpoint
 
     cfg = load_config(coco_dataset["config"], overrides=[
         "model.backbone=resnet18", "model.image_size=64", "train.workers=0", "eval.batch_size=16"])  # one batch

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from detector.cli import main
-from detector.data.shapes_video import ground_truth_path, write_shapes_video
+from detector.data.synthetic.shapes_video import ground_truth_path, write_shapes_video
 from detector.inference.synthetic import random_checkpoint
 from detector.tracking.mot import read_mot
 

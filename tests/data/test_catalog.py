@@ -12,8 +12,8 @@ from PIL import Image
 
 from detector.config import DataConfig, SynthConfig
 from detector.data.catalog import category_ids, format_skipped, load_split, read_split
+from detector.data.formats.voc import write_voc_xml
 from detector.data.record import SkippedSample
-from detector.data.voc import write_voc_xml
 
 NAMES = ["circle", "square"]
 
@@ -37,9 +37,9 @@ def test_synthetic_dataset_is_ensured_before_reading(tmp_path: Path, monkeypatch
         if not Path(data_cfg.root).exists():
             write_tiny_voc(Path(data_cfg.root), ["s0", "s1"])
 
-    fake = types.ModuleType("detector.data.synthetic")
+    fake = types.ModuleType("detector.data.synthetic.embedded")
     fake.ensure_synthetic_dataset = ensure_synthetic_dataset  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "detector.data.synthetic", fake)
+    monkeypatch.setitem(sys.modules, "detector.data.synthetic.embedded", fake)
     cfg = DataConfig(format="voc", root=str(tmp_path / "shapes"), names=NAMES,
                      train=["ImageSets/Main/train.txt"], synthetic=SynthConfig(num_train=2))
     split = load_split(cfg, "train")

@@ -157,7 +157,7 @@ def test_data_check_with_a_configured_limit(tmp_path: Path) -> None:
 def test_training_loader_skips_at_start_up_and_replaces_a_memory_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from detector.config import load_config
-    from detector.data.dataset import build_dataloader
+    from detector.data.loading.dataset import build_dataloader
 
     config, paths = voc_dataset(tmp_path)
     photo(paths["bomb"], seed=4)  # now only the cut JPEG is bad at start-up

@@ -1,0 +1,1 @@
+"""Box-aware training augmentation (albumentations) built from the config's `augment:` list."""

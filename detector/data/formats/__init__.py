@@ -1,0 +1,1 @@
+"""Dataset readers: VOC XML, COCO JSON and YOLO txt -> `SampleRecord`s, with one box policy."""

@@ -1,0 +1,1 @@
+"""Dataset tooling behind `detector data check` and `detector data preview`."""

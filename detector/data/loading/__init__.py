@@ -1,0 +1,1 @@
+"""Dataset, seeded sampling, collation and the worker-to-main batch hand-over."""

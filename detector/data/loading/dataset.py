@@ -1,0 +1,267 @@
+"""Dataset, collate function and DataLoader for training and evaluation.
+
+    from detector.config import load_config
+    from detector.data.loading.dataset import build_dataloader
+    loader, split = build_dataloader(load_config("configs/shapes.yaml"), "train", train=True)
+    batch = next(iter(loader))
+
+Batch format (what `collate_batch` returns, one dict per batch):
+
+    images:  uint8 Tensor[B, 3, S, S], RGB, letterboxed/augmented (S = model.image_size)
+    targets: list of B dicts {boxes:  float32 Tensor[N_i, 4] xyxy network-input pixels,
+                              labels: int64 Tensor[N_i],
+                              ignore: bool Tensor[N_i]}   (N_i may be 0)
+    metas:   list of B dicts {image_id: int, path: str, letterbox: Letterbox,
+                              replaced: list[str]}
+
+`letterbox` maps network-input boxes back to the original image with
+`letterbox.boxes_to_original` (exact for evaluation; for augmented training samples
+it is the un-augmented geometry). `replaced` lists images that failed to decode and
+were substituted by this sample (normally empty).
+
+Policy for images that fail to decode at load time (e.g. a truncated JPEG that
+passed the header check): the sample is replaced by the next decodable one, a
+warning names the file, the path goes into `replaced` so the trainer can count it,
+and the bad index is not retried by that worker. Workers never crash on one bad file.
+
+Seeding: a training loader's sampler is a `sampling.SeededSampler`, which yields
+(index, sample_seed) pairs, sample_seed a pure function of (train.seed, rank, epoch,
+position). `DetectionDataset[(index, sample_seed)]` re-seeds the transform with it
+before augmenting (a replacement for an undecodable image is augmented with the
+same seed), so batches are identical for any number of workers and `--resume`
+replays them exactly; call `loader.sampler.set_epoch(epoch)` every epoch. A plain
+integer index (evaluation) leaves the transform's stream as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+)
+
+from detector.config import Config
+from detector.data.augment.transforms import (
+    EvalTransform,
+    TrainTransform,
+    build_eval_transform,
+    build_train_transform,
+)
+from detector.data.loading.collate import collate_batch
+from detector.data.loading.memory import keep_freed_memory
+from detector.data.loading.sampling import SeededSampler
+from detector.data.record import SampleRecord, SplitRecords
+
+Transform = TrainTransform | EvalTransform
+
+
+class UndecodableImagesError(RuntimeError):
+    """Too many images in a row failed to decode: the dataset (or its disk) is broken."""
+
+
+def _default_reader() -> Callable[[str], np.ndarray]:
+    from detector.data.images import read_image_rgb
+
+    return read_image_rgb
+
+
+class DetectionDataset(Dataset):
+    """Records -> transformed samples (decoded with `images.read_image_rgb`).
+
+    Args:
+        records: the samples of one split.
+        transform: a TrainTransform or EvalTransform (`detector.data.augment.transforms`).
+        read_image: path -> uint8 [H, W, 3] RGB; raises ImageReadError (a ValueError)
+            on a bad file. Defaults to `detector.data.images.read_image_rgb`.
+        max_replacements: give up (UndecodableImagesError) after this many consecutive bad files.
+    """
+
+    def __init__(
+        self,
+        records: list[SampleRecord],
+        transform: Transform,
+        *,
+        read_image: Callable[[str], np.ndarray] | None = None,
+        max_replacements: int = 50,
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.read_image = read_image or _default_reader()
+        self.max_replacements = max_replacements
+        self.failed: dict[int, str] = {}  # index -> reason, per process
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _decode(self, index: int, replaced: list[str]) -> tuple[int, np.ndarray]:
+        """Decode `index`, or the next decodable record; bad paths go into `replaced`."""
+        for step in range(min(self.max_replacements, len(self.records))):
+            candidate = (index + step) % len(self.records)
+            if candidate in self.failed:
+                replaced.append(self.records[candidate].image_path)
+                continue
+            path = self.records[candidate].image_path
+            try:
+                return candidate, self.read_image(path)
+            except (ValueError, OSError) as exc:  # ImageReadError is a ValueError
+                reason = getattr(exc, "reason", str(exc))
+                self.failed[candidate] = reason
+                replaced.append(path)
+                warnings.warn(f"{path}: cannot decode ({reason}); skipping it", RuntimeWarning, stacklevel=2)
+        raise UndecodableImagesError(
+            f"{len(replaced)} images in a row failed to decode (last: {replaced[-1] if replaced else '?'}); "
+            "run `detector data check --decode` on the dataset"
+        )
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """One sample: image uint8 [S, S, 3] RGB (numpy), boxes/labels/ignore, meta.
+
+        Args:
+            item: an index, or (index, sample_seed) from `SeededSampler`: the transform
+                is re-seeded with sample_seed first, so the output depends on nothing else.
+        """
+        index, sample_seed = item if isinstance(item, tuple) else (item, None)
+        replaced: list[str] = []
+        index, image = self._decode(index, replaced)
+        record = self.records[index]
+        if sample_seed is not None:
+            self.transform.set_seed(sample_seed)
+        sample = self.transform(image, record.boxes, record.labels, record.ignore)
+        return {
+            "image": sample.image,
+            "boxes": sample.boxes,
+            "labels": sample.labels,
+            "ignore": sample.ignore,
+            "meta": {"image_id": record.image_id, "path": record.image_path,
+                     "letterbox": sample.letterbox, "replaced": replaced},
+        }
+
+
+def init_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: single-threaded OpenCV, glibc keeps freed buffers,
+    signals left to the main process (`stop_signals.worker_signal_setup`).
+
+    Nothing is seeded here: augmentation seeds come with each index (`SeededSampler`).
+    """
+    from detector.training.stop_signals import worker_signal_setup
+
+    worker_signal_setup()
+    # One worker = one core: OpenCV's own thread pool would oversubscribe the CPU.
+    cv2.setNumThreads(0)
+    keep_freed_memory()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and SLURM narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: bool = True) -> int:
+    """`train.workers`, capped at this process's share of the CPUs (one line says so).
+
+    More workers than cores only adds memory and context switches (and torch warns).
+    """
+    share = max(available_cpus() // max(processes_per_machine, 1), 1)
+    if requested <= share:
+        return requested
+    if announce:
+        print(f"train.workers: {requested} is more than the CPUs available to this process ({share}); "
+              f"using {share}", file=sys.stderr)
+    return share
+
+
+def build_dataloader(
+    cfg: Config,
+    split: str,
+    *,
+    train: bool,
+    distributed: bool = False,
+    shuffle: bool | None = None,
+) -> tuple[DataLoader, SplitRecords]:
+    """Load a split and wrap it in a DataLoader (prints skipped files at start-up).
+
+    Args:
+        cfg: the whole config (data, model.image_size, augment, train.workers/seed,
+            train.batch_size or eval.batch_size).
+        split: "train" or "val".
+        train: augment (`cfg.augment`, DEFAULT_AUGMENT when null), use
+            train.batch_size and drop the last incomplete batch; otherwise a plain
+            letterbox with eval.batch_size, keeping every image.
+        distributed: shard with a DistributedSampler (torch.distributed initialised).
+            Training loaders: call `loader.sampler.set_epoch(epoch)` every epoch.
+        shuffle: default `train`.
+
+    Returns:
+        (loader, split_records); batches as in the module docstring.
+
+    Raises:
+        ValueError: the split has no usable images.
+    """
+    from detector.data.catalog import format_skipped, load_split
+
+    split_records = load_split(cfg.data, split)
+    rank, world_size = 0, 1
+    if distributed:
+        rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    if rank == 0:
+        print(format_skipped(split_records.skipped, split), file=sys.stderr)
+    if not split_records.records:
+        raise ValueError(f"data.{split}: no usable images under {cfg.data.root}")
+
+    seed = cfg.train.seed
+    if train:
+        transform: Transform = build_train_transform(cfg.augment, cfg.model.image_size, seed=seed + rank)
+    else:
+        transform = build_eval_transform(cfg.model.image_size)
+    from detector.data.images import read_image_rgb
+
+    read_image = functools.partial(read_image_rgb, max_pixels=cfg.data.max_image_pixels)
+    dataset = DetectionDataset(split_records.records, transform, read_image=read_image)
+    shuffle = train if shuffle is None else shuffle
+    batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
+    # Dropping the last partial batch keeps BatchNorm away from tiny batches, unless
+    # the dataset is smaller than one batch (then there would be nothing at all).
+    drop_last = train and len(dataset) >= batch_size * world_size
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator())  # SeededSampler seeds it per epoch
+    else:
+        sampler = SequentialSampler(dataset)
+    if train:
+        sampler = SeededSampler(sampler, seed, rank)
+    workers = capped_workers(cfg.train.workers, announce=rank == 0 and train,
+                             processes_per_machine=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    timeout = cfg.train.worker_timeout if workers > 0 and cfg.train.worker_timeout else 0
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        worker_init_fn=init_worker,
+        # Only draws the workers' (unused) base seed; a private generator keeps that
+        # draw off the global torch stream, which model code may use.
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=train and workers > 0,
+        timeout=timeout,  # a hung worker ends the run with a reason instead of blocking forever
+    )
+    return loader, split_records

@@ -1,0 +1,1 @@
+"""Procedural data: the embedded shapes dataset and the moving-shapes tracking video."""

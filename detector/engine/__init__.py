@@ -1,1 +1,0 @@
-"""Training loop, checkpoints, prediction over a dataset and evaluation."""

@@ -1,0 +1,1 @@
+"""Evaluation: COCO format and evaluator, VOC metric, plots, prediction over a dataset."""

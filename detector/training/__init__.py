@@ -1,0 +1,1 @@
+"""Training: the loop, its state, optimiser and schedule, EMA, checkpoints, run directory, DDP helpers, time budget."""

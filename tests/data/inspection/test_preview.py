@@ -1,0 +1,63 @@
+"""`detector data preview`: a grid of augmented samples with boxes drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from click.testing import CliRunner
+
+from detector.cli import main
+from detector.data.inspection.preview import class_colour, draw_boxes, tile_grid
+
+
+def _config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n  train: [ImageSets/Main/train.txt]\n"
+        "  val: [ImageSets/Main/val.txt]\n  names: [circle, square, triangle, star, ring]\n"
+        "  synthetic: {num_train: 6, num_val: 1, image_size: 64, seed: 0}\n"
+        "model:\n  image_size: 64\n"
+    )
+    return path
+
+
+def test_preview_writes_a_grid_of_the_expected_size(tmp_path: Path) -> None:
+    out = tmp_path / "out dir" / "preview.png"
+    result = CliRunner().invoke(main, ["data", "preview", str(_config_file(tmp_path)), "--out", str(out),
+                                       "--num", "5", "--seed", "2", "--set", "model.image_size=96"])
+    assert result.exit_code == 0, result.output
+    grid = cv2.imread(str(out))
+    assert grid.shape == (2 * 96, 3 * 96, 3)  # 5 tiles: 3 columns, 2 rows
+    assert grid[:96].std() > 10 and (grid[96:, 2 * 96:] == 0).all()  # content; the sixth tile empty
+    colours = {class_colour(label) for label in range(5)}
+    assert any((grid == colour).all(axis=2).sum() > 20 for colour in colours)  # boxes drawn
+
+
+def test_preview_bad_input_exits_with_a_reason(tmp_path: Path) -> None:
+    config = _config_file(tmp_path)
+    result = CliRunner().invoke(main, ["data", "preview", str(config), "--out", str(tmp_path / "p.png"),
+                                       "--set", "augment=[{name: spin}]"])
+    assert result.exit_code != 0 and "augment[0].name" in result.output
+    result = CliRunner().invoke(main, ["data", "preview", str(config), "--out", str(tmp_path / "p.png"),
+                                       "--num", "0"])
+    assert result.exit_code == 2
+
+
+def test_draw_boxes_hand_checked() -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    drawn = draw_boxes(image, np.array([[10, 20, 30, 35]]), np.array([1]), ["a", "b"], np.array([False]))
+    colour = class_colour(1)
+    assert tuple(drawn[34, 15]) == colour and tuple(drawn[25, 29]) == colour  # bottom and right edges
+    assert (drawn[25, 15] == 0).all()  # inside left untouched
+    assert (image == 0).all()  # input not modified
+    ignored = draw_boxes(image, np.array([[10, 20, 30, 35]]), np.array([0]), ["a"], np.array([True]))
+    assert tuple(ignored[34, 15]) == (160, 160, 160)
+
+
+def test_tile_grid_places_tiles_in_rows() -> None:
+    tiles = [np.full((4, 4, 3), value, np.uint8) for value in (1, 2, 3)]
+    grid = tile_grid(tiles, columns=2)
+    assert grid.shape == (8, 8, 3)
+    assert grid[0, 0, 0] == 1 and grid[0, 4, 0] == 2 and grid[4, 0, 0] == 3 and grid[4, 4, 0] == 0

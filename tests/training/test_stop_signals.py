@@ -1,0 +1,170 @@
+"""SIGINT in process: finish the step, save, exit 130; a second signal stops at once, even mid-write.
+
+Also `train.save_period` parsing. (SIGTERM through a real subprocess, with exact
+resume, is in test_preemption.py; DDP in test_ddp.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from detector.cli import main
+from detector.config import ConfigError
+from detector.training import checkpoint as checkpoint_module
+from detector.training import epoch as train_epoch
+from detector.training.checkpoint import load_checkpoint
+from detector.training.save_period import SavePeriod, parse_save_period
+
+_REAL_STEP = train_epoch._optimizer_step
+
+
+def _signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, times: int = 1) -> None:
+    calls = [0]
+
+    def optimizer_step(*args, **kwargs):
+        stepped = _REAL_STEP(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
+        return stepped
+
+    monkeypatch.setattr(train_epoch, "_optimizer_step", optimizer_step)
+
+
+def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path: Path, tiny_training_yaml,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
+    _signal_at_step(monkeypatch, 2, signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT)
+    result = CliRunner().invoke(main, ["train", str(config)])
+    assert result.exit_code == 130
+    lines = result.stderr.strip().splitlines()
+    assert ("SIGINT: finishing the current step, then saving last.pt (signal again to stop at once, "
+            "without saving)") in lines
+    assert lines[-1] == (f"SIGINT: stopped after step 2 (epoch 1, batch 2/4); last.pt saved; "
+                         f"continue with: detector train --resume {run}")
+    saved = load_checkpoint(run / "weights/last.pt", require_training_state=True)
+    assert saved["step"] == 2 and saved["epoch_progress"]["batches_done"] == 2 and not saved["finished"]
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are put back
+    assert result.stdout == ""
+
+
+def test_second_signal_during_the_checkpoint_write_stops_at_once_without_partial_file(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2, save_period="1 steps")
+    _signal_at_step(monkeypatch, 2, signal.SIGTERM)  # first signal: stop after step 2 and save...
+    real_save, saves = torch.save, [0]
+
+    def save(obj, handle, *args, **kwargs):
+        saves[0] += 1
+        if saves[0] == 2:  # ...and while that save is writing, a second one
+            handle.write(b"\0" * 1000)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save)
+    result = CliRunner().invoke(main, ["train", str(config)])
+    assert result.exit_code == 143
+    assert result.stderr.strip().splitlines()[-1] == (
+        "SIGTERM again: stopped at once, without saving; last.pt is the previous checkpoint; "
+        f"continue with: detector train --resume {run}")
+    # last.pt is the complete file of step 1 (save_period), and no temp file is left.
+    assert load_checkpoint(run / "weights/last.pt", require_training_state=True)["step"] == 1
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("30 min", SavePeriod(minutes=30.0)), ("0.5min", SavePeriod(minutes=0.5)), ("2 minutes", SavePeriod(minutes=2.0)),
+     ("500 steps", SavePeriod(steps=500)), ("1 step", SavePeriod(steps=1)), (" 20 Steps ", SavePeriod(steps=20)),
+     (None, None)],
+)
+def test_save_period_forms(text: str | None, expected: SavePeriod | None) -> None:
+    assert parse_save_period(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("30", "is not a period"), ("10 epochs", "is not a period"), ("0 steps", "must be positive"),
+     ("-5 min", "is not a period"), ("1.5 steps", "whole number"), ("min", "is not a period")],
+)
+def test_bad_save_period_is_refused_naming_the_key(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=f"train.save_period: '{text}'.*{reason}"):
+        parse_save_period(text)
+
+
+def test_save_period_due() -> None:
+    assert SavePeriod(steps=3).due(steps_since_save=3, seconds_since_save=0.0)
+    assert not SavePeriod(steps=3).due(steps_since_save=2, seconds_since_save=1e9)
+    assert SavePeriod(minutes=0.5).due(steps_since_save=0, seconds_since_save=30.0)
+    assert not SavePeriod(minutes=0.5).due(steps_since_save=10**6, seconds_since_save=29.9)
+
+
+def test_bad_save_period_fails_before_a_run_directory_exists(tmp_path: Path, tiny_training_yaml) -> None:
+    run = tmp_path / "run"
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, save_period="30")
+    result = CliRunner().invoke(main, ["train", str(config)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {config}: train.save_period: '30' is not a period; write e.g. \"30 min\" or \"500 steps\"")
+    assert not run.exists()
+
+
+def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after batch 4/4 (before validation): the resumed epoch has no batches left, only its end."""
+    from detector.training.run_dir import read_steps
+
+    data = tmp_path / "data"
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    try:
+        assert CliRunner().invoke(main, ["train", str(tiny_training_yaml(
+            "a.yaml", data, straight, num_train=8, epochs=2, deterministic=True))]).exit_code == 0
+        _signal_at_step(monkeypatch, 4, signal.SIGTERM)
+        result = CliRunner().invoke(main, ["train", str(tiny_training_yaml(
+            "b.yaml", data, stopped, num_train=8, epochs=2, deterministic=True))])
+        assert result.exit_code == 143
+        assert "stopped after step 4 (epoch 1, batch 4/4)" in result.stderr.strip().splitlines()[-1]
+        monkeypatch.setattr(train_epoch, "_optimizer_step", _REAL_STEP)
+        resumed = CliRunner().invoke(main, ["train", "--resume", str(stopped)])
+        assert resumed.exit_code == 0, resumed.output
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert read_steps(stopped / "steps.csv") == read_steps(straight / "steps.csv")
+    first = load_checkpoint(straight / "weights/last.pt", require_training_state=True)
+    second = load_checkpoint(stopped / "weights/last.pt", require_training_state=True)
+    for name, value in first["train_model"].items():
+        assert torch.equal(second["train_model"][name], value), name
+    assert (stopped / "results.csv").read_text().count("\n") == 3  # header + 2 epochs, none twice
+
+
+def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that moves 20 s per reading: "0.5 min" is due every couple of steps, inside epochs."""
+    from detector.config import config_from_dict
+    from detector.training import trainer as trainer_module
+
+    seen: list[tuple[int, int]] = []
+    real_save = trainer_module.save_progress
+
+    def save_progress(run_dir, parts, state, cfg, names, progress):
+        seen.append((state.step, progress.batches_done))
+        real_save(run_dir, parts, state, cfg, names, progress)
+
+    monkeypatch.setattr(trainer_module, "save_progress", save_progress)
+    ticks = iter(range(0, 10**6, 20))
+    cfg = config_from_dict(tiny_training(tmp_path / "data", tmp_path / "run", num_train=8, epochs=1,
+                                         save_period="0.5 min"))
+    trainer_module.fit(cfg, show_progress=False, log=lambda message: None, clock=lambda: float(next(ticks)))
+    assert seen and all(0 < batches < 4 for _, batches in seen)  # mid-epoch, never at its end
+    assert [step for step, _ in seen] == sorted({step for step, _ in seen})
