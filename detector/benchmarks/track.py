@@ -90,7 +90,7 @@ def run_video(detector: Any, video: Path, out_dir: Path, mot_path: Path | None) 
         stage = None
         if mot_path is not None:
             tracker = ByteTracker(low_threshold=detector.score_threshold, frame_rate=source.fps or 30.0)
-            stage = TrackingStage(tracker, source, detector.names, mot_path=mot_path)
+            stage = TrackingStage(tracker, source, detector.class_names, mot_path=mot_path)
         recorder = _Recorder(stage)
         hooks = {"transform": recorder, "draw_fn": stage.draw} if stage is not None else {"transform": recorder}
         summary = run_detection(detector, source, out_dir=out_dir, **hooks)

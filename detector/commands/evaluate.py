@@ -26,36 +26,32 @@ VOC_CHOICES = ["auto", "area", "11point", "none"]
 
 
 def _load_split(cfg: Any, split: str) -> Any:
-    from detector.data.catalog import load_split
+    """The split's records for scoring a results file; prints its skipped files once."""
+    from detector.data.catalog import format_skipped, load_split
 
     split_records = load_split(cfg.data, split)
-    _report_skipped(split_records, split)
+    if split_records.skipped:
+        click.echo(format_skipped(split_records.skipped, split, limit=5), err=True)
     return split_records
 
 
-def _report_skipped(split_records: Any, split: str) -> None:
-    from detector.data.catalog import format_skipped
+def _with_overrides(cfg: Any, conf: float | None, iou: float | None, max_det: int | None) -> Any:
+    """`cfg` with --conf/--iou/--max-det in place of its eval thresholds."""
+    if conf is not None:
+        cfg.eval.score_threshold = conf
+    if iou is not None:
+        cfg.eval.iou_threshold = iou
+    if max_det is not None:
+        cfg.eval.max_det = max_det
+    return cfg
 
-    if split_records.skipped:
-        click.echo(format_skipped(split_records.skipped, split, limit=5), err=True)
 
-
-def _predict_with_exported(path: str, data: str | None, split: str, device: str | None,
-                           conf: float | None, iou: float | None, max_det: int | None) -> tuple:
-    """An exported .onnx/.torchscript file on `--data`'s split; returns (cfg, split records, predictions)."""
-    from detector.config import load_config
-    from detector.evaluation.dataset_predict import predict_split
+def _exported_detector(path: str, cfg: Any, device: str | None) -> Any:
+    """The `Detector` of an exported .onnx/.torchscript file at `cfg.eval`'s thresholds."""
     from detector.inference.predictor import Detector
 
-    if data is None:
-        raise click.UsageError(f"{path}: an exported model holds no dataset config; pass --data CONFIG")
-    cfg = load_config(data)
-    detector = Detector.from_checkpoint(
-        path, device=device or "auto",
-        score_threshold=cfg.eval.score_threshold if conf is None else conf,
-        iou_threshold=cfg.eval.iou_threshold if iou is None else iou,
-        max_det=cfg.eval.max_det if max_det is None else max_det,
-    )
+    detector = Detector.from_checkpoint(path, device=device or "auto", score_threshold=cfg.eval.score_threshold,
+                                        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det)
     meta = getattr(detector.backend, "metadata", None)
     if meta is not None and meta.nms and meta.score_threshold > detector.score_threshold:
         # The graph's NMS already dropped every box under its own threshold: AP is that of
@@ -63,44 +59,38 @@ def _predict_with_exported(path: str, data: str | None, split: str, device: str 
         click.echo(f"{path}: NMS in the graph keeps scores above {meta.score_threshold:g} only, not "
                    f"{detector.score_threshold:g}; AP is that of the file as deployed (export without "
                    f"--nms, or with a lower --conf, to compare with the checkpoint)", err=True)
-    split_records, predictions = predict_split(detector, cfg, split, progress=True, source=path)
-    _report_skipped(split_records, split)
-    return cfg, split_records, predictions
+    return detector
 
 
-def _predict_with_checkpoint(checkpoint: str, data: str | None, split: str, device: str | None,
-                             conf: float | None, iou: float | None, max_det: int | None) -> tuple:
-    """Load the checkpoint, build the loader, predict; returns (cfg, split records, predictions)."""
+def _predict_with_model(path: str, data: str | None, split: str, device: str | None,
+                        conf: float | None, iou: float | None, max_det: int | None) -> tuple:
+    """Predict `split` with a checkpoint or an exported file; returns (cfg, split records, predictions).
+
+    Both go through the one prediction path (`evaluation.dataset_predict`): a
+    checkpoint at its own `train.amp_dtype` precision, the loader's letterbox,
+    the `Detector` decode and selection. The loader prints skipped files once.
+    """
+    from detector.config import load_config
+    from detector.evaluation.dataset_predict import evaluation_detector, predict_split
     from detector.inference.exported import is_exported_path
 
-    if is_exported_path(checkpoint):
-        return _predict_with_exported(checkpoint, data, split, device, conf, iou, max_det)
-    from detector.config import load_config
-    from detector.data.loading.dataset import build_dataloader
-    from detector.evaluation.predict import predict_dataset
-    from detector.inference.predictor import resolve_device
-    from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
+    if is_exported_path(path):
+        if data is None:
+            raise click.UsageError(f"{path}: an exported model holds no dataset config; pass --data CONFIG")
+        cfg = _with_overrides(load_config(data), conf, iou, max_det)
+        detector = _exported_detector(path, cfg, device)
+    else:
+        from detector.inference.predictor import resolve_device
+        from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
-    resolved = resolve_device(device or "auto")
-    model, cfg = model_from_checkpoint(ckpt, resolved)
-    names = list(ckpt["names"])
-    if data is not None:
-        cfg.data = load_config(data).data
-    loader, split_records = build_dataloader(cfg, split, train=False)
-    if list(split_records.names) != names:
-        raise click.ClickException(
-            f"class names differ: checkpoint {checkpoint} has {names}, "
-            f"dataset {data or 'of the checkpoint config'} has {list(split_records.names)}"
-        )
-    _report_skipped(split_records, split)
-    predictions = predict_dataset(
-        model, loader, device=resolved,
-        score_threshold=cfg.eval.score_threshold if conf is None else conf,
-        iou_threshold=cfg.eval.iou_threshold if iou is None else iou,
-        max_det=cfg.eval.max_det if max_det is None else max_det,
-        amp=resolved.type == "cuda" and cfg.train.amp, progress=True,
-    )
+        ckpt = load_checkpoint(path)
+        resolved = resolve_device(device or "auto")
+        model, cfg = model_from_checkpoint(ckpt, resolved)
+        if data is not None:
+            cfg.data = load_config(data).data
+        detector = evaluation_detector(model, _with_overrides(cfg, conf, iou, max_det), list(ckpt["names"]),
+                                       resolved)
+    split_records, predictions = predict_split(detector, cfg, split, progress=True, source=path)
     return cfg, split_records, predictions
 
 
@@ -144,7 +134,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
             from detector.training.checkpoint import CheckpointError
 
             try:
-                cfg, split_records, predictions = _predict_with_checkpoint(
+                cfg, split_records, predictions = _predict_with_model(
                     checkpoint, data, split, device, conf, iou, max_det)
             except CheckpointError as exc:
                 raise click.ClickException(str(exc)) from None

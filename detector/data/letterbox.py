@@ -4,14 +4,23 @@ The image is resized by one factor so its longer side fits `size` and the rest i
 padded evenly on both sides. Because the resized width and height are rounded to
 whole pixels, the exact per-axis factors (`scale_x`, `scale_y`) are kept so that
 `boxes_to_original(boxes_to_input(b)) == b` up to float rounding.
+
+The pixels are made in one way for every path (the evaluation loader through
+`letterbox_image`, `Detector` through `detector.inference.preprocess`):
+`resize_pixels` (bilinear, antialiased when shrinking, rounded to whole grey
+levels) and padding with `PAD_VALUE`. On the CPU both give identical pixels; on
+CUDA the float kernel may round a level differently from the CPU uint8 kernel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+PAD_VALUE = 114  # the grey every letterbox pads with (training, evaluation, inference, export)
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,29 @@ def compute_letterbox(height: int, width: int, size: int) -> Letterbox:
     )
 
 
-def letterbox_image(image: np.ndarray, size: int, fill: int = 114) -> tuple[np.ndarray, Letterbox]:
-    """Resize (area for shrinking, linear for growing) and pad an HxWxC uint8 image."""
-    lb = compute_letterbox(image.shape[0], image.shape[1], size)
+def resize_pixels(pixels: torch.Tensor, lb: Letterbox) -> torch.Tensor:
+    """Resize images [n, C, H, W] to `lb`'s (new_height, new_width), as every letterbox does.
+
+    Bilinear, antialiased when shrinking (it plays the role of an area filter: plain
+    bilinear aliases on large downscales, a 4k frame into 448). uint8 input (the CPU
+    path) stays uint8; float input comes back rounded to whole levels in 0..255.
+    """
+    if (lb.new_height, lb.new_width) == tuple(pixels.shape[-2:]):
+        return pixels
     shrink = lb.new_width < lb.orig_width
-    resized = cv2.resize(
-        image, (lb.new_width, lb.new_height),
-        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
-    )
+    resized = F.interpolate(pixels, size=(lb.new_height, lb.new_width), mode="bilinear",
+                            align_corners=False, antialias=shrink)
+    if resized.dtype == torch.uint8:
+        return resized
+    return resized.round_().clamp_(0, 255)
+
+
+def letterbox_image(image: np.ndarray, size: int, fill: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """Resize (`resize_pixels`) and pad an HxWxC uint8 image into `size` x `size`."""
+    lb = compute_letterbox(image.shape[0], image.shape[1], size)
+    # A channels-last view: torch's uint8 CPU kernel for it is the fast one.
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    resized = resize_pixels(pixels, lb)[0].permute(1, 2, 0).numpy()
     out = np.full((size, size, image.shape[2]), fill, dtype=image.dtype)
     out[lb.pad_top:lb.pad_top + lb.new_height, lb.pad_left:lb.pad_left + lb.new_width] = resized
     return out, lb

@@ -1,30 +1,60 @@
-"""Predict a dataset split with a `Detector` (checkpoint or exported file), for evaluation.
+"""Predict a dataset split with a `Detector`: the one prediction path of validation and evaluation.
 
+    detector = evaluation_detector(model, cfg, names, device)         # a model in memory (training)
     detector = Detector.from_checkpoint("best.onnx", score_threshold=0.001, iou_threshold=0.6, max_det=100)
     split_records, predictions = predict_split(detector, cfg, "val")
     predictions[image_id]["boxes"]     # float32 [K, 4] xyxy original-image px
 
-The loader is the evaluation loader `detector evaluate` uses for checkpoints
-(the same letterbox), run at the detector's input size; the detections go
-through `Detector.predict_letterboxed`, the selection every backend shares.
+Validation during training, `detector evaluate` (checkpoints and exported files)
+and `detector export --verify` all come here, and the `Detector` API runs the
+same code: the evaluation loader letterboxes with `detector.data.letterbox`
+(the resize and pad value `preprocess_batch` uses), `Detector.predict_letterboxed`
+runs the backend's forward under `detector.model.precision.autocast` and the one
+decode + selection (`detector.model.decode`), and boxes go back to the original
+image with `boxes_to_original`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from detector.inference.backends import TorchBackend
 from detector.inference.predictor import Detector
+from detector.model.precision import amp_dtype_for
 
 
-def predict_loader(detector: Detector, loader: Any, *, progress: bool = False) -> dict[int, dict[str, np.ndarray]]:
+def evaluation_detector(model: torch.nn.Module, cfg: Any, names: Sequence[str],
+                        device: torch.device) -> Detector:
+    """A `Detector` over `model` with `cfg.eval`'s thresholds at `cfg.train`'s AMP precision.
+
+    Args:
+        model: a `YOLODetector` (unwrapped: no DDP), already on `device`; put in eval mode.
+        cfg: the run's config (eval.score_threshold/iou_threshold/max_det, train.amp/amp_dtype,
+            model.image_size).
+        names: class names, index = label.
+        device: where the model runs.
+    """
+    backend = TorchBackend(model, device=device, autocast_dtype=amp_dtype_for(cfg.train, device))
+    return Detector(backend, names=names, image_size=cfg.model.image_size,
+                    score_threshold=cfg.eval.score_threshold, iou_threshold=cfg.eval.iou_threshold,
+                    max_det=cfg.eval.max_det)
+
+
+def predict_loader(detector: Detector, loader: Iterable[dict[str, Any]], *,
+                   progress: bool = False) -> dict[int, dict[str, np.ndarray]]:
     """image_id -> {boxes float32 [K, 4] original xyxy px, scores [K], labels int64 [K]}.
 
     Args:
         detector: any backend; its `image_size` must be the loader's.
         loader: batches as `collate_batch` makes them ("images" uint8 [B, 3, S, S], "metas").
         progress: show a tqdm bar.
+
+    Raises:
+        ValueError: an image id appears twice (naming it and its file).
     """
     if progress:
         from tqdm import tqdm
@@ -47,6 +77,8 @@ def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = 
                   source: str = "the model") -> tuple[Any, dict[int, dict[str, np.ndarray]]]:
     """Build the evaluation loader of `cfg.data`'s `split` at the detector's size and predict it.
 
+    The loader prints the split's skipped files once (`build_dataloader`).
+
     Returns:
         (SplitRecords, predictions as `predict_loader` gives them).
 
@@ -57,7 +89,7 @@ def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = 
 
     cfg.model.image_size = detector.image_size
     loader, split_records = build_dataloader(cfg, split, train=False)
-    if list(split_records.names) != list(detector.names):
-        raise ValueError(f"class names differ: {source} has {list(detector.names)}, "
+    if list(split_records.names) != list(detector.class_names):
+        raise ValueError(f"class names differ: {source} has {list(detector.class_names)}, "
                          f"the dataset has {list(split_records.names)}")
     return split_records, predict_loader(detector, loader, progress=progress)

@@ -198,9 +198,9 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
                 "max_det": meta.max_det}
     candidate = Detector(candidate.backend, names=meta.names, image_size=meta.image_size, **settings)
     base = Detector.from_checkpoint(checkpoint, device=device)
-    if list(base.names) != list(meta.names):
-        raise ValueError(f"{exported}: class names {meta.names} differ from {checkpoint}'s {base.names}")
-    reference = Detector(base.model, names=base.names, image_size=meta.image_size, device=base.device, **settings)
+    if list(base.class_names) != list(meta.names):
+        raise ValueError(f"{exported}: class names {meta.names} differ from {checkpoint}'s {base.class_names}")
+    reference = Detector(base.model, names=base.class_names, image_size=meta.image_size, device=base.device, **settings)
 
     cfg = None
     if data_config is not None:
@@ -260,7 +260,7 @@ def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, floa
                     "max_det": meta.max_det}
     aps = []
     for detector, name in ((reference, "the checkpoint"), (candidate, source)):
-        detector = Detector(detector.backend, names=detector.names, image_size=detector.image_size, **settings)
+        detector = Detector(detector.backend, names=detector.class_names, image_size=detector.image_size, **settings)
         records, predictions = predict_split(detector, cfg, "val", source=name)
         names = list(records.names)
         ids = dataset_category_ids(cfg.data) if cfg.data.format == "coco" else default_category_ids(len(names))

@@ -35,7 +35,7 @@ def draw_detections(image: np.ndarray, detections: Any, thickness: int | None = 
     height, width = image.shape[:2]
     thickness = thickness or max(1, round(min(height, width) / 300))
     font_scale = max(0.35, min(height, width) / 900)
-    for box, score, label, name in zip(detections.boxes, detections.scores, detections.labels, detections.names, strict=True):
+    for box, score, label, name in zip(detections.boxes, detections.scores, detections.labels, detections.label_names, strict=True):
         draw_tagged_box(image, box, f"{name} {float(score):.2f}", class_color(int(label)), thickness, font_scale)
     return image
 

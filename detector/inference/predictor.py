@@ -5,7 +5,7 @@
     result = det("photo.jpg")                         # one Detections
     results = det([frame_bgr, frame_bgr2])            # numpy arrays are BGR (OpenCV) by default
     results = det(batch_rgb, color="rgb")             # uint8 [B, H, W, 3] RGB
-    result.boxes, result.scores, result.labels, result.names, result.to_dict()
+    result.boxes, result.scores, result.labels, result.label_names, result.to_dict()
     det = Detector.from_checkpoint("best.onnx")       # a `detector export` file, on ONNX Runtime
 
 Boxes are float32 xyxy pixels in the original image. Preprocessing (letterbox,
@@ -29,6 +29,7 @@ import torch
 from detector.data.letterbox import Letterbox, boxes_to_original
 from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
+from detector.model.precision import half_dtype
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class Detections:
     Attributes:
         boxes: float32 [K, 4] xyxy pixels in the original image.
         scores: float32 [K] confidence in 0..1, descending.
-        labels: int64 [K] class indices into the checkpoint's names.
-        names: K class names, one per detection.
+        labels: int64 [K] class indices into the detector's `class_names`.
+        label_names: K class names, the name of each detection's label (also
+            readable as `names`, the name README and design.md use).
         width, height: size of the original image in pixels.
         path: the image file, when the input was a path.
     """
@@ -49,10 +51,15 @@ class Detections:
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
-    names: list[str]
+    label_names: list[str]
     width: int
     height: int
     path: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The public name of `label_names`: one class name per detection."""
+        return self.label_names
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -70,7 +77,7 @@ class Detections:
                     "label": int(label),
                     "name": name,
                 }
-                for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.names, strict=True)
+                for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.label_names, strict=True)
             ],
         }
 
@@ -86,15 +93,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _precision(half: bool | str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for `half` (False, True/"fp16", "bf16"); None means fp32."""
-    if half in (False, None, "fp32"):
-        return None
-    if half not in (True, "fp16", "bf16"):
-        raise ValueError(f"half must be False, True, 'fp16' or 'bf16', got {half!r}")
-    if device.type != "cuda":
+    """`half_dtype`, with a warning when half precision was asked for off CUDA."""
+    dtype = half_dtype(half, device)
+    if dtype is None and half not in (False, None, "fp32"):
         log.warning("half precision is only used on CUDA; running fp32 on %s", device)
-        return None
-    return torch.bfloat16 if half == "bf16" else torch.float16
+    return dtype
 
 
 def _as_image(item: np.ndarray, index: int) -> np.ndarray:
@@ -115,10 +118,13 @@ def _as_image(item: np.ndarray, index: int) -> np.ndarray:
 class Detector:
     """A loaded detector with its thresholds; call it on images.
 
+    Attributes:
+        class_names: every class name, index = label (also `names`, the public name).
+
     Args:
         model: a model from a checkpoint (run by `TorchBackend`), or a backend of an
             exported file (`detector.inference.exported.load_exported_backend`).
-        names: class names, index = label.
+        names: class names, index = label (kept as `class_names`).
         image_size: square network input side.
         device: where the model lives.
         half: False, True/"fp16" or "bf16": autocast precision on CUDA.
@@ -160,12 +166,17 @@ class Detector:
         self.device = backend.device
         self.model = getattr(backend, "model", None)  # the nn.Module of a checkpoint, else None
         self.autocast_dtype = getattr(backend, "autocast_dtype", None)
-        self.names = list(names)
+        self.class_names = list(names)
         self.image_size = int(image_size)
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
         self.max_det = int(max_det)
         self.class_ids = self._class_ids(classes)
+
+    @property
+    def names(self) -> list[str]:
+        """The public name of `class_names` (README, design.md): index = label."""
+        return self.class_names
 
     @classmethod
     def from_checkpoint(
@@ -220,13 +231,13 @@ class Detector:
         ids = []
         for item in classes:
             if isinstance(item, str) and not item.isdigit():
-                if item not in self.names:
-                    raise ValueError(f"unknown class {item!r}; known: {', '.join(self.names)}")
-                ids.append(self.names.index(item))
+                if item not in self.class_names:
+                    raise ValueError(f"unknown class {item!r}; known: {', '.join(self.class_names)}")
+                ids.append(self.class_names.index(item))
             else:
                 index = int(item)
-                if not 0 <= index < len(self.names):
-                    raise ValueError(f"class index {index} out of range 0..{len(self.names) - 1}")
+                if not 0 <= index < len(self.class_names):
+                    raise ValueError(f"class index {index} out of range 0..{len(self.class_names) - 1}")
                 ids.append(index)
         return torch.tensor(sorted(set(ids)), dtype=torch.int64, device=self.device)
 
@@ -326,7 +337,7 @@ class Detector:
                     boxes=np.ascontiguousarray(part[:, :4], dtype=np.float32),
                     scores=np.ascontiguousarray(part[:, 4], dtype=np.float32),
                     labels=labels_np,
-                    names=[self.names[i] for i in labels_np],
+                    label_names=[self.class_names[i] for i in labels_np],
                     width=lb.orig_width,
                     height=lb.orig_height,
                 )

@@ -4,12 +4,11 @@
     raw = model(batch)                                   # float [B, 3, 448, 448], 0..255 RGB
 
 The host only uploads the uint8 pixels (through pinned memory on CUDA, without
-blocking); the colour flip, resize and padding happen on the device. The
-geometry comes from `detector.data.letterbox.compute_letterbox`, the same
-function the CPU training/evaluation path uses, so boxes map back with
-`boxes_to_original` identically on both paths. Pixel values differ from
-`letterbox_image` only by the interpolation kernel (antialiased bilinear here,
-OpenCV's INTER_AREA there), a few grey levels at most.
+blocking); the colour flip, resize and padding happen on the device. Geometry
+(`compute_letterbox`), resize (`resize_pixels`) and pad value (`PAD_VALUE`) are
+those of `detector.data.letterbox`, which the evaluation loader uses too: on the
+CPU the batch equals `letterbox_image`'s pixels exactly, so `Detector`,
+`detector evaluate` and validation during training see the same input.
 """
 
 from __future__ import annotations
@@ -18,11 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from detector.data.letterbox import Letterbox, compute_letterbox
-
-PAD_VALUE = 114  # the grey letterbox_image pads with; the model was trained on it
+from detector.data.letterbox import PAD_VALUE, Letterbox, compute_letterbox, resize_pixels
 
 
 def _upload(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -78,19 +74,12 @@ def preprocess_batch(
     for (height, width), indices in groups.items():
         lb = compute_letterbox(height, width, size)
         pixels = _upload([images[i] for i in indices], device)  # uint8 [n, H, W, 3]
-        pixels = pixels.permute(0, 3, 1, 2).float()  # [n, 3, H, W]
+        pixels = pixels.permute(0, 3, 1, 2)  # [n, 3, H, W], a channels-last view
         if color == "bgr":
             pixels = pixels.flip(1)
-        if (lb.new_height, lb.new_width) != (height, width):
-            shrink = lb.new_width < width
-            # Antialiasing when shrinking plays the role of INTER_AREA: without it,
-            # bilinear sampling aliases on large downscales (a 4k frame into 448).
-            pixels = F.interpolate(
-                pixels, size=(lb.new_height, lb.new_width), mode="bilinear",
-                align_corners=False, antialias=shrink,
-            )
-            # Round like a uint8 resize would, so both paths feed the same levels.
-            pixels = pixels.round_().clamp_(0, 255)
+        # The CPU resizes uint8 like letterbox_image (same kernel, same pixels); other
+        # devices have a float kernel only.
+        pixels = resize_pixels(pixels if device.type == "cpu" else pixels.float(), lb).float()
         index_tensor = torch.tensor(indices, device=device)
         rows = slice(lb.pad_top, lb.pad_top + lb.new_height)
         cols = slice(lb.pad_left, lb.pad_left + lb.new_width)

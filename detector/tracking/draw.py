@@ -60,7 +60,7 @@ def draw_tracks(image: np.ndarray, result: Any, trails: Trails | None = None,
         for track_id, points in trails.points.items():
             if track_id in current and len(points) > 1:
                 cv2.polylines(image, [np.array(points, np.int32)], False, class_color(track_id), thickness, cv2.LINE_AA)
-    for box, score, name, track_id in zip(result.boxes, result.scores, result.names, result.track_ids.tolist(),
+    for box, score, name, track_id in zip(result.boxes, result.scores, result.label_names, result.track_ids.tolist(),
                                           strict=True):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         if track_id < 1:

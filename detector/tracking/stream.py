@@ -49,17 +49,17 @@ class TrackingStage:
     Args:
         tracker: the ByteTracker to feed.
         source: the opened source (its kind, liveness and fps set the frame clock).
-        names: class names of the detector, for relabelled detections.
+        class_names: class names of the detector (index = label), for relabelled detections.
         mot_path: write MOTChallenge results here (frame = source index + 1).
         trail_seconds: length of the drawn trails.
     """
 
-    def __init__(self, tracker: ByteTracker, source: FrameSource, names: list[str], *,
+    def __init__(self, tracker: ByteTracker, source: FrameSource, class_names: list[str], *,
                  mot_path: str | Path | None = None, trail_seconds: float = 1.0) -> None:
         self.tracker = tracker
         self.live = bool(source.live)
         self.fps = float(source.fps or IMAGE_FOLDER_FPS) if source.kind != "images" else IMAGE_FOLDER_FPS
-        self.names = list(names)
+        self.class_names = list(class_names)
         self.trails = Trails(length=max(2, round(trail_seconds * self.fps)))
         self.mot = MotWriter(mot_path) if mot_path else None
         self.frames = 0
@@ -77,7 +77,7 @@ class TrackingStage:
         if tracked.any():
             labels[tracked] = self.tracker.labels_for(ids[tracked])
         out = TrackedDetections(boxes=result.boxes, scores=result.scores, labels=labels,
-                                names=[self.names[i] for i in labels.tolist()], width=result.width,
+                                label_names=[self.class_names[i] for i in labels.tolist()], width=result.width,
                                 height=result.height, path=result.path, track_ids=ids)
         if self.mot is not None:
             self.mot.write(frame.index + 1, ids, result.boxes, result.scores)
@@ -125,7 +125,7 @@ def track_source(detector: Any, source: str | FrameSource, tracker: ByteTracker 
     if tracker is None:
         options = {"low_threshold": min(getattr(detector, "score_threshold", 0.1), 0.5)} | tracker_options
         tracker = ByteTracker(**options)
-    stage = TrackingStage(tracker, opened, list(detector.names))
+    stage = TrackingStage(tracker, opened, list(detector.class_names))
     try:
         for frame in opened:
             if frame.image is None:

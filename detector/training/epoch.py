@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from detector.config import Config, TrainConfig
 from detector.data.record import SplitRecords
+from detector.model.precision import autocast
 from detector.training.distributed import DistInfo, any_rank_true, unwrap_model
 from detector.training.optim import set_learning_rate
 from detector.training.state import EpochProgress, TrainParts, TrainState
@@ -159,7 +160,7 @@ def train_one_epoch(
             # Between accumulation boundaries DDP must not all-reduce (it would every backward).
             no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
             with no_sync:
-                with torch.autocast(parts.device.type, dtype=parts.amp_dtype, enabled=parts.amp_dtype is not None):
+                with autocast(parts.device, parts.amp_dtype):
                     raw = parts.model(images)
                 terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
                 parts.scaler.scale(terms["loss"] / accumulate).backward()
@@ -220,37 +221,35 @@ def validate(
     cfg: Config,
     *,
     device: torch.device,
-    amp: bool = False,
     progress: bool = False,
 ) -> dict[str, float]:
-    """COCO AP of `model` on the validation split (docs/internals.md: predict + evaluate).
+    """COCO AP of `model` on the validation split, through the one prediction path.
+
+    The model is wrapped in the `Detector` that `detector evaluate` and the Python
+    API use (`evaluation.dataset_predict`): same letterbox, autocast at
+    `train.amp_dtype`, decode and selection.
 
     Args:
-        model: the weights to score (EMA when enabled); left in eval mode.
+        model: the weights to score (EMA when enabled, unwrapped); put back in
+            train mode afterwards when it was training.
         loader: validation batches (deterministic letterbox, no shuffle).
         split: the validation records (ground truth) and class names.
-        cfg: eval thresholds.
+        cfg: eval thresholds, train.amp/amp_dtype, model.image_size.
         device: where to run the model.
-        amp: autocast on CUDA.
         progress: a tqdm bar over the validation batches.
 
     Returns:
         {"AP": COCO AP@[.5:.95], "AP50": AP@.5}.
     """
+    from detector.evaluation.dataset_predict import evaluation_detector, predict_loader
     from detector.evaluation.evaluator import evaluate_detections
-    from detector.evaluation.predict import predict_dataset
 
-    model.eval()
-    predictions = predict_dataset(
-        model,
-        loader,
-        device=device,
-        score_threshold=cfg.eval.score_threshold,
-        iou_threshold=cfg.eval.iou_threshold,
-        max_det=cfg.eval.max_det,
-        amp=amp,
-        progress=progress,
-    )
+    was_training = model.training
+    try:
+        detector = evaluation_detector(model, cfg, split.names, device)
+        predictions = predict_loader(detector, loader, progress=progress)
+    finally:
+        model.train(was_training)
     # Only AP drives training decisions: skip the VOC metric here (`detector evaluate` has it).
     result = evaluate_detections(split.records, predictions, split.names, voc_metric="none")
     return {"AP": result.stats["AP"], "AP50": result.stats["AP50"]}

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from detector.config import Config, TrainConfig, config_to_dict
+from detector.model.precision import amp_dtype_for
 from detector.training.distributed import unwrap_model
 from detector.training.ema import ModelEMA
 from detector.training.optim import WarmupCosineSchedule, build_optimizer
@@ -74,13 +75,6 @@ class TrainParts:
     def eval_model(self) -> nn.Module:
         """The weights used for validation and best.pt: EMA when enabled."""
         return self.ema.module if self.ema is not None else unwrap_model(self.model)
-
-
-def amp_dtype_for(train_cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast on CUDA when `train.amp`; full precision elsewhere."""
-    if not train_cfg.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if train_cfg.amp_dtype == "bf16" else torch.float16
 
 
 def build_train_parts(

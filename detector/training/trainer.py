@@ -167,7 +167,7 @@ def _validate_and_track_best(run: Run, progress: bool) -> tuple[dict[str, float]
     """Rank 0: AP of the EMA weights; update best AP and the early-stopping count."""
     state = run.state
     metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, run.cfg, device=run.device,
-                       amp=run.parts.amp_dtype is not None, progress=progress)
+                       progress=progress)
     improved = is_better(metrics["AP"], state.best_ap)
     if improved:
         state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0

@@ -1,14 +1,17 @@
-"""predict_dataset with a fake model whose decode returns known network-input boxes."""
+"""predict_loader and evaluation_detector: the one prediction path, with a backend whose boxes are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from detector.config import Config
 from detector.data.letterbox import boxes_to_input, compute_letterbox
-from detector.evaluation.predict import predict_dataset
+from detector.evaluation.dataset_predict import evaluation_detector, predict_loader
+from detector.inference.backends import NMSOutput
+from detector.inference.predictor import Detector
+from detector.model.build import build_model
 
 SIZE = 64
 # original (height, width) and the boxes we want back in original pixels
@@ -19,30 +22,23 @@ IMAGES = {
 }
 
 
-class FakeDetector(nn.Module):
-    """forward: one number per image (its id, read from a pixel); decode: known boxes."""
+class KnownBoxesBackend:
+    """forward reads each image's id from a pixel and returns its known boxes in input pixels."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-        self.decode_calls: list[dict] = []
-        self.mode_seen: list[bool] = []
+    device = torch.device("cpu")
+    fixed_size = None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.mode_seen.append(self.training)
-        return images[:, 0, 0, 0].float() * self.scale  # [B]: the image id
-
-    def decode(self, raw: torch.Tensor, *, score_threshold: float, iou_threshold: float, max_det: int) -> list[dict]:
-        self.decode_calls.append({"score_threshold": score_threshold, "iou_threshold": iou_threshold,
-                                  "max_det": max_det, "dtype": raw.dtype})
-        out = []
-        for image_id in raw.round().long().tolist():
+    def forward(self, batch: torch.Tensor) -> NMSOutput:
+        rows = torch.zeros(len(batch), 3, 6)
+        counts = []
+        for index, image_id in enumerate(batch[:, 0, 0, 0].round().long().tolist()):
             (height, width), boxes = IMAGES[image_id]
-            network_boxes = boxes_to_input(boxes, compute_letterbox(height, width, SIZE))
             k = len(boxes)
-            out.append({"boxes": torch.from_numpy(network_boxes), "scores": torch.linspace(0.9, 0.5, k),
-                        "labels": torch.arange(k)})
-        return out
+            rows[index, :k, :4] = torch.from_numpy(boxes_to_input(boxes, compute_letterbox(height, width, SIZE)))
+            rows[index, :k, 4] = torch.linspace(0.9, 0.5, k)
+            rows[index, :k, 5] = torch.arange(k).float()
+            counts.append(k)
+        return NMSOutput(rows, torch.tensor(counts))
 
 
 def make_loader(ids_per_batch: list[list[int]]) -> list[dict]:
@@ -55,10 +51,13 @@ def make_loader(ids_per_batch: list[list[int]]) -> list[dict]:
     return batches
 
 
-def test_boxes_come_back_in_original_pixels():
-    model = FakeDetector().train()
-    predictions = predict_dataset(model, make_loader([[11, 12], [13]]), device="cpu",
-                                  score_threshold=0.25, iou_threshold=0.6, max_det=7)
+def known_detector(score_threshold: float = 0.25, max_det: int = 7) -> Detector:
+    return Detector(KnownBoxesBackend(), names=["a", "b"], image_size=SIZE, score_threshold=score_threshold,
+                    iou_threshold=0.6, max_det=max_det)
+
+
+def test_boxes_come_back_in_original_pixels() -> None:
+    predictions = predict_loader(known_detector(), make_loader([[11, 12], [13]]))
     assert set(predictions) == {11, 12, 13}
     for image_id, (_, boxes) in IMAGES.items():
         pred = predictions[image_id]
@@ -66,30 +65,45 @@ def test_boxes_come_back_in_original_pixels():
         assert pred["boxes"].dtype == np.float32 and pred["boxes"].shape == (len(boxes), 4)
         assert pred["labels"].dtype == np.int64 and pred["scores"].shape == (len(boxes),)
     np.testing.assert_allclose(predictions[11]["scores"], [0.9, 0.5])
-    assert model.decode_calls[0] == {"score_threshold": 0.25, "iou_threshold": 0.6, "max_det": 7,
-                                     "dtype": torch.float32}
-    assert model.mode_seen == [False, False]  # eval mode while predicting
-    assert model.training  # and restored afterwards
+    assert predictions[11]["labels"].tolist() == [0, 1]
 
 
-def test_duplicate_image_ids_raise():
-    with pytest.raises(ValueError, match="image id 11"):
-        predict_dataset(FakeDetector(), make_loader([[11], [11]]), device="cpu",
-                        score_threshold=0.1, iou_threshold=0.5, max_det=10)
+def test_detector_thresholds_apply() -> None:
+    predictions = predict_loader(known_detector(score_threshold=0.6, max_det=1), make_loader([[11]]))
+    np.testing.assert_allclose(predictions[11]["scores"], [0.9])  # 0.5 under the threshold
 
 
-def test_amp_on_cpu_is_plain_fp32():
-    predictions = predict_dataset(FakeDetector(), make_loader([[12]]), device="cpu", score_threshold=0.1,
-                                  iou_threshold=0.5, max_det=10, amp=True)
-    np.testing.assert_allclose(predictions[12]["boxes"], IMAGES[12][1], atol=1e-3)
+def test_duplicate_image_ids_raise() -> None:
+    with pytest.raises(ValueError, match=r"image id 11 \(11.jpg\)"):
+        predict_loader(known_detector(), make_loader([[11], [11]]))
+
+
+def test_empty_loader_gives_no_predictions() -> None:
+    assert predict_loader(known_detector(), []) == {}
+
+
+def test_evaluation_detector_takes_eval_thresholds_and_amp_dtype() -> None:
+    cfg = Config()
+    cfg.model.backbone, cfg.model.pretrained, cfg.model.image_size = "resnet18", False, SIZE
+    cfg.eval.score_threshold, cfg.eval.iou_threshold, cfg.eval.max_det = 0.05, 0.55, 17
+    cfg.train.amp, cfg.train.amp_dtype = True, "fp16"
+    model = build_model(cfg.model, num_classes=2).train()
+    detector = evaluation_detector(model, cfg, ["a", "b"], torch.device("cpu"))
+    assert (detector.score_threshold, detector.iou_threshold, detector.max_det) == (0.05, 0.55, 17)
+    assert detector.image_size == SIZE and detector.class_names == ["a", "b"]
+    assert detector.autocast_dtype is None  # AMP is CUDA only
+    assert not model.training  # the backend scores in eval mode
 
 
 @pytest.mark.cuda
-def test_cuda_with_amp_matches_cpu():
-    model = FakeDetector()
-    loader = make_loader([[11, 12, 13]])
-    on_cpu = predict_dataset(model, loader, device="cpu", score_threshold=0.1, iou_threshold=0.5, max_det=10)
-    on_gpu = predict_dataset(model.cuda(), loader, device="cuda", score_threshold=0.1, iou_threshold=0.5,
-                             max_det=10, amp=True)
-    for image_id in IMAGES:
-        np.testing.assert_allclose(on_gpu[image_id]["boxes"], on_cpu[image_id]["boxes"], atol=1e-3)
+def test_evaluation_detector_on_cuda_autocasts_at_train_amp_dtype() -> None:
+    cfg = Config()
+    cfg.model.backbone, cfg.model.pretrained, cfg.model.image_size = "resnet18", False, SIZE
+    cfg.train.amp, cfg.train.amp_dtype = True, "fp16"
+    detector = evaluation_detector(build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"],
+                                   torch.device("cuda"))
+    assert detector.autocast_dtype == torch.float16
+    cfg.train.amp_dtype = "bf16"
+    detector = evaluation_detector(build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"],
+                                   torch.device("cuda"))
+    assert detector.autocast_dtype == torch.bfloat16

@@ -31,7 +31,7 @@ def test_exported_detector_gives_the_checkpoints_detections(fixture: str, tiny_c
     settings = {"score_threshold": 0.3, "iou_threshold": 0.5, "max_det": 20}  # the --nms export's own
     exported = Detector.from_checkpoint(path, device="cpu", **settings)
     checkpoint = Detector.from_checkpoint(tiny_checkpoint, device="cpu", **settings)
-    assert exported.names == checkpoint.names and exported.image_size == 64 and exported.model is None
+    assert exported.class_names == checkpoint.class_names == checkpoint.names and exported.image_size == 64 and exported.model is None
     images = synthetic_images(3, 64)  # 3 frames: a static batch of 1 or 2 is split and padded
     for ours, theirs in zip(exported.predict_frames(images), checkpoint.predict_frames(images), strict=True):
         assert_same_detections(ours, theirs)

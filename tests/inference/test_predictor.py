@@ -106,7 +106,7 @@ def test_hand_computed_mapping_filter_and_max_det() -> None:
     result = det(np.zeros((100, 50, 3), np.uint8))
     expected = np.array([[0, 0, 50, 100], [12.5, 50, 25, 75], [0, 0, 0, 12.5]], np.float32)
     np.testing.assert_allclose(result.boxes, expected, atol=1e-4)  # the last box is clipped at x=0
-    assert result.names == ["a", "b", "b"]
+    assert result.label_names == ["a", "b", "b"] and result.names == result.label_names  # public alias
     assert model.last_input.shape == (1, 3, 64, 64)
     only_b = Detector(model, names=["a", "b"], image_size=64, classes=["b"], max_det=1)(np.zeros((100, 50, 3), np.uint8))
     assert only_b.labels.tolist() == [1] and only_b.scores.tolist() == pytest.approx([0.8])
