@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from detector.data.letterbox import PAD_VALUE, boxes_to_original, compute_letterbox, letterbox_image, resize_pixels
+from detector.data.letterbox import (
+    PAD_VALUE,
+    boxes_to_original,
+    compute_letterbox,
+    letterbox_image,
+    resize_pixels,
+)
 from detector.inference.preprocess import preprocess_batch
 
 
