@@ -192,3 +192,27 @@ def test_checkpoint_with_other_class_names_is_refused(coco_dataset, checkpoint, 
     assert result.exit_code == 1
     assert "class names differ" in result.output and "['square', 'circle', 'star']" in result.output
     assert "['star', 'circle']" in result.output
+
+
+def test_a_broken_image_is_reported_once(coco_dataset, checkpoint, tmp_path):
+    # The same dataset plus one file that is not an image: evaluate skips it and says so
+    # once (the loader's report), with a checkpoint and with --predictions alike.
+    content = json.loads((coco_dataset["root"] / "instances_val.json").read_text())
+    (tmp_path / "val").mkdir()
+    for image in content["images"]:
+        (tmp_path / "val" / image["file_name"]).write_bytes((coco_dataset["root"] / "val" / image["file_name"]).read_bytes())
+    (tmp_path / "val" / "broken.png").write_bytes(b"not a png at all")
+    content["images"].append({"id": 999, "file_name": "broken.png", "width": 80, "height": 60})
+    (tmp_path / "instances_val.json").write_text(json.dumps(content))
+    config = tmp_path / "data.yaml"
+    config.write_text(coco_dataset["config"].read_text().replace(str(coco_dataset["root"]), str(tmp_path)))
+    runs = {
+        "checkpoint": ["evaluate", str(checkpoint), "--data", str(config), "--device", "cpu"],
+        "predictions": ["evaluate", "--predictions", str(coco_dataset["predictions"]), "--data", str(config)],
+    }
+    for kind, args in runs.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (kind, result.output)
+        assert result.stderr.count("broken.png") == 1, (kind, result.stderr)
+        assert result.stderr.count("1 image(s) skipped") == 1, (kind, result.stderr)
+        assert "12 images" in result.stdout, (kind, result.stdout)
