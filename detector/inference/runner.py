@@ -25,8 +25,8 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from detector.inference.draw import draw_detections
+from detector.inference.frames import Frame, FrameSource
 from detector.inference.sinks import AsyncSink, ImageSink, JsonSink, VideoSink
-from detector.inference.sources import Frame, FrameSource
 
 
 class FramePredictor(Protocol):

@@ -4,8 +4,10 @@
         for frame in source:                          #    "rtsp://...", "http://host/stream.mjpg"
             frame.image                               # BGR uint8 [H, W, 3] (None if unreadable)
 
-Every source reads in its own thread (`reader.ReaderThread`). Live sources
-(cameras, URLs) are in `streams.py`. Files give every
+Every source reads in its own thread (`reader.ReaderThread`). The shared base
+(`Frame`, `FrameSource`, `SourceError`) is in `frames.py`, live sources (cameras,
+URLs) in `streams.py`; this module holds the file sources and `open_source`,
+and imports both (never the other way). Files give every
 frame in order with backpressure; live sources (cameras, streams) keep only the
 newest frame and count the dropped ones. Opening checks the source at once and
 raises `SourceError` naming it: a missing path, a camera that does not exist, a
@@ -15,114 +17,25 @@ timeout and reopened with exponential backoff; each event goes to `log`.
 
 from __future__ import annotations
 
-import abc
 import glob
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from detector.inference.reader import ReaderThread
+from detector.inference.frames import Frame, FrameSource, SourceError
+from detector.inference.mjpeg import MJPEGError, open_mjpeg
+from detector.inference.streams import CaptureStreamSource, MJPEGSource
+
+__all__ = ["Frame", "FrameSource", "ImageSource", "SourceError", "VideoSource", "open_source"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-
-
-class SourceError(RuntimeError):
-    """A source that cannot be opened or that failed for good; the message names it."""
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Frame:
-    """One item from a source.
-
-    Attributes:
-        index: position in the source (0-based; counts frames read, dropped included).
-        image: BGR uint8 [H, W, 3], or None when `error` is set.
-        name: file path for image sources, else the source name.
-        timestamp: `time.perf_counter()` when the frame was read.
-        error: why the image could not be read (images only).
-    """
-
-    index: int
-    image: np.ndarray | None
-    name: str
-    timestamp: float
-    error: str | None = None
-
-
-def _call_with_timeout(function: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Run a call that may block (camera/FFmpeg open) with a watchdog; raise SourceError on timeout."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = function()
-        except BaseException as exc:  # re-raised in the caller
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True, name="open-watchdog")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise SourceError(f"{what}: no answer within {timeout:.0f} s")
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-class FrameSource(abc.ABC):
-    """Base: subclasses set name/live/fps/size and implement `_frames()` (runs in the reader thread)."""
-
-    name: str = "source"
-    live: bool = False
-    fps: float | None = None
-    size: tuple[int, int] | None = None  # (width, height)
-    frame_count: int | None = None
-    kind: str = "images"
-
-    def __init__(self, log: Callable[[str], None] | None = None, queue_size: int = 8) -> None:
-        self.log = log or _stderr
-        self._stop = threading.Event()
-        self._queue_size = queue_size
-        self._reader: ReaderThread | None = None
-
-    @abc.abstractmethod
-    def _frames(self) -> Iterator[Frame]:
-        """Yield the source's frames in order (runs in the reader thread)."""
-
-    @property
-    def dropped(self) -> int:
-        """Frames a live source replaced before the consumer took them."""
-        return self._reader.dropped if self._reader else 0
-
-    def __iter__(self) -> Iterator[Frame]:
-        if self._reader is None:
-            self._reader = ReaderThread(self._frames(), live=self.live, maxsize=self._queue_size, name=self.name).start()
-        return iter(self._reader)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._reader is not None:
-            self._reader.stop()
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ImageSource(FrameSource):
@@ -205,9 +118,6 @@ def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout:
     Returns:
         An unopened-iterator FrameSource (iterate it to start reading).
     """
-    from detector.inference.mjpeg import MJPEGError, open_mjpeg
-    from detector.inference.streams import CaptureStreamSource, MJPEGSource
-
     common = {"log": log, "queue_size": queue_size}
     index = _camera_index(spec)
     if index is not None:

@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detector.inference.frames import Frame, FrameSource, SourceError, call_with_timeout
 from detector.inference.mjpeg import MJPEGError, open_mjpeg
-from detector.inference.sources import Frame, FrameSource, SourceError, _call_with_timeout
 
 
 class CaptureStreamSource(FrameSource):
@@ -65,7 +65,7 @@ class CaptureStreamSource(FrameSource):
             return capture, image
 
         # The watchdog covers backends that ignore the timeouts (and slow camera drivers).
-        return _call_with_timeout(open_and_read, self.open_timeout + self.read_timeout, self.name)
+        return call_with_timeout(open_and_read, self.open_timeout + self.read_timeout, self.name)
 
     def _frames(self) -> Iterator[Frame]:
         index, attempt = 0, 0

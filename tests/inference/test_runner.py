@@ -33,7 +33,7 @@ class FakePredictor:
             height, width = image.shape[:2]
             results.append(Detections(
                 boxes=np.array([[2, 2, width / 2, height / 2]], np.float32), scores=np.array([0.9], np.float32),
-                labels=np.array([1]), names=["square"], width=width, height=height))
+                labels=np.array([1]), label_names=["square"], width=width, height=height))
         return results
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from detector.inference.frames import Frame
 from detector.inference.predictor import Detections, Detector
-from detector.inference.sources import Frame
 from detector.inference.synthetic import random_checkpoint, write_synthetic_video
 from detector.tracking.mot import read_mot
 from detector.tracking.stream import TrackedDetections, TrackingStage
@@ -23,7 +23,7 @@ class FakeSource:
 
 def detections(boxes: list[list[float]], labels: list[int]) -> Detections:
     return Detections(boxes=np.array(boxes, np.float32).reshape(-1, 4), scores=np.full(len(boxes), 0.9, np.float32),
-                      labels=np.array(labels, np.int64), names=["a", "b"][:1] * len(boxes), width=640, height=480)
+                      labels=np.array(labels, np.int64), label_names=["a", "b"][:1] * len(boxes), width=640, height=480)
 
 
 def test_live_source_frame_drops_are_predicted_over_with_capture_times(tmp_path: Path) -> None:
