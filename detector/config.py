@@ -65,7 +65,6 @@ class ModelConfig:
     neck_channels: int = 128
     head_channels: int = 128
     head_convs: int = 2  # 3x3 convs in each head branch (classification; box + objectness)
-    strides: list[int] = field(default_factory=lambda: [8, 16, 32])
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
@@ -261,13 +260,33 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         raise ConfigError(f"--set {override!r}: value is not valid YAML ({exc})") from exc
 
 
+# Keys that were removed, with the one value they could ever hold: older config files and
+# checkpoints that still carry that value load (the key is dropped: it changed nothing);
+# any other value is refused, naming the key.
+REMOVED_KEYS: dict[tuple[str, str], tuple[Any, str]] = {
+    ("model", "strides"): ([8, 16, 32], "the model always reads C3, C4, C5 at strides 8, 16, 32"),
+}
+
+
+def _drop_removed_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` without the REMOVED_KEYS that hold their only value; ConfigError for another value."""
+    for (section, key), (only_value, why) in REMOVED_KEYS.items():
+        part = raw.get(section)
+        if not isinstance(part, dict) or key not in part:
+            continue
+        if part[key] != only_value:
+            raise ConfigError(f"{section}.{key}: {part[key]!r}: this key was removed ({why}); delete it")
+        raw[section] = {name: value for name, value in part.items() if name != key}
+    return raw
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> Config:
     """Build and validate a Config from a plain dict; errors name `source`."""
     raw = dict(raw or {})
     for override in overrides or []:
         _apply_override(raw, override)
     try:
-        cfg = _build(Config, raw, "")
+        cfg = _build(Config, _drop_removed_keys(raw), "")
         _validate(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -5,8 +5,8 @@
 
 Types are checked while the dataclasses are built (`detector.config._convert`);
 this module checks values: ranges, finiteness, list lengths, choices, and the
-few combinations that only fail deep inside a run (strides against the image
-size, `frozen_stages` against the backbone). `load_config` prefixes each message
+few combinations that only fail deep inside a run (`frozen_stages` against the
+backbone). Choice lists are read from the modules that define them (`choices`). `load_config` prefixes each message
 with the file, so a bad value is reported before a run directory exists, not
 after an epoch of training. `augment:` entries are checked by
 `detector.data.augment.transforms` when the pipeline is built (also before the run
@@ -22,20 +22,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from detector.config import Config
 
-# The levels the model can build: C3, C4, C5 of the ResNet (detector/model/yolo.py STRIDES).
-BUILDABLE_STRIDES = [8, 16, 32]
-# Stem + layer1..layer4 of a ResNet (detector/model/backbone.py).
-MAX_FROZEN_STAGES = 5
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
-CHOICES = {
-    "data.format": {"voc", "coco", "yolo"},
-    "model.backbone": {"resnet18", "resnet34", "resnet50", "resnet101"},
-    "train.optimizer": {"sgd", "adamw"},
-    "train.amp_dtype": {"bf16", "fp16"},
-    "train.nan_policy": {"skip", "stop"},
-    "eval.voc_metric": {"auto", "area", "11point", "none"},
+# Choices that belong to no other module; the rest are read where they are defined (`choices`).
+_LOCAL_CHOICES = {
+    "data.format": ("voc", "coco", "yolo"),
+    "train.optimizer": ("sgd", "adamw"),
+    "train.nan_policy": ("skip", "stop"),
 }
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """Every choice key's allowed values, from the modules that define them.
+
+    Imported here, not at the top: `detector.config` loads this module and must
+    stay importable without torch (the CLI's start-up).
+    """
+    from detector.evaluation.voc_metric import VOC_METRICS
+    from detector.model.backbone import BACKBONES
+    from detector.model.precision import AMP_DTYPES
+
+    return {**_LOCAL_CHOICES, "model.backbone": tuple(BACKBONES), "train.amp_dtype": AMP_DTYPES,
+            "eval.voc_metric": VOC_METRICS}
 
 
 def _error(key: str, message: str) -> Exception:
@@ -101,10 +109,9 @@ def _check_model(cfg: Config) -> None:
     model = cfg.model
     if model.image_size <= 0 or model.image_size % 32:
         raise _error("model.image_size", f"{model.image_size} must be a positive multiple of 32")
-    if list(model.strides) != BUILDABLE_STRIDES:
-        raise _error("model.strides", f"{model.strides} cannot be built: the head reads C3, C4, C5 "
-                     f"at strides {BUILDABLE_STRIDES}")
-    _number(cfg, "model.frozen_stages", low=0, high=MAX_FROZEN_STAGES)
+    from detector.model.backbone import FROZEN_STAGES
+
+    _number(cfg, "model.frozen_stages", low=0, high=FROZEN_STAGES)
     for key in ("model.neck_channels", "model.head_channels"):
         _number(cfg, key, low=1)
     _number(cfg, "model.head_convs", low=0)
@@ -160,7 +167,7 @@ def check_config_ranges(cfg: Config) -> None:
     Raises:
         ConfigError: "<section>.<key>: <value> must be ..." (the caller adds the file).
     """
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices().items():
         value = _get(cfg, key)
         if value not in allowed:
             raise _error(key, f"{value!r} is not one of {sorted(allowed)}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-VOC_CHOICES = ["auto", "area", "11point", "none"]
+from detector.evaluation.voc_metric import VOC_METRICS  # numpy only: the CLI starts without torch
 
 
 def _load_split(cfg: Any, split: str) -> Any:
@@ -107,7 +107,7 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
 @click.option("--conf", type=float, default=None, help="Score threshold (default: eval.score_threshold; not with --predictions).")
 @click.option("--iou", type=float, default=None, help="NMS IoU threshold (default: eval.iou_threshold; not with --predictions).")
 @click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det; not with --predictions).")
-@click.option("--voc-metric", type=click.Choice(VOC_CHOICES), default=None,
+@click.option("--voc-metric", type=click.Choice(VOC_METRICS), default=None,
               help="VOC AP50 definition (default: eval.voc_metric; auto = area for VOC data).")
 def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_file: str | None,
              json_file: str | None, save_predictions: str | None, plots_dir: str | None, device: str | None,

@@ -45,10 +45,9 @@ from detector.evaluation.coco_format import (
     predictions_to_coco_results,
     records_to_coco,
 )
-from detector.evaluation.voc_metric import voc_ap_per_class
+from detector.evaluation.voc_metric import VOC_METRICS, voc_ap_per_class
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-VOC_METRICS = ("auto", "area", "11point", "none")
 
 
 @dataclass

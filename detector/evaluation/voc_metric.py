@@ -27,18 +27,9 @@ import numpy as np
 
 from detector.data.record import SampleRecord
 
-
-def box_iou_numpy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes [N, 4] x [M, 4] -> [N, M] (float64; 0 where the union is empty)."""
-    boxes1 = np.asarray(boxes1, np.float64).reshape(-1, 4)
-    boxes2 = np.asarray(boxes2, np.float64).reshape(-1, 4)
-    area1 = np.prod(np.clip(boxes1[:, 2:] - boxes1[:, :2], 0, None), axis=1)
-    area2 = np.prod(np.clip(boxes2[:, 2:] - boxes2[:, :2], 0, None), axis=1)
-    top_left = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # [N, M, 2]
-    bottom_right = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)  # [N, M]
-    union = area1[:, None] + area2[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+# `eval.voc_metric` / `detector evaluate --voc-metric`: auto (area for VOC data, else off),
+# area (VOC2010+), 11point (VOC2007), none. Config checks and the CLI read it here.
+VOC_METRICS = ("auto", "area", "11point", "none")
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, *, use_11point: bool = False) -> float:
@@ -74,6 +65,11 @@ def _assign_detections(
     has no box of that class), gt_index (a global index over all records' boxes, -1
     when none) and gt_difficult.
     """
+    # torch loads only when matching runs, so the CLI reads VOC_METRICS without it.
+    import torch
+
+    from detector.postprocess import box_iou
+
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("score", "label", "best_iou", "gt_index", "gt_difficult")}
     offset = 0
     for record in records:
@@ -82,7 +78,7 @@ def _assign_detections(
         if pred is not None and len(pred["scores"]):
             boxes = np.asarray(pred["boxes"], np.float64).reshape(-1, 4)
             labels = np.asarray(pred["labels"], np.int64).reshape(-1)
-            iou = box_iou_numpy(boxes, record.boxes)  # [D, G]
+            iou = box_iou(torch.from_numpy(boxes), torch.from_numpy(record.boxes.astype(np.float64))).numpy()  # [D, G]
             same_class = labels[:, None] == record.labels[None, :]
             iou = np.where(same_class, iou, -1.0)  # only boxes of the detection's class compete
             if num_gt:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The `model.backbone` choices (config checks and build_model read them here): name -> depth.
+BACKBONES: dict[str, int] = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
+FROZEN_STAGES = 5  # what `frozen_stages` can freeze: the stem and layer1..layer4
+
 # depth -> (block type, blocks per stage)
 _ARCHITECTURES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ("basic", (2, 2, 2, 2)),

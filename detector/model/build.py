@@ -12,19 +12,10 @@ from __future__ import annotations
 import torch
 
 from detector.config import ModelConfig
-from detector.model.backbone import ResNetBackbone
+from detector.model.backbone import BACKBONES, ResNetBackbone
 from detector.model.loss import YOLOLoss
 from detector.model.pretrained import load_resnet_weights
 from detector.model.yolo import STRIDES, YOLODetector
-
-_DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
-
-
-def _check_strides(model_cfg: ModelConfig) -> None:
-    if list(model_cfg.strides) != list(STRIDES):
-        raise ValueError(
-            f"model.strides: {model_cfg.strides} is not supported; the head reads C3, C4, C5 at {list(STRIDES)}"
-        )
 
 
 def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
@@ -38,14 +29,13 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
         The detector in train mode, on CPU.
 
     Raises:
-        ValueError: unknown backbone or unsupported strides.
+        ValueError: unknown backbone.
         PretrainedWeightsError: the weight file is missing or does not fit.
     """
-    if model_cfg.backbone not in _DEPTHS:
-        raise ValueError(f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(_DEPTHS)}")
-    _check_strides(model_cfg)
+    if model_cfg.backbone not in BACKBONES:
+        raise ValueError(f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(BACKBONES)}")
     backbone = ResNetBackbone(
-        depth=_DEPTHS[model_cfg.backbone], frozen_stages=model_cfg.frozen_stages, freeze_bn=model_cfg.freeze_bn
+        depth=BACKBONES[model_cfg.backbone], frozen_stages=model_cfg.frozen_stages, freeze_bn=model_cfg.freeze_bn
     )
     if model_cfg.pretrained:
         load_resnet_weights(backbone, model_cfg.pretrained)
@@ -65,5 +55,4 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
 
 def build_loss(model_cfg: ModelConfig, num_classes: int) -> YOLOLoss:
     """Build the `YOLOLoss` matching `build_model(model_cfg, num_classes)`."""
-    _check_strides(model_cfg)
     return YOLOLoss(num_classes=num_classes, strides=STRIDES)

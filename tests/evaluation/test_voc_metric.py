@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from detector.data.record import SampleRecord
-from detector.evaluation.voc_metric import box_iou_numpy, voc_ap, voc_ap_per_class
+from detector.evaluation.voc_metric import voc_ap, voc_ap_per_class
+from detector.postprocess import box_iou
 
 
 def _pred(boxes, scores, labels):
@@ -66,7 +68,7 @@ def test_difficult_boxes_are_neither_positive_nor_negative():
 def test_iou_must_exceed_half_strictly_and_classes_do_not_mix():
     record = SampleRecord("a.jpg", 100, 100, [[0, 0, 10, 10]], [0], [False], image_id=1)
     half = _pred([[0, 0, 10, 5]], [0.9], [0])  # IoU exactly 0.5
-    assert box_iou_numpy(half["boxes"], record.boxes)[0, 0] == 0.5
+    assert box_iou(torch.from_numpy(half["boxes"]), torch.from_numpy(record.boxes).double())[0, 0] == 0.5
     assert voc_ap_per_class([record], {1: half}, 1)[0] == 0.0
     wrong_class = _pred([[0, 0, 10, 10]], [0.9], [1])
     aps = voc_ap_per_class([record], {1: wrong_class}, 2)

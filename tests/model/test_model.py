@@ -61,8 +61,6 @@ def test_bad_inputs_and_config_raise() -> None:
         model(torch.zeros(1, 3, 64, 48))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         model(torch.zeros(3, 64, 64))
-    with pytest.raises(ValueError, match="model.strides"):
-        build_model(ModelConfig(strides=[8, 16]), 3)
     with pytest.raises(ValueError, match="model.backbone"):
         build_model(ModelConfig(backbone="vgg16"), 3)
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+
+from detector.postprocess import box_area, box_iou
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
 
@@ -159,20 +162,17 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tup
     return tuple(int(c) for c in colour)
 
 
-def _box_iou(box: np.ndarray, others: list[np.ndarray]) -> tuple[float, float]:
+def _overlap(box: np.ndarray, others: list[np.ndarray]) -> tuple[float, float]:
     """Max IoU of `box` against `others` and max fraction of an other box it covers."""
-    worst_iou = worst_cover = 0.0
-    for other in others:
-        iw = min(box[2], other[2]) - max(box[0], other[0])
-        ih = min(box[3], other[3]) - max(box[1], other[1])
-        if iw <= 0 or ih <= 0:
-            continue
-        inter = iw * ih
-        area_box = (box[2] - box[0]) * (box[3] - box[1])
-        area_other = (other[2] - other[0]) * (other[3] - other[1])
-        worst_iou = max(worst_iou, inter / (area_box + area_other - inter))
-        worst_cover = max(worst_cover, inter / area_other)
-    return worst_iou, worst_cover
+    if not others:
+        return 0.0, 0.0
+    candidate = torch.from_numpy(np.asarray(box, np.float64).reshape(1, 4))
+    placed = torch.from_numpy(np.stack(others).astype(np.float64))
+    iou = box_iou(candidate, placed)[0]  # [M]
+    placed_area = box_area(placed)
+    # IoU = I / (A + B - I), so the intersection is I = IoU (A + B) / (1 + IoU).
+    intersection = iou * (box_area(candidate) + placed_area) / (1 + iou)
+    return float(iou.max()), float((intersection / placed_area).max())
 
 
 def render_scene(
@@ -212,7 +212,7 @@ def render_scene(
             cx = rng.uniform(radius * 0.7, width - radius * 0.7)
             cy = rng.uniform(radius * 0.7, height - radius * 0.7)
             rough = np.array([cx - radius, cy - radius, cx + radius, cy + radius])
-            iou, cover = _box_iou(rough, boxes)
+            iou, cover = _overlap(rough, boxes)
             if iou < 0.3 and cover < 0.4:
                 break
         else:
