@@ -117,7 +117,6 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
     from detector.data.catalog import category_ids as dataset_category_ids
     from detector.evaluation.coco_format import (
         CocoFormatError,
-        default_category_ids,
         image_id_aliases,
         load_coco_results,
         predictions_to_coco_results,
@@ -142,8 +141,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
             cfg = load_config(data)
             split_records = _load_split(cfg, split)
         names = list(split_records.names)
-        # COCO data keeps its own category ids; VOC and YOLO data are numbered 1..C.
-        category_ids = dataset_category_ids(cfg.data) if cfg.data.format == "coco" else default_category_ids(len(names))
+        category_ids = dataset_category_ids(cfg.data)  # COCO data keeps its own; VOC and YOLO: 1..C
         if predictions_file is not None:
             predictions = load_coco_results(predictions_file, category_ids,
                                             image_ids=[r.image_id for r in split_records.records],

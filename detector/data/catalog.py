@@ -25,7 +25,12 @@ from typing import Any
 
 from detector.config import DataConfig
 from detector.data.formats.annotations import ReadStats
-from detector.data.formats.coco import coco_category_ids, load_coco_json, read_coco
+from detector.data.formats.coco import (
+    coco_category_ids,
+    default_category_ids,
+    load_coco_json,
+    read_coco,
+)
 from detector.data.formats.voc import read_voc_split
 from detector.data.formats.yolo import read_yolo_source
 from detector.data.record import SampleRecord, SkippedSample, SplitRecords
@@ -130,10 +135,10 @@ def category_ids(data_cfg: DataConfig) -> list[int]:
     """COCO category id of each contiguous label, for writing results in the source's ids.
 
     COCO: read from the first val (else train) annotation file; VOC and YOLO have no
-    ids of their own and get 1..K.
+    ids of their own and get 1..K (`default_category_ids`, K = len(data.names)).
     """
     if data_cfg.format != "coco":
-        return list(range(1, len(data_cfg.names or []) + 1))
+        return default_category_ids(len(data_cfg.names or []))
     entries = list(data_cfg.val) + list(data_cfg.train)
     if not entries:
         raise ValueError("data.val and data.train are empty: no COCO annotation file to read categories from")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.data.formats.coco import default_category_ids
 from detector.data.record import SampleRecord
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -35,11 +36,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 class CocoFormatError(ValueError):
     """Ids or fields that do not match the ground truth they are scored against."""
-
-
-def default_category_ids(num_classes: int) -> list[int]:
-    """COCO category ids `1..num_classes` for datasets without ids of their own."""
-    return list(range(1, num_classes + 1))
 
 
 def check_category_ids(category_ids: Sequence[int] | None, names: Sequence[str]) -> list[int]:

@@ -26,8 +26,9 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from detector.data.formats.coco import default_category_ids  # noqa: E402
 from detector.data.record import SampleRecord  # noqa: E402
-from detector.evaluation.voc_metric import box_iou_numpy  # noqa: E402
+from detector.evaluation.voc_metric import box_iou_arrays  # noqa: E402
 
 
 def confusion_matrix(
@@ -48,7 +49,7 @@ def confusion_matrix(
         pred_boxes = np.asarray(pred.get("boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)[keep]
         pred_labels = np.asarray(pred.get("labels", np.zeros(0)), np.int64).reshape(-1)[keep]
         gt_boxes, gt_labels = record.boxes[~record.ignore], record.labels[~record.ignore]
-        iou = box_iou_numpy(gt_boxes, pred_boxes)  # [G, D]
+        iou = box_iou_arrays(gt_boxes, pred_boxes)  # [G, D]
         gt_used = np.zeros(len(gt_boxes), bool)
         pred_used = np.zeros(len(pred_boxes), bool)
         gt_index, pred_index = np.nonzero(iou >= iou_threshold)
@@ -60,7 +61,7 @@ def confusion_matrix(
         np.add.at(matrix, (gt_labels[~gt_used], background), 1)
         unmatched = ~pred_used
         if record.ignore.any() and unmatched.any():
-            on_ignored = box_iou_numpy(pred_boxes[unmatched], record.boxes[record.ignore]).max(axis=1) >= iou_threshold
+            on_ignored = box_iou_arrays(pred_boxes[unmatched], record.boxes[record.ignore]).max(axis=1) >= iou_threshold
             unmatched[np.flatnonzero(unmatched)[on_ignored]] = False
         np.add.at(matrix, (background, pred_labels[unmatched]), 1)
     return matrix
@@ -132,7 +133,7 @@ def save_eval_plots(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = list(category_ids) if category_ids is not None else list(range(1, len(names) + 1))
+    ids = list(category_ids) if category_ids is not None else default_category_ids(len(names))
     matrix = confusion_matrix(records, predictions, len(names), score_threshold=score_threshold)
     return [
         plot_pr_curves(result.coco_eval, names, ids, out_dir / "pr_curves.png"),

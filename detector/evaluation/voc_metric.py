@@ -32,6 +32,20 @@ from detector.data.record import SampleRecord
 VOC_METRICS = ("auto", "area", "11point", "none")
 
 
+def box_iou_arrays(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """`detector.postprocess.box_iou` on numpy xyxy boxes [N, 4] x [M, 4] -> float64 [N, M].
+
+    torch loads only when this runs, so the CLI reads VOC_METRICS without it.
+    """
+    import torch
+
+    from detector.postprocess import box_iou
+
+    first = torch.from_numpy(np.asarray(boxes1, np.float64).reshape(-1, 4))
+    second = torch.from_numpy(np.asarray(boxes2, np.float64).reshape(-1, 4))
+    return box_iou(first, second).numpy()
+
+
 def voc_ap(recall: np.ndarray, precision: np.ndarray, *, use_11point: bool = False) -> float:
     """Average precision from a recall/precision curve (detections in score order).
 
@@ -65,11 +79,6 @@ def _assign_detections(
     has no box of that class), gt_index (a global index over all records' boxes, -1
     when none) and gt_difficult.
     """
-    # torch loads only when matching runs, so the CLI reads VOC_METRICS without it.
-    import torch
-
-    from detector.postprocess import box_iou
-
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("score", "label", "best_iou", "gt_index", "gt_difficult")}
     offset = 0
     for record in records:
@@ -78,7 +87,7 @@ def _assign_detections(
         if pred is not None and len(pred["scores"]):
             boxes = np.asarray(pred["boxes"], np.float64).reshape(-1, 4)
             labels = np.asarray(pred["labels"], np.int64).reshape(-1)
-            iou = box_iou(torch.from_numpy(boxes), torch.from_numpy(record.boxes.astype(np.float64))).numpy()  # [D, G]
+            iou = box_iou_arrays(boxes, record.boxes)  # [D, G]
             same_class = labels[:, None] == record.labels[None, :]
             iou = np.where(same_class, iou, -1.0)  # only boxes of the detection's class compete
             if num_gt:

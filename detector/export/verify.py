@@ -248,7 +248,6 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
 def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, float]:
     """COCO AP of both detectors on the whole val split (eval thresholds; an --nms graph keeps its own)."""
     from detector.data.catalog import category_ids as dataset_category_ids
-    from detector.evaluation.coco_format import default_category_ids
     from detector.evaluation.dataset_predict import predict_split
     from detector.evaluation.evaluator import evaluate_detections
     from detector.inference.predictor import Detector
@@ -263,7 +262,7 @@ def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, floa
         detector = Detector(detector.backend, names=detector.class_names, image_size=detector.image_size, **settings)
         records, predictions = predict_split(detector, cfg, "val", source=name)
         names = list(records.names)
-        ids = dataset_category_ids(cfg.data) if cfg.data.format == "coco" else default_category_ids(len(names))
+        ids = dataset_category_ids(cfg.data)
         result = evaluate_detections(records.records, predictions, names, category_ids=ids, voc_metric="none",
                                      dataset_format=cfg.data.format)
         aps.append(float(result.stats["AP"]))

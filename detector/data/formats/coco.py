@@ -41,6 +41,12 @@ from detector.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageReadError, probe
 from detector.data.record import SampleRecord, SkippedSample
 
 
+def default_category_ids(num_classes: int) -> list[int]:
+    """COCO category ids `1..num_classes` for labels `0..num_classes - 1` of data without ids
+    of its own (VOC, YOLO): the one place this mapping is written."""
+    return list(range(1, num_classes + 1))
+
+
 def coco_category_ids(categories: list[dict[str, Any]], names: list[str] | None = None) -> tuple[list[str], list[int]]:
     """Map COCO categories to contiguous labels.
 
