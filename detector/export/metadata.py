@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from detector.data.letterbox import PAD_VALUE
 from detector.training.checkpoint import CheckpointError
 
 MARKER_KEY = "detector.export"  # present in every file we write; its value is the format version
@@ -88,7 +89,7 @@ class ExportMetadata:
                 props[key] = json.dumps(value)
             else:
                 props[key] = str(value)
-        props["input"] = f"{INPUT_NAME}: float32 RGB 0..255 [B, 3, H, W], letterboxed with grey 114"
+        props["input"] = f"{INPUT_NAME}: float32 RGB 0..255 [B, 3, H, W], letterboxed with grey {PAD_VALUE}"
         props["outputs"] = (
             "detections [B, max_det, 6] (x1 y1 x2 y2 score label, input px), num_detections int64 [B]"
             if self.nms else "boxes [B, A, 4] xyxy input px, scores [B, A, C]"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from detector.data.letterbox import PAD_VALUE
 from detector.export.files import write_atomic
 from detector.export.metadata import DENSE_OUTPUTS, INPUT_NAME, ExportMetadata
 from detector.export.nms_graph import append_nms
@@ -108,7 +109,7 @@ def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMet
     size = metadata.image_size
     batch = 2 if metadata.dynamic and exporter == "dynamo" else metadata.batch
     device = next(wrapper.parameters()).device
-    example = torch.full((batch, 3, size, size), 114.0, device=device)
+    example = torch.full((batch, 3, size, size), float(PAD_VALUE), device=device)
     example[:, :, size // 4: size // 2] = 200.0  # not constant: nothing data-dependent is folded
     with tempfile.TemporaryDirectory(prefix="detector-export-") as tmp:
         raw_path = Path(tmp) / "graph.onnx"

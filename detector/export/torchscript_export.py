@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from detector.data.letterbox import PAD_VALUE
 from detector.export.files import write_atomic
 from detector.export.metadata import TORCHSCRIPT_EXTRA_FILE, ExportMetadata
 
@@ -26,7 +27,7 @@ def write_torchscript(wrapper: torch.nn.Module, out: str | Path, *, metadata: Ex
     """Trace `wrapper` at the metadata's batch and size and save it to `out` atomically."""
     size = metadata.image_size
     device = next(wrapper.parameters()).device
-    example = torch.full((metadata.batch, 3, size, size), 114.0, device=device)
+    example = torch.full((metadata.batch, 3, size, size), float(PAD_VALUE), device=device)
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about our shape checks; they hold for any multiple of 32.
         warnings.simplefilter("ignore")
