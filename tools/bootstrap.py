@@ -6,11 +6,13 @@ Standard library only, so it runs on a machine with nothing but Python and pip:
     python3 tools/bootstrap.py test    # the whole pytest suite (what CI runs)
 
 The environment lives in `.venv/` at the repository root and is reinstalled only
-when `pyproject.toml` or the torch requirement changes. `TORCH_SPEC` chooses the
-torch build to install first (default `torch==2.13.0`, a CPU wheel on our build
-machines and the normal build everywhere else), e.g. `TORCH_SPEC="torch==2.13.0"
---index-url ...` is not needed: set `TORCH_SPEC=skip` to keep whatever torch the
-environment resolves from `pyproject.toml` (`torch>=2.6`).
+when `pyproject.toml` or `TORCH_SPEC` changes. `TORCH_SPEC` is the pip arguments
+that install torch before the package, split on spaces (default `torch==2.13.0`:
+whatever build the configured pip index serves for it, the CPU wheel on our build
+machines). For example `TORCH_SPEC="torch==2.13.0 --index-url
+https://download.pytorch.org/whl/cpu"` takes the CPU wheel from PyTorch's own index;
+`TORCH_SPEC=skip` installs nothing first and lets pip resolve `torch>=2.6` from
+`pyproject.toml`.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ when no earlier kept box *of its group* overlaps it with IoU > iou_threshold; bo
 of different groups never interact, so class-aware NMS needs no coordinate offsets
 (nothing to overflow in float16). Two implementations give identical results:
 
-- a compiled loop (numba, optional) for CPU tensors: the same algorithm as a C++
-  sort-and-suppress kernel, run where numba is installed;
-- a blockwise pure-torch pass, used on CUDA and as the CPU fallback: per block of
+- a compiled loop (numba, a required dependency: pyproject.toml) for CPU tensors:
+  the same algorithm as a C++ sort-and-suppress kernel;
+- a blockwise pure-torch pass, used on CUDA, and on the CPU only where numba cannot
+  be imported (a platform without its wheels) or a test asks for it: per block of
   sorted boxes, one IoU matrix against earlier kept boxes and one within the block,
   then a fixed-point iteration that settles the in-block greedy order exactly. Its
   Python loop is per block (N / block_size steps), not per box.

@@ -1,4 +1,4 @@
-"""Compiled greedy NMS loop for CPU tensors, used when numba is installed.
+"""Compiled greedy NMS loop for CPU tensors (numba is a dependency of the package).
 
     from detector._postprocess.greedy_numba import AVAILABLE, greedy_keep_numba
 
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Optional dependency, imported on first use: `import detector.postprocess` stays light
-# for training, which only needs the IoU functions.
+# Imported on first use, not here: `import detector.postprocess` stays light for
+# training, which only needs the IoU functions. find_spec only guards a platform
+# where the dependency could not be installed.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
 __all__ = ["AVAILABLE", "greedy_keep_numba"]

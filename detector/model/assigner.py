@@ -7,16 +7,23 @@
     assignment.fg_mask      # [B, A] bool: cells that learn a box and a class
     assignment.matched_gt   # [B, A] int64: index into the padded ground truth
 
-For every ground-truth box (padded to M per image):
+What `YOLOLoss` (model/loss.py) passes: the decoded boxes, detached; as scores
+sqrt(sigmoid(objectness) * sigmoid(class logit)) per class, the geometric mean,
+no gradient; `gt_valid` False for padding and also for ignored (VOC difficult,
+COCO crowd) and zero-size boxes, which are therefore never assigned.
+
+For every valid ground-truth box (padded to M per image):
 
 1. Candidates: cells whose centre lies inside the box, or within
    `center_radius` strides of the box centre (so small boxes always get cells).
-2. Cost of (box, cell) = classification BCE of the cell's predicted score
-   + `iou_weight` * -log(IoU of the cell's predicted box); cells that are not
-   both inside the box and near its centre rank after all cells that are.
+2. Cost of (box, cell) = classification BCE of the cell's predicted scores
+   against the box's one-hot label + `iou_weight` * -log(IoU of the cell's
+   predicted box); cells that are not both inside the box and near its centre
+   rank after all cells that are.
 3. Dynamic k: each box takes its k cheapest candidates, where k = the sum of its
-   `topk_candidates` best IoUs, at least `min_positives` - well-predicted boxes
-   get more positives as training goes on, poorly predicted ones stay focused.
+   `topk_candidates` best IoUs rounded down, at least `min_positives` -
+   well-predicted boxes get more positives as training goes on, poorly
+   predicted ones stay focused.
 4. A cell claimed by several boxes goes to the cheapest one.
 
 There is no loop over images, boxes or cells: everything is [B, M, A] tensors,
@@ -92,12 +99,14 @@ def assign_targets(
     """Assign ground-truth boxes to grid cells (SimOTA with a centre prior).
 
     Args:
-        pred_boxes: [B, A, 4] predicted xyxy boxes in input pixels.
-        pred_scores: [B, A, C] predicted probabilities used for the class cost
-            (objectness * class probability).
+        pred_boxes: [B, A, 4] predicted xyxy boxes in input pixels (the loss passes
+            them detached).
+        pred_scores: [B, A, C] probabilities in (0, 1) for the class cost; the loss
+            passes sqrt(sigmoid(objectness) * sigmoid(class logit)).
         centers: [A, 2] cell centres; anchor_strides: [A].
         gt_boxes: [B, M, 4] xyxy, padded; gt_labels: [B, M] int64; gt_valid: [B, M] bool
-            (False for padding; such rows are never assigned).
+            (False rows are never assigned: padding, and from the loss also
+            ignored and zero-size boxes).
         center_radius: centre-region half-side in strides.
         topk_candidates: IoUs summed for the dynamic k.
         iou_weight: weight of -log(IoU) against the class cost.

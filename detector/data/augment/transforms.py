@@ -139,7 +139,12 @@ def _scale_choices(image_size: int, min_scale: float, max_scale: float) -> list[
 
 
 def _build_albumentation(name: str, params: dict[str, float]) -> A.BasicTransform:
-    """One albumentations transform for a non-crop, non-resize `augment` entry."""
+    """One albumentations transform for an `augment` entry `_parse` has checked.
+
+    Every entry but `box_filter` and `scale_jitter` (those shape the box filter and
+    the resize in `build_train_transform`): the crops (`crop`, `border_crop`), which
+    the caller puts before the resize, and the flip and colour ones after it.
+    """
     builders: dict[str, Callable[[], A.BasicTransform]] = {
         "crop": lambda: A.BBoxSafeRandomCrop(erosion_rate=params["erosion_rate"], p=params["p"]),
         "border_crop": lambda: A.RandomCropFromBorders(
