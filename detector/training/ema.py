@@ -3,7 +3,7 @@
     ema = ModelEMA(model, decay=0.9998)
     ...  # after every optimizer step:
     ema.update(model)
-    predictions = predict_dataset(ema.module, loader, ...)
+    metrics = validate(ema.module, val_loader, val_split, cfg, device=device)   # training.epoch
 
 The decay ramps up as `decay * (1 - exp(-updates / warmup_steps))`: early on the
 average follows the fast-changing weights closely (a fixed 0.9998 would keep the
