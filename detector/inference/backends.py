@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 
 from detector.model.decode import decode_boxes_scores, select_detections
+from detector.model.precision import autocast
 
 
 @dataclass
@@ -119,8 +120,7 @@ class TorchBackend:
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> DenseOutput:
         """Network forward (autocast when asked) + the dense grid decode in fp32."""
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with autocast(self.device, self.autocast_dtype):
             raw = self._forward(batch)
         # Decode in fp32: scores and box corners of large images need the precision.
         boxes, scores = decode_boxes_scores(raw.float(), strides=self.strides,
