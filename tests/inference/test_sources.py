@@ -4,6 +4,8 @@ for live sources, and an MJPEG stream that stalls and is reconnected."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detector.inference.frames import call_with_timeout
 from detector.inference.reader import ReaderThread
 from detector.inference.sources import ImageSource, SourceError, VideoSource, open_source
 from detector.inference.streams import CaptureStreamSource, MJPEGSource
@@ -188,3 +191,19 @@ def test_capture_source_reports_a_missing_camera_quickly() -> None:
     with pytest.raises(SourceError, match="camera 99"):
         CaptureStreamSource(99, open_timeout=2.0, read_timeout=2.0)
     assert time.perf_counter() - started < 3.0
+
+
+def test_source_modules_import_one_way() -> None:
+    # frames <- streams <- sources: the shared base knows neither, streams does not need sources.
+    probe = ("import sys, detector.inference.streams as streams; "
+             "print('detector.inference.sources' in sys.modules, streams.Frame.__module__)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "detector.inference.frames"]
+
+
+def test_open_watchdog_names_what_did_not_answer() -> None:
+    assert call_with_timeout(lambda: 7, 1.0, "camera 0") == 7
+    with pytest.raises(SourceError, match=r"camera 3: no answer within 0 s"):
+        call_with_timeout(lambda: time.sleep(1.0), 0.05, "camera 3")
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda: 1 / 0, 1.0, "camera 4")
