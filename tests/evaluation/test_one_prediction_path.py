@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from detector import Detector
 from detector.cli import main
 from detector.config import load_config
-from detector.data.catalog import load_split
+from detector.data.catalog import category_ids, load_split
+from detector.evaluation.coco_format import predictions_to_coco_results
 from detector.evaluation.evaluator import evaluate_detections
 
 
@@ -42,8 +43,9 @@ def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> Non
     best = trained_run["best"]
     validation_ap = float(torch.load(best, weights_only=True)["best_ap"])  # what training reported
 
-    metrics_file = trained_run["tmp"] / "metrics.json"
-    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--json", str(metrics_file)])
+    metrics_file, saved_file = trained_run["tmp"] / "metrics.json", trained_run["tmp"] / "saved.json"
+    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--json", str(metrics_file),
+                                       "--save-predictions", str(saved_file)])
     assert result.exit_code == 0, result.output
     evaluate_ap = json.loads(metrics_file.read_text())["AP"]
 
@@ -56,6 +58,16 @@ def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> Non
     for record, found in zip(split.records, detector(paths), strict=True):
         predictions[record.image_id] = {"boxes": found.boxes, "scores": found.scores, "labels": found.labels}
     api_ap = evaluate_detections(split.records, predictions, split.names, voc_metric="none").stats["AP"]
+
+    # On the CPU the paths feed identical pixels: the very same detections, not only the same AP.
+    ours = predictions_to_coco_results(predictions, category_ids(cfg.data))
+    theirs = json.loads(saved_file.read_text())
+    assert len(ours) == len(theirs) > 0
+    key = lambda r: (r["image_id"], -r["score"], r["category_id"])  # noqa: E731
+    for mine, saved in zip(sorted(ours, key=key), sorted(theirs, key=key), strict=True):
+        assert (mine["image_id"], mine["category_id"]) == (saved["image_id"], saved["category_id"])
+        assert mine["score"] == pytest.approx(saved["score"], abs=1e-4)
+        assert mine["bbox"] == pytest.approx(saved["bbox"], abs=1e-2)
 
     print(f"AP: validation {validation_ap:.6f}, detector evaluate {evaluate_ap:.6f}, Detector API {api_ap:.6f}")
     assert evaluate_ap > 0.05  # a trained model: equal APs near 0 would prove nothing
