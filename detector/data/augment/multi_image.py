@@ -1,4 +1,4 @@
-"""Training samples built from several images: mosaic (and mixup) around the usual pipeline.
+"""Training samples built from several images: mosaic and mixup around the usual pipeline.
 
     from detector.data.augment.multi_image import augment_sample
     sample = augment_sample(transform, (image, boxes, labels, ignore), load, num_records=len(records),
@@ -14,11 +14,16 @@ exactly:
 - the mosaic's draws (apply it? the three partners, the centre) use their own
   stream, numpy's default_rng([sample_seed, MOSAIC_STREAM]);
 - the albumentations pipeline is then re-seeded with `sample_seed` itself and
-  runs on the mosaic, or on the single image.
+  runs on the mosaic, or on the single image;
+- mixup's draws (apply it? the partner record, the partner's own sample seed,
+  the weight ~ Beta(alpha, alpha)) use a third stream,
+  default_rng([sample_seed, MIXUP_STREAM]); the partner is built like any sample
+  (a mosaic too when the plan has mosaic on) at the same input side, and the two
+  are blended (detector/data/augment/mixup.py).
 
 `mosaic=False` (the sampler's plan, `train.close_mosaic`) skips the mosaic even
-when the `augment:` list has one. With no mosaic entry nothing extra is drawn, so
-samples are exactly those of the single-image pipeline.
+when the `augment:` list has one; mixup is not affected. With neither entry
+nothing extra is drawn, so samples are exactly those of the single-image pipeline.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from detector.data.augment.mixup import blend_samples
 from detector.data.augment.mosaic import mosaic_centre, place_mosaic
 from detector.data.augment.transforms import PAD_FILL, TrainTransform, TransformedSample
 from detector.data.letterbox import compute_letterbox
 
 MOSAIC_STREAM = 0x4D4F53  # "MOS": tags the mosaic's stream apart from the pipeline's
+MIXUP_STREAM = 0x4D4958  # "MIX"
+_SEED_LIMIT = 2**63
 Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image, boxes, labels, ignore
 
 
@@ -85,5 +93,16 @@ def augment_sample(transform: TrainTransform, first: Loaded, load: Callable[[int
     Returns:
         TransformedSample with an [S, S, 3] image.
     """
-    return single_sample(transform, first, load, num_records=num_records, sample_seed=sample_seed,
-                         mosaic=mosaic, image_size=image_size)
+    sample = single_sample(transform, first, load, num_records=num_records, sample_seed=sample_seed,
+                           mosaic=mosaic, image_size=image_size)
+    params = transform.mixup
+    if params is None:
+        return sample
+    rng = np.random.default_rng([sample_seed, MIXUP_STREAM])
+    if rng.random() >= params["p"]:
+        return sample
+    partner, partner_seed = int(rng.integers(0, num_records)), int(rng.integers(0, _SEED_LIMIT))
+    weight = float(rng.beta(params["alpha"], params["alpha"]))
+    other = single_sample(transform, load(partner), load, num_records=num_records, sample_seed=partner_seed,
+                          mosaic=mosaic, image_size=image_size)
+    return blend_samples(sample, other, weight)

@@ -60,7 +60,7 @@ def test_without_multi_scale_the_plan_carries_the_model_size() -> None:
 
 
 _AUGMENT = [{"name": "mosaic", "p": 0.7}, {"name": "scale_jitter", "min_scale": 0.6, "max_scale": 1.4},
-            {"name": "hflip"}, {"name": "affine", "p": 0.5, "degrees": 15}]
+            {"name": "hflip"}, {"name": "affine", "p": 0.5, "degrees": 15}, {"name": "mixup", "p": 0.5}]
 
 
 def _loader(dataset: DetectionDataset, workers: int, **sampler_args) -> tuple[DataLoader, SeededSampler]:
@@ -86,7 +86,7 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
             assert torch.equal(ta["ignore"], tb["ignore"])
 
 
-def test_mosaic_and_multi_scale_batches_do_not_depend_on_workers(tmp_path: Path) -> None:
+def test_mosaic_mixup_and_multi_scale_batches_do_not_depend_on_workers(tmp_path: Path) -> None:
     dataset = DetectionDataset(_records(tmp_path) * 2, build_train_transform(_AUGMENT, 64, seed=0))
     plain, plain_sampler = _loader(dataset, 0, image_size=64, multi_scale=(32, 96))
     want = _epoch(plain, plain_sampler, 1)
