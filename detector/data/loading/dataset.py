@@ -58,6 +58,7 @@ from torch.utils.data import (
 )
 
 from detector.config import Config
+from detector.data.augment.multi_image import augment_sample
 from detector.data.augment.transforms import (
     EvalTransform,
     TrainTransform,
@@ -147,18 +148,16 @@ class DetectionDataset(Dataset):
         index, sample_seed = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
         plan = item[2] if isinstance(item, tuple) and len(item) > 2 else None
         replaced: list[str] = []
+        index, image = self._decode(index, replaced)
+        record = self.records[index]
         if sample_seed is not None and isinstance(self.transform, TrainTransform):
-            from detector.data.augment.multi_image import augment_sample
-
-            index, image = self._decode(index, replaced)
-            record = self.records[index]
             sample = augment_sample(
                 self.transform, (image, record.boxes, record.labels, record.ignore),
-                lambda i: self._load(i, replaced), num_records=len(self.records), sample_seed=sample_seed, mosaic=plan.mosaic if plan is not None else True,
-                image_size=plan.image_size if plan is not None and plan.image_size else self.transform.image_size)
+                lambda partner: self._load(partner, replaced), num_records=len(self.records),
+                sample_seed=sample_seed, mosaic=plan.mosaic if plan is not None else True,
+                image_size=(plan.image_size if plan is not None and plan.image_size
+                            else self.transform.image_size))
         else:
-            index, image = self._decode(index, replaced)
-            record = self.records[index]
             if sample_seed is not None:
                 self.transform.set_seed(sample_seed)
             sample = self.transform(image, record.boxes, record.labels, record.ignore)
