@@ -93,6 +93,9 @@ def handover(steps: int, batch_size: int, workers: int, image_size: int, backbon
                 if repeat:
                     train_ips[mode].append(stats["images_per_s"])
                     loader_ips[mode].append(alone)
+            if repeat:  # as it goes: a run cut short still says what it measured
+                click.echo(f"repeat {repeat}: training " + ", ".join(f"{m} {train_ips[m][-1]:.2f}" for m in MODES)
+                           + "; loader alone " + ", ".join(f"{m} {loader_ips[m][-1]:.1f}" for m in MODES) + " img/s")
 
     click.echo(f"{'what':<16}{'mode':<7}{'median img/s':>14}{'min':>9}{'max':>9}")
     for label, figures in (("training", train_ips), ("loader alone", loader_ips)):
