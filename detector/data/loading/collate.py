@@ -4,12 +4,10 @@
     batch = collate_batch([dataset[0], dataset[1]])   # format: detector/data/loading/dataset.py
 
 Most of a worker's cost beyond decoding and augmenting is memory traffic between
-processes, so this module keeps it down: inside a worker the images are written
-once, straight into torch shared memory (what DataLoader hands over without a
-copy), and each image's targets are views of three batch-wide tensors (three
-segments per batch, not three per image); glibc is told to keep freed buffers
-(detector/data/loading/memory.py). A pool of reused memfd segments for the hand-over
-was measured and removed: no training speed gain (docs/benchmarks.md, "Batch hand-over").
+processes, so this module keeps it down: inside a worker the images go into a
+reused shared-memory segment and the targets travel by value
+(detector/data/loading/shared_batch.py); glibc is told to keep freed buffers
+(detector/data/loading/memory.py).
 """
 
 from __future__ import annotations
@@ -22,13 +20,15 @@ import torch
 from torch.utils.data import get_worker_info
 
 from detector.data.loading.memory import prefault
+from detector.data.loading.shared_batch import pack_targets, unpack_targets, worker_batch
 
 
 def _empty_images(shape: tuple[int, int, int, int], shared: bool) -> torch.Tensor:
     """An uninitialised uint8 tensor, in torch shared memory when `shared`.
 
-    Allocating straight in shared memory, as torch's default collate does, avoids
-    `share_memory_()`'s second allocation and copy (~0.4 ms per 448 px image).
+    Used where `shared_batch` cannot be (no memfd). Allocating straight in shared
+    memory, as torch's default collate does, avoids `share_memory_()`'s second
+    allocation and copy (~0.4 ms per 448 px image).
     """
     if not shared:
         return torch.empty(shape, dtype=torch.uint8)
@@ -41,12 +41,14 @@ def _empty_images(shape: tuple[int, int, int, int], shared: bool) -> torch.Tenso
     return images
 
 
-def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_batch(samples: list[dict[str, Any]], *, reuse_segments: bool = True) -> dict[str, Any]:
     """Stack samples from `DetectionDataset` into one batch.
 
     Args:
         samples: dicts with image uint8 [S, S, 3] RGB, boxes float [N_i, 4],
             labels int [N_i], ignore bool [N_i] and meta (as `DetectionDataset` returns).
+        reuse_segments: inside a worker, hand the images over in a pooled memfd segment
+            (False: a fresh torch shared-memory tensor; tools/benchmark.py handover).
 
     Returns:
         {images: uint8 Tensor[B, 3, S, S], targets: B dicts of boxes float32 [N_i, 4],
@@ -73,24 +75,13 @@ def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if not len(sample["boxes"]) == len(sample["labels"]) == len(sample["ignore"]):
             raise ValueError(f"collate_batch: sample {index} has {len(sample['boxes'])} boxes, "
                              f"{len(sample['labels'])} labels and {len(sample['ignore'])} ignore flags")
+    metas = [sample["meta"] for sample in samples]
     in_worker = get_worker_info() is not None
-    images = _empty_images((len(samples), 3, height, width), shared=in_worker)
-    planes = images.numpy()
+    batch = worker_batch((3, height, width), samples, metas) if in_worker and reuse_segments else None
+    if batch is None:
+        images = _empty_images((len(samples), 3, height, width), shared=in_worker)
+        batch = {"images": images, "targets": unpack_targets(*pack_targets(samples)), "metas": metas}
+    planes = batch["images"].numpy()
     for index, sample in enumerate(samples):
         cv2.split(np.ascontiguousarray(sample["image"]), list(planes[index]))
-    return {"images": images, "targets": _batch_targets(samples), "metas": [sample["meta"] for sample in samples]}
-
-
-def _batch_targets(samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
-    """Per-sample target dicts whose tensors are views of three batch-wide tensors.
-
-    A worker sends every tensor through its own shared-memory segment: three per
-    batch cost far less than three per image (~0.5 ms per image in the worker and
-    ~0.45 ms in the main process, docs/benchmarks.md).
-    """
-    counts = [len(sample["labels"]) for sample in samples]
-    boxes = torch.from_numpy(np.concatenate([np.asarray(s["boxes"], np.float32).reshape(-1, 4) for s in samples]))
-    labels = torch.from_numpy(np.concatenate([np.asarray(s["labels"], np.int64).reshape(-1) for s in samples]))
-    ignore = torch.from_numpy(np.concatenate([np.asarray(s["ignore"], bool).reshape(-1) for s in samples]))
-    return [{"boxes": b, "labels": lab, "ignore": ign}
-            for b, lab, ign in zip(boxes.split(counts), labels.split(counts), ignore.split(counts), strict=True)]
+    return batch

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import sys
 
+import numpy as np
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
@@ -25,12 +26,15 @@ def _load_libc() -> ctypes.CDLL | None:
         return None  # musl or another libc: skip the glibc-specific tuning
 
 
-LIBC = _load_libc()  # glibc with a typed madvise, or None
+LIBC = _load_libc()  # glibc with typed mmap/munmap/madvise, or None
 if LIBC is not None:
+    LIBC.mmap.restype = ctypes.c_void_p
+    LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    LIBC.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
-def prefault(buffer: torch.Tensor) -> None:
+def prefault(buffer: torch.Tensor | np.ndarray) -> None:
     """Map all pages of a fresh buffer in one call (Linux 5.14+ MADV_POPULATE_WRITE).
 
     Writing a fresh shared-memory batch otherwise takes one page fault per 4 KiB,
@@ -38,7 +42,10 @@ def prefault(buffer: torch.Tensor) -> None:
     """
     if LIBC is None:
         return
-    address, nbytes = buffer.data_ptr(), buffer.numel() * buffer.element_size()
+    if isinstance(buffer, torch.Tensor):
+        address, nbytes = buffer.data_ptr(), buffer.numel() * buffer.element_size()
+    else:
+        address, nbytes = buffer.ctypes.data, buffer.nbytes
     start = address & ~(_PAGE_SIZE - 1)
     LIBC.madvise(start, address + nbytes - start, _MADV_POPULATE_WRITE)
 
