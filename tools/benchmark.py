@@ -6,6 +6,7 @@
     python tools/benchmark.py train                     # training images/s and data-wait fraction
     python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
     python tools/benchmark.py track                     # tracker cost, detect vs track fps, tracking scores
+    python tools/benchmark.py handover                  # memfd batch hand-over vs torch's, training img/s
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
 
 Results and the exact commands are recorded in docs/benchmarks.md.
@@ -19,6 +20,7 @@ from detector.benchmarks.data import data
 from detector.benchmarks.detect import detect
 from detector.benchmarks.eval import eval_
 from detector.benchmarks.gpu import gpu
+from detector.benchmarks.handover import handover
 from detector.benchmarks.nms import nms
 from detector.benchmarks.track import track
 from detector.benchmarks.train import train
@@ -29,7 +31,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track):
+for command in (nms, data, eval_, train, detect, track, handover):
     main.add_command(command)
 main.add_command(gpu)
 

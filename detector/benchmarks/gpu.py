@@ -53,7 +53,7 @@ def _parts(backbone: str, image_size: int, batch_size: int, device: torch.device
     """Model, loss, optimizer, schedule (bf16 AMP on CUDA, channels_last from build_model) and train config."""
     from detector.config import Config
     from detector.model.build import build_loss, build_model
-    from detector.training.state import build_train_parts
+    from detector.training.setup import build_train_parts
 
     cfg = Config()
     cfg.model.backbone, cfg.model.image_size = backbone, image_size

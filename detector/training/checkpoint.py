@@ -1,12 +1,16 @@
-"""Checkpoints: atomic writes, safe loads, and a model rebuilt from a checkpoint alone.
+"""The checkpoint format, its one owner: the keys, what last.pt and best.pt store, loading and restoring.
 
     from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
     ckpt = load_checkpoint("runs/train/exp/weights/best.pt")
     model, cfg = model_from_checkpoint(ckpt, device="cpu")   # eval mode, EMA weights
 
+    # what the trainer writes and reads back (last.pt: everything an exact resume needs)
+    save_checkpoint(last_checkpoint(parts, state, cfg, names, progress), run / "weights/last.pt")
+    progress = restore_from_checkpoint(parts, state, load_checkpoint(path, require_training_state=True))
+
 Every checkpoint holds only tensors and plain containers so that
 `torch.load(weights_only=True)` reads it: a file that would need to run code to
-unpickle is refused. Keys (docs/internals.md):
+unpickle is refused. Keys (`INFERENCE_TYPES`, `TRAINING_TYPES`; docs/internals.md):
 
     model       state dict used for inference (the EMA weights when EMA is on)
     config      resolved config as a plain dict
@@ -16,89 +20,205 @@ unpickle is refused. Keys (docs/internals.md):
     epoch       number of completed epochs
     best_ap     best validation COCO AP so far (-1.0 before any validation)
 
-`last.pt` adds `train_model`, `optimizer`, `scheduler`, `scaler`, `ema`, `rng`,
-`finished`, `step`, `train_state` and `epoch_progress` (see
-detector/training/state.py), which resume needs. `load_checkpoint` checks
-the types of these keys too (checkpoint_schema.py).
+best.pt is exactly these. last.pt adds `train_model` (the raw weights), `optimizer`,
+`scheduler`, `scaler`, `ema`, `rng`, `finished`, `step`, `train_state` (the
+`TrainState` counters) and `epoch_progress` (the `EpochProgress` of a mid-epoch
+save; optional: older files lack it). `load_checkpoint` checks every key's type,
+so a hand-edited or foreign `.pt` fails at load time naming the key, not later
+with a KeyError or a shape mismatch deep inside the model.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Callable
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import nn
 
-from detector.config import Config, config_from_dict
-from detector.training.checkpoint_schema import checkpoint_type_errors
-
-INFERENCE_KEYS = ("model", "config", "names", "image_size", "mean", "std", "epoch", "best_ap")
-TRAINING_KEYS = (
-    "train_model", "optimizer", "scheduler", "scaler", "ema", "rng", "finished", "step", "train_state",
-)
+from detector.config import Config, config_from_dict, config_to_dict
+from detector.training.atomic_write import remove_stale_temp_files, write_atomic
+from detector.training.distributed import unwrap_model
+from detector.training.ema import ModelEMA
+from detector.training.rng import capture_rng_state
+from detector.training.state import EpochProgress, TrainParts, TrainState
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or not a detector checkpoint."""
 
 
-# `.last.pt.<hex>.tmp`: the hidden temporary file `save_checkpoint` writes before the rename.
-_TEMP_NAME = re.compile(r"^\..+\.pt\.[0-9a-f]{16}\.tmp$")
+# The type each key must have: a check returns None when the value is fine, else what is wrong.
+Check = Callable[[Any], str | None]
 
 
-def _remove_stale_temp_files(directory: Path) -> None:
-    """Delete temp files a killed writer left (a SIGKILL cannot clean up after itself).
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    Only names of our own pattern are touched; one process writes a run's weights/
-    (rank 0), so no other writer's file in progress can match.
+
+def _state_dict(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"expected a state dict (name -> tensor), got {type(value).__name__}"
+    for name, tensor in value.items():
+        if not isinstance(name, str) or not torch.is_tensor(tensor):
+            return f"expected a state dict (name -> tensor), but {name!r} holds a {type(tensor).__name__}"
+    return None
+
+
+def _string_list(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return f"expected a list of strings, got {type(value).__name__}"
+    return "expected at least one class name, got an empty list" if not value else None
+
+
+def _three_numbers(value: Any) -> str | None:
+    if not isinstance(value, list) or len(value) != 3 or not all(_is_number(item) for item in value):
+        got = repr(value) if isinstance(value, list) else type(value).__name__
+        return f"expected a list of 3 numbers, got {got}"
+    return None
+
+
+def _int_at_least(minimum: int) -> Check:
+    def check(value: Any) -> str | None:
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        return None if is_int and value >= minimum else f"expected an integer >= {minimum}, got {value!r}"
+    return check
+
+
+def _number(value: Any) -> str | None:
+    return None if _is_number(value) else f"expected a number, got {type(value).__name__}"
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true/false, got {type(value).__name__}"
+
+
+def _mapping_with(*keys: str) -> Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"expected a mapping, got {type(value).__name__}"
+        missing = [key for key in keys if key not in value]
+        return f"mapping lacks {', '.join(missing)}" if missing else None
+    return check
+
+
+INFERENCE_TYPES: dict[str, Check] = {
+    "model": _state_dict,
+    "config": _mapping_with(),
+    "names": _string_list,
+    "image_size": _int_at_least(1),
+    "mean": _three_numbers,
+    "std": _three_numbers,
+    "epoch": _int_at_least(0),
+    "best_ap": _number,
+}
+TRAINING_TYPES: dict[str, Check] = {
+    "train_model": _state_dict,
+    "optimizer": _mapping_with("state", "param_groups"),
+    "scheduler": _mapping_with("base_lr", "end_lr", "warmup_steps", "total_steps", "start_step", "start_lr"),
+    "scaler": _mapping_with(),
+    "ema": _mapping_with(),
+    "rng": _mapping_with("python", "numpy", "torch"),
+    "finished": _boolean,
+    "step": _int_at_least(0),
+    "train_state": _mapping_with(*(item.name for item in fields(TrainState))),
+}
+# Optional (absent in checkpoints written before mid-epoch saves existed; nan_streak came later still).
+OPTIONAL_TYPES: dict[str, Check] = {
+    "epoch_progress": _mapping_with("batches_done", "sums", "finite_batches", "skipped_steps", "images_seen"),
+}
+INFERENCE_KEYS = tuple(INFERENCE_TYPES)
+TRAINING_KEYS = tuple(TRAINING_TYPES)
+
+
+def checkpoint_type_errors(ckpt: dict[str, Any], *, training: bool) -> list[str]:
+    """`"key: what is wrong"` for every present key whose value has the wrong type, in key order.
+
+    Args:
+        ckpt: the loaded dict (missing keys are `load_checkpoint`'s business).
+        training: also check the keys only last.pt has.
     """
-    for candidate in directory.iterdir():
-        if _TEMP_NAME.match(candidate.name):
-            candidate.unlink(missing_ok=True)
+    checks = {**INFERENCE_TYPES, **(TRAINING_TYPES if training else {}), **OPTIONAL_TYPES}
+    errors = []
+    for key, check in checks.items():
+        problem = check(ckpt[key]) if key in ckpt else None
+        if problem is not None:
+            errors.append(f"{key}: {problem}")
+    return errors
 
 
-def _open_temp_file(path: Path) -> tuple[int, Path]:
-    """A new hidden file next to `path`, created with the umask's permissions.
+def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str]) -> dict[str, Any]:
+    """best.pt: what inference needs (the `INFERENCE_TYPES` keys), with the EMA weights when EMA is on."""
+    return {
+        "model": parts.eval_model.state_dict(),
+        "config": config_to_dict(cfg),
+        "names": list(names),
+        "image_size": cfg.model.image_size,
+        "mean": list(cfg.model.mean),
+        "std": list(cfg.model.std),
+        "epoch": state.epoch,
+        "best_ap": state.best_ap,
+    }
 
-    (tempfile.mkstemp would create it 0600, and the rename would keep that.)
+
+def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
+                    progress: EpochProgress | None = None) -> dict[str, Any]:
+    """last.pt: `inference_checkpoint` plus everything an exact resume needs.
+
+    `progress`: the current epoch's, for a checkpoint written inside an epoch
+    (`epoch_progress` key; 0 batches at an epoch end).
     """
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:  # 64 random bits: practically never
-            continue
+    ckpt = inference_checkpoint(parts, state, cfg, names)
+    ckpt.update(
+        train_model=unwrap_model(parts.model).state_dict(),
+        optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.schedule.state_dict(),
+        scaler=parts.scaler.state_dict(),
+        ema=parts.ema.state_dict() if parts.ema is not None else {},
+        rng=capture_rng_state(),
+        finished=state.finished,
+        step=state.step,
+        train_state=asdict(state),
+        epoch_progress=asdict(progress if progress is not None else EpochProgress()),
+    )
+    return ckpt
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable: fsync the directory entry (a no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def restore_from_checkpoint(parts: TrainParts, state: TrainState, ckpt: dict[str, Any]) -> EpochProgress:
+    """Load model, optimizer, schedule, scaler, EMA and counters from last.pt; return the epoch's progress.
+
+    The progress is empty for an epoch-end checkpoint or an older file. The RNG
+    states are restored separately (`rng.restore_rng_state`), as the very last
+    thing before training continues, so nothing built after this draws from them.
+    """
+    unwrap_model(parts.model).load_state_dict(ckpt["train_model"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    parts.schedule.load_state_dict(ckpt["scheduler"])
+    if ckpt["scaler"]:
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    if parts.ema is not None:
+        if ckpt["ema"]:
+            parts.ema.load_state_dict(ckpt["ema"], weights=ckpt["model"])  # `model` holds the EMA weights
+        else:  # EMA switched on at resume: start the average from the current weights
+            parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
+    saved = ckpt["train_state"]
+    for item in fields(TrainState):
+        setattr(state, item.name, saved[item.name])
+    progress = ckpt.get("epoch_progress") or {}
+    known = {item.name for item in fields(EpochProgress)}
+    return EpochProgress(**{key: value for key, value in progress.items() if key in known})
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write `state` to `path` atomically.
+    """Write `state` to `path` atomically (`atomic_write.write_atomic`).
 
-    The bytes go to a temporary file in the same directory (so the final rename
-    stays on one filesystem), are flushed and fsynced, then `os.replace` swaps it
-    in. A crash at any point leaves either the previous file or the new one,
-    never a half-written one; the temporary file is removed on error (also on a
-    KeyboardInterrupt), and temp files a SIGKILL left behind are removed by the
-    next save into the same directory. The file gets the permissions the umask
-    gives (0644 under the usual 022), like any other file the run writes.
+    A crash at any point leaves either the previous file or the new one, never a
+    half-written one; temp files a SIGKILL left behind are removed by the next save
+    into the same directory. The file gets the permissions the umask gives (0644
+    under the usual 022), like any other file the run writes.
 
     Args:
         state: tensors and plain containers only (checked by the weights-only loader).
@@ -106,42 +226,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(path.parent)
+    remove_stale_temp_files(path.parent)
     write_atomic(path, lambda handle: torch.save(state, handle))
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call `write(handle)` on a temp file beside `path`, fsync, `os.replace` it in, fsync the folder.
-
-    The one atomic-write mechanism of the package (checkpoints, exported models):
-    either the previous file or the new one survives a crash, never a half-written
-    one; the temp file is removed on any error, KeyboardInterrupt included; the file
-    gets the umask's permissions.
-
-    Args:
-        path: destination; its folder must exist.
-        write: writes the whole content to the binary handle it is given.
-
-    Returns:
-        `path` as a Path.
-    """
-    path = Path(path)
-    fd, tmp_name = _open_temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # BaseException too: a KeyboardInterrupt mid-write must not leave the temp file.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(path.parent)
-    return path
 
 
 def load_checkpoint(path: str | Path, *, require_training_state: bool = False) -> dict[str, Any]:

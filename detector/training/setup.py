@@ -1,4 +1,4 @@
-"""Everything a training run holds, built once: seeds, data, model, run directory, resumed state.
+"""Everything a training run holds, built once: seeds, data, model, loss, optimizer, run directory, resumed state.
 
     run = set_up(cfg, resume_checkpoint=None, changes=[], log=print, clock=time.monotonic)
     run.train_loader, run.parts, run.state, run.progress, run.run_dir
@@ -20,10 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from detector.config import Config
+from detector.config import Config, TrainConfig
 from detector.data.record import SplitRecords
+from detector.model.precision import amp_dtype_for
 from detector.training import distributed as ddp
+from detector.training.checkpoint import restore_from_checkpoint
+from detector.training.ema import ModelEMA
 from detector.training.failures import writing
+from detector.training.optim import WarmupCosineSchedule, build_optimizer
 from detector.training.resume import check_class_names
 from detector.training.rng import restore_rng_state, seed_everything
 from detector.training.run_dir import (
@@ -33,14 +37,7 @@ from detector.training.run_dir import (
     write_config_yaml,
 )
 from detector.training.save_period import SavePeriod, parse_save_period
-from detector.training.state import (
-    EpochProgress,
-    TrainParts,
-    TrainState,
-    build_train_parts,
-    restore_from_checkpoint,
-    saved_progress,
-)
+from detector.training.state import EpochProgress, TrainParts, TrainState
 from detector.training.time_budget import TimeBudget
 
 
@@ -66,6 +63,44 @@ class Run:
     saved_position: tuple[int, int] = (-1, 0)  # (epoch, batches_done) that last.pt holds
     epoch_batches: int = 0  # micro-batches in the current epoch (all of it, also when resumed inside)
     budget_planned: bool = False  # the time budget's first plan is made (a resumed run's is in last.pt)
+    stop_signum: int = 0  # a stop signal every rank agreed on after a step (0: none)
+
+
+def build_train_parts(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    train_cfg: TrainConfig,
+    *,
+    device: torch.device,
+    steps_per_epoch: int,
+) -> TrainParts:
+    """Optimizer, schedule, scaler and EMA for an (unwrapped) model already on `device`.
+
+    Args:
+        model: the detector, on `device`.
+        loss_fn: its loss module.
+        train_cfg: the train section.
+        device: training device.
+        steps_per_epoch: optimizer steps per epoch (batches / accumulate, rounded up).
+    """
+    amp_dtype = amp_dtype_for(train_cfg, device)
+    schedule = WarmupCosineSchedule(
+        base_lr=train_cfg.lr,
+        warmup_steps=round(train_cfg.warmup_epochs * steps_per_epoch),
+        total_steps=train_cfg.epochs * steps_per_epoch,
+        final_lr_fraction=train_cfg.final_lr_fraction,
+    )
+    return TrainParts(
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=build_optimizer(model, train_cfg),
+        schedule=schedule,
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        ema=ModelEMA(model, decay=train_cfg.ema_decay) if train_cfg.ema else None,
+        device=device,
+        amp_dtype=amp_dtype,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 def _extend_finished(run_parts: TrainParts, state: TrainState, cfg: Config, steps_per_epoch: int,
@@ -85,10 +120,9 @@ def _extend_finished(run_parts: TrainParts, state: TrainState, cfg: Config, step
 def _restore(parts: TrainParts, state: TrainState, ckpt: dict[str, Any], cfg: Config, steps_per_epoch: int,
              changes: list[str], log: Callable[[str], None]) -> EpochProgress:
     """Load last.pt into parts and state; re-plan or extend the schedule; return the epoch's progress."""
-    restore_from_checkpoint(parts, state, ckpt)
+    progress = restore_from_checkpoint(parts, state, ckpt)
     for line in changes:
         log(f"resume: {line}")
-    progress = saved_progress(ckpt)
     if progress.batches_done:
         log(f"resume: continuing epoch {state.epoch + 1} after its first {progress.batches_done} batches "
             f"(step {state.step}), with the same samples and augmentation an uninterrupted run would see")

@@ -1,29 +1,24 @@
-"""What a training run holds between steps, and its checkpoints (last.pt, best.pt).
+"""What a training run holds between steps: counters, the epoch's progress, the objects a step touches.
 
-    parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=63)
     state = TrainState(planned_epochs=cfg.train.epochs)
-    save_checkpoint(last_checkpoint(parts, state, cfg, names), run / "weights/last.pt")
-    restore_from_checkpoint(parts, state, load_checkpoint(run / "weights/last.pt"))
+    progress = EpochProgress()          # of the current epoch; a mid-epoch last.pt holds it
+    parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=63)  # setup.py
 
-Everything written goes through `checkpoint.save_checkpoint` and is plain data
-(see checkpoint.py for the key list).
+Plain data: built by `setup.set_up`, advanced by `epoch.train_one_epoch` and
+`trainer.fit`, written to and restored from last.pt by checkpoint.py (the format's
+one owner).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from detector.config import Config, TrainConfig, config_to_dict
-from detector.model.precision import amp_dtype_for
 from detector.training.distributed import unwrap_model
 from detector.training.ema import ModelEMA
-from detector.training.optim import WarmupCosineSchedule, build_optimizer
-from detector.training.rng import capture_rng_state
+from detector.training.optim import WarmupCosineSchedule
 
 
 @dataclass
@@ -77,108 +72,3 @@ class TrainParts:
         return self.ema.module if self.ema is not None else unwrap_model(self.model)
 
 
-def build_train_parts(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    train_cfg: TrainConfig,
-    *,
-    device: torch.device,
-    steps_per_epoch: int,
-) -> TrainParts:
-    """Optimizer, schedule, scaler and EMA for an (unwrapped) model already on `device`.
-
-    Args:
-        model: the detector, on `device`.
-        loss_fn: its loss module.
-        train_cfg: the train section.
-        device: training device.
-        steps_per_epoch: optimizer steps per epoch (batches / accumulate, rounded up).
-    """
-    amp_dtype = amp_dtype_for(train_cfg, device)
-    schedule = WarmupCosineSchedule(
-        base_lr=train_cfg.lr,
-        warmup_steps=round(train_cfg.warmup_epochs * steps_per_epoch),
-        total_steps=train_cfg.epochs * steps_per_epoch,
-        final_lr_fraction=train_cfg.final_lr_fraction,
-    )
-    return TrainParts(
-        model=model,
-        loss_fn=loss_fn,
-        optimizer=build_optimizer(model, train_cfg),
-        schedule=schedule,
-        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
-        ema=ModelEMA(model, decay=train_cfg.ema_decay) if train_cfg.ema else None,
-        device=device,
-        amp_dtype=amp_dtype,
-        steps_per_epoch=steps_per_epoch,
-    )
-
-
-def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str]) -> dict[str, Any]:
-    """The keys every checkpoint has (best.pt is exactly this)."""
-    return {
-        "model": parts.eval_model.state_dict(),
-        "config": config_to_dict(cfg),
-        "names": list(names),
-        "image_size": cfg.model.image_size,
-        "mean": list(cfg.model.mean),
-        "std": list(cfg.model.std),
-        "epoch": state.epoch,
-        "best_ap": state.best_ap,
-    }
-
-
-def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
-                    progress: EpochProgress | None = None) -> dict[str, Any]:
-    """inference_checkpoint plus everything an exact resume needs (last.pt).
-
-    `progress`: the current epoch's, for a checkpoint written inside an epoch
-    (`epoch_progress` key; absent or 0 batches at an epoch end).
-    """
-    ckpt = inference_checkpoint(parts, state, cfg, names)
-    ckpt.update(
-        train_model=unwrap_model(parts.model).state_dict(),
-        optimizer=parts.optimizer.state_dict(),
-        scheduler=parts.schedule.state_dict(),
-        scaler=parts.scaler.state_dict(),
-        ema=parts.ema.state_dict() if parts.ema is not None else {},
-        rng=capture_rng_state(),
-        finished=state.finished,
-        step=state.step,
-        train_state=asdict(state),
-        epoch_progress=asdict(progress if progress is not None else EpochProgress()),
-    )
-    return ckpt
-
-
-def restore_from_checkpoint(parts: TrainParts, state: TrainState, ckpt: dict[str, Any]) -> None:
-    """Load model, optimizer, schedule, scaler, EMA and counters from last.pt.
-
-    The RNG states are restored separately (`rng.restore_rng_state`), as the very
-    last thing before training continues, so nothing built after this draws from them.
-    """
-    unwrap_model(parts.model).load_state_dict(ckpt["train_model"])
-    parts.optimizer.load_state_dict(ckpt["optimizer"])
-    parts.schedule.load_state_dict(ckpt["scheduler"])
-    if ckpt["scaler"]:
-        parts.scaler.load_state_dict(ckpt["scaler"])
-    if parts.ema is not None:
-        if ckpt["ema"]:
-            parts.ema.load_state_dict(ckpt["ema"], weights=ckpt["model"])  # `model` holds the EMA weights
-        else:  # EMA switched on at resume: start the average from the current weights
-            parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
-    saved = ckpt["train_state"]
-    for item in fields(TrainState):
-        setattr(state, item.name, saved[item.name])
-
-
-def saved_progress(ckpt: dict[str, Any]) -> EpochProgress:
-    """The epoch progress in last.pt (empty for an epoch-end checkpoint or an older file)."""
-    saved = ckpt.get("epoch_progress") or {}
-    known = {item.name for item in fields(EpochProgress)}
-    return EpochProgress(**{key: value for key, value in saved.items() if key in known})
-
-
-def is_better(ap: float, best_ap: float) -> bool:
-    """A validation AP beats the best so far (NaN never does)."""
-    return not math.isnan(ap) and ap > best_ap

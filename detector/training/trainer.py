@@ -1,4 +1,4 @@
-"""The training run, top to bottom: set up, then train / validate / checkpoint per epoch.
+"""The training run, top to bottom: set up, then per epoch train, validate, checkpoint.
 
     from detector.config import load_config
     from detector.training.trainer import fit
@@ -8,24 +8,32 @@
     cfg, ckpt, changes = prepare_resume("runs/train/exp")
     fit(cfg, resume_checkpoint=ckpt, changes=changes)
 
+`fit` is the algorithm; one epoch is `epoch.train_one_epoch`, one validation
+`epoch.validate`, what is built before the first epoch `setup.set_up`, and what
+is written `run_outputs` (the checkpoint format itself: checkpoint.py).
+
 Under torchrun every rank runs `fit`; rank 0 alone validates, prints and writes
 files, and broadcasts its decisions (planned epochs, stop) so the ranks stay in step.
 
 Stopping: SIGTERM or SIGINT finishes the current optimizer step, writes a
 mid-epoch last.pt and raises `TrainingInterrupted` (exit code 128 + signal in
 the CLI); under DDP the ranks agree on the step with an all-reduce after every
-step. `train.save_period` writes the same mid-epoch last.pt periodically. Known
-causes that end a run (a dead or hung DataLoader worker, undecodable images, a
-full disk) raise `TrainingError` with one line and the resume hint.
+step. `train.save_period` writes the same mid-epoch last.pt periodically. Under
+`train.time_limit` the run's length is planned in steps from the measured speed
+(time_budget.py). Known causes that end a run (a dead or hung DataLoader worker,
+undecodable images, a full disk) raise `TrainingError` with one line and the
+resume hint.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from tqdm import tqdm
@@ -42,7 +50,7 @@ from detector.training.failures import (
 )
 from detector.training.run_outputs import log_step, save_progress, summary_line, write_epoch
 from detector.training.setup import Run, set_up
-from detector.training.state import EpochProgress, is_better
+from detector.training.state import EpochProgress
 from detector.training.stop_signals import (
     ImmediateStop,
     StopSignals,
@@ -51,190 +59,13 @@ from detector.training.stop_signals import (
 )
 from detector.training.time_budget import PLAN_AFTER_STEPS, correction_needed
 
+MAX_WARMUP_FRACTION = 0.2  # a time budget shorter than the warmup caps it at this share
+
 
 def _stderr(message: str) -> None:
     # Through tqdm: a message printed while a bar is drawn (a signal's) gets its own line.
     tqdm.write(message, file=sys.stderr)
     sys.stderr.flush()
-
-
-def _start_epoch(run: Run) -> None:
-    """Make the epoch's order and augmentation a function of (train.seed, rank, epoch).
-
-    The loader's `SeededSampler` derives both from them (detector/data/loading/sampling.py), so
-    a resumed run replays exactly the batches the uninterrupted run would have seen,
-    for any number of workers, without saving the data pipeline's generators. A
-    mid-epoch resume skips the samples its checkpoint already trained on.
-    """
-    skip = run.progress.batches_done * run.cfg.train.batch_size
-    run.train_loader.sampler.set_epoch(run.state.epoch, start=skip)
-    start_epoch_augment(run.train_loader.sampler, run.cfg.train, run.state.epoch, run.state.planned_epochs)
-    run.epoch_batches = run.progress.batches_done + len(run.train_loader)
-
-
-MAX_WARMUP_FRACTION = 0.2  # a time budget shorter than the warmup caps it at this share
-
-
-def _validation_estimate(run: Run) -> float:
-    """One validation's cost until one was timed: inference is ~3x cheaper per image than training."""
-    seconds_per_step = run.budget.seconds_per_step(run.state.step) or 0.0
-    return seconds_per_step / run.cfg.train.batch_size * len(run.val_split.records) / 3
-
-
-def _plan_budget(run: Run, *, broadcast: bool, overhead_due: bool = True) -> None:
-    """Plan the run's length from the measured speed (first plan), or correct it (epoch ends).
-
-    The first plan sets the cosine's end; later ones move it with `retarget` (the
-    cosine keeps its progress) and only when `correction_needed` says so. Under
-    DDP this runs only at epoch ends (`broadcast`): rank 0 decides, every rank follows.
-    `overhead_due`: False right after an epoch's validation (already paid for).
-    """
-    state, budget, spe, schedule = run.state, run.budget, run.parts.steps_per_epoch, run.parts.schedule
-    total = schedule.total_steps
-    if run.dist.is_main:
-        total = budget.plan_steps(current_step=state.step, steps_per_epoch=spe, eval_interval=run.cfg.train.eval_interval,
-                                  validation_estimate_s=_validation_estimate(run), overhead_due=overhead_due) or total
-    if broadcast:
-        (total,) = ddp.broadcast_numbers([total], run.dist, run.device)
-    total = max(int(total), state.step)
-    if not run.budget_planned or correction_needed(schedule.total_steps, total):
-        schedule.retarget(current_step=state.step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
-    run.budget_planned = True
-    state.planned_epochs = max(math.ceil(schedule.total_steps / spe), state.epoch)
-
-
-def _agreed_signal(run: Run, signals: StopSignals) -> int:
-    """The stop signal any rank received (0: none); every rank gets the same answer."""
-    return int(ddp.max_across_ranks(float(signals.signum or 0), run.dist, run.device))
-
-
-def _save_progress(run: Run, clock: Callable[[], float]) -> None:
-    """Rank 0: a mid-epoch last.pt at the current step."""
-    if run.budget is not None:
-        run.state.elapsed_s = run.budget.elapsed()  # a resume gets only the time that is left
-    save_progress(run.run_dir, run.parts, run.state, run.cfg, run.names, run.progress)
-    run.saved_at = (run.state.step, clock())
-    run.saved_position = (run.state.epoch, run.progress.batches_done)
-
-
-def _after_step(run: Run, signals: StopSignals, stop: dict[str, int],
-                clock: Callable[[], float]) -> Callable[[float], bool]:
-    """Called after every optimizer step: step log, stop signal, time budget, periodic save.
-
-    Returns True to end the epoch there; `stop["signum"]` says when a signal did.
-    """
-    state, dist = run.state, run.dist
-    # Mid-epoch budget stops only in a single process: ranks would disagree on the step.
-    use_budget = run.budget is not None and not dist.distributed
-
-    def after_step(step_loss: float) -> bool:
-        if dist.is_main:
-            log_step(run.run_dir, epoch=state.epoch + 1, batch=run.progress.batches_done, step=state.step,
-                     loss=step_loss, lr=run.parts.optimizer.param_groups[0]["lr"])
-        signum = _agreed_signal(run, signals)
-        if signum:
-            stop["signum"] = signum
-            return True
-        if use_budget:
-            if not run.budget_planned and run.budget.steps_timed(state.step) >= PLAN_AFTER_STEPS:
-                _plan_budget(run, broadcast=False)
-            if state.step >= run.parts.schedule.total_steps or not run.budget.next_step_fits(
-                    current_step=state.step, validation_estimate_s=_validation_estimate(run)):
-                return True
-        if dist.is_main and run.save_period is not None and run.save_period.due(
-                steps_since_save=state.step - run.saved_at[0], seconds_since_save=clock() - run.saved_at[1]):
-            _save_progress(run, clock)
-        return False
-
-    return after_step
-
-
-def _interrupted(run: Run, signum: int, clock: Callable[[], float]) -> TrainingInterrupted:
-    """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); the exception to raise."""
-    state, progress = run.state, run.progress
-    if run.dist.is_main and run.saved_position != (state.epoch, progress.batches_done):
-        _save_progress(run, clock)
-    ddp.barrier(run.dist)  # the others wait until last.pt is on disk
-    where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{run.epoch_batches}"
-    return TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after step {state.step} ({where}); "
-                                       f"last.pt saved; {_hint(run)}")
-
-
-def _hint(run: Run) -> str:
-    """The resume hint (rank 0 knows the run directory; the others say who saved)."""
-    return resume_hint(run.run_dir) if run.dist.is_main else f"rank 0 saved last.pt (this is rank {run.dist.rank})"
-
-
-def _validate_and_track_best(run: Run, progress: bool) -> tuple[dict[str, float], bool]:
-    """Rank 0: AP of the EMA weights; update best AP and the early-stopping count."""
-    state = run.state
-    metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, run.cfg, device=run.device,
-                       progress=progress)
-    improved = is_better(metrics["AP"], state.best_ap)
-    if improved:
-        state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
-    else:
-        state.epochs_without_improvement += run.cfg.train.eval_interval
-    return metrics, improved
-
-
-def _train(run: Run, signals: StopSignals, show_progress: bool, clock: Callable[[], float]) -> None:
-    """The epoch loop: train, validate, write; raises TrainingInterrupted on a stop signal."""
-    state, dist, cfg = run.state, run.dist, run.cfg
-    nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
-    nan_guard.consecutive = run.progress.nan_streak
-    stop: dict[str, int] = {}
-    after_step = _after_step(run, signals, stop, clock)
-    while state.epoch < state.planned_epochs and not state.finished:
-        epoch_start = clock()
-        planned_before = state.planned_epochs
-        if run.budget is not None:
-            run.budget.start_epoch(state.step - run.progress.batches_done // cfg.train.accumulate)
-        _start_epoch(run)
-        stats = train_one_epoch(run.parts, run.train_loader, state, cfg.train, epoch=state.epoch,
-                                planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
-                                show_progress=show_progress, progress=run.progress, after_step=after_step)
-        if stop:
-            raise _interrupted(run, stop["signum"], clock)
-        state.epoch += 1
-        run.progress = EpochProgress()
-        train_s = clock() - epoch_start
-        if run.budget is not None:
-            run.budget.end_epoch(state.step)
-            _plan_budget(run, broadcast=True)
-            if state.planned_epochs != planned_before:
-                run.log(f"time budget: {planned_before} -> {state.planned_epochs} epochs "
-                        f"({run.parts.schedule.total_steps} steps, cosine end moved; "
-                        f"{run.budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)")
-        done_steps = run.budget is not None and state.step >= run.parts.schedule.total_steps
-        last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or done_steps
-        metrics, improved = {}, False
-        if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
-            metrics, improved = _validate_and_track_best(run, show_progress)
-        patience = cfg.train.early_stop_patience
-        early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
-        (early,) = ddp.broadcast_numbers([float(early)], dist, run.device)  # rank 0 decides
-        if early:
-            run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
-                    f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
-        state.finished = last_epoch or bool(early)
-        if run.budget is not None:
-            state.elapsed_s = run.budget.elapsed()
-        if dist.is_main:
-            write_epoch(run.run_dir, run.parts, state, cfg, run.names, stats, metrics, improved=improved,
-                        train_s=train_s)
-            run.saved_at, run.saved_position = (state.step, clock()), (state.epoch, 0)
-            run.log(summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
-                                 clock() - epoch_start))
-        if run.budget is not None:
-            run.budget.record_overhead(clock() - epoch_start - train_s)
-            if not state.finished:  # still this epoch's end: correct with the validation just timed
-                _plan_budget(run, broadcast=True, overhead_due=False)
-        ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
-        signum = _agreed_signal(run, signals)  # a signal during validation or the writes
-        if signum and not state.finished:
-            raise TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after epoch {state.epoch} "
-                                              f"(step {state.step}); last.pt saved; {_hint(run)}")
 
 
 def fit(
@@ -266,27 +97,195 @@ def fit(
             (`exit_code` is 128 + signal number).
         TrainingError: a known cause ended the run (one line, with the resume hint).
     """
-    run: Run | None = None
-    with StopSignals(log) as signals:
+    with StopSignals(log) as signals, _KnownFailures() as failures:
+        run = failures.run = set_up(cfg, resume_checkpoint, changes or [], log, clock)
+        state, dist, budget = run.state, run.dist, run.budget
+        nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
+        nan_guard.consecutive = run.progress.nan_streak
+        while state.epoch < state.planned_epochs and not state.finished:
+            # Start of the epoch. The sampler makes its order and augmentation a function of
+            # (train.seed, rank, epoch) (data/loading/sampling.py), so a resumed run replays
+            # exactly the batches the uninterrupted one would have seen; a mid-epoch resume
+            # skips the samples its checkpoint already trained on.
+            epoch_start, planned_before = clock(), state.planned_epochs
+            if budget is not None:
+                budget.start_epoch(state.step - run.progress.batches_done // cfg.train.accumulate)
+            run.train_loader.sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
+            start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch, state.planned_epochs)
+            run.epoch_batches = run.progress.batches_done + len(run.train_loader)
+
+            # Train one epoch; after every optimizer step `_after_step` may end it early.
+            stats = train_one_epoch(run.parts, run.train_loader, state, cfg.train, epoch=state.epoch,
+                                    planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
+                                    show_progress=show_progress, progress=run.progress,
+                                    after_step=functools.partial(_after_step, run, signals, clock))
+            if run.stop_signum:
+                raise _interrupted(run, clock)
+            state.epoch += 1
+            run.progress = EpochProgress()
+            train_s = clock() - epoch_start
+            if budget is not None:  # correct the plan with this epoch's speed
+                budget.end_epoch(state.step)
+                _plan_budget(run, broadcast=True)
+                if state.planned_epochs != planned_before:
+                    run.log(f"time budget: {planned_before} -> {state.planned_epochs} epochs "
+                            f"({run.parts.schedule.total_steps} steps, cosine end moved; "
+                            f"{budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)")
+            budget_spent = budget is not None and state.step >= run.parts.schedule.total_steps
+            last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
+
+            # Validate (rank 0): AP of the EMA weights; the best AP and the early-stopping count.
+            metrics, improved = {}, False
+            if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
+                metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, cfg, device=run.device,
+                                   progress=show_progress)
+                improved = not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
+                if improved:
+                    state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
+                else:
+                    state.epochs_without_improvement += cfg.train.eval_interval
+            patience = cfg.train.early_stop_patience
+            early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
+            (early,) = ddp.broadcast_numbers([float(early)], dist, run.device)  # rank 0 decides
+            if early:
+                run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
+                        f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
+            state.finished = last_epoch or bool(early)
+
+            # Checkpoint (rank 0): results.csv row, best.pt when improved, last.pt, plots.
+            if budget is not None:
+                state.elapsed_s = budget.elapsed()
+            if dist.is_main:
+                write_epoch(run.run_dir, run.parts, state, cfg, run.names, stats, metrics, improved=improved,
+                            train_s=train_s)
+                run.saved_at, run.saved_position = (state.step, clock()), (state.epoch, 0)
+                run.log(summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
+                                     clock() - epoch_start))
+            if budget is not None:
+                budget.record_overhead(clock() - epoch_start - train_s)
+                if not state.finished:  # still this epoch's end: correct with the validation just timed
+                    _plan_budget(run, broadcast=True, overhead_due=False)
+            ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
+            signum = _agreed_signal(run, signals)  # a signal during validation or the writes
+            if signum and not state.finished:
+                raise TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after epoch {state.epoch} "
+                                                  f"(step {state.step}); last.pt saved; {_hint(run)}")
+        run.log(f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; weights in {run.run_dir}/weights")
+        return run.run_dir
+
+
+def _after_step(run: Run, signals: StopSignals, clock: Callable[[], float], step_loss: float) -> bool:
+    """After every optimizer step: step log, stop signal, time budget, periodic save; True ends the epoch.
+
+    A stop signal is kept in `run.stop_signum` (`fit` then saves and raises). The
+    budget stops a single process mid-epoch only: ranks would disagree on the step.
+    """
+    state, dist, budget = run.state, run.dist, run.budget
+    if dist.is_main:
+        log_step(run.run_dir, epoch=state.epoch + 1, batch=run.progress.batches_done, step=state.step,
+                 loss=step_loss, lr=run.parts.optimizer.param_groups[0]["lr"])
+    run.stop_signum = _agreed_signal(run, signals)
+    if run.stop_signum:
+        return True
+    if budget is not None and not dist.distributed:
+        if not run.budget_planned and budget.steps_timed(state.step) >= PLAN_AFTER_STEPS:
+            _plan_budget(run, broadcast=False)  # the first plan, from the first timed steps
+        if state.step >= run.parts.schedule.total_steps or not budget.next_step_fits(
+                current_step=state.step, validation_estimate_s=_validation_estimate(run)):
+            return True
+    if dist.is_main and run.save_period is not None and run.save_period.due(
+            steps_since_save=state.step - run.saved_at[0], seconds_since_save=clock() - run.saved_at[1]):
+        _save_progress(run, clock)
+    return False
+
+
+def _plan_budget(run: Run, *, broadcast: bool, overhead_due: bool = True) -> None:
+    """Plan the run's length from the measured speed (first plan), or correct it (epoch ends).
+
+    The first plan sets the cosine's end; later ones move it with `retarget` (the
+    cosine keeps its progress) and only when `correction_needed` says so. Under
+    DDP this runs only at epoch ends (`broadcast`): rank 0 decides, every rank follows.
+    `overhead_due`: False right after an epoch's validation (already paid for).
+    """
+    state, budget, spe, schedule = run.state, run.budget, run.parts.steps_per_epoch, run.parts.schedule
+    total = schedule.total_steps
+    if run.dist.is_main:
+        total = budget.plan_steps(current_step=state.step, steps_per_epoch=spe, eval_interval=run.cfg.train.eval_interval,
+                                  validation_estimate_s=_validation_estimate(run), overhead_due=overhead_due) or total
+    if broadcast:
+        (total,) = ddp.broadcast_numbers([total], run.dist, run.device)
+    total = max(int(total), state.step)
+    if not run.budget_planned or correction_needed(schedule.total_steps, total):
+        schedule.retarget(current_step=state.step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
+    run.budget_planned = True
+    state.planned_epochs = max(math.ceil(schedule.total_steps / spe), state.epoch)
+
+
+def _validation_estimate(run: Run) -> float:
+    """One validation's cost until one was timed: inference is ~3x cheaper per image than training."""
+    seconds_per_step = run.budget.seconds_per_step(run.state.step) or 0.0
+    return seconds_per_step / run.cfg.train.batch_size * len(run.val_split.records) / 3
+
+
+def _agreed_signal(run: Run, signals: StopSignals) -> int:
+    """The stop signal any rank received (0: none); every rank gets the same answer."""
+    return int(ddp.max_across_ranks(float(signals.signum or 0), run.dist, run.device))
+
+
+def _save_progress(run: Run, clock: Callable[[], float]) -> None:
+    """Rank 0: a mid-epoch last.pt at the current step."""
+    if run.budget is not None:
+        run.state.elapsed_s = run.budget.elapsed()  # a resume gets only the time that is left
+    save_progress(run.run_dir, run.parts, run.state, run.cfg, run.names, run.progress)
+    run.saved_at = (run.state.step, clock())
+    run.saved_position = (run.state.epoch, run.progress.batches_done)
+
+
+def _interrupted(run: Run, clock: Callable[[], float]) -> TrainingInterrupted:
+    """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); the exception to raise."""
+    state, progress = run.state, run.progress
+    if run.dist.is_main and run.saved_position != (state.epoch, progress.batches_done):
+        _save_progress(run, clock)
+    ddp.barrier(run.dist)  # the others wait until last.pt is on disk
+    where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{run.epoch_batches}"
+    return TrainingInterrupted(run.stop_signum, f"{signal_name(run.stop_signum)}: stopped after step "
+                                                f"{state.step} ({where}); last.pt saved; {_hint(run)}")
+
+
+def _hint(run: Run) -> str:
+    """The resume hint (rank 0 knows the run directory; the others say who saved)."""
+    return resume_hint(run.run_dir) if run.dist.is_main else f"rank 0 saved last.pt (this is rank {run.dist.rank})"
+
+
+class _KnownFailures:
+    """`fit`'s error contract: a run-ending cause becomes one line with the resume hint.
+
+    An immediate stop (a second signal) becomes `TrainingInterrupted`; a RuntimeError
+    or OSError that `describe_failure` recognises (dead worker, undecodable image,
+    full disk) becomes `TrainingError`; anything else passes unchanged. On the way
+    out the DataLoader workers are shut down and DDP is left, whatever happened.
+    """
+
+    def __init__(self) -> None:
+        self.run: Run | None = None  # set once `set_up` has built it
+
+    def __enter__(self) -> _KnownFailures:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
+        run_dir = self.run.run_dir if self.run is not None else None
         try:
-            run = set_up(cfg, resume_checkpoint, changes or [], log, clock)
-            _train(run, signals, show_progress, clock)
-            run.log(f"done: best AP {run.state.best_ap:.4f} at epoch {run.state.best_epoch}; "
-                    f"weights in {run.run_dir}/weights")
-            return run.run_dir
-        except ImmediateStop as exc:
-            run_dir = run.run_dir if run is not None else None
-            raise TrainingInterrupted(exc.signum, f"{exc}; {resume_hint(run_dir)}") from None
-        except (RuntimeError, OSError) as exc:
-            if isinstance(exc, (TrainingError, NonFiniteLossError)):
-                raise
-            reason = describe_failure(exc)
-            if reason is None:
-                raise
-            raise TrainingError(f"{reason}; {resume_hint(run.run_dir if run is not None else None)}") from exc
+            if isinstance(exc, ImmediateStop):
+                raise TrainingInterrupted(exc.signum, f"{exc}; {resume_hint(run_dir)}") from None
+            if isinstance(exc, (RuntimeError, OSError)) and not isinstance(exc, (TrainingError, NonFiniteLossError)):
+                reason = describe_failure(exc)
+                if reason is not None:
+                    raise TrainingError(f"{reason}; {resume_hint(run_dir)}") from exc
+            return False  # re-raise `exc` as it is (or nothing, when none)
         finally:
-            if run is not None:
-                shut_down_workers(run.train_loader)
+            if self.run is not None:
+                shut_down_workers(self.run.train_loader)
             ddp.cleanup_distributed()
 
 

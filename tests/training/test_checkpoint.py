@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from detector.config import Config, config_to_dict
+from detector.training import atomic_write
 from detector.training import checkpoint as checkpoint_module
 from detector.training.checkpoint import (
     CheckpointError,
@@ -73,7 +74,7 @@ def test_failing_rename_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: p
     def broken_replace(src, dst):
         raise KeyboardInterrupt  # Ctrl-C exactly between write and rename
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic_write.os, "replace", broken_replace)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(_minimal_state(5.0), path)
     assert torch.equal(load_checkpoint(path)["model"]["weight"], torch.ones(3))

@@ -8,6 +8,7 @@ replacing only the model step and the validation by clock advances, so a
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -51,9 +52,9 @@ def _simulate(step_s: Callable[[float], float], validation_s: Callable[[int], fl
         val_split=SimpleNamespace(records=[None] * 96),  # estimate before a timed validation: 2 s at 1 s/step
         budget_planned=False, save_period=None, saved_at=(0, 0.0), progress=EpochProgress(),
     )
-    after_step = trainer._after_step(run, SimpleNamespace(signum=None), {}, clock)
+    after_step = functools.partial(trainer._after_step, run, SimpleNamespace(signum=None), clock)
     steps: list[tuple[float, float, float]] = []
-    while state.epoch < state.planned_epochs and not state.finished:  # as trainer._train
+    while state.epoch < state.planned_epochs and not state.finished:  # as trainer.fit
         budget.start_epoch(state.step)
         stopped = False
         for _ in range(STEPS_PER_EPOCH):

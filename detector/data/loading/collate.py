@@ -41,12 +41,14 @@ def _empty_images(shape: tuple[int, int, int, int], shared: bool) -> torch.Tenso
     return images
 
 
-def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_batch(samples: list[dict[str, Any]], *, reuse_segments: bool = True) -> dict[str, Any]:
     """Stack samples from `DetectionDataset` into one batch.
 
     Args:
         samples: dicts with image uint8 [S, S, 3] RGB, boxes float [N_i, 4],
             labels int [N_i], ignore bool [N_i] and meta (as `DetectionDataset` returns).
+        reuse_segments: inside a worker, hand the images over in a pooled memfd segment
+            (False: a fresh torch shared-memory tensor; tools/benchmark.py handover).
 
     Returns:
         {images: uint8 Tensor[B, 3, S, S], targets: B dicts of boxes float32 [N_i, 4],
@@ -75,7 +77,7 @@ def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
                              f"{len(sample['labels'])} labels and {len(sample['ignore'])} ignore flags")
     metas = [sample["meta"] for sample in samples]
     in_worker = get_worker_info() is not None
-    batch = worker_batch((3, height, width), samples, metas) if in_worker else None
+    batch = worker_batch((3, height, width), samples, metas) if in_worker and reuse_segments else None
     if batch is None:
         images = _empty_images((len(samples), 3, height, width), shared=in_worker)
         batch = {"images": images, "targets": unpack_targets(*pack_targets(samples)), "metas": metas}
