@@ -24,26 +24,21 @@ if TYPE_CHECKING:
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
-# Choices that belong to no other module; the rest are read where they are defined (`choices`).
-_LOCAL_CHOICES = {
-    "data.format": ("voc", "coco", "yolo"),
-    "train.optimizer": ("sgd", "adamw"),
-    "train.nan_policy": ("skip", "stop"),
-}
-
-
 def choices() -> dict[str, tuple[str, ...]]:
     """Every choice key's allowed values, from the modules that define them.
 
     Imported here, not at the top: `detector.config` loads this module and must
     stay importable without torch (the CLI's start-up).
     """
+    from detector.data.catalog import DATA_FORMATS
     from detector.evaluation.voc_metric import VOC_METRICS
     from detector.model.backbone import BACKBONES
     from detector.model.precision import AMP_DTYPES
+    from detector.training.epoch import NAN_POLICIES
+    from detector.training.optim import OPTIMIZERS
 
-    return {**_LOCAL_CHOICES, "model.backbone": tuple(BACKBONES), "train.amp_dtype": AMP_DTYPES,
-            "eval.voc_metric": VOC_METRICS}
+    return {"data.format": DATA_FORMATS, "model.backbone": tuple(BACKBONES), "train.amp_dtype": AMP_DTYPES,
+            "eval.voc_metric": VOC_METRICS, "train.optimizer": OPTIMIZERS, "train.nan_policy": NAN_POLICIES}
 
 
 def _error(key: str, message: str) -> Exception:

@@ -28,6 +28,8 @@ from torch import nn
 
 from detector.config import TrainConfig
 
+OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Split trainable parameters into decayed weights and undecayed norms/biases.
@@ -72,7 +74,7 @@ def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Opt
     if train_cfg.optimizer == "adamw":
         # momentum maps onto beta1 so one key tunes both optimizers.
         return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(train_cfg.momentum, 0.999))
-    raise ValueError(f"train.optimizer: {train_cfg.optimizer!r} is not one of ['adamw', 'sgd']")
+    raise ValueError(f"train.optimizer: {train_cfg.optimizer!r} is not one of {list(OPTIMIZERS)}")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
