@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 BUILDABLE_STRIDES = [8, 16, 32]
 # Stem + layer1..layer4 of a ResNet (detector/model/backbone.py).
 MAX_FROZEN_STAGES = 5
+# The generators `data.synthetic.kind` selects (detector/data/synthetic/embedded.py imports this).
+SYNTHETIC_KINDS = ("shapes", "dense")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 CHOICES = {
@@ -95,6 +97,10 @@ def _check_data(cfg: Config) -> None:
         _number(cfg, "data.synthetic.num_val", low=1)
         _number(cfg, "data.synthetic.image_size", low=32)
         _number(cfg, "data.synthetic.seed", low=0)
+        if data.synthetic.kind not in SYNTHETIC_KINDS:
+            raise _error("data.synthetic.kind", f"{data.synthetic.kind!r} is not one of {list(SYNTHETIC_KINDS)}")
+        if data.synthetic.kind == "dense" and data.synthetic.image_size < 64:
+            raise _error("data.synthetic.image_size", f"{data.synthetic.image_size} must be >= 64 for kind dense")
 
 
 def _check_model(cfg: Config) -> None:
