@@ -13,19 +13,30 @@ left out take the values shown:
     scale_jitter        {min_scale: 0.75, max_scale: 1.25}  longest side -> image_size * U(min, max)
                                                             (4 px steps), placed at a random offset
     hflip               {p: 0.5}                            horizontal mirror
+    vflip               {p: 0.5}                            vertical mirror (aerial, medical; off by default)
+    affine              {p: 0.5, degrees: 10, shear: 2, translate: 0.1, scale: 0.0}
+                                                            rotation/shear in degrees, translation as a
+                                                            fraction of S, scale factor 1 +- scale
+                                                            (detector/data/augment/affine.py)
     hsv                 {p: 0.5, hue: 10, saturation: 40, value: 30}   shifts in OpenCV uint8 units
     brightness_contrast {p: 0.5, brightness: 0.2, contrast: 0.2}       fractions of the range
     rgb_shift           {p: 0.5, shift: 15}                 per-channel shift in grey levels
+    mosaic              {p: 0.5, centre_range: 0.5}         four images in one (detector/data/augment/mosaic.py)
+    mixup               {p: 0.1, alpha: 8.0}                two samples blended (detector/data/augment/mixup.py)
     box_filter          {min_visibility: 0.3, min_size: 2.0} drop policy (not a transform)
+
+Names, defaults and range checks live in detector/data/augment/entries.py.
 
 `augment: null` (the default) means DEFAULT_AUGMENT; `augment: []` a plain letterbox.
 
 Order, chosen for speed and so that it does not depend on how the list is written:
 crops run first on the decoded image (cheap slices), then the image is resized once
 (`scale_jitter`, or to fit `image_size`), then the remaining transforms run in list
-order on the small image, and finally it is placed in the `S x S` canvas filled with
+order on the small image, then it is placed in the `S x S` canvas filled with
 114 (centred like `letterbox.compute_letterbox`, or at a random offset with
-`scale_jitter`). Boxes are clipped to the image; a box whose visible fraction falls
+`scale_jitter`), and last `affine` runs on that canvas. `mosaic` and `mixup` are
+not albumentations steps: the dataset builds their input from several samples
+(detector/data/augment/multi_image.py) and this pipeline runs on it. Boxes are clipped to the image; a box whose visible fraction falls
 below `min_visibility`, or whose width or height falls below `min_size` pixels, is
 dropped together with its label and ignore flag.
 
@@ -48,34 +59,14 @@ import cv2
 import numpy as np
 from albumentations.core.bbox_utils import BboxProcessor, check_bboxes
 
+from detector.data.augment.affine import build_affine, build_vflip
+from detector.data.augment.entries import CROPS, DEFAULT_AUGMENT, MULTI_IMAGE, PARAMS, parse_augment
 from detector.data.augment.placement import RandomPlace
 from detector.data.letterbox import Letterbox, boxes_to_input, compute_letterbox, letterbox_image
 
 PAD_FILL = 114  # grey padding, the same value as letterbox_image's default
-
-DEFAULT_AUGMENT: list[dict[str, Any]] = [
-    {"name": "crop", "p": 0.5, "erosion_rate": 0.0},
-    {"name": "scale_jitter", "min_scale": 0.75, "max_scale": 1.25},
-    {"name": "hflip", "p": 0.5},
-    # Colour: brightness/contrast is a LUT (~0.1 ms per 448 px image). `hsv` costs
-    # ~0.5 ms for hue and ~1.3 ms more for saturation/value in albumentations 2.0.8,
-    # as much as decoding a VOC JPEG, so it is opt-in (add {name: hsv} to use it).
-    {"name": "brightness_contrast", "p": 0.8, "brightness": 0.25, "contrast": 0.25},
-    {"name": "box_filter", "min_visibility": 0.3, "min_size": 2.0},
-]
-
-# Parameters each name accepts, with their defaults (documented in the module docstring).
-_PARAMS: dict[str, dict[str, float]] = {
-    "crop": {"p": 0.5, "erosion_rate": 0.0},
-    "border_crop": {"p": 0.5, "max_fraction": 0.2},
-    "scale_jitter": {"min_scale": 0.75, "max_scale": 1.25},
-    "hflip": {"p": 0.5},
-    "hsv": {"p": 0.5, "hue": 10, "saturation": 40, "value": 30},
-    "brightness_contrast": {"p": 0.5, "brightness": 0.2, "contrast": 0.2},
-    "rgb_shift": {"p": 0.5, "shift": 15},
-    "box_filter": {"min_visibility": 0.3, "min_size": 2.0},
-}
-_CROPS = {"crop", "border_crop"}
+__all__ = ["DEFAULT_AUGMENT", "PAD_FILL", "EvalTransform", "TrainTransform", "TransformedSample",
+           "build_eval_transform", "build_train_transform"]
 
 
 @dataclass
@@ -97,41 +88,6 @@ class TransformedSample:
     letterbox: Letterbox
 
 
-def _parse(augment: list[dict[str, Any]]) -> list[tuple[str, dict[str, float]]]:
-    """Validate `augment` entries; return (name, params with defaults filled)."""
-    if not isinstance(augment, (list, tuple)):
-        raise ValueError(f"augment: expected a list of {{name: ..., params}} entries, got {augment!r}")
-    parsed = []
-    for index, entry in enumerate(augment):
-        where = f"augment[{index}]"
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise ValueError(f"{where}: expected a mapping with a 'name' key, got {entry!r}")
-        name = entry["name"]
-        if name not in _PARAMS:
-            raise ValueError(f"{where}.name: unknown transform {name!r} (known: {', '.join(sorted(_PARAMS))})")
-        params = dict(_PARAMS[name])
-        for key, value in entry.items():
-            if key == "name":
-                continue
-            if key not in params:
-                raise ValueError(
-                    f"{where}.{key}: unknown parameter for {name} (known: {', '.join(sorted(params))})"
-                )
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
-            params[key] = float(value)
-        if "p" in params and not 0.0 <= params["p"] <= 1.0:
-            raise ValueError(f"{where}.p: probability must be in [0, 1], got {params['p']}")
-        if name == "scale_jitter" and not 0 < params["min_scale"] <= params["max_scale"]:
-            raise ValueError(f"{where}: need 0 < min_scale <= max_scale, got {params}")
-        if name == "border_crop" and not 0 <= params["max_fraction"] < 0.5:
-            raise ValueError(f"{where}.max_fraction: must be in [0, 0.5), got {params['max_fraction']}")
-        if name == "box_filter" and not 0 <= params["min_visibility"] <= 1:
-            raise ValueError(f"{where}.min_visibility: must be in [0, 1], got {params['min_visibility']}")
-        parsed.append((name, params))
-    return parsed
-
-
 def _scale_choices(image_size: int, min_scale: float, max_scale: float) -> list[int]:
     """Longest-side sizes for scale jitter: every 4 px between the two scales."""
     low, high = max(8, round(image_size * min_scale)), max(8, round(image_size * max_scale))
@@ -147,6 +103,7 @@ def _build_albumentation(name: str, params: dict[str, float]) -> A.BasicTransfor
             crop_top=params["max_fraction"], crop_bottom=params["max_fraction"], p=params["p"],
         ),
         "hflip": lambda: A.HorizontalFlip(p=params["p"]),
+        "vflip": lambda: build_vflip(params),
         "hsv": lambda: A.HueSaturationValue(
             hue_shift_limit=params["hue"], sat_shift_limit=params["saturation"],
             val_shift_limit=params["value"], p=params["p"],
@@ -195,29 +152,61 @@ def _with_quick_box_check(compose: A.Compose) -> A.Compose:
 
 
 class TrainTransform:
-    """Random augmentation + letterbox to `image_size`; see the module docstring."""
+    """Random augmentation + placement in an S x S input; see the module docstring.
 
-    def __init__(self, compose: A.Compose, image_size: int, seed: int | None = None) -> None:
-        self.compose = compose
+    One albumentations Compose per input side S is built on first use (multi-scale
+    training asks for several); all of them draw from the same two generators.
+    `mosaic` and `mixup` hold those entries' parameters (None: not configured); the
+    dataset applies them (detector/data/augment/multi_image.py).
+    """
+
+    def __init__(self, parsed: list[tuple[str, dict[str, float]]], image_size: int,
+                 seed: int | None = None) -> None:
+        self.parsed = parsed
         self.image_size = image_size
+        entries = dict(parsed)
+        self.mosaic: dict[str, float] | None = entries.get("mosaic")
+        self.mixup: dict[str, float] | None = entries.get("mixup")
+        self._composes: dict[int, A.Compose] = {}
+        self._seeded: A.Compose | None = None
         self.set_seed(seed)
+
+    @property
+    def compose(self) -> A.Compose:
+        """The Compose for the default side `image_size`."""
+        return self.compose_for(self.image_size)
+
+    def compose_for(self, image_size: int) -> A.Compose:
+        """The Compose producing `image_size` x `image_size` inputs (built once per size)."""
+        compose = self._composes.get(image_size)
+        if compose is None:
+            compose = self._composes[image_size] = _build_compose(self.parsed, image_size)
+        return compose
 
     def set_seed(self, seed: int | None) -> None:
         """Re-seed the generators shared by every transform (None: fresh entropy)."""
-        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        self._generators = (np.random.default_rng(seed), random.Random(seed))
+        self._seeded = None  # handed to a Compose when it is next used (~15 us)
 
     def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray
+        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray,
+        image_size: int | None = None,
     ) -> TransformedSample:
         """Augment one sample.
 
         Args:
             image: uint8 [H, W, 3] RGB.
             boxes: float [N, 4] xyxy pixels of `image`; labels: int [N]; ignore: bool [N].
+            image_size: side S of the output; None: `self.image_size`.
 
         Returns:
             TransformedSample with an [S, S, 3] image and the surviving boxes.
         """
+        size = self.image_size if image_size is None else image_size
+        compose = self.compose_for(size)
+        if compose is not self._seeded:
+            compose.set_random_state(*self._generators)
+            self._seeded = compose
         height, width = image.shape[:2]
         # Boxes enter albumentations normalised, clipped and non-degenerate, i.e. in
         # its own internal format: its pascal_voc conversion, clipping and invalid-box
@@ -230,7 +219,7 @@ class TrainTransform:
         # can never fall out of step; cheaper than a `label_fields` entry, which
         # albumentations encodes and decodes every call.
         indexed = np.concatenate([normalised[valid], valid[:, None].astype(np.float64)], axis=1)
-        result = self.compose(image=image, bboxes=indexed)
+        result = compose(image=image, bboxes=indexed)
         out = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 5)
         out_height, out_width = result["image"].shape[:2]
         keep = out[:, 4].astype(np.int64)
@@ -239,7 +228,7 @@ class TrainTransform:
             boxes=(out[:, :4] * (out_width, out_height, out_width, out_height)).astype(np.float32),
             labels=np.asarray(labels, dtype=np.int64).reshape(-1)[keep],
             ignore=np.asarray(ignore, dtype=bool).reshape(-1)[keep],
-            letterbox=compute_letterbox(height, width, self.image_size),
+            letterbox=compute_letterbox(height, width, size),
         )
 
 
@@ -266,37 +255,21 @@ class EvalTransform:
         """No randomness; present so datasets can seed any transform alike."""
 
 
-def build_train_transform(
-    augment: list[dict[str, Any]] | None, image_size: int, seed: int | None = None
-) -> TrainTransform:
-    """Build the training pipeline from `augment:` entries (None: DEFAULT_AUGMENT).
-
-    Args:
-        augment: list of `{name, **params}` dicts (see the module docstring).
-        image_size: side S of the square network input.
-        seed: seed of the pipeline's random stream; None draws fresh entropy.
-
-    Returns:
-        A TrainTransform mapping (image, boxes, labels, ignore) to a TransformedSample.
-
-    Raises:
-        ValueError: an unknown transform or parameter, or a value out of range,
-            naming the entry (e.g. `augment[2].hue`).
-    """
-    if image_size <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size}")
-    parsed = _parse(DEFAULT_AUGMENT if augment is None else augment)
-    box_filter = dict(_PARAMS["box_filter"])
-    scale_jitter = None
+def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) -> A.Compose:
+    """The albumentations pipeline of parsed entries for S = `image_size` (order: module docstring)."""
+    box_filter = dict(PARAMS["box_filter"])
+    scale_jitter = affine = None
     crops, others = [], []
     for name, params in parsed:
         if name == "box_filter":
             box_filter = params
         elif name == "scale_jitter":
             scale_jitter = params
-        elif name in _CROPS:
+        elif name == "affine":
+            affine = params
+        elif name in CROPS:
             crops.append(_build_albumentation(name, params))
-        else:
+        elif name not in MULTI_IMAGE:
             others.append(_build_albumentation(name, params))
 
     if scale_jitter is None:
@@ -311,6 +284,9 @@ def build_train_transform(
         resize = A.LongestMaxSize(max_size=sizes, interpolation=cv2.INTER_LINEAR)
         # Smaller than S: padded at a random offset; larger: a random S x S window.
         place = [RandomPlace(image_size, fill=PAD_FILL)]
+    if affine is not None:
+        # On the placed canvas: the corners it uncovers get the padding's grey.
+        place.append(build_affine(affine, fill=PAD_FILL))
     bbox_params = A.BboxParams(
         format="albumentations",  # TrainTransform normalises, clips and drops degenerate boxes
         min_visibility=box_filter["min_visibility"],
@@ -324,9 +300,34 @@ def build_train_transform(
         check_each_transform=False,
     )
     # Shape checks guard masks against images of another size; we pass one image only.
-    compose = _with_quick_box_check(
+    return _with_quick_box_check(
         A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False))
-    return TrainTransform(compose, image_size, seed=seed)
+
+
+def build_train_transform(
+    augment: list[dict[str, Any]] | None, image_size: int, seed: int | None = None
+) -> TrainTransform:
+    """Build the training pipeline from `augment:` entries (None: DEFAULT_AUGMENT).
+
+    Args:
+        augment: list of `{name, **params}` dicts (see the module docstring).
+        image_size: side S of the square network input (other sides on request:
+            `TrainTransform.__call__(..., image_size=)`, for multi-scale training).
+        seed: seed of the pipeline's random stream; None draws fresh entropy.
+
+    Returns:
+        A TrainTransform mapping (image, boxes, labels, ignore) to a TransformedSample.
+
+    Raises:
+        ValueError: an unknown transform or parameter, or a value out of range,
+            naming the entry (e.g. `augment[2].hue`).
+    """
+    if image_size <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    parsed = parse_augment(DEFAULT_AUGMENT if augment is None else augment)
+    transform = TrainTransform(parsed, image_size, seed=seed)
+    transform.compose_for(image_size)  # builds (and so checks) the default size now
+    return transform
 
 
 def build_eval_transform(image_size: int) -> EvalTransform:
