@@ -103,6 +103,12 @@ class TrainConfig:
     run_dir: str | None = None  # default: runs/train/exp, exp2, ...
     exist_ok: bool = False  # allow writing into an existing run_dir (starting fresh)
     deterministic: bool = False
+    # Mosaic off for the end of training: an integer N = the last N epochs; a number
+    # strictly between 0 and 1 = that fraction of the planned epochs (under
+    # train.time_limit, of the epochs the budget plans); 0: never.
+    close_mosaic: int | float = 0
+    # [low, high]: one input side per batch among the multiples of 32 in it; null: model.image_size.
+    multi_scale: list[int] | None = None
 
 
 @dataclass

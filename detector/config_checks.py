@@ -148,6 +148,34 @@ def _check_train(cfg: Config) -> None:
     parse_save_period(train.save_period)  # its errors already name train.save_period
     if train.run_dir is not None and not train.run_dir.strip():
         raise _error("train.run_dir", "an empty path; use null for runs/train/exp, exp2, ...")
+    _check_close_mosaic(train.close_mosaic)
+    _check_multi_scale(train.multi_scale)
+
+
+def _check_close_mosaic(value: int | float) -> None:
+    """An integer >= 0 (epochs) or a fraction strictly between 0 and 1 of the planned epochs."""
+    if isinstance(value, int):
+        if value < 0:
+            raise _error("train.close_mosaic", f"{value} epochs must be >= 0 (0: keep mosaic to the end)")
+        return
+    if not math.isfinite(value) or not 0 < value < 1:
+        whole = f"; for {value:g} epochs write the integer {int(value)}" if math.isfinite(value) and value >= 1 \
+            and value == int(value) else ""
+        raise _error("train.close_mosaic", f"{value} is neither an integer number of epochs nor a fraction "
+                     f"strictly between 0 and 1 of the planned epochs{whole}")
+
+
+def _check_multi_scale(value: list[int] | None) -> None:
+    """null, or [low, high] with 32 <= low <= high and a multiple of 32 between them."""
+    if value is None:
+        return
+    if len(value) != 2:
+        raise _error("train.multi_scale", f"needs [low, high] (input sides in pixels), got {value}")
+    low, high = value
+    if not 32 <= low <= high:
+        raise _error("train.multi_scale", f"needs 32 <= low <= high, got {value}")
+    if -(-low // 32) * 32 > high:
+        raise _error("train.multi_scale", f"{value} holds no multiple of 32 (input sides must be)")
 
 
 def _check_eval(cfg: Config) -> None:

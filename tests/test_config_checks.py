@@ -37,6 +37,14 @@ BAD_VALUES = [
     ("train.time_limit=0", "train.time_limit", "must be in (0, inf]"),
     ("train.time_limit=-5", "train.time_limit", "must be in (0, inf]"),
     ("model.strides=[8, 16]", "model.strides", "cannot be built"),
+    ("train.close_mosaic=-1", "train.close_mosaic", "must be >= 0"),
+    ("train.close_mosaic=2.0", "train.close_mosaic", "write the integer 2"),
+    ("train.close_mosaic=0.0", "train.close_mosaic", "strictly between 0 and 1"),
+    ("train.close_mosaic=.nan", "train.close_mosaic", "strictly between 0 and 1"),
+    ("train.multi_scale=[320]", "train.multi_scale", "needs [low, high]"),
+    ("train.multi_scale=[448, 320]", "train.multi_scale", "32 <= low <= high"),
+    ("train.multi_scale=[330, 340]", "train.multi_scale", "holds no multiple of 32"),
+    ("train.multi_scale=[0, 64]", "train.multi_scale", "32 <= low <= high"),
     ("model.strides=[4, 8, 16]", "model.strides", "cannot be built"),
     ("train.momentum=1.5", "train.momentum", "must be in [0, 1)"),
     ("train.weight_decay=-1", "train.weight_decay", "must be in [0, inf]"),
@@ -84,6 +92,15 @@ def test_coco_entry_shape_checked_at_load() -> None:
 def test_device_strings_accepted() -> None:
     for value in ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"]:
         assert config_from_dict({"train": {"device": value}}).train.device == value
+
+
+def test_close_mosaic_and_multi_scale_spellings_accepted() -> None:
+    for value in (0, 3, 0.1, 0.999):
+        assert config_from_dict({"train": {"close_mosaic": value}}).train.close_mosaic == value
+    assert isinstance(config_from_dict({"train": {"close_mosaic": 3}}).train.close_mosaic, int)
+    assert config_from_dict({"train": {"multi_scale": [320, 576]}}).train.multi_scale == [320, 576]
+    assert config_from_dict({"train": {"multi_scale": [300, 330]}}).train.multi_scale == [300, 330]  # holds 320
+    assert config_from_dict({"train": {"multi_scale": None}}).train.multi_scale is None
 
 
 def test_boundary_values_accepted() -> None:

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py data configs/shapes.yaml
     python tools/benchmark.py data configs/voc.yaml --image-size 448 --synthetic-size 500x375
+    python tools/benchmark.py data configs/voc.yaml --synthetic-size 500x375 --per-transform
 
 For the same files, prints images/s of `images.read_image_rgb` alone and of the
 training DataLoader (`DetectionDataset` + the config's augmentation + `collate_batch`)
@@ -18,7 +19,9 @@ everywhere (as in the loader's workers), so each mode uses one core for the work
 the compressed size, so these are written with film-grain noise at quality 95 to
 weigh ~80 KB at 500x375, a little under VOC's photos (~90 KB; a lighter file makes
 decoding cheaper and the ratio harder), not the ~35 KB of the clean shapes images;
-the mean file size is printed.
+the mean file size is printed. `--per-transform` first prints the CPU ms per image
+of each augment entry alone, in this process, against a plain letterbox
+(detector/benchmarks/data_transforms.py).
 """
 
 from __future__ import annotations
@@ -70,8 +73,10 @@ def _children_cpu_seconds() -> float:
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override")
+@click.option("--per-transform", is_flag=True,
+              help="also: CPU ms per image of each augment entry alone (detector/benchmarks/data_transforms.py)")
 def data(config: str, image_size: int, num_images: int, synthetic_size: str | None, batch_size: int,
-         repeats: int, overrides: tuple[str, ...]) -> None:
+         repeats: int, overrides: tuple[str, ...], per_transform: bool) -> None:
     """Images/s of the training pipeline (0, 1, 2 workers) vs plain decoding."""
     import cv2
     from torch.utils.data import DataLoader, SequentialSampler
@@ -112,7 +117,8 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
             loaders[workers] = DataLoader(
                 DetectionDataset(records, transform), batch_size=batch_size,
                 # Per-sample seeds as in training (their set_seed cost is part of the pipeline).
-                sampler=SeededSampler(SequentialSampler(records), seed=0),
+                sampler=SeededSampler(SequentialSampler(records), seed=0, batch_size=batch_size,
+                                      image_size=image_size, multi_scale=cfg.train.multi_scale),
                 num_workers=workers, collate_fn=collate_batch, worker_init_fn=init_worker,
                 persistent_workers=workers > 0,
             )
@@ -136,6 +142,10 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
                 rates[mode].append(count / (time.perf_counter() - start))
                 cpu_main[mode].append((time.process_time() - main_start) / count * 1000)
                 cpu_workers[mode].append((_children_cpu_seconds() - workers_start) / count * 1000)
+        if per_transform:
+            from detector.benchmarks.data_transforms import per_transform_table
+
+            per_transform_table(records, image_size, repeats, cfg.augment, cfg.train.multi_scale)
 
     click.echo(f"{'mode':<22}{'median img/s':>14}{'min':>9}{'max':>9}"
                f"{'cpu ms/img main':>17}{'workers':>9}")

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from detector.config import Config
 from detector.training import distributed as ddp
+from detector.training.augment_schedule import start_epoch_augment
 from detector.training.epoch import NanGuard, NonFiniteLossError, train_one_epoch, validate
 from detector.training.failures import (
     TrainingError,
@@ -67,6 +68,7 @@ def _start_epoch(run: Run) -> None:
     """
     skip = run.progress.batches_done * run.cfg.train.batch_size
     run.train_loader.sampler.set_epoch(run.state.epoch, start=skip)
+    start_epoch_augment(run.train_loader.sampler, run.cfg.train, run.state.epoch, run.state.planned_epochs)
     run.epoch_batches = run.progress.batches_done + len(run.train_loader)
 
 

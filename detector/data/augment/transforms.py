@@ -167,6 +167,7 @@ class TrainTransform:
         entries = dict(parsed)
         self.mosaic: dict[str, float] | None = entries.get("mosaic")
         self.mixup: dict[str, float] | None = entries.get("mixup")
+        self.box_filter: dict[str, float] = entries.get("box_filter", dict(PARAMS["box_filter"]))
         self._composes: dict[int, A.Compose] = {}
         self._seeded: A.Compose | None = None
         self.set_seed(seed)

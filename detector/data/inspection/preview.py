@@ -3,10 +3,13 @@
     detector data preview configs/shapes.yaml --out preview.jpg --num 16 --seed 0
     grid = render_preview(load_config("configs/shapes.yaml"), num=16, seed=0)  # BGR uint8
 
-Each tile is one training sample exactly as the DataLoader delivers it (letterboxed
-to `model.image_size`, augmented with the config's `augment:` list), with every
-target box drawn in its class colour and labelled; ignored (difficult / crowd)
-boxes are drawn grey with "(ignored)".
+Each tile is one training sample exactly as the DataLoader builds it in the first
+epoch (augmented with the config's `augment:` list, mosaic and mixup included, at
+`model.image_size`), with every target box drawn in its class colour and
+labelled; ignored (difficult / crowd) boxes are drawn grey with "(ignored)".
+With `train.multi_scale` every tile is drawn as a batch of its own, so the grid
+shows the range of input sides: each tile keeps its size (top-left in a cell of
+the largest one, the rest black) and is captioned with its side.
 """
 
 from __future__ import annotations
@@ -63,14 +66,25 @@ def draw_boxes(
 
 
 def tile_grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
-    """Arrange equal-size [S, S, 3] tiles in rows of `columns` (the last row padded black)."""
+    """Arrange [H, W, 3] tiles in rows of `columns`, each top-left in a cell of the largest size
+    (the rest and the last row padded black)."""
     rows = math.ceil(len(tiles) / columns)
-    height, width = tiles[0].shape[:2]
+    height, width = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
     grid = np.zeros((rows * height, columns * width, 3), np.uint8)
     for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
-        grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = tile
+        grid[row * height:row * height + tile.shape[0], column * width:column * width + tile.shape[1]] = tile
     return grid
+
+
+def _caption(tile: np.ndarray, text: str) -> np.ndarray:
+    """Write `text` in the tile's bottom-left corner (white on black)."""
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+    bottom = tile.shape[0] - 1
+    cv2.rectangle(tile, (0, bottom - height - baseline - 1), (width + 2, bottom), (0, 0, 0), -1)
+    cv2.putText(tile, text, (1, bottom - baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return tile
 
 
 def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
@@ -83,14 +97,18 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
 
     Returns:
         uint8 BGR image of ceil(num / columns) x columns tiles of S x S pixels,
-        with columns = ceil(sqrt(num)).
+        with columns = ceil(sqrt(num)) (S: the largest side drawn under multi-scale).
 
     Raises:
         ValueError: `num` < 1 or the training split has no usable images.
     """
+    import torch
+    from torch.utils.data import RandomSampler
+
     from detector.data.augment.transforms import build_train_transform
     from detector.data.catalog import load_split
     from detector.data.loading.dataset import DetectionDataset
+    from detector.data.loading.sampling import SeededSampler
 
     if num < 1:
         raise ValueError(f"--num must be at least 1, got {num}")
@@ -99,11 +117,22 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
         raise ValueError(f"data.train: no usable images under {cfg.data.root}")
     transform = build_train_transform(cfg.augment, cfg.model.image_size, seed=seed)
     dataset = DetectionDataset(split.records, transform)
-    rng = np.random.default_rng(seed)
-    indices = rng.choice(len(dataset), size=num, replace=num > len(dataset))
+    # The training loader's sampler (per-sample seeds and plans), one sample per
+    # batch so that multi-scale draws a side per tile; epochs follow each other
+    # when `num` exceeds the split.
+    sampler = SeededSampler(RandomSampler(dataset, generator=torch.Generator()), seed,
+                            image_size=cfg.model.image_size, multi_scale=cfg.train.multi_scale)
+    items: list[tuple] = []
+    epoch = 0
+    while len(items) < num:
+        sampler.set_epoch(epoch)
+        items.extend(sampler)
+        epoch += 1
     tiles = []
-    for index in indices:
-        sample = dataset[int(index)]
-        tiles.append(draw_boxes(sample["image"], sample["boxes"], sample["labels"], split.names,
-                                sample["ignore"]))
+    for item in items[:num]:
+        sample = dataset[item]
+        tile = draw_boxes(sample["image"], sample["boxes"], sample["labels"], split.names, sample["ignore"])
+        if cfg.train.multi_scale is not None:
+            tile = _caption(tile, f"{tile.shape[0]} px")
+        tiles.append(tile)
     return tile_grid(tiles, columns=math.ceil(math.sqrt(num)))

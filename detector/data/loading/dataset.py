@@ -126,20 +126,38 @@ class DetectionDataset(Dataset):
             "run `detector data check --decode` on the dataset"
         )
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+    def _load(self, index: int, replaced: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(image, boxes, labels, ignore) of `index`, or of the next decodable record."""
+        index, image = self._decode(index, replaced)
+        record = self.records[index]
+        return image, record.boxes, record.labels, record.ignore
+
+    def __getitem__(self, item: int | tuple) -> dict[str, Any]:
         """One sample: image uint8 [S, S, 3] RGB (numpy), boxes/labels/ignore, meta.
 
         Args:
-            item: an index, or (index, sample_seed) from `SeededSampler`: the transform
-                is re-seeded with sample_seed first, so the output depends on nothing else.
+            item: an index, or (index, sample_seed) or (index, sample_seed, plan) from
+                `SeededSampler`: the sample is a function of these alone (the transform
+                is re-seeded with sample_seed; plan says mosaic on/off and the input side).
         """
-        index, sample_seed = item if isinstance(item, tuple) else (item, None)
+        index, sample_seed = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
+        plan = item[2] if isinstance(item, tuple) and len(item) > 2 else None
         replaced: list[str] = []
-        index, image = self._decode(index, replaced)
-        record = self.records[index]
-        if sample_seed is not None:
-            self.transform.set_seed(sample_seed)
-        sample = self.transform(image, record.boxes, record.labels, record.ignore)
+        if sample_seed is not None and isinstance(self.transform, TrainTransform):
+            from detector.data.augment.multi_image import augment_sample
+
+            index, image = self._decode(index, replaced)
+            record = self.records[index]
+            sample = augment_sample(
+                self.transform, (image, record.boxes, record.labels, record.ignore),
+                lambda i: self._load(i, replaced), num_records=len(self.records), sample_seed=sample_seed, mosaic=plan.mosaic if plan is not None else True,
+                image_size=plan.image_size if plan is not None and plan.image_size else self.transform.image_size)
+        else:
+            index, image = self._decode(index, replaced)
+            record = self.records[index]
+            if sample_seed is not None:
+                self.transform.set_seed(sample_seed)
+            sample = self.transform(image, record.boxes, record.labels, record.ignore)
         return {
             "image": sample.image,
             "boxes": sample.boxes,
@@ -245,7 +263,8 @@ def build_dataloader(
     else:
         sampler = SequentialSampler(dataset)
     if train:
-        sampler = SeededSampler(sampler, seed, rank)
+        sampler = SeededSampler(sampler, seed, rank, batch_size=batch_size, image_size=cfg.model.image_size,
+                                multi_scale=cfg.train.multi_scale)
     workers = capped_workers(cfg.train.workers, announce=rank == 0 and train,
                              processes_per_machine=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     timeout = cfg.train.worker_timeout if workers > 0 and cfg.train.worker_timeout else 0

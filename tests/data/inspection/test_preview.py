@@ -61,3 +61,30 @@ def test_tile_grid_places_tiles_in_rows() -> None:
     grid = tile_grid(tiles, columns=2)
     assert grid.shape == (8, 8, 3)
     assert grid[0, 0, 0] == 1 and grid[0, 4, 0] == 2 and grid[4, 0, 0] == 3 and grid[4, 4, 0] == 0
+
+
+def test_preview_shows_mosaic_mixup_and_multi_scale(tmp_path: Path) -> None:
+    from detector.config import load_config
+    from detector.data.inspection.preview import render_preview
+
+    augment = ("augment=[{name: mosaic, p: 1.0}, {name: mixup, p: 1.0}, {name: affine, p: 1.0}, "
+               "{name: vflip, p: 0.5}]")
+    cfg = load_config(_config_file(tmp_path), [augment, "train.multi_scale=[32, 128]"])
+    grid = render_preview(cfg, num=9, seed=1)
+    assert grid.shape == (3 * 128, 3 * 128, 3)  # cells of the largest side drawn
+    # Each tile keeps its own side: black beyond it, grey (114 padding) or image inside.
+    sides = []
+    for row in range(3):
+        for column in range(3):
+            cell = grid[row * 128:(row + 1) * 128, column * 128:(column + 1) * 128]
+            filled = np.argwhere(cell.any(axis=2))
+            sides.append(int(filled[:, 1].max()) + 1)
+    assert set(sides) <= {32, 64, 96, 128} and len(set(sides)) > 1
+    plain = render_preview(load_config(_config_file(tmp_path), ["augment=[]"]), num=9, seed=1)
+    assert plain.shape == (3 * 64, 3 * 64, 3)
+
+
+def test_tile_grid_pads_smaller_tiles() -> None:
+    grid = tile_grid([np.full((4, 4, 3), 1, np.uint8), np.full((2, 2, 3), 2, np.uint8)], columns=2)
+    assert grid.shape == (4, 8, 3)
+    assert (grid[:2, 4:6] == 2).all() and (grid[2:, 4:] == 0).all() and (grid[:, 6:] == 0).all()

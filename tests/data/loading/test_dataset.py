@@ -120,18 +120,18 @@ def _seeded_batches(dataset: DetectionDataset, workers: int, epoch: int) -> list
 
 
 def test_seeded_sampler_is_a_function_of_seed_rank_and_epoch(tmp_path: Path) -> None:
-    def pairs(seed: int, rank: int, epoch: int) -> list[tuple[int, int]]:
+    def pairs(seed: int, rank: int, epoch: int) -> list[tuple]:
         sampler = SeededSampler(RandomSampler(range(50), generator=torch.Generator()), seed, rank)
         sampler.set_epoch(epoch)
         return list(sampler)
 
     first = pairs(3, 0, 1)
-    assert sorted(index for index, _ in first) == list(range(50))
-    assert len({sample_seed for _, sample_seed in first}) == 50
+    assert sorted(index for index, _, _ in first) == list(range(50))
+    assert len({sample_seed for _, sample_seed, _ in first}) == 50
     assert pairs(3, 0, 1) == first  # no hidden state carried between epochs or calls
     for other in (pairs(4, 0, 1), pairs(3, 1, 1), pairs(3, 0, 2)):
-        assert [i for i, _ in other] != [i for i, _ in first]
-        assert not {s for _, s in other} & {s for _, s in first}
+        assert [i for i, _, _ in other] != [i for i, _, _ in first]
+        assert not {s for _, s, _ in other} & {s for _, s, _ in first}
 
 
 def test_sample_augmentation_does_not_depend_on_the_worker(tmp_path: Path) -> None:
