@@ -5,8 +5,9 @@
 
 A change is one augment entry and/or train keys. A variant toggles one change
 against the config it is applied to: an augment entry the config already lists
-(by name) is removed, otherwise it is added before `box_filter`; train keys the
-config already sets (not null, not 0) are reset to null/0, otherwise set. So
+(by name) is removed, otherwise it is added before `box_filter` (the pipeline's
+order does not depend on the list's); train keys the config already sets (not
+null, not 0) are reset to 0 (numbers) or null (lists), otherwise set. So
 "+affine" becomes "-affine" once affine is in the defaults.
 """
 
@@ -33,8 +34,9 @@ SETS: dict[str, dict[str, Any]] = {
                             "data.synthetic.image_size=480", "model.image_size=192", "train.batch_size=8"]},
 }
 
-def _multiple_of_32(value: float) -> int:
-    return max(32, int(round(value / 32)) * 32)
+def _range_of_32(image_size: int, low: float = 0.75, high: float = 1.25) -> list[int]:
+    """[low, high] x image_size narrowed to multiples of 32 (at least [32, 32])."""
+    return [max(32, -(-int(low * image_size) // 32) * 32), max(32, int(high * image_size) // 32 * 32)]
 
 
 @dataclass
@@ -52,9 +54,8 @@ CHANGES: dict[str, Change] = {
     "affine": Change(augment=[{"name": "affine", "p": 0.5, "degrees": 10.0, "shear": 2.0, "translate": 0.1,
                                "scale": 0.0}]),
     "mosaic": Change(augment=[{"name": "mosaic", "p": 0.5, "centre_range": 0.5}]),
-    "mosaic+close": Change(augment=[{"name": "mosaic", "p": 0.5, "centre_range": 0.5}], train={"close_mosaic": 2}),
-    "multi_scale": Change(train={"multi_scale": lambda cfg: [_multiple_of_32(0.75 * cfg.model.image_size),
-                                                             _multiple_of_32(1.25 * cfg.model.image_size)]}),
+    "mosaic+close": Change(augment=[{"name": "mosaic", "p": 0.5, "centre_range": 0.5}], train={"close_mosaic": 0.3}),
+    "multi_scale": Change(train={"multi_scale": lambda cfg: _range_of_32(cfg.model.image_size)}),
     "mixup": Change(augment=[{"name": "mixup", "p": 0.1, "alpha": 8.0}]),
 }
 
@@ -85,8 +86,9 @@ class Variant:
         for key, value in self.change.train.items():
             if not hasattr(cfg.train, key):
                 raise ValueError(f"change {self.name}: train.{key} is not a config key (not merged yet?)")
-            if getattr(cfg.train, key):
-                setattr(cfg.train, key, None if not isinstance(getattr(cfg.train, key), int) else 0)
+            current = getattr(cfg.train, key)
+            if current:  # on: off is 0 for numbers (close_mosaic), null for lists (multi_scale)
+                setattr(cfg.train, key, 0 if isinstance(current, (int, float)) else None)
             else:
                 setattr(cfg.train, key, value(cfg) if callable(value) else value)
         return cfg

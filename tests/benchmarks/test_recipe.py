@@ -35,12 +35,16 @@ def test_a_change_is_added_before_box_filter_and_removed_when_present() -> None:
 
 def test_train_keys_toggle_and_ranges_follow_the_image_size() -> None:
     cfg = load_config(CONFIGS / "shapes.yaml")
-    change = Change(train={"grad_clip": lambda c: c.model.image_size / 16})
-    cfg = Variant("toggle clip", change).apply(cfg)
-    assert cfg.train.grad_clip is None  # the config sets 10.0: toggled off
-    cfg = Variant("toggle clip", change).apply(cfg)
-    assert cfg.train.grad_clip == 10.0  # 160 / 16: set from the config
-    assert recipe_variants._multiple_of_32(0.75 * 160) == 128 and recipe_variants._multiple_of_32(1.25 * 160) == 192
+    cfg = Variant("toggle multi_scale", CHANGES["multi_scale"]).apply(cfg)
+    assert cfg.train.multi_scale == [128, 192]  # 0.75 and 1.25 x 160, to multiples of 32
+    cfg = Variant("toggle multi_scale", CHANGES["multi_scale"]).apply(cfg)
+    assert cfg.train.multi_scale is None
+    cfg = Variant("toggle close", Change(train={"close_mosaic": 0.3})).apply(cfg)
+    assert cfg.train.close_mosaic == 0.3
+    cfg = Variant("toggle close", Change(train={"close_mosaic": 0.3})).apply(cfg)
+    assert cfg.train.close_mosaic == 0
+    assert recipe_variants._range_of_32(192) == [160, 224]  # 144..240 narrowed to multiples of 32
+    assert recipe_variants._range_of_32(40) == [32, 32]
     with pytest.raises(ValueError, match="train.no_such_key is not a config key"):
         Variant("bad", Change(train={"no_such_key": 1})).apply(cfg)
 
