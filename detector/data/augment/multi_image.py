@@ -43,14 +43,20 @@ _SEED_LIMIT = 2**63
 Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image, boxes, labels, ignore
 
 
+def _applied(params: dict[str, float] | None, sample_seed: int, stream: int) -> np.random.Generator | None:
+    """The entry's own generator for this sample when it is configured and its p-draw says apply, else None."""
+    if params is None:
+        return None
+    rng = np.random.default_rng([sample_seed, stream])
+    return rng if rng.random() < params["p"] else None
+
+
 def _mosaic_input(transform: TrainTransform, load: Callable[[int], Loaded], first: Loaded,
                   num_records: int, sample_seed: int, image_size: int) -> Loaded | None:
     """The S x S mosaic of `first` and three partners, or None when the draw says no mosaic."""
     params = transform.mosaic
-    if params is None:
-        return None
-    rng = np.random.default_rng([sample_seed, MOSAIC_STREAM])
-    if rng.random() >= params["p"]:
+    rng = _applied(params, sample_seed, MOSAIC_STREAM)
+    if params is None or rng is None:
         return None
     partners = rng.integers(0, num_records, size=3)
     centre = mosaic_centre(rng, image_size, params["centre_range"])
@@ -96,10 +102,8 @@ def augment_sample(transform: TrainTransform, first: Loaded, load: Callable[[int
     sample = single_sample(transform, first, load, num_records=num_records, sample_seed=sample_seed,
                            mosaic=mosaic, image_size=image_size)
     params = transform.mixup
-    if params is None:
-        return sample
-    rng = np.random.default_rng([sample_seed, MIXUP_STREAM])
-    if rng.random() >= params["p"]:
+    rng = _applied(params, sample_seed, MIXUP_STREAM)
+    if params is None or rng is None:
         return sample
     partner, partner_seed = int(rng.integers(0, num_records)), int(rng.integers(0, _SEED_LIMIT))
     weight = float(rng.beta(params["alpha"], params["alpha"]))

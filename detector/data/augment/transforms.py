@@ -32,13 +32,18 @@ Names, defaults and range checks live in detector/data/augment/entries.py.
 Order, chosen for speed and so that it does not depend on how the list is written:
 crops run first on the decoded image (cheap slices), then the image is resized once
 (`scale_jitter`, or to fit `image_size`), then the remaining transforms run in list
-order on the small image, then it is placed in the `S x S` canvas filled with
-114 (centred like `letterbox.compute_letterbox`, or at a random offset with
-`scale_jitter`), and last `affine` runs on that canvas. `mosaic` and `mixup` are
-not albumentations steps: the dataset builds their input from several samples
-(detector/data/augment/multi_image.py) and this pipeline runs on it. Boxes are clipped to the image; a box whose visible fraction falls
-below `min_visibility`, or whose width or height falls below `min_size` pixels, is
-dropped together with its label and ignore flag.
+order on the small image, then it is placed in the `S x S` canvas filled with 114
+(centred like `letterbox.compute_letterbox`, or at a random offset with
+`scale_jitter`), and last `affine` runs on that canvas (the corners it uncovers get
+the same grey). `mosaic` and `mixup` are not albumentations steps: the dataset
+builds their input from several samples (detector/data/augment/multi_image.py) and
+this pipeline runs on it. Boxes are clipped to the image; a box whose visible
+fraction falls below `min_visibility`, or whose width or height falls below
+`min_size` pixels, is dropped together with its label and ignore flag.
+
+Input side: a TrainTransform called with `image_size=s` produces s x s inputs for
+multi-scale training (one albumentations Compose per side, built on first use and
+sharing the generators below); `scale_jitter` sizes are relative to that side.
 
 Randomness: one numpy and one Python generator are shared by all transforms of a
 pipeline (albumentations' own `seed=` gives every transform the same stream, which
@@ -57,9 +62,9 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
-from albumentations.core.bbox_utils import BboxProcessor, check_bboxes
 
 from detector.data.augment.affine import build_affine, build_vflip
+from detector.data.augment.box_check import with_quick_box_check
 from detector.data.augment.entries import CROPS, DEFAULT_AUGMENT, MULTI_IMAGE, PARAMS, parse_augment
 from detector.data.augment.placement import RandomPlace
 from detector.data.letterbox import Letterbox, boxes_to_input, compute_letterbox, letterbox_image
@@ -117,38 +122,6 @@ def _build_albumentation(name: str, params: dict[str, float]) -> A.BasicTransfor
         ),
     }
     return builders[name]()
-
-
-class _QuickCheckBboxProcessor(BboxProcessor):
-    """albumentations' BboxProcessor whose validity check first tries one cheap test.
-
-    `check_bboxes` runs twice per sample and spends most of its ~35 us in
-    `np.isclose`; boxes that are plainly inside [0, 1] with positive width and height
-    pass here in a few microseconds, and anything else goes to albumentations' own
-    check, so what is accepted or rejected (and its error message) is unchanged.
-    """
-
-    def check(self, data: np.ndarray, shape: Any) -> None:
-        boxes = np.asarray(data)[:, :4] if len(data) else np.zeros((0, 4))
-        plainly_valid = (
-            bool(((boxes >= 0.0) & (boxes <= 1.0)).all())
-            and bool((boxes[:, 2] > boxes[:, 0]).all())
-            and bool((boxes[:, 3] > boxes[:, 1]).all())
-        )
-        if not plainly_valid:
-            check_bboxes(data)
-
-
-def _with_quick_box_check(compose: A.Compose) -> A.Compose:
-    """Swap the Compose's box processor for `_QuickCheckBboxProcessor` (same params).
-
-    Only an exact BboxProcessor is swapped, so another albumentations layout leaves
-    the Compose as it is (slower, never different).
-    """
-    processors = getattr(compose, "processors", None)
-    if isinstance(processors, dict) and type(processors.get("bboxes")) is BboxProcessor:
-        processors["bboxes"] = _QuickCheckBboxProcessor(processors["bboxes"].params)
-    return compose
 
 
 class TrainTransform:
@@ -301,7 +274,7 @@ def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) 
         check_each_transform=False,
     )
     # Shape checks guard masks against images of another size; we pass one image only.
-    return _with_quick_box_check(
+    return with_quick_box_check(
         A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False))
 
 

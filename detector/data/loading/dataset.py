@@ -7,7 +7,8 @@
 
 Batch format (what `collate_batch` returns, one dict per batch):
 
-    images:  uint8 Tensor[B, 3, S, S], RGB, letterboxed/augmented (S = model.image_size)
+    images:  uint8 Tensor[B, 3, S, S], RGB, letterboxed/augmented (S = model.image_size,
+             or the batch's side under train.multi_scale)
     targets: list of B dicts {boxes:  float32 Tensor[N_i, 4] xyxy network-input pixels,
                               labels: int64 Tensor[N_i],
                               ignore: bool Tensor[N_i]}   (N_i may be 0)
@@ -25,12 +26,15 @@ warning names the file, the path goes into `replaced` so the trainer can count i
 and the bad index is not retried by that worker. Workers never crash on one bad file.
 
 Seeding: a training loader's sampler is a `sampling.SeededSampler`, which yields
-(index, sample_seed) pairs, sample_seed a pure function of (train.seed, rank, epoch,
-position). `DetectionDataset[(index, sample_seed)]` re-seeds the transform with it
-before augmenting (a replacement for an undecodable image is augmented with the
-same seed), so batches are identical for any number of workers and `--resume`
-replays them exactly; call `loader.sampler.set_epoch(epoch)` every epoch. A plain
-integer index (evaluation) leaves the transform's stream as it is.
+(index, sample_seed, plan) triples, sample_seed a pure function of (train.seed,
+rank, epoch, position) and plan the mosaic switch and the batch's input side.
+`DetectionDataset[(index, sample_seed, plan)]` builds the sample from them alone
+(`detector.data.augment.multi_image.augment_sample`: mosaic and mixup partners
+come from sample_seed's streams, then the transform is re-seeded with it; a
+replacement for an undecodable image is augmented with the same seed), so batches
+are identical for any number of workers and `--resume` replays them exactly; call
+`loader.sampler.set_epoch(epoch)` every epoch. A plain integer index (evaluation)
+leaves the transform's stream as it is.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from torch.utils.data import (
 )
 
 from detector.config import Config
+from detector.data.augment.multi_image import augment_sample
 from detector.data.augment.transforms import (
     EvalTransform,
     TrainTransform,
@@ -143,18 +148,16 @@ class DetectionDataset(Dataset):
         index, sample_seed = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
         plan = item[2] if isinstance(item, tuple) and len(item) > 2 else None
         replaced: list[str] = []
+        index, image = self._decode(index, replaced)
+        record = self.records[index]
         if sample_seed is not None and isinstance(self.transform, TrainTransform):
-            from detector.data.augment.multi_image import augment_sample
-
-            index, image = self._decode(index, replaced)
-            record = self.records[index]
             sample = augment_sample(
                 self.transform, (image, record.boxes, record.labels, record.ignore),
-                lambda i: self._load(i, replaced), num_records=len(self.records), sample_seed=sample_seed, mosaic=plan.mosaic if plan is not None else True,
-                image_size=plan.image_size if plan is not None and plan.image_size else self.transform.image_size)
+                lambda partner: self._load(partner, replaced), num_records=len(self.records),
+                sample_seed=sample_seed, mosaic=plan.mosaic if plan is not None else True,
+                image_size=(plan.image_size if plan is not None and plan.image_size
+                            else self.transform.image_size))
         else:
-            index, image = self._decode(index, replaced)
-            record = self.records[index]
             if sample_seed is not None:
                 self.transform.set_seed(sample_seed)
             sample = self.transform(image, record.boxes, record.labels, record.ignore)

@@ -221,10 +221,10 @@ def test_train_transform_equals_plain_albumentations_box_handling() -> None:
 
     import albumentations as A
 
-    from detector.data.augment.transforms import _QuickCheckBboxProcessor
+    from detector.data.augment.box_check import QuickCheckBboxProcessor
 
     ours = build_train_transform(None, 96, seed=0)
-    assert isinstance(ours.compose.processors["bboxes"], _QuickCheckBboxProcessor)
+    assert isinstance(ours.compose.processors["bboxes"], QuickCheckBboxProcessor)
     params = ours.compose.processors["bboxes"].params
     reference = A.Compose(ours.compose.transforms, bbox_params=A.BboxParams(
         format="pascal_voc", label_fields=["labels"], min_visibility=params.min_visibility,
@@ -256,10 +256,10 @@ def test_train_transform_equals_plain_albumentations_box_handling() -> None:
 def test_quick_box_check_rejects_what_albumentations_rejects() -> None:
     from albumentations.core.bbox_utils import check_bboxes
 
-    from detector.data.augment.transforms import _QuickCheckBboxProcessor
+    from detector.data.augment.box_check import QuickCheckBboxProcessor
 
     processor = build_train_transform(None, 64).compose.processors["bboxes"]
-    assert isinstance(processor, _QuickCheckBboxProcessor)
+    assert isinstance(processor, QuickCheckBboxProcessor)
     for bad in ([[0.5, 0.1, 0.5, 0.4]], [[0.1, 0.6, 0.3, 0.2]], [[-0.1, 0.1, 0.3, 0.4]], [[0.1, 0.1, 1.2, 0.4]]):
         boxes = np.array(bad)
         with pytest.raises(ValueError) as ours:

@@ -112,3 +112,31 @@ def test_close_mosaic_reaches_persistent_workers(tmp_path: Path) -> None:
     # The same persistent workers, told through the sampler only:
     _assert_same(_epoch(loader, sampler, 1, mosaic=False), _epoch(reference, reference_sampler, 1))
     _assert_same(_epoch(loader, sampler, 0, mosaic=True), mosaic_epoch)
+
+
+def test_build_dataloader_multi_scale_trains_at_several_sides_and_evaluates_at_one(
+        tiny_training, tmp_path: Path) -> None:
+    from detector.config import config_from_dict
+    from detector.data.loading.dataset import build_dataloader
+    from detector.model.build import build_loss, build_model
+
+    raw = tiny_training(tmp_path / "data", num_train=12, multi_scale=[32, 128])
+    cfg = config_from_dict(raw)
+    loader, _ = build_dataloader(cfg, "train", train=True)
+    sides = set()
+    model, loss_fn = build_model(cfg.model, num_classes=2), build_loss(cfg.model, num_classes=2)
+    for epoch in range(3):
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            side = batch["images"].shape[-1]
+            assert batch["images"].shape[-2] == side and side % 32 == 0 and 32 <= side <= 128
+            sides.add(side)
+            for target in batch["targets"]:
+                assert bool(((target["boxes"] >= 0) & (target["boxes"] <= side)).all())
+            # The grid follows the input: the loss takes its side from the model's output.
+            raw_out = model(batch["images"].float() / 255)
+            assert raw_out.shape[1] == sum((side // s) ** 2 for s in (8, 16, 32))
+            assert torch.isfinite(loss_fn(raw_out, batch["targets"])["loss"])
+    assert len(sides) > 1
+    val_loader, _ = build_dataloader(cfg, "val", train=False)
+    assert {batch["images"].shape[-1] for batch in val_loader} == {64}

@@ -105,6 +105,28 @@ def test_a_larger_batch_gets_a_large_enough_segment() -> None:
     _assert_batch_equal(_send(_worker_batch(indices)), _expected(indices))
 
 
+def test_batches_of_changing_sides_multi_scale_stay_correct_and_bounded() -> None:
+    """Multi-scale: every batch may have another S; a too-small free segment is replaced, never overrun."""
+    received = []
+    for step, side in enumerate([16, 48, 32, 48, 16, 64, 32, 64]):
+        samples = [dict(_sample(step * 2 + k), image=np.full((side, side, 3), step * 2 + k, np.uint8))
+                   for k in range(2)]
+        batch = shared_batch.worker_batch((3, side, side), samples, [s["meta"] for s in samples])
+        assert batch is not None
+        want = collate_batch(samples)
+        batch["images"].copy_(want["images"])
+        got = _send(batch)
+        del batch
+        _assert_batch_equal(got, want)
+        if step % 2:
+            received.append((got, want))  # hold every other batch, as a user might
+        del got
+        gc.collect()
+        assert len(shared_batch._pool().segments) <= shared_batch.POOL_SIZE
+    for got, want in received:  # held batches were never overwritten by later, larger ones
+        _assert_batch_equal(got, want)
+
+
 def test_replaced_images_are_pickled_as_a_plain_dict() -> None:
     batch = _worker_batch([0, 1])
     segment = batch._segment
