@@ -131,3 +131,20 @@ def test_dense_config_loads() -> None:
     cfg = load_config(CONFIGS / "dense.yaml")
     assert cfg.data.synthetic.kind == "dense" and cfg.data.synthetic.image_size > cfg.model.image_size
     assert cfg.data.names[-1] == "ring"
+
+
+def test_synth_command_writes_a_dense_dataset(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    out = tmp_path / "dense"
+    result = CliRunner().invoke(main, ["data", "synth", str(out), "--kind", "dense", "--num-train", "2",
+                                       "--num-val", "1", "--image-size", "128"])
+    assert result.exit_code == 0, result.output
+    assert "dense images" in result.output
+    assert '"kind": "dense"' in (out / MARKER).read_text()
+    objects = ET.parse(out / "Annotations/000000.xml").getroot().findall("object")
+    assert len(objects) >= 5  # 20-60 attempted; a 96-128 px image crowds some out
+    bad = CliRunner().invoke(main, ["data", "synth", str(tmp_path / "x"), "--kind", "sparse"])
+    assert bad.exit_code != 0 and "sparse" in bad.output
