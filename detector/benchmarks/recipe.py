@@ -58,9 +58,11 @@ def _train_one(cfg: Any, variant: Variant, run_dir: Path, epochs: int) -> dict[s
     """Train `variant` for `epochs` epochs, validate at the end; AP, AP50, wall seconds."""
     import csv
 
+    from detector.config_checks import check_config_ranges
     from detector.training.trainer import fit
 
     cfg = variant.apply(copy.deepcopy(cfg))
+    check_config_ranges(cfg)  # the variant's train keys get the checks a config file gets
     cfg.train.epochs = epochs
     cfg.train.eval_interval = epochs  # one validation, at the end
     cfg.train.early_stop_patience = 0
