@@ -32,8 +32,9 @@ class SynthConfig:
 
     num_train: int = 800
     num_val: int = 200
-    image_size: int = 128  # side of the square images written
+    image_size: int = 128  # side of the square images written (dense: the largest side)
     seed: int = 0
+    kind: str = "shapes"  # shapes (the demo) | dense (many small objects, clutter, a rare class)
 
 
 @dataclass

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from detector.config import Config
 
+# The generators `data.synthetic.kind` selects (detector/data/synthetic/embedded.py imports this).
+SYNTHETIC_KINDS = ("shapes", "dense")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -98,6 +100,10 @@ def _check_data(cfg: Config) -> None:
         _number(cfg, "data.synthetic.num_val", low=1)
         _number(cfg, "data.synthetic.image_size", low=32)
         _number(cfg, "data.synthetic.seed", low=0)
+        if data.synthetic.kind not in SYNTHETIC_KINDS:
+            raise _error("data.synthetic.kind", f"{data.synthetic.kind!r} is not one of {list(SYNTHETIC_KINDS)}")
+        if data.synthetic.kind == "dense" and data.synthetic.image_size < 64:
+            raise _error("data.synthetic.image_size", f"{data.synthetic.image_size} must be >= 64 for kind dense")
 
 
 def _check_model(cfg: Config) -> None:

@@ -8,6 +8,7 @@
     python tools/benchmark.py track                     # tracker cost, detect vs track fps, tracking scores
     python tools/benchmark.py handover                  # memfd batch hand-over vs torch's, training img/s
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
+    python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -22,6 +23,7 @@ from detector.benchmarks.eval import eval_
 from detector.benchmarks.gpu import gpu
 from detector.benchmarks.handover import handover
 from detector.benchmarks.nms import nms
+from detector.benchmarks.recipe import recipe
 from detector.benchmarks.track import track
 from detector.benchmarks.train import train
 
@@ -31,7 +33,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover):
+for command in (nms, data, eval_, train, detect, track, handover, recipe):
     main.add_command(command)
 main.add_command(gpu)
 

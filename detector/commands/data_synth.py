@@ -1,6 +1,7 @@
 """`detector data synth OUT` and `detector data video CONFIG --out FILE.mp4`.
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200 --image-size 192
+    detector data synth datasets/dense --kind dense --image-size 640 --num-train 600 --num-val 150
     detector data video configs/shapes.yaml --out demo.mp4 --frames 150 --fps 30
 
 `synth` writes the procedural shapes dataset in VOC layout (what configs/shapes.yaml
@@ -14,6 +15,8 @@ re-entry, speed changes; see detector/data/synthetic/shapes_video.py).
 from __future__ import annotations
 
 import click
+
+from detector.config_checks import SYNTHETIC_KINDS
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -31,19 +34,21 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--num-train", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--num-val", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=16), default=192, show_default=True,
-              help="Side of the square images in pixels.")
+              help="Side of the square images in pixels (dense: the largest side).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int) -> None:
-    """Generate the synthetic shapes dataset (VOC layout) into OUT."""
+@click.option("--kind", type=click.Choice(SYNTHETIC_KINDS), default="shapes", show_default=True,
+              help="shapes: the demo; dense: tens of small shapes, look-alike clutter, a 10x rarer class.")
+def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int, kind: str) -> None:
+    """Generate a synthetic shapes dataset (VOC layout) into OUT."""
     from detector.data.synthetic.embedded import generate_shapes_dataset
     from detector.data.synthetic.shapes import SHAPE_CLASSES
 
     try:
         root = generate_shapes_dataset(out, num_train=num_train, num_val=num_val, image_size=image_size,
-                                       seed=seed, names=list(SHAPE_CLASSES))
+                                       seed=seed, names=list(SHAPE_CLASSES), kind=kind)
     except (ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {num_train} train + {num_val} val images ({image_size}px, classes "
+    click.echo(f"wrote {num_train} train + {num_val} val {kind} images ({image_size}px, classes "
                f"{', '.join(SHAPE_CLASSES)}) to {root}")
 
 

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+# affine, mosaic (+ train.close_mosaic), mixup and train.multi_scale stay opt-in: in the
+# recipe ablation on the shapes and dense sets none won on both (docs/benchmarks.md,
+# "Recipe ablation"). configs/shapes.yaml spells this list out (a test checks it).
 DEFAULT_AUGMENT: list[dict[str, Any]] = [
     {"name": "crop", "p": 0.5, "erosion_rate": 0.0},
     {"name": "scale_jitter", "min_scale": 0.75, "max_scale": 1.25},

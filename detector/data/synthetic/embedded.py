@@ -1,9 +1,14 @@
-"""The embedded shapes dataset (VOC layout) and the mp4 writer of the demo video.
+"""The embedded synthetic datasets (VOC layout) and the mp4 writer of the demo video.
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200
+    detector data synth datasets/dense --kind dense --image-size 640 --names circle,square,triangle,star
     generate_shapes_dataset("datasets/shapes", num_train=1000, num_val=200, image_size=192,
                             seed=0, names=["circle", "square", "triangle", "star", "ring"])
     ensure_synthetic_dataset(cfg.data)   # generates cfg.data.root once, when configured
+
+`kind` "shapes" is the demo (shapes.py: a few shapes per image, S x S images);
+"dense" is the tuning set unlike it (dense.py: tens of small shapes per image,
+unlabelled look-alikes, a 10x rarer class, images of 0.75-1 S per side).
 
 The demo video of moving shapes and its tracking ground truth: shapes_video.py.
 
@@ -31,6 +36,8 @@ import cv2
 import numpy as np
 
 from detector.config import DataConfig
+from detector.config_checks import SYNTHETIC_KINDS
+from detector.data.synthetic.dense import dense_image_size, render_dense_scene
 from detector.data.synthetic.shapes import check_shape_names, render_scene
 
 MARKER = "synthetic.json"
@@ -63,6 +70,17 @@ def _image_size_wh(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _marker(num_train: int, num_val: int, image_size: int | tuple[int, int], seed: int, names: list[str],
+            kind: str) -> dict:
+    """The generation parameters written to MARKER (a root with other ones is regenerated)."""
+    width, height = _image_size_wh(image_size)
+    params = {"num_train": num_train, "num_val": num_val, "width": width, "height": height,
+              "seed": seed, "names": names}
+    if kind != "shapes":  # shapes markers written before `kind` existed stay valid
+        params["kind"] = kind
+    return params
+
+
 def generate_shapes_dataset(
     out_dir: str | Path,
     *,
@@ -73,22 +91,29 @@ def generate_shapes_dataset(
     names: list[str] | tuple[str, ...],
     noise: int = 5,
     jpeg_quality: int = _JPEG_QUALITY,
+    kind: str = "shapes",
 ) -> Path:
     """Write a shapes dataset in VOC layout to `out_dir` (created; must not exist or be empty).
 
     Args:
         out_dir: destination directory.
         num_train, num_val: number of images in each split.
-        image_size: side of square images, or (width, height).
+        image_size: side of square images, or (width, height); for `kind` dense, the
+            largest side S (each image's sides are drawn in [0.75 S, S]).
         seed: generation seed; the same seed gives byte-identical files.
         names: classes to draw, a subset of `shapes.SHAPE_CLASSES`.
         noise: per-pixel noise amplitude (see `shapes.render_scene`).
         jpeg_quality: JPEG quality 1..100.
+        kind: "shapes" (`shapes.render_scene`) or "dense" (`dense.render_dense_scene`).
 
     Returns:
         The dataset directory.
     """
     names = check_shape_names(names)
+    if kind not in SYNTHETIC_KINDS:
+        raise ValueError(f"synthetic dataset: unknown kind {kind!r} (known: {', '.join(SYNTHETIC_KINDS)})")
+    if kind == "dense" and not isinstance(image_size, int):
+        raise ValueError(f"dense synthetic dataset: image_size is one number (the largest side), got {image_size}")
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ValueError(f"synthetic dataset: need a positive number of images, got {num_train}+{num_val}")
     width, height = _image_size_wh(image_size)
@@ -100,7 +125,11 @@ def generate_shapes_dataset(
     ids = [f"{index:06d}" for index in range(num_train + num_val)]
     for index, image_id in enumerate(ids):
         rng = np.random.default_rng([seed, index])
-        image, boxes, labels = render_scene(rng, width, height, names, noise=noise)
+        if kind == "dense":
+            width, height = dense_image_size(rng, int(image_size))
+            image, boxes, labels = render_dense_scene(rng, width, height, names, noise=noise)
+        else:
+            image, boxes, labels = render_scene(rng, width, height, names, noise=noise)
         ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         if not ok:
             raise RuntimeError(f"could not encode synthetic image {image_id}")
@@ -110,8 +139,7 @@ def generate_shapes_dataset(
     main = out_dir / "ImageSets" / "Main"
     (main / "train.txt").write_text("".join(f"{i}\n" for i in ids[:num_train]), encoding="utf-8")
     (main / "val.txt").write_text("".join(f"{i}\n" for i in ids[num_train:]), encoding="utf-8")
-    params = {"num_train": num_train, "num_val": num_val, "width": width, "height": height,
-              "seed": seed, "names": names}
+    params = _marker(num_train, num_val, image_size, seed, names, kind)
     (out_dir / MARKER).write_text(json.dumps(params, indent=1), encoding="utf-8")
     return out_dir
 
@@ -130,8 +158,7 @@ def ensure_synthetic_dataset(data_cfg: DataConfig) -> None:
         return
     root = Path(data_cfg.root)
     names = check_shape_names(data_cfg.names or [])
-    wanted = {"num_train": synth.num_train, "num_val": synth.num_val, "width": synth.image_size,
-              "height": synth.image_size, "seed": synth.seed, "names": names}
+    wanted = _marker(synth.num_train, synth.num_val, synth.image_size, synth.seed, names, synth.kind)
     marker = root / MARKER
     if marker.is_file():
         try:
@@ -148,7 +175,7 @@ def ensure_synthetic_dataset(data_cfg: DataConfig) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
         generate_shapes_dataset(tmp / "data", num_train=synth.num_train, num_val=synth.num_val,
-                                image_size=synth.image_size, seed=synth.seed, names=names)
+                                image_size=synth.image_size, seed=synth.seed, names=names, kind=synth.kind)
         stale = None
         if root.exists():
             stale = tmp / "stale"

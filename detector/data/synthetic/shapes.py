@@ -13,6 +13,7 @@ shape's anti-aliased mask at half coverage, so they match what is visible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -149,7 +150,7 @@ def draw_shape(image: np.ndarray, shape: PlacedShape) -> np.ndarray | None:
     return np.array([x1 + cols[0], y1 + rows[0], x1 + cols[-1] + 1, y1 + rows[-1] + 1], np.float32)
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[int, int, int]:
+def contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tuple[int, int, int]:
     """A saturated random colour far enough from the mean `background` colour."""
     mean = background.reshape(-1, 3).mean(axis=0)
     for _ in range(8):
@@ -162,7 +163,7 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tup
     return tuple(int(c) for c in colour)
 
 
-def _overlap(box: np.ndarray, others: list[np.ndarray]) -> tuple[float, float]:
+def box_overlap(box: np.ndarray, others: list[np.ndarray]) -> tuple[float, float]:
     """Max IoU of `box` against `others` and max fraction of an other box it covers."""
     if not others:
         return 0.0, 0.0
@@ -173,6 +174,39 @@ def _overlap(box: np.ndarray, others: list[np.ndarray]) -> tuple[float, float]:
     # IoU = I / (A + B - I), so the intersection is I = IoU (A + B) / (1 + IoU).
     intersection = iou * (box_area(candidate) + placed_area) / (1 + iou)
     return float(iou.max()), float((intersection / placed_area).max())
+
+
+def free_spot(rng: np.random.Generator, width: int, height: int, boxes: list[np.ndarray],
+              draw_radius: Callable[[], float], *, max_iou: float, max_cover: float,
+              attempts: int = 20) -> tuple[float, float, float] | None:
+    """A centre and radius whose square overlaps `boxes` little enough, or None after `attempts` tries.
+
+    Each try draws a radius (`draw_radius`), then a centre keeping 70% of the radius
+    inside the image; it is taken when its square's IoU with every box is below
+    `max_iou` and it covers less than `max_cover` of any box.
+    """
+    for _attempt in range(attempts):
+        radius = draw_radius()
+        cx = rng.uniform(radius * 0.7, width - radius * 0.7)
+        cy = rng.uniform(radius * 0.7, height - radius * 0.7)
+        iou, cover = box_overlap(np.array([cx - radius, cy - radius, cx + radius, cy + radius]), boxes)
+        if iou < max_iou and cover < max_cover:
+            return cx, cy, radius
+    return None
+
+
+def draw_labelled_shape(rng: np.random.Generator, image: np.ndarray, kind: str, spot: tuple[float, float, float],
+                        boxes: list[np.ndarray], labels: list[int], label: int) -> None:
+    """Draw a `kind` shape at `spot` (random angle, colour contrasting with what is under it);
+    append its box and `label` to `boxes`/`labels` when at least 2 px of it show on each side."""
+    cx, cy, radius = spot
+    x1, y1 = int(max(cx - radius, 0)), int(max(cy - radius, 0))
+    local = image[y1:int(cy + radius) + 1, x1:int(cx + radius) + 1]
+    shape = PlacedShape(kind, cx, cy, radius, float(rng.uniform(0, 2 * np.pi)), contrasting_colour(rng, local))
+    box = draw_shape(image, shape)
+    if box is not None and box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+        boxes.append(box)
+        labels.append(label)
 
 
 def render_scene(
@@ -203,28 +237,17 @@ def render_scene(
     labels: list[int] = []
     count = 0 if rng.random() < empty_fraction else int(rng.integers(1, max_objects + 1))
     short_side = min(width, height)
+    # Log-uniform radius: as many small shapes as large ones.
+    low, high = np.log(0.03 * short_side), np.log(0.23 * short_side)
+
+    def draw_radius() -> float:
+        return max(float(np.exp(rng.uniform(low, high))), 4.0)
+
     for _ in range(count):
         label = int(rng.integers(len(names)))
-        for _attempt in range(20):
-            # Log-uniform radius: as many small shapes as large ones.
-            radius = float(np.exp(rng.uniform(np.log(0.03 * short_side), np.log(0.23 * short_side))))
-            radius = max(radius, 4.0)
-            cx = rng.uniform(radius * 0.7, width - radius * 0.7)
-            cy = rng.uniform(radius * 0.7, height - radius * 0.7)
-            rough = np.array([cx - radius, cy - radius, cx + radius, cy + radius])
-            iou, cover = _overlap(rough, boxes)
-            if iou < 0.3 and cover < 0.4:
-                break
-        else:
-            continue  # no free spot for this one; the scene just has fewer shapes
-        x1, y1 = int(max(cx - radius, 0)), int(max(cy - radius, 0))
-        local = image[y1:int(cy + radius) + 1, x1:int(cx + radius) + 1]
-        shape = PlacedShape(names[label], cx, cy, radius, float(rng.uniform(0, 2 * np.pi)),
-                            _contrasting_colour(rng, local))
-        box = draw_shape(image, shape)
-        if box is not None and box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
-            boxes.append(box)
-            labels.append(label)
+        spot = free_spot(rng, width, height, boxes, draw_radius, max_iou=0.3, max_cover=0.4)
+        if spot is not None:  # else no free spot for this one; the scene just has fewer shapes
+            draw_labelled_shape(rng, image, names[label], spot, boxes, labels, label)
     # Sensor-like noise, drawn last so shapes and background share it.
     if noise > 0:
         grain = rng.integers(-noise, noise + 1, size=image.shape, dtype=np.int16)
