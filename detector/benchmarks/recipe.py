@@ -87,7 +87,8 @@ def _throughput(cfgs: dict[str, Any], variants: list[Variant], steps: int, repea
     from detector.model.build import build_loss, build_model
     from detector.training.distributed import local_device
     from detector.training.epoch import NanGuard, train_one_epoch
-    from detector.training.state import TrainState, build_train_parts
+    from detector.training.setup import build_train_parts
+    from detector.training.state import TrainState
 
     runs = {}
     for set_name, base in cfgs.items():
