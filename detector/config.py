@@ -59,13 +59,17 @@ class ModelConfig:
     """Backbone and head; see docs/architecture.md."""
 
     backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101
+    # Channel multiplier of the backbone (stem and stages, rounded to multiples of 8);
+    # the neck and head follow unless set. The ladder: docs/architecture.md.
+    width: float = 1.0
     image_size: int = 448  # square network input (letterboxed), multiple of 32
-    pretrained: str | None = None  # local path to a torchvision ResNet state dict
+    pretrained: str | None = None  # local path to a torchvision ResNet state dict (width 1.0 only)
     frozen_stages: int = 0  # 0: train all; 1: freeze the stem; k: the stem and layer1..layer(k-1)
     freeze_bn: bool = False  # frozen BatchNorm statistics and affine (small batches)
-    neck_channels: int = 128
-    head_channels: int = 128
+    neck_channels: int | None = None  # null: 128 * width (multiple of 8)
+    head_channels: int | None = None  # null: 128 * width (multiple of 8)
     head_convs: int = 2  # 3x3 convs in each head branch (classification; box + objectness)
+    head_depthwise: bool = False  # depthwise-separable 3x3 convs in the head branches
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB, 0..1
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
 
@@ -89,6 +93,10 @@ class TrainConfig:
     grad_clip: float | None = 10.0  # max global grad norm; null disables
     amp: bool = True  # only used on CUDA
     amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 uses a GradScaler)
+    # torch.compile the training forward (inductor: needs a C++ compiler on CPU, triton
+    # on CUDA; without one, training runs eager and says so). Costs a compile at the
+    # start: docs/benchmarks.md "Model ladder" says when it pays.
+    compile: bool = False
     ema: bool = True
     ema_decay: float = 0.9998
     eval_interval: int = 1  # validate every N epochs (and always at the end)

@@ -113,11 +113,18 @@ def _check_model(cfg: Config) -> None:
     from detector.model.backbone import FROZEN_STAGES
 
     _number(cfg, "model.frozen_stages", low=0, high=FROZEN_STAGES)
+    _number(cfg, "model.width", low=0.0625, high=4)
     for key in ("model.neck_channels", "model.head_channels"):
-        _number(cfg, key, low=1)
+        _number(cfg, key, low=1, optional=True)
     _number(cfg, "model.head_convs", low=0)
     if model.pretrained is not None and not model.pretrained.strip():
         raise _error("model.pretrained", "an empty path; use null for no pretrained weights")
+    if model.pretrained is not None and model.width != 1.0:
+        raise _error(
+            "model.width",
+            f"{model.width:g} with model.pretrained: ImageNet ResNet weights exist at width 1.0 only "
+            "(set model.width: 1.0, or model.pretrained: null to train this width from scratch)",
+        )
     for key, values in (("model.mean", model.mean), ("model.std", model.std)):
         if len(values) != 3:
             raise _error(key, f"needs 3 values (R, G, B), got {len(values)}: {values}")

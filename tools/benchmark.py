@@ -9,6 +9,7 @@
     python tools/benchmark.py handover                  # memfd batch hand-over vs torch's, training img/s
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
+    python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -22,6 +23,7 @@ from detector.benchmarks.detect import detect
 from detector.benchmarks.eval import eval_
 from detector.benchmarks.gpu import gpu
 from detector.benchmarks.handover import handover
+from detector.benchmarks.ladder import ladder
 from detector.benchmarks.nms import nms
 from detector.benchmarks.recipe import recipe
 from detector.benchmarks.track import track
@@ -33,7 +35,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover, recipe):
+for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder):
     main.add_command(command)
 main.add_command(gpu)
 

@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 
 from detector.model.decode import decode_boxes_scores, select_detections
+from detector.model.fuse import fold_batchnorm
 from detector.model.precision import autocast
 
 
@@ -102,12 +103,16 @@ class TorchBackend:
         device: where it runs.
         autocast_dtype: fp16/bf16 autocast on CUDA, or None for fp32.
         compile: wrap the forward in `torch.compile`.
+        fold_bn: run a copy with BatchNorm folded into the convolutions
+            (`detector.model.fuse`): the same function, one op fewer per conv.
+            `model` itself stays as it is (training keeps updating its statistics).
     """
 
     fixed_size = None  # the model takes any multiple of 32
 
     def __init__(self, model: torch.nn.Module, *, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None, compile: bool = False) -> None:
+                 autocast_dtype: torch.dtype | None = None, compile: bool = False,
+                 fold_bn: bool = True) -> None:
         self.device = device
         self.model = model.to(device).eval()
         self.autocast_dtype = autocast_dtype
@@ -115,7 +120,10 @@ class TorchBackend:
         if device.type == "cuda":
             # Input shape is fixed (S x S), so the autotuned kernels are reused every call.
             torch.backends.cudnn.benchmark = True
-        self._forward = torch.compile(self.model) if compile else self.model
+        # Every path (Detector, detect, validation, evaluate) runs the same folded
+        # network, so the AP training reports is the AP the API reproduces.
+        network = fold_batchnorm(self.model) if fold_bn else self.model
+        self._forward = torch.compile(network) if compile else network
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> DenseOutput:

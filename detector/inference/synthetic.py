@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,38 +49,40 @@ def write_synthetic_video(path: str | Path, frames: int = 30, size: tuple[int, i
 
 
 def random_checkpoint(path: str | Path, *, backbone: str = "resnet18", image_size: int = 64,
-                      names: Sequence[str] = ("circle", "square", "triangle"), seed: int = 0) -> Path:
+                      names: Sequence[str] = ("circle", "square", "triangle"), seed: int = 0,
+                      model: dict[str, Any] | None = None) -> Path:
     """Save a random-weight checkpoint with every key docs/internals.md lists.
 
     BatchNorm statistics are calibrated on synthetic frames and the objectness and
     class priors raised, so that random weights give varied scores, many above the
     default 0.25 threshold: pipelines then draw, write and serve boxes.
-    For benchmarks and tests only; the boxes mean nothing.
+    For benchmarks and tests only; the boxes mean nothing. `model`: more `model:`
+    config keys (e.g. ``{"width": 0.5}``).
     """
     from detector.config import config_from_dict, config_to_dict
     from detector.model.build import build_model
     from detector.training.checkpoint import save_checkpoint
 
     cfg = config_from_dict({"data": {"names": list(names)},
-                            "model": {"backbone": backbone, "image_size": image_size}})
+                            "model": {"backbone": backbone, "image_size": image_size, **(model or {})}})
     torch.manual_seed(seed)
-    model = build_model(cfg.model, len(names))
+    network = build_model(cfg.model, len(names))
     # Calibrate BatchNorm statistics on synthetic frames: with the default running
     # statistics (mean 0, var 1) random features fade to ~0 and every score is equal.
-    for module in model.modules():
+    for module in network.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.momentum = None  # cumulative average over the calibration batches
     frames = np.stack([synthetic_frame(i * 7, (image_size, image_size)) for i in range(4)])
     with torch.no_grad():
-        model.train()
-        model(torch.from_numpy(frames[:, :, :, ::-1].copy()).permute(0, 3, 1, 2).float())
-        model.eval()
-        for name, param in model.named_parameters():
+        network.train()
+        network(torch.from_numpy(frames[:, :, :, ::-1].copy()).permute(0, 3, 1, 2).float())
+        network.eval()
+        for name, param in network.named_parameters():
             if name.endswith(("obj_pred.bias", "cls_pred.bias")):
                 param.fill_(0.5)
     save_checkpoint(
         {
-            "model": model.state_dict(),
+            "model": network.state_dict(),
             "config": config_to_dict(cfg),
             "names": list(names),
             "image_size": image_size,

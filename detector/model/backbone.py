@@ -7,6 +7,12 @@ returns the C3, C4, C5 feature maps (strides 8, 16, 32).
 
     backbone = ResNetBackbone(depth=50, frozen_stages=1, freeze_bn=True)
     c3, c4, c5 = backbone(torch.zeros(1, 3, 224, 224))   # [1,512,28,28] [1,1024,14,14] [1,2048,7,7]
+    small = ResNetBackbone(depth=18, width=0.5)          # C3..C5: 64, 128, 256 channels
+
+`width` scales every convolution's channels (stem and the four stages) by the
+same factor, rounded to a multiple of 8 (SIMD-friendly on CPU and tensor cores);
+the compute falls with about its square. Depth and width make the model ladder
+(docs/architecture.md); torchvision's ImageNet files fit width 1.0 only.
 """
 
 from __future__ import annotations
@@ -17,6 +23,14 @@ from torch import nn
 # The `model.backbone` choices (config checks and build_model read them here): name -> depth.
 BACKBONES: dict[str, int] = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
 FROZEN_STAGES = 5  # what `frozen_stages` can freeze: the stem and layer1..layer4
+STAGE_CHANNELS = (64, 128, 256, 512)  # ResNet's stage widths at width 1.0; the stem has 64 too
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """`channels * width` rounded to the nearest multiple of 8, at least 8."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return max(8, int(round(channels * width / 8)) * 8)
 
 # depth -> (block type, blocks per stage)
 _ARCHITECTURES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -126,35 +140,38 @@ class ResNetBackbone(nn.Module):
             their BatchNorm statistics never change.
         freeze_bn: replace every BatchNorm2d by `FrozenBatchNorm2d` (for small
             batches, typically with ImageNet weights).
+        width: channel multiplier of every convolution (1.0 is torchvision's ResNet).
 
     Attributes:
         out_channels: channels of (C3, C4, C5), e.g. (128, 256, 512) for ResNet-18.
     """
 
-    def __init__(self, *, depth: int, frozen_stages: int = 0, freeze_bn: bool = False) -> None:
+    def __init__(self, *, depth: int, frozen_stages: int = 0, freeze_bn: bool = False, width: float = 1.0) -> None:
         super().__init__()
         if depth not in _ARCHITECTURES:
             raise ValueError(f"ResNet depth {depth} is not one of {sorted(_ARCHITECTURES)}")
         if not 0 <= frozen_stages <= 5:
             raise ValueError(f"frozen_stages={frozen_stages} must be in 0..5 (stem + 4 stages)")
         self.depth = depth
+        self.width = width
         self.frozen_stages = frozen_stages
         kind, blocks = _ARCHITECTURES[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
 
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = _norm(64, freeze_bn)
+        stage_channels = tuple(scaled_channels(c, width) for c in STAGE_CHANNELS)
+        in_channels = stage_channels[0]
+        self.conv1 = nn.Conv2d(3, in_channels, 7, 2, 3, bias=False)
+        self.bn1 = _norm(in_channels, freeze_bn)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_channels = 64
-        for index, (num_blocks, channels) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True), start=1):
+        for index, (num_blocks, channels) in enumerate(zip(blocks, stage_channels, strict=True), start=1):
             stride = 1 if index == 1 else 2
             layers = []
             for block_index in range(num_blocks):
                 layers.append(block(in_channels, channels, stride if block_index == 0 else 1, freeze_bn))
                 in_channels = channels * block.expansion
             setattr(self, f"layer{index}", nn.Sequential(*layers))
-        self.out_channels = tuple(c * block.expansion for c in (128, 256, 512))
+        self.out_channels = tuple(c * block.expansion for c in stage_channels[1:])
         self._init_weights()
         self._freeze()
 

@@ -12,10 +12,20 @@ from __future__ import annotations
 import torch
 
 from detector.config import ModelConfig
-from detector.model.backbone import BACKBONES, ResNetBackbone
+from detector.model.backbone import BACKBONES, ResNetBackbone, scaled_channels
 from detector.model.loss import YOLOLoss
 from detector.model.pretrained import load_resnet_weights
 from detector.model.yolo import STRIDES, YOLODetector
+
+BASE_NECK_CHANNELS = 128  # neck and head width at model.width 1.0
+
+
+def neck_and_head_channels(model_cfg: ModelConfig) -> tuple[int, int]:
+    """(neck, head) channels: the configured values, or 128 scaled by `model.width`."""
+    follow = scaled_channels(BASE_NECK_CHANNELS, model_cfg.width)
+    neck = model_cfg.neck_channels if model_cfg.neck_channels is not None else follow
+    head = model_cfg.head_channels if model_cfg.head_channels is not None else follow
+    return neck, head
 
 
 def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
@@ -29,22 +39,29 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
         The detector in train mode, on CPU.
 
     Raises:
-        ValueError: unknown backbone.
+        ValueError: unknown backbone, or ImageNet weights asked for at a width other than 1.0.
         PretrainedWeightsError: the weight file is missing or does not fit.
     """
     if model_cfg.backbone not in BACKBONES:
         raise ValueError(f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(BACKBONES)}")
+    if model_cfg.pretrained and model_cfg.width != 1.0:
+        raise ValueError(
+            f"model.width={model_cfg.width:g} with model.pretrained: ImageNet ResNet weights exist at width 1.0 only"
+        )
     backbone = ResNetBackbone(
-        depth=BACKBONES[model_cfg.backbone], frozen_stages=model_cfg.frozen_stages, freeze_bn=model_cfg.freeze_bn
+        depth=BACKBONES[model_cfg.backbone], frozen_stages=model_cfg.frozen_stages, freeze_bn=model_cfg.freeze_bn,
+        width=model_cfg.width,
     )
     if model_cfg.pretrained:
         load_resnet_weights(backbone, model_cfg.pretrained)
+    neck_channels, head_channels = neck_and_head_channels(model_cfg)
     model = YOLODetector(
         backbone=backbone,
         num_classes=num_classes,
-        neck_channels=model_cfg.neck_channels,
-        head_channels=model_cfg.head_channels,
+        neck_channels=neck_channels,
+        head_channels=head_channels,
         head_convs=model_cfg.head_convs,
+        head_depthwise=model_cfg.head_depthwise,
         mean=model_cfg.mean,
         std=model_cfg.std,
     )

@@ -27,6 +27,19 @@ class ConvNormAct(nn.Sequential):
         )
 
 
+class DepthwiseConvNormAct(nn.Sequential):
+    """Depthwise 3x3 (+ norm, act) then pointwise 1x1 (+ norm, act): a 3x3 conv's
+    receptive field at about (9 + C_out) / (9 C_out) of its multiply-adds."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False),
+            nn.BatchNorm2d(in_channels),
+            nn.SiLU(inplace=True),
+            ConvNormAct(in_channels, out_channels, 1),
+        )
+
+
 class PANNeck(nn.Module):
     """FPN top-down + PAN bottom-up over three levels, all at `channels` wide.
 

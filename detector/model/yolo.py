@@ -35,6 +35,7 @@ class YOLODetector(nn.Module):
         neck_channels: width of every neck level.
         head_channels: width of the head's convolutions.
         head_convs: 3x3 convs per head branch.
+        head_depthwise: depthwise-separable 3x3 convs in the head branches.
         mean, std: RGB normalisation in 0..1 units (ImageNet by default); stored
             as buffers scaled to 0..255 so the model takes raw pixel values.
     """
@@ -47,6 +48,7 @@ class YOLODetector(nn.Module):
         neck_channels: int = 128,
         head_channels: int = 128,
         head_convs: int = 2,
+        head_depthwise: bool = False,
         mean: tuple[float, float, float] | list[float] = (0.485, 0.456, 0.406),
         std: tuple[float, float, float] | list[float] = (0.229, 0.224, 0.225),
     ) -> None:
@@ -59,8 +61,11 @@ class YOLODetector(nn.Module):
         self.neck = PANNeck(in_channels=backbone.out_channels, channels=neck_channels)
         self.head = GridHead(
             in_channels=neck_channels, channels=head_channels, num_classes=num_classes,
-            num_levels=len(STRIDES), num_convs=head_convs,
+            num_levels=len(STRIDES), num_convs=head_convs, depthwise=head_depthwise,
         )
+        # NHWC activations (build_model stores the weights channels_last too); False
+        # keeps torch's default NCHW, for measuring the difference (tools/benchmark.py ladder).
+        self.channels_last = True
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255)
 
@@ -77,8 +82,8 @@ class YOLODetector(nn.Module):
         if height % largest or width % largest:
             raise ValueError(f"image size {height}x{width} must be a multiple of {largest}")
         x = (images.to(self.mean.dtype) - self.mean) / self.std
-        # NHWC activations to match the channels_last weights (see build_model).
-        x = x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.neck(self.backbone(x)))
 
     def grid(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -162,7 +162,7 @@ def train_one_epoch(
             no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
             with no_sync:
                 with autocast(parts.device, parts.amp_dtype):
-                    raw = parts.model(images)
+                    raw = parts.forward(images)
                 terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
                 parts.scaler.scale(terms["loss"] / accumulate).backward()
             values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(), strict=False))

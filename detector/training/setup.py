@@ -11,7 +11,10 @@ segment, stated in the log.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +67,31 @@ class Run:
     epoch_batches: int = 0  # micro-batches in the current epoch (all of it, also when resumed inside)
     budget_planned: bool = False  # the time budget's first plan is made (a resumed run's is in last.pt)
     stop_signum: int = 0  # a stop signal every rank agreed on after a step (0: none)
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why `torch.compile` cannot run on `device` here, or None when it can."""
+    if device.type == "cuda":
+        return None if importlib.util.find_spec("triton") else "triton is not installed"
+    if device.type != "cpu":
+        return f"torch.compile is not used on {device.type}"
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(name and shutil.which(name) for name in compilers):
+        return "no C++ compiler (g++, c++, clang++ or $CXX) on PATH"
+    return None
+
+
+def compile_for_training(
+    model: nn.Module, device: torch.device, log: Callable[[str], None]
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """`torch.compile(model)` for the training step, or None (eager) with one line saying why."""
+    reason = compiler_missing(device)
+    if reason is not None:
+        log(f"train.compile: off, {reason}; training runs eager")
+        return None
+    # Each new input size compiles again; dynamic=None lets inductor generalise the
+    # batch dimension after the first recompile (the last, smaller batch of an epoch).
+    return torch.compile(model)
 
 
 def build_train_parts(
@@ -183,6 +211,8 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
     if dist.distributed:
         parts.model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        parts.compiled = compile_for_training(parts.model, device, log)
     if dist.is_main:
         with writing(run_dir / "config.yaml"):
             write_config_yaml(cfg, run_dir)

@@ -11,6 +11,7 @@ one owner).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -65,6 +66,13 @@ class TrainParts:
     device: torch.device
     amp_dtype: torch.dtype | None  # None: full precision
     steps_per_epoch: int
+    # `torch.compile(model)` when train.compile is on and a compiler is present; else
+    # None and the step calls `model` itself. Weights and state dicts stay `model`'s.
+    compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The training forward: the compiled model when there is one."""
+        return (self.compiled or self.model)(images)
 
     @property
     def eval_model(self) -> nn.Module:
