@@ -109,7 +109,9 @@ def fit(
             # skips the samples its checkpoint already trained on.
             epoch_start, planned_before = clock(), state.planned_epochs
             if budget is not None:
-                budget.start_epoch(state.step - run.progress.batches_done // cfg.train.accumulate)
+                # From this step: a resumed epoch's steps before the resume took no time in this
+                # session, and counting them would read a too-fast speed and stretch the plan.
+                budget.start_epoch(state.step)
             run.train_loader.sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
             start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch, state.planned_epochs)
             run.epoch_batches = run.progress.batches_done + len(run.train_loader)
