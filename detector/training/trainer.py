@@ -113,7 +113,8 @@ def fit(
                 # session, and counting them would read a too-fast speed and stretch the plan.
                 budget.start_epoch(state.step)
             run.train_loader.sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
-            start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch, state.planned_epochs)
+            state.mosaic_closed = start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch,
+                                                      state.planned_epochs, closed=state.mosaic_closed)
             run.epoch_batches = run.progress.batches_done + len(run.train_loader)
 
             # Train one epoch; after every optimizer step `_after_step` may end it early.

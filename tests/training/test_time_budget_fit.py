@@ -1,4 +1,5 @@
-"""`train.time_limit` through `fit` itself on a simulated clock: a mid-epoch resume keeps the plan.
+"""`train.time_limit` through `fit` itself on a simulated clock: a mid-epoch resume keeps the plan,
+and a mosaic closed under a plan stays closed when the plan grows.
 
 The clock advances only when an optimizer step ends (by `step_s` of that step) and
 when the (stubbed) validation runs, so the budget sees the same times on any
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from detector.config import Config, config_from_dict
+from detector.data.loading.sampling import SeededSampler
 from detector.training import epoch as train_epoch
 from detector.training import trainer as trainer_module
-from detector.training.checkpoint import load_checkpoint
+from detector.training.checkpoint import load_checkpoint, save_checkpoint
 from detector.training.resume import prepare_resume
 from detector.training.run_dir import read_steps
 from detector.training.stop_signals import TrainingInterrupted
@@ -92,3 +94,26 @@ def test_mid_epoch_resume_under_time_limit_keeps_the_plan(tiny_training, tmp_pat
             for path in (straight, run)]
     assert all(end <= limit_s for end in ends) and abs(ends[0] - ends[1]) <= 1.0, ends
 
+
+def test_closed_mosaic_stays_closed_when_the_plan_grows(tiny_training, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """close_mosaic: 2 of a 3-epoch plan closes mosaic for epoch 2; the steps then get 3x faster,
+    the plan grows at epoch 2's end, and mosaic stays off (it came back on before)."""
+    seen: list[bool] = []
+    real = SeededSampler.set_mosaic
+
+    def record(self: SeededSampler, enabled: bool) -> None:
+        seen.append(enabled)
+        real(self, enabled)
+
+    monkeypatch.setattr(SeededSampler, "set_mosaic", record)
+    cfg = _config(tiny_training, tmp_path / "data", tmp_path / "run", time_limit=1.25, close_mosaic=2)
+    end = _clocked_fit(monkeypatch, cfg, step_s=lambda step: 3.0 if step <= 8 else 1.0)
+    saved = load_checkpoint(tmp_path / "run/weights/last.pt", require_training_state=True)
+    assert saved["train_state"]["planned_epochs"] > 3 and end <= 75.0  # the plan grew
+    assert seen[:2] == [True, False] and len(seen) > 3, seen
+    assert seen[2:] == [False] * (len(seen) - 2), seen
+    assert saved["train_state"]["mosaic_closed"]  # kept in last.pt, so a resume keeps it off too
+    del saved["train_state"]["mosaic_closed"]  # a last.pt from before the key still loads
+    save_checkpoint(saved, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt", require_training_state=True)["step"] == saved["step"]
