@@ -18,7 +18,10 @@ files, and broadcasts its decisions (planned epochs, stop) so the ranks stay in 
 Stopping: SIGTERM or SIGINT finishes the current optimizer step, writes a
 mid-epoch last.pt and raises `TrainingInterrupted` (exit code 128 + signal in
 the CLI); under DDP the ranks agree on the step with an all-reduce after every
-step. `train.save_period` writes the same mid-epoch last.pt periodically. Under
+step. A signal during validation stops it at the next batch and saves the epoch
+as trained but not validated (the resume validates it): a long validation must
+not outlast the grace before SIGKILL. `train.save_period` writes the same
+mid-epoch last.pt periodically. Under
 `train.time_limit` the run's length is planned in steps from the measured speed
 (time_budget.py). Known causes that end a run (a dead or hung DataLoader worker,
 undecodable images, a full disk) raise `TrainingError` with one line and the
@@ -41,7 +44,13 @@ from tqdm import tqdm
 from detector.config import Config
 from detector.training import distributed as ddp
 from detector.training.augment_schedule import start_epoch_augment
-from detector.training.epoch import NanGuard, NonFiniteLossError, train_one_epoch, validate
+from detector.training.epoch import (
+    NanGuard,
+    NonFiniteLossError,
+    ValidationStopped,
+    train_one_epoch,
+    validate,
+)
 from detector.training.failures import (
     TrainingError,
     describe_failure,
@@ -125,7 +134,7 @@ def fit(
             if run.stop_signum:
                 raise _interrupted(run, clock)
             state.epoch += 1
-            run.progress = EpochProgress()
+            trained, run.progress = run.progress, EpochProgress()  # `trained`: for a stop in validation
             train_s = clock() - epoch_start
             if budget is not None:  # correct the plan with this epoch's speed
                 budget.end_epoch(state.step)
@@ -138,18 +147,29 @@ def fit(
             last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
 
             # Validate (rank 0): AP of the EMA weights; the best AP and the early-stopping count.
-            metrics, improved = {}, False
+            metrics, improved, stopped = {}, False, False
             if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
-                metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, cfg, device=run.device,
-                                   progress=show_progress)
-                improved = not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
-                if improved:
-                    state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
+                try:
+                    metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, cfg,
+                                       device=run.device, progress=show_progress,
+                                       should_stop=lambda: signals.signum is not None)
+                except ValidationStopped:
+                    stopped = True
                 else:
-                    state.epochs_without_improvement += cfg.train.eval_interval
+                    improved = not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
+                    if improved:
+                        state.best_ap, state.best_epoch = metrics["AP"], state.epoch
+                        state.epochs_without_improvement = 0
+                    else:
+                        state.epochs_without_improvement += cfg.train.eval_interval
             patience = cfg.train.early_stop_patience
             early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
-            (early,) = ddp.broadcast_numbers([float(early)], dist, run.device)  # rank 0 decides
+            # Rank 0 decides both.
+            early, stopped = ddp.broadcast_numbers([float(early), float(stopped)], dist, run.device)
+            if stopped:  # a signal during validation: save the epoch as trained, validate on resume
+                state.epoch, run.progress = state.epoch - 1, trained
+                run.stop_signum = _agreed_signal(run, signals)
+                raise _interrupted(run, clock)
             if early:
                 run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
                         f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
