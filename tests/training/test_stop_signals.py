@@ -208,3 +208,47 @@ def test_signal_during_a_long_validation_stops_it_and_saves_the_epochs_end(
     assert resumed.exit_code == 0, resumed.output
     assert (run / "results.csv").read_text().count("\n") == 3  # header + 2 epochs, the first once
     assert load_checkpoint(run / "weights/last.pt", require_training_state=True)["finished"]
+
+
+def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to the process group (torchrun, SLURM) reaches the workers too; they must keep
+    serving however long the main process takes to finish its step (accumulate > 1, slow
+    loading), and leave when the main process shuts them down.
+
+    They used to exit WORKER_TERM_GRACE_S (10 s) after it; the grace is shortened here to
+    0.5 s (fork copies the patched value into the worker) so the test need not wait 10 s.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from detector.data.loading.dataset import init_worker
+    from detector.training import stop_signals
+    from detector.training.failures import shut_down_workers
+
+    monkeypatch.setattr(stop_signals, "WORKER_TERM_GRACE_S", 0.5)
+    loader = DataLoader(list(range(20)), batch_size=None, num_workers=1, worker_init_fn=init_worker,
+                        persistent_workers=True)
+    batches = iter(loader)
+    assert next(batches) == 0
+    (worker,) = batches._workers
+    # From another process, as a group signal comes (the main process's own SIGTERM ends a worker).
+    subprocess.run([sys.executable, "-c", f"import os, signal; os.kill({worker.pid}, signal.SIGTERM)"],
+                   check=True)
+    time.sleep(1.5)
+    assert worker.is_alive()
+    assert list(batches) == list(range(1, 20))  # and still serving
+    started = time.monotonic()
+    shut_down_workers(loader)
+    assert not worker.is_alive() and time.monotonic() - started < 10.0
+
+    # The main process's own SIGTERM (torch's shutdown, multiprocessing at exit) ends a worker at once.
+    batches = iter(DataLoader(list(range(4)), batch_size=None, num_workers=1, worker_init_fn=init_worker))
+    assert next(batches) == 0
+    (worker,) = batches._workers
+    worker.terminate()
+    worker.join(timeout=5.0)
+    assert not worker.is_alive()
+    del batches
