@@ -201,7 +201,9 @@ def _after_step(run: Run, signals: StopSignals, clock: Callable[[], float], step
     """After every optimizer step: step log, stop signal, time budget, periodic save; True ends the epoch.
 
     A stop signal is kept in `run.stop_signum` (`fit` then saves and raises). The
-    budget stops a single process mid-epoch only: ranks would disagree on the step.
+    budget's first plan and its stop inside an epoch are rank 0's, broadcast (under
+    DDP one more small collective per step), so a DDP run does not overshoot the
+    budget by up to an epoch.
     """
     state, dist, budget = run.state, run.dist, run.budget
     if dist.is_main:
@@ -210,11 +212,15 @@ def _after_step(run: Run, signals: StopSignals, clock: Callable[[], float], step
     run.stop_signum = _agreed_signal(run, signals)
     if run.stop_signum:
         return True
-    if budget is not None and not dist.distributed:
+    if budget is not None:
         if not run.budget_planned and budget.steps_timed(state.step) >= PLAN_AFTER_STEPS:
-            _plan_budget(run, broadcast=False)  # the first plan, from the first timed steps
-        if state.step >= run.parts.schedule.total_steps or not budget.next_step_fits(
-                current_step=state.step, validation_estimate_s=_validation_estimate(run)):
+            # The first plan, from the first timed steps; every rank counts the same steps.
+            _plan_budget(run, broadcast=dist.distributed)
+        stop = state.step >= run.parts.schedule.total_steps or (dist.is_main and not budget.next_step_fits(
+            current_step=state.step, validation_estimate_s=_validation_estimate(run)))
+        if dist.distributed:  # rank 0's clock decides, so every rank stops after the same step
+            (stop,) = ddp.broadcast_numbers([float(stop)], dist, run.device)
+        if stop:
             return True
     if dist.is_main and run.save_period is not None and run.save_period.due(
             steps_since_save=state.step - run.saved_at[0], seconds_since_save=clock() - run.saved_at[1]):
@@ -227,7 +233,7 @@ def _plan_budget(run: Run, *, broadcast: bool, overhead_due: bool = True) -> Non
 
     The first plan sets the cosine's end; later ones move it with `retarget` (the
     cosine keeps its progress) and only when `correction_needed` says so. Under
-    DDP this runs only at epoch ends (`broadcast`): rank 0 decides, every rank follows.
+    DDP (`broadcast`) rank 0 decides and every rank follows.
     `overhead_due`: False right after an epoch's validation (already paid for).
     """
     state, budget, spe, schedule = run.state, run.budget, run.parts.steps_per_epoch, run.parts.schedule
