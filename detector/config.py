@@ -103,7 +103,8 @@ class TrainConfig:
     early_stop_patience: int = 0  # epochs without AP improvement; 0 disables
     time_limit: float | None = None  # minutes of wall clock; one warmup + cosine planned to end there
     # Mid-epoch last.pt: "30 min" (wall clock) or "500 steps" (optimizer steps); null: epoch ends only.
-    save_period: str | None = None
+    # A bare number is typed so that save_period.py can refuse it naming these forms.
+    save_period: str | int | float | None = None
     worker_timeout: float | None = 300.0  # seconds to wait for one batch from the workers; null: forever
     nan_policy: str = "skip"  # skip | stop
     max_nan_skips: int = 20  # consecutive non-finite steps before giving up even with skip

@@ -189,7 +189,8 @@ def _check_multi_scale(value: list[int] | None) -> None:
 
 def _check_eval(cfg: Config) -> None:
     _number(cfg, "eval.score_threshold", low=0, high=1)
-    _number(cfg, "eval.iou_threshold", low=0, high=1)
+    # Open at 0, as `Detector` (and NMS) require: 0 would suppress every overlapping box.
+    _number(cfg, "eval.iou_threshold", low=0, high=1, low_open=True)
     _number(cfg, "eval.max_det", low=1)
     _number(cfg, "eval.batch_size", low=1)
 

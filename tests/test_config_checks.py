@@ -19,7 +19,7 @@ BAD_VALUES = [
     ("train.lr=-0.01", "train.lr", "must be in (0, inf]"),
     ("train.lr=0", "train.lr", "must be in (0, inf]"),
     ("train.workers=-1", "train.workers", "must be in [0, inf]"),
-    ("eval.iou_threshold=7", "eval.iou_threshold", "must be in [0, 1]"),
+    ("eval.iou_threshold=7", "eval.iou_threshold", "must be in (0, 1]"),
     ("eval.score_threshold=-0.1", "eval.score_threshold", "must be in [0, 1]"),
     ("eval.max_det=0", "eval.max_det", "must be in [1, inf]"),
     ("eval.batch_size=0", "eval.batch_size", "must be in [1, inf]"),
@@ -164,7 +164,7 @@ def test_train_with_bad_iou_threshold_fails_before_the_run_directory(tmp_path: P
     config.write_text((CONFIGS / "shapes.yaml").read_text().replace("iou_threshold: 0.6", "iou_threshold: 7"))
     result = CliRunner().invoke(main, ["train", str(config), "--set", "train.run_dir=runs/x"])
     assert result.exit_code != 0
-    assert f"{config}: eval.iou_threshold: 7.0 must be in [0, 1]" in result.output
+    assert f"{config}: eval.iou_threshold: 7.0 must be in (0, 1]" in result.output
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path / "datasets").exists()  # not even the synthetic data was written
 
@@ -190,3 +190,49 @@ def test_removed_model_strides_with_its_only_value_still_loads() -> None:
     assert cfg.model.image_size == 64 and "strides" not in config_to_dict(cfg)["model"]
     with pytest.raises(ConfigError, match=r"old.pt: model.strides: \[8, 16\]: this key was removed .*; delete it"):
         config_from_dict({"model": {"strides": [8, 16]}}, source="old.pt")
+
+
+class _NoBackend:
+    """Enough of an inference backend for `Detector` to check its thresholds."""
+
+    fixed_size = None
+    device = "cpu"
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    *[("iou_threshold", v) for v in (-0.1, 0.0, 1e-9, 0.5, 1.0, 1.0 + 1e-9)],
+    *[("score_threshold", v) for v in (-1e-9, 0.0, 0.5, 1.0, 1.0 + 1e-9)],
+    *[("max_det", v) for v in (0, 1, 300)],
+])
+def test_eval_range_check_agrees_with_detector(key: str, value: float) -> None:
+    """A value the config accepts must not fail at the first validation (`Detector`), and back.
+
+    `eval.iou_threshold: 0` passed the range check and failed after a whole epoch.
+    """
+    from detector import Detector
+
+    try:
+        config_from_dict({"eval": {key: value}})
+        config_accepts = True
+    except ConfigError:
+        config_accepts = False
+    try:
+        Detector(_NoBackend(), names=["a"], image_size=64, **{key: value})
+        detector_accepts = True
+    except ValueError:
+        detector_accepts = False
+    assert config_accepts == detector_accepts, f"eval.{key}={value}: config {config_accepts}, " \
+                                               f"Detector {detector_accepts}"
+
+
+@pytest.mark.parametrize("value", ["1", "30", "0.5"])
+def test_bare_number_save_period_names_the_accepted_forms(tmp_path: Path, value: str) -> None:
+    """`save_period: 1` (other toolkits: every epoch) was refused with "expected a string, got 1"."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train:\n  save_period: {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: train.save_period: "), message
+    assert "expected a string" not in message
+    assert '"30 min"' in message and '"500 steps"' in message and "every epoch" in message, message

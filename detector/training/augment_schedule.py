@@ -9,7 +9,10 @@ number strictly between 0 and 1 (that fraction of the planned epochs, rounded up
 0.1 of 40 epochs closes the last 4). Without `train.time_limit` the planned epochs
 are `train.epochs`; under it, the count the time budget plans
 (detector/training/time_budget.py), which the trainer corrects at epoch ends, so
-the switch follows the current plan. 0 keeps mosaic to the end.
+the switch follows the current plan until it closes mosaic; once off, mosaic
+stays off (also across a resume) even when a later plan grows. Extending a
+finished run with more `train.epochs` (a new schedule segment) starts with mosaic
+on again. 0 keeps mosaic to the end.
 
 The switch reaches the DataLoader workers through the sampler (each index carries
 a `SamplePlan`; detector/data/loading/sampling.py), never by changing the
@@ -36,7 +39,15 @@ def mosaic_enabled(close_mosaic: int | float, epoch: int, planned_epochs: int) -
     return epoch < planned_epochs - closing_epochs(close_mosaic, planned_epochs)
 
 
-def start_epoch_augment(sampler: Any, train_cfg: TrainConfig, epoch: int, planned_epochs: int) -> None:
-    """Tell the training sampler this epoch's mosaic switch (a no-op for samplers without plans)."""
+def start_epoch_augment(sampler: Any, train_cfg: TrainConfig, epoch: int, planned_epochs: int, *,
+                        closed: bool = False) -> bool:
+    """Tell the training sampler this epoch's mosaic switch (a no-op for samplers without plans).
+
+    `closed`: mosaic was switched off at an earlier epoch; it stays off, since a plan
+    lengthened under `train.time_limit` would otherwise switch it back on. Returns
+    whether mosaic is closed from this epoch on (keep it in `TrainState.mosaic_closed`).
+    """
+    closed = closed or not mosaic_enabled(train_cfg.close_mosaic, epoch, planned_epochs)
     if hasattr(sampler, "set_mosaic"):
-        sampler.set_mosaic(mosaic_enabled(train_cfg.close_mosaic, epoch, planned_epochs))
+        sampler.set_mosaic(not closed)
+    return closed

@@ -44,7 +44,7 @@ from detector.training.atomic_write import remove_stale_temp_files, write_atomic
 from detector.training.distributed import unwrap_model
 from detector.training.ema import ModelEMA
 from detector.training.rng import capture_rng_state
-from detector.training.state import EpochProgress, TrainParts, TrainState
+from detector.training.state import LATER_STATE_FIELDS, EpochProgress, TrainParts, TrainState
 
 
 class CheckpointError(RuntimeError):
@@ -124,7 +124,8 @@ TRAINING_TYPES: dict[str, Check] = {
     "rng": _mapping_with("python", "numpy", "torch"),
     "finished": _boolean,
     "step": _int_at_least(0),
-    "train_state": _mapping_with(*(item.name for item in fields(TrainState))),
+    "train_state": _mapping_with(*(item.name for item in fields(TrainState)
+                                   if item.name not in LATER_STATE_FIELDS)),
 }
 # Optional (absent in checkpoints written before mid-epoch saves existed; nan_streak came later still).
 OPTIONAL_TYPES: dict[str, Check] = {
@@ -206,7 +207,7 @@ def restore_from_checkpoint(parts: TrainParts, state: TrainState, ckpt: dict[str
             parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
     saved = ckpt["train_state"]
     for item in fields(TrainState):
-        setattr(state, item.name, saved[item.name])
+        setattr(state, item.name, saved.get(item.name, item.default))  # an older file lacks the later ones
     progress = ckpt.get("epoch_progress") or {}
     known = {item.name for item in fields(EpochProgress)}
     return EpochProgress(**{key: value for key, value in progress.items() if key in known})

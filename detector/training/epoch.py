@@ -38,6 +38,26 @@ class NonFiniteLossError(RuntimeError):
     """Training stopped on a non-finite loss or gradient (`train.nan_policy`)."""
 
 
+class ValidationStopped(Exception):
+    """`validate` stopped before its end because `should_stop` said so (a stop signal)."""
+
+
+class _StoppableBatches:
+    """The validation batches, raising ValidationStopped as soon as `should_stop()` is true."""
+
+    def __init__(self, loader: Any, should_stop: Callable[[], bool]) -> None:
+        self.loader, self.should_stop = loader, should_stop
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            if self.should_stop():
+                raise ValidationStopped
+            yield batch
+
+
 class NanGuard:
     """Counts consecutive skipped steps and decides when to give up.
 
@@ -223,6 +243,7 @@ def validate(
     *,
     device: torch.device,
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """COCO AP of `model` on the validation split, through the one prediction path.
 
@@ -238,6 +259,8 @@ def validate(
         cfg: eval thresholds, train.amp/amp_dtype, model.image_size.
         device: where to run the model.
         progress: a tqdm bar over the validation batches.
+        should_stop: polled before each batch; True raises ValidationStopped (a stop
+            signal must not wait for a long validation: the grace before SIGKILL is short).
 
     Returns:
         {"AP": COCO AP@[.5:.95], "AP50": AP@.5}.
@@ -248,7 +271,8 @@ def validate(
     was_training = model.training
     try:
         detector = evaluation_detector(model, cfg, split.names, device)
-        predictions = predict_loader(detector, loader, progress=progress)
+        batches = loader if should_stop is None else _StoppableBatches(loader, should_stop)
+        predictions = predict_loader(detector, batches, progress=progress)
     finally:
         model.train(was_training)
     # Only AP drives training decisions: skip the VOC metric here (`detector evaluate` has it).

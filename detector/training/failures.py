@@ -56,9 +56,9 @@ def writing(path: Path) -> Iterator[None]:
 def shut_down_workers(loader: torch.utils.data.DataLoader) -> None:
     """Stop a loader's persistent workers now, and SIGKILL any that do not exit.
 
-    Left to the interpreter's exit, they would get SIGTERM from multiprocessing and
-    (see stop_signals.worker_signal_setup) linger for their grace period; a worker
-    stuck in C code (after a DataLoader timeout) would never exit at all.
+    Workers ignore a SIGTERM from outside (stop_signals.worker_signal_setup), so this is
+    how they end after a stop; a worker stuck in C code (after a DataLoader timeout)
+    would never exit by itself at all.
     """
     iterator = getattr(loader, "_iterator", None)  # persistent workers keep theirs here
     workers = list(getattr(iterator, "_workers", []))

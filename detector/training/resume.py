@@ -9,8 +9,9 @@ or corrupt last.pt; other class names, or the same names in another order (the
 head's shape or the meaning of every label would change), both lists shown; a
 changed model; and a finished run unless `train.epochs` grows past the epochs
 done (`--set train.epochs=N`: the run is extended by a new schedule segment, see
-trainer.py). A mid-epoch last.pt also needs the batch size, accumulation and seed
-it was written with, since the rest of its epoch is replayed exactly.
+trainer.py). A mid-epoch last.pt also needs the batch size, accumulation, seed,
+`augment` pipeline, `train.multi_scale` and `train.close_mosaic` it was written
+with (`EXACT_MID_EPOCH`), since the rest of its epoch is replayed exactly.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def check_class_names(run_dir: str | Path, trained: list[str], now: list[str]) -
     )
 
 
-_EXACT_MID_EPOCH = ("batch_size", "accumulate", "seed")
+# What the rest of an epoch replays from: its batches (size, accumulation, seed) and each
+# sample's augmentation (the pipeline, the input size per batch, the mosaic switch). At a
+# mid-epoch checkpoint these must be as stored; any other key may change (stated in the log).
+EXACT_MID_EPOCH = ("train.batch_size", "train.accumulate", "train.seed", "augment", "train.multi_scale",
+                   "train.close_mosaic")
 
 
 def prepare_resume(
@@ -80,7 +85,7 @@ def prepare_resume(
     Raises:
         ResumeError: no such run, unreadable last.pt, a finished run without more epochs,
             other or reordered class names, a model change that the stored weights cannot
-            follow, or a changed batch size / accumulation / seed at a mid-epoch checkpoint.
+            follow, or a changed `EXACT_MID_EPOCH` key at a mid-epoch checkpoint.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -108,8 +113,9 @@ def prepare_resume(
     if cfg.data.names is not None:
         check_class_names(run_dir, ckpt["names"], cfg.data.names)
     if (ckpt.get("epoch_progress") or {}).get("batches_done", 0):
-        changed = [f"train.{key}: {getattr(stored.train, key)!r} -> {getattr(cfg.train, key)!r}"
-                   for key in _EXACT_MID_EPOCH if getattr(stored.train, key) != getattr(cfg.train, key)]
+        before, after = _flatten(config_to_dict(stored)), _flatten(config_to_dict(cfg))
+        changed = [f"{key}: {before[key]!r} -> {after[key]!r}"
+                   for key in EXACT_MID_EPOCH if before[key] != after[key]]
         if changed:
             raise ResumeError(f"cannot resume {run_dir} from its mid-epoch checkpoint with {'; '.join(changed)}: "
                               "the rest of the epoch is replayed exactly; keep them as they were")

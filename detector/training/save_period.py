@@ -38,14 +38,22 @@ class SavePeriod:
         return f"{self.steps} steps" if self.steps is not None else f"{self.minutes:g} min"
 
 
-def parse_save_period(value: str | None) -> SavePeriod | None:
+def parse_save_period(value: str | float | None) -> SavePeriod | None:
     """Read `train.save_period`; None for null.
 
     Raises:
-        ConfigError: not of the form "30 min" / "500 steps", or not positive.
+        ConfigError: not of the form "30 min" / "500 steps", or not positive; a bare
+            number (other toolkits' "every N epochs") is refused naming both forms.
     """
     if value is None:
         return None
+    if not isinstance(value, str):
+        # `save_period: 1` means "every epoch" elsewhere; here last.pt is written at every
+        # epoch end anyway, and a unitless number would leave minutes vs steps to a guess.
+        steps = f" or \"{value} steps\"" if isinstance(value, int) and not isinstance(value, bool) else ""
+        raise ConfigError(f"train.save_period: {value!r} has no unit; last.pt is written at every epoch "
+                          f"end anyway (null, the default); to save inside epochs too write e.g. "
+                          f"\"{value:g} min\"{steps} (the forms: \"30 min\", \"500 steps\")")
     match = _FORM.match(value)
     if match is None:
         raise ConfigError(f"train.save_period: {value!r} is not a period; write e.g. \"30 min\" or \"500 steps\"")

@@ -143,6 +143,7 @@ def _extend_finished(run_parts: TrainParts, state: TrainState, cfg: Config, step
     state.planned_epochs = cfg.train.epochs
     state.finished = False
     state.epochs_without_improvement = 0
+    state.mosaic_closed = False  # a new segment: train.close_mosaic closes its own last epochs
 
 
 def _restore(parts: TrainParts, state: TrainState, ckpt: dict[str, Any], cfg: Config, steps_per_epoch: int,

@@ -34,6 +34,12 @@ class TrainState:
     epochs_without_improvement: int = 0
     elapsed_s: float = 0.0  # wall clock spent, summed over resumes (time budget)
     finished: bool = False
+    # train.close_mosaic switched mosaic off: it stays off, whatever a later plan says.
+    mosaic_closed: bool = False
+
+
+# TrainState fields added after last.pt files were written: optional there, with their default.
+LATER_STATE_FIELDS = ("mosaic_closed",)
 
 
 @dataclass

@@ -14,13 +14,15 @@ the main thread (Python allows no others), and the previous ones are put back
 on exit.
 
 DataLoader workers leave the decision to the main process (`worker_signal_setup`):
-they ignore SIGINT (a terminal's Ctrl-C reaches the whole process group), and on
-SIGTERM (torchrun and SLURM signal the group too) they keep serving batches for a
-grace period before exiting, so the main process can finish its step.
+they ignore SIGINT (a terminal's Ctrl-C reaches the whole process group) and a
+SIGTERM sent by anyone but the main process (torchrun and SLURM signal the group
+too), so they serve batches for as long as the main process needs to finish its
+step; the main process then shuts them down.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-WORKER_TERM_GRACE_S = 10.0  # a worker's life after SIGTERM: the main process shuts it down sooner
+WORKER_TERM_GRACE_S = 10.0  # a worker's life after SIGTERM where its sender cannot be known
 
 
 class TrainingInterrupted(Exception):
@@ -94,13 +96,39 @@ class StopSignals:
 
 
 def worker_signal_setup() -> None:
-    """In a DataLoader worker: ignore SIGINT; on SIGTERM exit quietly after a grace period.
+    """In a DataLoader worker: ignore SIGINT, and SIGTERM unless the main process sends it.
 
-    A worker that died by a signal would make torch raise in the main process at an
-    arbitrary point (its SIGCHLD handler), possibly in the middle of a step; exiting
-    with status 0 a little later lets the main process stop at a step boundary.
+    SIGINT (a terminal's Ctrl-C) and a SIGTERM from elsewhere (torchrun, SLURM and
+    `kill -TERM -PGID` signal the whole process group) are the main process's to act
+    on: it finishes its step, which may need more batches (`train.accumulate` > 1,
+    slow loading), saves, and then shuts the workers down itself
+    (`failures.shut_down_workers`). A worker that left earlier would end the run as
+    "dead worker" without the save. A SIGTERM from the main process (torch's
+    shutdown, multiprocessing at exit) ends the worker at once, and torch's watchdog
+    ends it if the main process dies. Where the sender cannot be known (no
+    `sigwaitinfo`: macOS, Windows), a SIGTERM ends the worker after
+    WORKER_TERM_GRACE_S, as before.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        _exit_after_grace_on_sigterm()
+        return
+    parent = multiprocessing.parent_process()
+    main_pid = parent.pid if parent is not None else os.getppid()
+    # Blocked here, in the worker's main thread; threads started later inherit the mask, so
+    # the signal waits for the watcher below instead of running the default action.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def watch() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == main_pid:
+                os._exit(0)  # 0: torch's main process reads a signal death as a failed worker
+
+    threading.Thread(target=watch, name="sigterm-from-main", daemon=True).start()
+
+
+def _exit_after_grace_on_sigterm() -> None:
+    """On SIGTERM exit quietly after WORKER_TERM_GRACE_S (the fallback of `worker_signal_setup`)."""
     started = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:

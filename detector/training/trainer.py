@@ -18,7 +18,10 @@ files, and broadcasts its decisions (planned epochs, stop) so the ranks stay in 
 Stopping: SIGTERM or SIGINT finishes the current optimizer step, writes a
 mid-epoch last.pt and raises `TrainingInterrupted` (exit code 128 + signal in
 the CLI); under DDP the ranks agree on the step with an all-reduce after every
-step. `train.save_period` writes the same mid-epoch last.pt periodically. Under
+step. A signal during validation stops it at the next batch and saves the epoch
+as trained but not validated (the resume validates it): a long validation must
+not outlast the grace before SIGKILL. `train.save_period` writes the same
+mid-epoch last.pt periodically. Under
 `train.time_limit` the run's length is planned in steps from the measured speed
 (time_budget.py). Known causes that end a run (a dead or hung DataLoader worker,
 undecodable images, a full disk) raise `TrainingError` with one line and the
@@ -41,7 +44,13 @@ from tqdm import tqdm
 from detector.config import Config
 from detector.training import distributed as ddp
 from detector.training.augment_schedule import start_epoch_augment
-from detector.training.epoch import NanGuard, NonFiniteLossError, train_one_epoch, validate
+from detector.training.epoch import (
+    NanGuard,
+    NonFiniteLossError,
+    ValidationStopped,
+    train_one_epoch,
+    validate,
+)
 from detector.training.failures import (
     TrainingError,
     describe_failure,
@@ -109,9 +118,12 @@ def fit(
             # skips the samples its checkpoint already trained on.
             epoch_start, planned_before = clock(), state.planned_epochs
             if budget is not None:
-                budget.start_epoch(state.step - run.progress.batches_done // cfg.train.accumulate)
+                # From this step: a resumed epoch's steps before the resume took no time in this
+                # session, and counting them would read a too-fast speed and stretch the plan.
+                budget.start_epoch(state.step)
             run.train_loader.sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
-            start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch, state.planned_epochs)
+            state.mosaic_closed = start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch,
+                                                      state.planned_epochs, closed=state.mosaic_closed)
             run.epoch_batches = run.progress.batches_done + len(run.train_loader)
 
             # Train one epoch; after every optimizer step `_after_step` may end it early.
@@ -122,7 +134,7 @@ def fit(
             if run.stop_signum:
                 raise _interrupted(run, clock)
             state.epoch += 1
-            run.progress = EpochProgress()
+            trained, run.progress = run.progress, EpochProgress()  # `trained`: for a stop in validation
             train_s = clock() - epoch_start
             if budget is not None:  # correct the plan with this epoch's speed
                 budget.end_epoch(state.step)
@@ -135,18 +147,29 @@ def fit(
             last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
 
             # Validate (rank 0): AP of the EMA weights; the best AP and the early-stopping count.
-            metrics, improved = {}, False
+            metrics, improved, stopped = {}, False, False
             if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
-                metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, cfg, device=run.device,
-                                   progress=show_progress)
-                improved = not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
-                if improved:
-                    state.best_ap, state.best_epoch, state.epochs_without_improvement = metrics["AP"], state.epoch, 0
+                try:
+                    metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, cfg,
+                                       device=run.device, progress=show_progress,
+                                       should_stop=lambda: signals.signum is not None)
+                except ValidationStopped:
+                    stopped = True
                 else:
-                    state.epochs_without_improvement += cfg.train.eval_interval
+                    improved = not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
+                    if improved:
+                        state.best_ap, state.best_epoch = metrics["AP"], state.epoch
+                        state.epochs_without_improvement = 0
+                    else:
+                        state.epochs_without_improvement += cfg.train.eval_interval
             patience = cfg.train.early_stop_patience
             early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
-            (early,) = ddp.broadcast_numbers([float(early)], dist, run.device)  # rank 0 decides
+            # Rank 0 decides both.
+            early, stopped = ddp.broadcast_numbers([float(early), float(stopped)], dist, run.device)
+            if stopped:  # a signal during validation: save the epoch as trained, validate on resume
+                state.epoch, run.progress = state.epoch - 1, trained
+                run.stop_signum = _agreed_signal(run, signals)
+                raise _interrupted(run, clock)
             if early:
                 run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
                         f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
@@ -178,7 +201,9 @@ def _after_step(run: Run, signals: StopSignals, clock: Callable[[], float], step
     """After every optimizer step: step log, stop signal, time budget, periodic save; True ends the epoch.
 
     A stop signal is kept in `run.stop_signum` (`fit` then saves and raises). The
-    budget stops a single process mid-epoch only: ranks would disagree on the step.
+    budget's first plan and its stop inside an epoch are rank 0's, broadcast (under
+    DDP one more small collective per step), so a DDP run does not overshoot the
+    budget by up to an epoch.
     """
     state, dist, budget = run.state, run.dist, run.budget
     if dist.is_main:
@@ -187,11 +212,15 @@ def _after_step(run: Run, signals: StopSignals, clock: Callable[[], float], step
     run.stop_signum = _agreed_signal(run, signals)
     if run.stop_signum:
         return True
-    if budget is not None and not dist.distributed:
+    if budget is not None:
         if not run.budget_planned and budget.steps_timed(state.step) >= PLAN_AFTER_STEPS:
-            _plan_budget(run, broadcast=False)  # the first plan, from the first timed steps
-        if state.step >= run.parts.schedule.total_steps or not budget.next_step_fits(
-                current_step=state.step, validation_estimate_s=_validation_estimate(run)):
+            # The first plan, from the first timed steps; every rank counts the same steps.
+            _plan_budget(run, broadcast=dist.distributed)
+        stop = state.step >= run.parts.schedule.total_steps or (dist.is_main and not budget.next_step_fits(
+            current_step=state.step, validation_estimate_s=_validation_estimate(run)))
+        if dist.distributed:  # rank 0's clock decides, so every rank stops after the same step
+            (stop,) = ddp.broadcast_numbers([float(stop)], dist, run.device)
+        if stop:
             return True
     if dist.is_main and run.save_period is not None and run.save_period.due(
             steps_since_save=state.step - run.saved_at[0], seconds_since_save=clock() - run.saved_at[1]):
@@ -204,7 +233,7 @@ def _plan_budget(run: Run, *, broadcast: bool, overhead_due: bool = True) -> Non
 
     The first plan sets the cosine's end; later ones move it with `retarget` (the
     cosine keeps its progress) and only when `correction_needed` says so. Under
-    DDP this runs only at epoch ends (`broadcast`): rank 0 decides, every rank follows.
+    DDP (`broadcast`) rank 0 decides and every rank follows.
     `overhead_due`: False right after an epoch's validation (already paid for).
     """
     state, budget, spe, schedule = run.state, run.budget, run.parts.steps_per_epoch, run.parts.schedule

@@ -114,3 +114,47 @@ def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path, t
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name, value in rank0.items():
         assert torch.equal(rank1[name], value) and torch.equal(saved["train_model"][name], value), name
+
+
+BUDGET_WORKER = textwrap.dedent(
+    """
+    import os, sys
+    from detector.config import load_config
+    from detector.training import epoch as train_epoch, trainer
+
+    now, real_step = [0.0], train_epoch._optimizer_step
+
+    def step(*args, **kwargs):
+        stepped = real_step(*args, **kwargs)
+        now[0] += 1.0  # one simulated second per optimizer step, on every rank
+        return stepped
+
+    def validate(*args, **kwargs):
+        now[0] += 1.0
+        return {"AP": 0.5, "AP50": 0.5}
+
+    train_epoch._optimizer_step, trainer.validate = step, validate
+    trainer.fit(load_config(sys.argv[1]), show_progress=False, clock=lambda: now[0])
+    print(f"rank {os.environ['RANK']} ended at {now[0]}")
+    """
+)
+
+
+def test_time_budget_under_ddp_stops_inside_the_epoch(tmp_path: Path, tiny_training_yaml) -> None:
+    """A 10 s budget (simulated clock) with 16-step epochs: the ranks stop together inside the first
+    epoch, inside the budget. Before, DDP planned only at epoch ends and overshot by up to an epoch."""
+    (tmp_path / "worker.py").write_text(BUDGET_WORKER, encoding="utf-8")
+    run = tmp_path / "run"
+    # 64 images / (2 ranks x batch 2) = 16 steps per epoch.
+    config = tiny_training_yaml("ddp.yaml", tmp_path / "data", run, num_train=64, epochs=3, time_limit=10 / 60)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+         str(tmp_path / "worker.py"), str(config)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    saved = torch.load(run / "weights/last.pt", weights_only=True)
+    assert saved["finished"] and 5 <= saved["step"] < 16, saved["step"]
+    assert saved["train_state"]["elapsed_s"] <= 10.0, saved["train_state"]["elapsed_s"]
+    assert "rank 0 ended" in result.stdout and "rank 1 ended" in result.stdout, result.stdout

@@ -253,3 +253,27 @@ def test_mid_epoch_checkpoint_refuses_a_changed_batch_size(tiny_config, tmp_path
     with pytest.raises(ResumeError, match=r"mid-epoch checkpoint with train.batch_size: 2 -> 1"):
         prepare_resume(run, overrides=["train.batch_size=1"])
     prepare_resume(run, overrides=["train.workers=1"])  # anything else is fine
+
+
+def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp_path: Path) -> None:
+    """augment, multi_scale and close_mosaic shape the rest of the epoch: a change would make the
+    resume silently inexact, so it is refused naming the key and both values."""
+    from detector.training.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    fit(tiny_config(tmp_path / "data", run, epochs=1), show_progress=False)
+    ckpt = load_checkpoint(run / "weights/last.pt", require_training_state=True)
+    ckpt["finished"], ckpt["epoch_progress"]["batches_done"] = False, 1
+    save_checkpoint(ckpt, run / "weights/last.pt")
+    for override, change in (
+        ("augment=[{name: hflip}]", "augment: None -> [{'name': 'hflip'}]"),
+        ("train.multi_scale=[32, 96]", "train.multi_scale: None -> [32, 96]"),
+        ("train.close_mosaic=1", "train.close_mosaic: 0 -> 1"),
+    ):
+        with pytest.raises(ResumeError) as info:
+            prepare_resume(run, overrides=[override])
+        assert f"mid-epoch checkpoint with {change}" in str(info.value), str(info.value)
+    ckpt["epoch_progress"]["batches_done"] = 0  # at an epoch end they may change (stated in the log)
+    save_checkpoint(ckpt, run / "weights/last.pt")
+    _, _, changes = prepare_resume(run, overrides=["train.close_mosaic=1", "train.multi_scale=[32, 96]"])
+    assert changes == ["train.close_mosaic: 0 -> 1", "train.multi_scale: None -> [32, 96]"]

@@ -168,3 +168,87 @@ def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, 
     trainer_module.fit(cfg, show_progress=False, log=lambda message: None, clock=lambda: float(next(ticks)))
     assert seen and all(0 < batches < 4 for _, batches in seen)  # mid-epoch, never at its end
     assert [step for step, _ in seen] == sorted({step for step, _ in seen})
+
+
+def test_signal_during_a_long_validation_stops_it_and_saves_the_epochs_end(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM at the start of a validation that would take ~15 s (a COCO-sized one, in
+    miniature): the run stops within seconds, not after the validation and the checkpoint
+    (a 30 s grace would have ended in SIGKILL), leaving the epoch's trained state in
+    last.pt; the resume validates that epoch and finishes."""
+    import time
+
+    from detector.evaluation import dataset_predict
+
+    run = tmp_path / "run"
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
+    real_predict, signalled = dataset_predict.predict_loader, []
+
+    def slow_predict(detector, loader, *, progress=False):
+        signalled.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(60):  # 60 passes of 0.25 s per batch
+            for _batch in loader:
+                time.sleep(0.25)
+        return real_predict(detector, loader, progress=progress)
+
+    monkeypatch.setattr(dataset_predict, "predict_loader", slow_predict)
+    result = CliRunner().invoke(main, ["train", str(config)])
+    waited = time.monotonic() - signalled[0]
+    assert result.exit_code == 143, result.output
+    assert waited < 5.0, f"stopped {waited:.1f} s after the signal"
+    assert result.stderr.strip().splitlines()[-1].startswith("SIGTERM: stopped after step 4 (epoch 1, batch 4/4)")
+    saved = load_checkpoint(run / "weights/last.pt", require_training_state=True)
+    assert (saved["step"], saved["epoch"], saved["epoch_progress"]["batches_done"]) == (4, 0, 4)
+    assert not (run / "results.csv").is_file() or (run / "results.csv").read_text().count("\n") <= 1
+
+    monkeypatch.setattr(dataset_predict, "predict_loader", real_predict)
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 0, resumed.output
+    assert (run / "results.csv").read_text().count("\n") == 3  # header + 2 epochs, the first once
+    assert load_checkpoint(run / "weights/last.pt", require_training_state=True)["finished"]
+
+
+def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to the process group (torchrun, SLURM) reaches the workers too; they must keep
+    serving however long the main process takes to finish its step (accumulate > 1, slow
+    loading), and leave when the main process shuts them down.
+
+    They used to exit WORKER_TERM_GRACE_S (10 s) after it; the grace is shortened here to
+    0.5 s (fork copies the patched value into the worker) so the test need not wait 10 s.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from detector.data.loading.dataset import init_worker
+    from detector.training import stop_signals
+    from detector.training.failures import shut_down_workers
+
+    monkeypatch.setattr(stop_signals, "WORKER_TERM_GRACE_S", 0.5)
+    loader = DataLoader(list(range(20)), batch_size=None, num_workers=1, worker_init_fn=init_worker,
+                        persistent_workers=True)
+    batches = iter(loader)
+    assert next(batches) == 0
+    (worker,) = batches._workers
+    # From another process, as a group signal comes (the main process's own SIGTERM ends a worker).
+    subprocess.run([sys.executable, "-c", f"import os, signal; os.kill({worker.pid}, signal.SIGTERM)"],
+                   check=True)
+    time.sleep(1.5)
+    assert worker.is_alive()
+    assert list(batches) == list(range(1, 20))  # and still serving
+    started = time.monotonic()
+    shut_down_workers(loader)
+    assert not worker.is_alive() and time.monotonic() - started < 10.0
+
+    # The main process's own SIGTERM (torch's shutdown, multiprocessing at exit) ends a worker at once.
+    batches = iter(DataLoader(list(range(4)), batch_size=None, num_workers=1, worker_init_fn=init_worker))
+    assert next(batches) == 0
+    (worker,) = batches._workers
+    worker.terminate()
+    worker.join(timeout=5.0)
+    assert not worker.is_alive()
+    del batches
