@@ -29,7 +29,7 @@ import torch
 from detector.data.letterbox import Letterbox, boxes_to_original
 from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
-from detector.model.precision import half_dtype
+from detector.model import precision
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def _precision(half: bool | str, device: torch.device) -> torch.dtype | None:
     """`half_dtype`, with a warning when half precision was asked for off CUDA."""
-    dtype = half_dtype(half, device)
+    dtype = precision.half_dtype(half, device)
     if dtype is None and half not in (False, None, "fp32"):
         log.warning("half precision is only used on CUDA; running fp32 on %s", device)
     return dtype
@@ -183,7 +183,7 @@ class Detector:
         cls,
         path: str | Path,
         device: str | torch.device = "auto",
-        half: bool | str = False,
+        half: bool | str | None = None,
         score_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         max_det: int = 300,
@@ -195,6 +195,10 @@ class Detector:
         `path` ending in `.onnx` runs on ONNX Runtime and `.torchscript` on
         TorchScript; names, input size and precision then come from the file's
         metadata (`half` and `compile` apply to checkpoints only).
+
+        `half=None` (the default) predicts at the precision the checkpoint was
+        trained with, as validation and `detector evaluate` do: on CUDA autocast at
+        `train.amp_dtype` when `train.amp`, else fp32 (docs/internals.md, Precision).
 
         Raises `CheckpointError` (missing, corrupt, wrong content; for exported
         files its subclass `ExportedModelError`) naming the file.
@@ -211,7 +215,10 @@ class Detector:
 
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(path)
-        model, _ = model_from_checkpoint(checkpoint, resolved)
+        model, cfg = model_from_checkpoint(checkpoint, resolved)
+        if half is None:  # as trained; off CUDA that is fp32, silently (nothing was asked)
+            trained = precision.trained_half(cfg.train)
+            half = trained if precision.half_dtype(trained, resolved) is not None else False
         return cls(
             model,
             names=list(checkpoint["names"]),
