@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from detector.data.letterbox import Letterbox, boxes_to_original
-from detector.inference.backends import InferenceBackend, TorchBackend
+from detector.inference.backends import InferenceBackend, TorchBackend, autotune_convolutions
 from detector.inference.preprocess import preprocess_batch
 from detector.model import precision
 
@@ -214,6 +214,7 @@ class Detector:
         from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
         resolved = resolve_device(device)
+        autotune_convolutions(resolved)  # an inference entry point (never inside training)
         checkpoint = load_checkpoint(path)
         model, cfg = model_from_checkpoint(checkpoint, resolved)
         if half is None:  # as trained; off CUDA that is fp32, silently (nothing was asked)
