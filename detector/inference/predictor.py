@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from detector.data.letterbox import Letterbox, boxes_to_original
-from detector.inference.backends import InferenceBackend, TorchBackend, autotune_convolutions
+from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
 from detector.model import precision
 
@@ -211,6 +211,7 @@ class Detector:
             return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
                        score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
                        classes=classes)
+        from detector.inference.backends import autotune_convolutions
         from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
         resolved = resolve_device(device)
