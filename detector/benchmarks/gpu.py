@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from detector.benchmarks.nms import clustered_boxes, median_seconds
+from detector.benchmarks.nms import clustered_boxes, median_seconds, sync
 
 
 def _imports(name: str) -> bool:
@@ -43,11 +43,6 @@ def _imports(name: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _parts(backbone: str, image_size: int, batch_size: int, device: torch.device, num_classes: int = 5):
@@ -91,7 +86,7 @@ def train_rates(parts, loader, train_cfg, repeats: int) -> tuple[float, float]:
     for repeat in range(repeats + 1):
         stats = train_one_epoch(parts, loader, TrainState(planned_epochs=1), train_cfg, epoch=0, planned_epochs=1,
                                 nan_guard=NanGuard("skip", 10**9), show_progress=False)
-        _sync(parts.device)
+        sync(parts.device)
         if repeat:
             rates.append(stats["images_per_s"])
             waits.append(stats["data_wait_fraction"])

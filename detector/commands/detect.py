@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
+
 
 def _check_gui() -> None:
     """Fail fast when --show cannot work (opencv-python-headless has no windows)."""
@@ -35,11 +37,13 @@ def _check_gui() -> None:
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("source")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--conf", "score_threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", "score_threshold", type=click.FloatRange(0, 1),
+              default=DEFAULT_SCORE_THRESHOLD, show_default=True,
               help="Score threshold.")
-@click.option("--iou", "iou_threshold", type=click.FloatRange(0, 1, min_open=True), default=0.45,
+@click.option("--iou", "iou_threshold", type=click.FloatRange(0, 1, min_open=True),
+              default=DEFAULT_IOU_THRESHOLD,
               show_default=True, help="NMS IoU threshold.")
-@click.option("--max-det", type=click.IntRange(min=1), default=300, show_default=True,
+@click.option("--max-det", type=click.IntRange(min=1), default=DEFAULT_MAX_DET, show_default=True,
               help="Most detections kept per image.")
 @click.option("--classes", default=None, help="Keep only these classes: names or indices, comma-separated.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from detector.data.letterbox import Letterbox, boxes_to_original
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
 from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
 from detector.model import precision
@@ -141,9 +142,9 @@ class Detector:
         image_size: int,
         device: torch.device | str = "cpu",
         half: bool | str = False,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
-        max_det: int = 300,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+        max_det: int = DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> None:
@@ -184,9 +185,9 @@ class Detector:
         path: str | Path,
         device: str | torch.device = "auto",
         half: bool | str | None = None,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
-        max_det: int = 300,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+        max_det: int = DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> Detector:
