@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector import defaults
 from detector.data.letterbox import Letterbox, boxes_to_original
-from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
 from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
 from detector.model import precision
@@ -142,9 +142,9 @@ class Detector:
         image_size: int,
         device: torch.device | str = "cpu",
         half: bool | str = False,
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
-        max_det: int = DEFAULT_MAX_DET,
+        score_threshold: float = defaults.DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = defaults.DEFAULT_IOU_THRESHOLD,
+        max_det: int = defaults.DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> None:
@@ -185,9 +185,9 @@ class Detector:
         path: str | Path,
         device: str | torch.device = "auto",
         half: bool | str | None = None,
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
-        max_det: int = DEFAULT_MAX_DET,
+        score_threshold: float = defaults.DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = defaults.DEFAULT_IOU_THRESHOLD,
+        max_det: int = defaults.DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> Detector:
