@@ -52,7 +52,7 @@ def _tiny_training(data_root: Path, run_dir: Path | None = None, *, num_train: i
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_training() -> Callable[..., dict[str, Any]]:
     """Factory for the smallest real training config: `tiny_training(data_root, run_dir, **train)`."""
     return _tiny_training

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -48,6 +49,22 @@ def _run(cmd: list[str]) -> None:
         sys.exit(result.returncode)
 
 
+def _create_venv() -> None:
+    """`venv` with pip; without ensurepip (Debian/Ubuntu ship it apart) one line and exit 1."""
+    try:
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    except subprocess.CalledProcessError as exc:
+        if "ensurepip" not in " ".join(map(str, exc.cmd)):
+            raise
+        # The interpreter exists by now: remove it, or the next run would trust a venv without pip.
+        shutil.rmtree(VENV, ignore_errors=True)
+        package = f"python{sys.version_info.major}.{sys.version_info.minor}-venv"
+        print(f"cannot create {VENV}: Python's ensurepip is missing (Debian and Ubuntu ship it in "
+              f"{package}); install it with `sudo apt install {package}` and run this again",
+              file=sys.stderr)
+        sys.exit(1)
+
+
 def ensure_environment() -> Path:
     """Create `.venv` and install the package with its dev extras if needed."""
     torch_spec = os.environ.get("TORCH_SPEC", DEFAULT_TORCH_SPEC)
@@ -59,7 +76,7 @@ def ensure_environment() -> Path:
         return python
     if not python.exists():
         print(f"creating virtual environment in {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        _create_venv()
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
     if torch_spec != "skip":
         # Installed first and on its own so that the package's `torch>=2.6` is

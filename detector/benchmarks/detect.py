@@ -31,10 +31,7 @@ import click
 import numpy as np
 import torch
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from detector.benchmarks.nms import sync
 
 
 def _detector(checkpoint: Path, image_size: int, device: str, half: bool | str = False):
@@ -51,11 +48,11 @@ def forward_fps(detector, frame: np.ndarray, frames: int, batch_size: int = 1) -
 
     batch, _ = preprocess_batch([frame] * batch_size, detector.image_size, detector.device)
     detector.backend.forward(batch)  # warm-up (cudnn autotuning, allocator, ORT arenas)
-    _sync(detector.device)
+    sync(detector.device)
     start = time.perf_counter()
     for _ in range(max(1, frames // batch_size)):
         detector.backend.forward(batch)
-    _sync(detector.device)
+    sync(detector.device)
     return max(1, frames // batch_size) * batch_size / (time.perf_counter() - start)
 
 

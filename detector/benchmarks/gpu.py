@@ -13,7 +13,8 @@ Prints, on one GPU:
   4. ONNX Runtime on CUDA when onnxruntime with CUDAExecutionProvider is
      installed and `--onnx FILE` names an exported model; otherwise says why not.
 Without CUDA it says so and exits 0. The functions below take a device and
-sizes, so tests/benchmarks/test_gpu.py runs each path at tiny sizes on the CPU.
+sizes, so tests/benchmarks/test_gpu.py runs each path at tiny sizes on the CPU
+(and the script itself with `--device cpu --image-size 64 ...`).
 
 Imports stay clear of albumentations and pycocotools (absent on the device
 machine) except for the real-DataLoader rows, which need albumentations and are
@@ -32,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from detector.benchmarks.nms import clustered_boxes, median_seconds
+from detector.benchmarks.nms import clustered_boxes, median_seconds, sync
 
 
 def _imports(name: str) -> bool:
@@ -42,11 +43,6 @@ def _imports(name: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _parts(backbone: str, image_size: int, batch_size: int, device: torch.device, num_classes: int = 5):
@@ -90,7 +86,7 @@ def train_rates(parts, loader, train_cfg, repeats: int) -> tuple[float, float]:
     for repeat in range(repeats + 1):
         stats = train_one_epoch(parts, loader, TrainState(planned_epochs=1), train_cfg, epoch=0, planned_epochs=1,
                                 nan_guard=NanGuard("skip", 10**9), show_progress=False)
-        _sync(parts.device)
+        sync(parts.device)
         if repeat:
             rates.append(stats["images_per_s"])
             waits.append(stats["data_wait_fraction"])
@@ -214,10 +210,17 @@ def run_all(device: torch.device, *, image_size: int, batch_size: int, steps: in
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="an exported model for the ONNX Runtime CUDA row")
-def gpu(steps: int, batch_size: int, workers: int, repeats: int, onnx_path: Path | None) -> None:
+@click.option("--device", default="cuda", show_default=True,
+              help="cuda | cuda:N; cpu runs every row at whatever sizes are given (a smoke test)")
+@click.option("--image-size", type=int, default=448, show_default=True)
+@click.option("--frames", type=int, default=200, show_default=True, help="frames per detect row")
+@click.option("--nms-boxes", type=int, default=10_000, show_default=True)
+def gpu(steps: int, batch_size: int, workers: int, repeats: int, onnx_path: Path | None,
+        device: str, image_size: int, frames: int, nms_boxes: int) -> None:
     """Every GPU figure: training (synthetic vs DataLoader), detect fp16, NMS, ONNX Runtime."""
-    if not torch.cuda.is_available():
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         click.echo("gpu: no CUDA device here; nothing measured (run this on a machine with a GPU)")
         return
-    run_all(torch.device("cuda"), image_size=448, batch_size=batch_size, steps=steps, repeats=repeats,
-            workers=workers, frames=200, nms_boxes=10_000, onnx_path=onnx_path)
+    run_all(resolved, image_size=image_size, batch_size=batch_size, steps=steps, repeats=repeats,
+            workers=workers, frames=frames, nms_boxes=nms_boxes, onnx_path=onnx_path)

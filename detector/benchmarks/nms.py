@@ -65,6 +65,12 @@ def clustered_boxes(
     return boxes, scores, labels
 
 
+def sync(device: torch.device) -> None:
+    """Wait for `device`'s queued work (CUDA runs asynchronously), so timers read real time."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def median_seconds(
     functions: list[Callable[[], object]], repeats: int, device: torch.device
 ) -> list[float]:
@@ -82,12 +88,10 @@ def median_seconds(
         function()
     for _ in range(repeats):
         for function, samples in zip(functions, times, strict=True):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            sync(device)
             start = time.perf_counter()
             function()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            sync(device)
             samples.append(time.perf_counter() - start)
     return [statistics.median(samples) for samples in times]
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
+
 
 def _check_gui() -> None:
     """Fail fast when --show cannot work (opencv-python-headless has no windows)."""
@@ -35,11 +37,13 @@ def _check_gui() -> None:
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("source")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--conf", "score_threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", "score_threshold", type=click.FloatRange(0, 1),
+              default=DEFAULT_SCORE_THRESHOLD, show_default=True,
               help="Score threshold.")
-@click.option("--iou", "iou_threshold", type=click.FloatRange(0, 1, min_open=True), default=0.45,
+@click.option("--iou", "iou_threshold", type=click.FloatRange(0, 1, min_open=True),
+              default=DEFAULT_IOU_THRESHOLD,
               show_default=True, help="NMS IoU threshold.")
-@click.option("--max-det", type=click.IntRange(min=1), default=300, show_default=True,
+@click.option("--max-det", type=click.IntRange(min=1), default=DEFAULT_MAX_DET, show_default=True,
               help="Most detections kept per image.")
 @click.option("--classes", default=None, help="Keep only these classes: names or indices, comma-separated.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -56,6 +60,9 @@ def _check_gui() -> None:
               help="Frames per forward pass for files (live sources always use 1).")
 @click.option("--half", is_flag=True, help="fp16 autocast on CUDA (ignored on CPU).")
 @click.option("--bf16", is_flag=True, help="bf16 autocast on CUDA (ignored on CPU).")
+@click.option("--fp32", is_flag=True,
+              help="Full precision. Default: a checkpoint's training precision (bf16 AMP on "
+                   "CUDA unless trained without train.amp), as validation and evaluate use.")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (slow first frame).")
 @click.option("--no-draw", is_flag=True, help="Write/serve frames without boxes drawn.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
@@ -66,7 +73,8 @@ def _check_gui() -> None:
 def detect(checkpoint: str, source: str, device: str, score_threshold: float, iou_threshold: float,
            max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
            serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
-           no_draw: bool, timeout: float, max_image_pixels: int | None, serve_host: str) -> None:
+           no_draw: bool, timeout: float, max_image_pixels: int | None, serve_host: str,
+           fp32: bool) -> None:
     """Detect objects in SOURCE with CHECKPOINT (a .pt, or an exported .onnx / .torchscript).
 
     SOURCE is an image, a folder, a glob ("imgs/*.jpg"), a video file, a webcam
@@ -76,14 +84,15 @@ def detect(checkpoint: str, source: str, device: str, score_threshold: float, io
                   iou_threshold=iou_threshold, max_det=max_det, classes=classes, out_dir=out_dir,
                   json_path=json_path, show=show, serve_port=serve_port, batch_size=batch_size, half=half,
                   bf16=bf16, compile_model=compile_model, no_draw=no_draw, timeout=timeout,
-                  max_image_pixels=max_image_pixels, serve_host=serve_host)
+                  max_image_pixels=max_image_pixels, serve_host=serve_host, fp32=fp32)
 
 
 def run_inference(*, checkpoint: str, source: str, device: str, score_threshold: float, iou_threshold: float,
                   max_det: int, classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
                   serve_port: int | None, batch_size: int, half: bool, bf16: bool, compile_model: bool,
                   no_draw: bool, timeout: float, max_image_pixels: int | None = None,
-                  serve_host: str = "127.0.0.1", make_stage: Callable[[Any, Any], Any] | None = None) -> None:
+                  serve_host: str = "127.0.0.1",
+                  make_stage: Callable[[Any, Any], Any] | None = None, fp32: bool = False) -> None:
     """The body of `detect` (and of `track`, which passes `make_stage`).
 
     `make_stage(detector, opened_source)` returns an object with `__call__(frames,
@@ -100,9 +109,13 @@ def run_inference(*, checkpoint: str, source: str, device: str, score_threshold:
         raise click.UsageError("--host is the address of --serve PORT; give --serve too")
     if show:
         _check_gui()
+    if half + bf16 + fp32 > 1:
+        raise click.UsageError("give at most one of --half, --bf16 and --fp32")
+    # None: the checkpoint's training precision (Detector.from_checkpoint, docs/internals.md).
+    precision = "fp16" if half else "bf16" if bf16 else "fp32" if fp32 else None
     try:
         detector = Detector.from_checkpoint(
-            checkpoint, device=device, half="bf16" if bf16 else half,
+            checkpoint, device=device, half=precision,
             score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
             compile=compile_model,

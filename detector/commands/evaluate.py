@@ -80,11 +80,13 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
         cfg = _with_overrides(load_config(data), conf, iou, max_det)
         detector = _exported_detector(path, cfg, device)
     else:
+        from detector.inference.backends import autotune_convolutions
         from detector.inference.predictor import resolve_device
         from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(path)
         resolved = resolve_device(device or "auto")
+        autotune_convolutions(resolved)  # here, not in evaluation_detector (validation's too)
         model, cfg = model_from_checkpoint(ckpt, resolved)
         if data is not None:
             cfg.data = load_config(data).data

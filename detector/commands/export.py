@@ -18,6 +18,8 @@ import sys
 
 import click
 
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
+
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
@@ -30,10 +32,13 @@ import click
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size (without --dynamic).")
 @click.option("--half", is_flag=True, help="fp16 weights and activations (for GPU runtimes); decode stays fp32.")
 @click.option("--nms", is_flag=True, help="Class-aware ONNX NonMaxSuppression in the graph (ONNX only).")
-@click.option("--conf", "score_threshold", type=float, default=0.25, show_default=True,
+@click.option("--conf", "score_threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+              show_default=True,
               help="Score threshold of the in-graph NMS (else the default stored in the metadata).")
-@click.option("--iou", "iou_threshold", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")
-@click.option("--max-det", type=int, default=300, show_default=True, help="Detections per image with --nms.")
+@click.option("--iou", "iou_threshold", type=float, default=DEFAULT_IOU_THRESHOLD, show_default=True,
+              help="NMS IoU threshold.")
+@click.option("--max-det", type=int, default=DEFAULT_MAX_DET, show_default=True,
+              help="Detections per image with --nms.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version.")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
               help="torch.onnx.export(dynamo=True) or the legacy TorchScript-based dynamo=False (docs/export.md).")

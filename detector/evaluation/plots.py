@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from detector.data.formats.coco import default_category_ids  # noqa: E402
 from detector.data.record import SampleRecord  # noqa: E402
+from detector.defaults import DEFAULT_SCORE_THRESHOLD  # noqa: E402
 from detector.evaluation.voc_metric import box_iou_arrays  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def confusion_matrix(
     num_classes: int,
     *,
     iou_threshold: float = 0.5,
-    score_threshold: float = 0.25,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
 ) -> np.ndarray:
     """Counts [C + 1, C + 1]: [true class, predicted class], index C = background."""
     matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
@@ -122,7 +123,7 @@ def save_eval_plots(
     out_dir: str | Path,
     *,
     category_ids: Sequence[int] | None = None,
-    score_threshold: float = 0.25,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
 ) -> list[Path]:
     """Write pr_curves.png and confusion_matrix.png into `out_dir`; returns their paths.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
 from detector.export.files import file_sha256
 from detector.export.graph import DecodedDetector
 from detector.export.metadata import ExportMetadata
@@ -39,9 +40,9 @@ class ExportOptions:
     nms: bool = False
     opset: int = 18
     exporter: str = "dynamo"
-    score_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_det: int = 300
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD
+    max_det: int = DEFAULT_MAX_DET
     device: str = "cpu"
 
 

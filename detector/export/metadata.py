@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.data.letterbox import PAD_VALUE
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
 from detector.training.checkpoint import CheckpointError
 
 MARKER_KEY = "detector.export"  # present in every file we write; its value is the format version
@@ -65,9 +66,9 @@ class ExportMetadata:
     batch: int = 1
     nms: bool = False
     precision: str = "fp32"
-    score_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_det: int = 300
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD
+    max_det: int = DEFAULT_MAX_DET
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     detector_version: str = ""

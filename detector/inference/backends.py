@@ -95,6 +95,19 @@ class InferenceBackend(Protocol):
     def forward(self, batch: torch.Tensor) -> BackendOutput: ...
 
 
+def autotune_convolutions(device: torch.device) -> None:
+    """Let cuDNN time and pick its fastest kernels on CUDA (a process-wide, lasting setting).
+
+    The input shape is fixed (S x S), so the tuned kernels are reused every call. Called
+    where inference commands start (`Detector.from_checkpoint`, `detector evaluate`),
+    never by the backend itself: validation builds a backend inside training, where
+    `train.deterministic` has turned autotuning off for the rest of the run. Left off
+    when cuDNN is set deterministic.
+    """
+    if device.type == "cuda" and not torch.backends.cudnn.deterministic:
+        torch.backends.cudnn.benchmark = True
+
+
 class TorchBackend:
     """A PyTorch model (from a checkpoint): forward in eager mode, optionally compiled.
 
@@ -117,9 +130,6 @@ class TorchBackend:
         self.model = model.to(device).eval()
         self.autocast_dtype = autocast_dtype
         self.strides: Sequence[int] = model.strides
-        if device.type == "cuda":
-            # Input shape is fixed (S x S), so the autotuned kernels are reused every call.
-            torch.backends.cudnn.benchmark = True
         # Every path (Detector, detect, validation, evaluate) runs the same folded
         # network, so the AP training reports is the AP the API reproduces.
         network = fold_batchnorm(self.model) if fold_bn else self.model

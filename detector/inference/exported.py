@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
 from detector.export.metadata import (
     INPUT_NAME,
     TORCHSCRIPT_EXTRA_FILE,
@@ -185,8 +186,9 @@ def load_exported_backend(path: str | Path, *, device: str | torch.device = "aut
 
 
 def open_exported(path: str | Path, *, device: str | torch.device, half: bool | str = False,
-                  compile: bool = False, score_threshold: float = 0.25, iou_threshold: float = 0.45,
-                  max_det: int = 300) -> OnnxRuntimeBackend | TorchScriptBackend:
+                  compile: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                  iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+                  max_det: int = DEFAULT_MAX_DET) -> OnnxRuntimeBackend | TorchScriptBackend:
     """`load_exported_backend` for `Detector.from_checkpoint`, with its options checked.
 
     `compile` is refused (checkpoints only); `half` is ignored with a warning (the

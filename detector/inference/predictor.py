@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector import defaults
 from detector.data.letterbox import Letterbox, boxes_to_original
 from detector.inference.backends import InferenceBackend, TorchBackend
 from detector.inference.preprocess import preprocess_batch
-from detector.model.precision import half_dtype
+from detector.model import precision
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def _precision(half: bool | str, device: torch.device) -> torch.dtype | None:
     """`half_dtype`, with a warning when half precision was asked for off CUDA."""
-    dtype = half_dtype(half, device)
+    dtype = precision.half_dtype(half, device)
     if dtype is None and half not in (False, None, "fp32"):
         log.warning("half precision is only used on CUDA; running fp32 on %s", device)
     return dtype
@@ -141,9 +142,9 @@ class Detector:
         image_size: int,
         device: torch.device | str = "cpu",
         half: bool | str = False,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
-        max_det: int = 300,
+        score_threshold: float = defaults.DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = defaults.DEFAULT_IOU_THRESHOLD,
+        max_det: int = defaults.DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> None:
@@ -183,10 +184,10 @@ class Detector:
         cls,
         path: str | Path,
         device: str | torch.device = "auto",
-        half: bool | str = False,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
-        max_det: int = 300,
+        half: bool | str | None = None,
+        score_threshold: float = defaults.DEFAULT_SCORE_THRESHOLD,
+        iou_threshold: float = defaults.DEFAULT_IOU_THRESHOLD,
+        max_det: int = defaults.DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
     ) -> Detector:
@@ -195,6 +196,10 @@ class Detector:
         `path` ending in `.onnx` runs on ONNX Runtime and `.torchscript` on
         TorchScript; names, input size and precision then come from the file's
         metadata (`half` and `compile` apply to checkpoints only).
+
+        `half=None` (the default) predicts at the precision the checkpoint was
+        trained with, as validation and `detector evaluate` do: on CUDA autocast at
+        `train.amp_dtype` when `train.amp`, else fp32 (docs/internals.md, Precision).
 
         Raises `CheckpointError` (missing, corrupt, wrong content; for exported
         files its subclass `ExportedModelError`) naming the file.
@@ -207,11 +212,16 @@ class Detector:
             return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
                        score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
                        classes=classes)
+        from detector.inference.backends import autotune_convolutions
         from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
         resolved = resolve_device(device)
+        autotune_convolutions(resolved)  # an inference entry point (never inside training)
         checkpoint = load_checkpoint(path)
-        model, _ = model_from_checkpoint(checkpoint, resolved)
+        model, cfg = model_from_checkpoint(checkpoint, resolved)
+        if half is None:  # as trained; off CUDA that is fp32, silently (nothing was asked)
+            trained = precision.trained_half(cfg.train)
+            half = trained if precision.half_dtype(trained, resolved) is not None else False
         return cls(
             model,
             names=list(checkpoint["names"]),

@@ -13,7 +13,6 @@ is finalised and the JSON array closed, and the summary says it was interrupted.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from collections import deque
@@ -224,7 +223,3 @@ def run_detection(
                 cv2.destroyAllWindows()
     return summary
 
-
-def median_latency_ms(summary: RunSummary) -> float:
-    """Median per-frame model latency (preprocess + forward + NMS) of a run, in ms."""
-    return statistics.median(summary.latencies_ms) if summary.latencies_ms else 0.0

@@ -2,11 +2,15 @@
 
     dtype = amp_dtype_for(cfg.train, device)          # train.amp + train.amp_dtype, CUDA only
     dtype = half_dtype("bf16", device)                # Detector(half=...), CUDA only
+    half = trained_half(cfg.train)                    # what a checkpoint predicts at by default
     with autocast(device, dtype):                     # nothing when dtype is None
         raw = model(images)
 
-Training, validation, `detector evaluate` and `Detector` all autocast through
-`autocast`, so a model is scored at the precision it was trained with.
+The one precision rule (docs/internals.md): a checkpoint predicts at the precision
+it was trained with, `trained_half(train)`, unless the caller asks for another
+(`Detector(half=...)`, `detect --half/--bf16/--fp32`). Validation, `detector
+evaluate` and `Detector.from_checkpoint` / `detect` all resolve it through
+`half_dtype`, so the AP training reports is the AP the API reproduces.
 """
 
 from __future__ import annotations
@@ -36,9 +40,14 @@ def half_dtype(half: bool | str | None, device: torch.device) -> torch.dtype | N
     return torch.bfloat16 if half == "bf16" else torch.float16
 
 
+def trained_half(train_cfg: TrainConfig) -> str | bool:
+    """The `half` a checkpoint trained with `train_cfg` predicts at: `train.amp_dtype` or fp32."""
+    return train_cfg.amp_dtype if train_cfg.amp else False
+
+
 def amp_dtype_for(train_cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16/fp16 autocast on CUDA when `train.amp` (as `train.amp_dtype` says); None elsewhere."""
-    return half_dtype(train_cfg.amp_dtype if train_cfg.amp else False, device)
+    return half_dtype(trained_half(train_cfg), device)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -113,14 +113,6 @@ def read_mot(path: str | Path) -> MotRows:
     )
 
 
-def format_mot_line(frame: int, track_id: int, box_xywh: np.ndarray | list[float], score: float = 1.0,
-                    cls: int = -1, visibility: float = -1.0) -> str:
-    """One MOT line (no newline); values rounded to 2 (box) and 4 (score) decimals."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    return (f"{int(frame)},{int(track_id)},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{float(score):.4g},"
-            f"{int(cls)},{float(visibility):.4g},-1")
-
-
 class MotWriter:
     """Writes tracking results, frame by frame, as MOTChallenge text.
 

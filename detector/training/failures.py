@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from detector.data.loading.dataset import UndecodableImagesError
+from detector.data.loading import UndecodableImagesError
 
 
 class TrainingError(RuntimeError):

@@ -9,7 +9,6 @@ would show). Run on the CPU, where the three paths feed the model identical pixe
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,9 +23,9 @@ from detector.evaluation.coco_format import predictions_to_coco_results
 from detector.evaluation.evaluator import evaluate_detections
 
 
-@pytest.fixture
-def trained_run(tmp_path: Path, tiny_training) -> dict:
-    tmp = tmp_path
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_training) -> dict:
+    tmp = tmp_path_factory.mktemp("trained")
     settings = tiny_training(tmp / "data", tmp / "run", num_train=8, epochs=15, ema=False,
                               optimizer="adamw", lr=0.01, warmup_epochs=0.5)
     settings["data"]["val"] = ["ImageSets/Main/train.txt"]
@@ -44,6 +43,7 @@ def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> Non
     validation_ap = float(torch.load(best, weights_only=True)["best_ap"])  # what training reported
 
     metrics_file, saved_file = trained_run["tmp"] / "metrics.json", trained_run["tmp"] / "saved.json"
+    # (files of its own: the module's other tests share trained_run's folder)
     result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--json", str(metrics_file),
                                        "--save-predictions", str(saved_file)])
     assert result.exit_code == 0, result.output
@@ -73,3 +73,42 @@ def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> Non
     assert evaluate_ap > 0.05  # a trained model: equal APs near 0 would prove nothing
     assert abs(api_ap - evaluate_ap) <= 0.002
     assert abs(validation_ap - evaluate_ap) <= 0.002
+
+
+def test_validation_evaluate_and_api_predict_at_one_precision(
+        trained_run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA all three autocast at the checkpoint's `train.amp_dtype` (bf16): CPU stands in.
+
+    `half_dtype` is where CPU falls back to fp32; patched to decide as on CUDA, both
+    paths autocast at bf16 on the CPU (which supports it), and the detections of
+    `detector evaluate` (validation's `evaluation_detector`) equal the API's default.
+    """
+    from detector.model import precision
+
+    real_half_dtype = precision.half_dtype
+    monkeypatch.setattr(precision, "half_dtype",
+                        lambda half, device: real_half_dtype(half, torch.device("cuda")))
+    best, cfg = trained_run["best"], load_config(trained_run["config"])
+    assert cfg.train.amp and cfg.train.amp_dtype == "bf16"  # the defaults: bf16 on CUDA
+    saved_file = trained_run["tmp"] / "saved_bf16.json"
+    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu",
+                                       "--save-predictions", str(saved_file)])
+    assert result.exit_code == 0, result.output
+
+    detector = Detector.from_checkpoint(
+        best, device="cpu", score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det)
+    assert detector.autocast_dtype == torch.bfloat16
+    split = load_split(cfg.data, "val")
+    found = detector([record.image_path for record in split.records])
+    predictions = {record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
+                   for record, f in zip(split.records, found, strict=True)}
+    ours = predictions_to_coco_results(predictions, category_ids(cfg.data))
+    theirs = json.loads(saved_file.read_text())
+    assert len(ours) == len(theirs) > 0
+    key = lambda r: (r["image_id"], -r["score"], r["category_id"])  # noqa: E731
+    for mine, saved in zip(sorted(ours, key=key), sorted(theirs, key=key), strict=True):
+        assert (mine["image_id"], mine["category_id"]) == (saved["image_id"], saved["category_id"])
+        # Identical pixels and dtype on the CPU: equal to the rounding of the results file.
+        assert mine["score"] == pytest.approx(saved["score"], abs=1e-4)
+        assert mine["bbox"] == pytest.approx(saved["bbox"], abs=1e-2)

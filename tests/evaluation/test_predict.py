@@ -107,3 +107,31 @@ def test_evaluation_detector_on_cuda_autocasts_at_train_amp_dtype() -> None:
     detector = evaluation_detector(build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"],
                                    torch.device("cuda"))
     assert detector.autocast_dtype == torch.bfloat16
+
+
+class _NoWeights(torch.nn.Module):
+    """A model without parameters: `.to("cuda")` moves nothing, so no GPU is needed."""
+
+    strides = (8, 16, 32)
+
+
+def test_validation_leaves_the_cudnn_flags_training_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With train.deterministic, validation on CUDA must not switch cudnn autotuning on for good."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    cfg = Config()
+    evaluation_detector(_NoWeights(), cfg, ["a"], torch.device("cuda"))  # what validation builds
+    assert torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_inference_commands_autotune_unless_deterministic(monkeypatch: pytest.MonkeyPatch,
+                                                          deterministic: bool) -> None:
+    from detector.inference.backends import autotune_convolutions
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", deterministic)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    autotune_convolutions(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False  # nothing to tune off CUDA
+    autotune_convolutions(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark is (not deterministic)

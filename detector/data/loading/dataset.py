@@ -65,16 +65,13 @@ from detector.data.augment.transforms import (
     build_eval_transform,
     build_train_transform,
 )
+from detector.data.loading import UndecodableImagesError  # noqa: F401 (raised here)
 from detector.data.loading.collate import collate_batch
 from detector.data.loading.memory import keep_freed_memory
 from detector.data.loading.sampling import SeededSampler
 from detector.data.record import SampleRecord, SplitRecords
 
 Transform = TrainTransform | EvalTransform
-
-
-class UndecodableImagesError(RuntimeError):
-    """Too many images in a row failed to decode: the dataset (or its disk) is broken."""
 
 
 def _default_reader() -> Callable[[str], np.ndarray]:

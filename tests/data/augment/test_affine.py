@@ -80,21 +80,42 @@ def test_translate_and_scale_hand_computed() -> None:
     np.testing.assert_allclose(white.max(0) + 1, [y1, x1], atol=1.01)
 
 
+def _label_colour(label: int) -> np.ndarray:
+    """A colour per label, 14 levels apart in R and G, so interpolation cannot turn one into another."""
+    return np.array([30 + 14 * label, 240 - 14 * label, 200], np.uint8)
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_affine_keeps_labels_aligned_inside_the_image_and_above_min_size(seed: int) -> None:
+def test_affine_keeps_each_label_on_its_own_box(seed: int) -> None:
+    """Distinct classes at distinct places: each square is painted its label's colour, and after
+    the transform the pixels at the centre of every output box have that box's label's colour.
+
+    (Checking only that the ignore flags follow the labels would pass if boxes and labels
+    were paired wrongly.) Labels are a random permutation, so their order is not the boxes'.
+    """
     rng = np.random.default_rng(seed)
-    starts = rng.uniform(0, 90, (30, 2))
-    sizes = rng.uniform(1, 40, (30, 2))
-    boxes = np.concatenate([starts, starts + sizes], 1).astype(np.float32)
-    labels = np.arange(30)
+    image = np.zeros((128, 128, 3), np.uint8)
+    labels = rng.permutation(16)
+    boxes = []
+    for index, label in enumerate(labels):  # a 4 x 4 grid of 22 px squares, 10 px apart
+        x, y = 6 + 32 * (index % 4), 6 + 32 * (index // 4)
+        image[y:y + 22, x:x + 22] = _label_colour(int(label))
+        boxes.append([x, y, x + 22, y + 22])
     ignore = labels % 4 == 0
-    augment = [_affine(degrees=30.0, shear=10.0, translate=0.3, scale=0.5),
-               {"name": "vflip", "p": 0.5}, {"name": "box_filter", "min_visibility": 0.3, "min_size": 3.0}]
-    sample = build_train_transform(augment, 96, seed=seed)(_image(128, seed), boxes, labels, ignore)
-    assert len(sample.boxes) == len(sample.labels) == len(sample.ignore)
+    augment = [_affine(degrees=10.0, shear=5.0, translate=0.2, scale=0.3),
+               {"name": "vflip", "p": 0.5}, {"name": "box_filter", "min_visibility": 0.6, "min_size": 6.0}]
+    sample = build_train_transform(augment, 96, seed=seed)(
+        image, np.array(boxes, np.float32), labels, ignore)
+    assert len(sample.boxes) == len(sample.labels) == len(sample.ignore) > 4
     assert (sample.boxes >= 0).all() and (sample.boxes <= 96).all()
-    assert ((sample.boxes[:, 2:] - sample.boxes[:, :2]) >= 3.0 - 1e-4).all()
+    assert ((sample.boxes[:, 2:] - sample.boxes[:, :2]) >= 6.0 - 1e-4).all()
     np.testing.assert_array_equal(sample.ignore, sample.labels % 4 == 0)  # flags follow their labels
+    palette = np.stack([_label_colour(label) for label in range(16)]).astype(np.int32)
+    for box, label in zip(sample.boxes, sample.labels, strict=True):
+        cx, cy = int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
+        centre = np.median(sample.image[cy - 1:cy + 2, cx - 1:cx + 2].reshape(-1, 3), axis=0)
+        nearest = int(np.abs(palette - centre).sum(1).argmin())
+        assert nearest == label, f"box {box.round(1).tolist()} says {label}, its pixels say {nearest}"
 
 
 def test_affine_is_deterministic_for_a_seed() -> None:

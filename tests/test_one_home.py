@@ -1,0 +1,55 @@
+"""Dead and repeated code stays gone: the inference defaults have one home (issue 18, item 17)."""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "detector"
+HOME = PACKAGE / "defaults.py"  # DEFAULT_SCORE_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET
+
+# A default written as a literal: `score_threshold: float = 0.25`, `default=0.45`, `max_det=300`.
+LITERAL_DEFAULT = re.compile(
+    r"(score_threshold|iou_threshold|max_det)\b[^=]*=\s*(0\.25|0\.45|300)\b"
+    r"|default\s*=\s*(0\.25|0\.45|300)\b")
+
+
+def _sources() -> list[Path]:
+    return sorted(path for path in PACKAGE.rglob("*.py")
+                  if path != HOME and "benchmarks" not in path.parts)
+
+
+def _code_lines(path: Path) -> dict[int, str]:
+    """Line number -> its code tokens joined by spaces (strings and comments left out)."""
+    lines: dict[int, list[str]] = {}
+    source = io.StringIO(path.read_text(encoding="utf-8")).readline
+    for token in tokenize.generate_tokens(source):
+        if token.type not in (tokenize.STRING, tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE):
+            lines.setdefault(token.start[0], []).append(token.string)
+    return {number: " ".join(parts) for number, parts in lines.items()}
+
+
+def test_inference_defaults_are_written_once() -> None:
+    found = [f"{path.relative_to(PACKAGE.parent)}:{number}: {line}"
+             for path in _sources() for number, line in _code_lines(path).items()
+             if LITERAL_DEFAULT.search(line)]
+    assert not found, "literal inference defaults (use detector.defaults'):\n" + "\n".join(found)
+
+
+def test_the_defaults_have_the_documented_values() -> None:
+    from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
+
+    assert (DEFAULT_SCORE_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET) == (0.25, 0.45, 300)
+
+
+def test_dead_and_repeated_helpers_are_gone() -> None:
+    from detector.inference import runner
+    from detector.tracking import mot
+
+    assert not hasattr(mot, "format_mot_line")  # never called; MotWriter writes the lines
+    assert not hasattr(runner, "median_latency_ms")  # unused
+    definitions = [path.name for path in (PACKAGE / "benchmarks").glob("*.py")
+                   if re.search(r"^def _?sync\(", path.read_text(encoding="utf-8"), re.M)]
+    assert len(definitions) == 1, definitions
