@@ -31,8 +31,10 @@ import click
 @click.option("--half", is_flag=True, help="fp16 weights and activations (for GPU runtimes); decode stays fp32.")
 @click.option("--nms", is_flag=True, help="Class-aware ONNX NonMaxSuppression in the graph (ONNX only).")
 @click.option("--conf", "score_threshold", type=float, default=0.25, show_default=True,
-              help="Score threshold of the in-graph NMS (else the default stored in the metadata).")
-@click.option("--iou", "iou_threshold", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")
+              help="Score threshold: with --nms the default of the graph's score_threshold input "
+                   "(else the default stored in the metadata).")
+@click.option("--iou", "iou_threshold", type=float, default=0.45, show_default=True,
+              help="NMS IoU threshold (with --nms the default of the graph's input).")
 @click.option("--max-det", type=int, default=300, show_default=True, help="Detections per image with --nms.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version.")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,

@@ -298,7 +298,8 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
 
 
 def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, float]:
-    """COCO AP of both detectors on the whole val split (eval thresholds; an --nms graph keeps its own)."""
+    """COCO AP of both detectors on the whole val split at the eval thresholds (an older --nms
+    graph keeps its own)."""
     from detector.data.catalog import category_ids as dataset_category_ids
     from detector.evaluation.dataset_predict import predict_split
     from detector.evaluation.evaluator import evaluate_detections
@@ -306,9 +307,12 @@ def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, floa
 
     settings = {"score_threshold": cfg.eval.score_threshold, "iou_threshold": cfg.eval.iou_threshold,
                 "max_det": cfg.eval.max_det}
-    if meta.nms:  # the graph already applied its own; compare like with like
+    if meta.nms and not getattr(candidate.backend, "selection_inputs", ()):
+        # An older --nms graph already applied its own: compare like with like.
         settings = {"score_threshold": meta.score_threshold, "iou_threshold": meta.iou_threshold,
                     "max_det": meta.max_det}
+    elif meta.nms:  # the graph's output holds at most its exported max_det rows
+        settings["max_det"] = min(settings["max_det"], meta.max_det)
     aps = []
     for detector, name in ((reference, "the checkpoint"), (candidate, source)):
         detector = Detector(detector.backend, names=detector.class_names, image_size=detector.image_size, **settings)
