@@ -175,7 +175,7 @@ def test_cuda_n_reaches_the_providers_as_device_id() -> None:
         onnx_providers("cuda:x", gpu)
 
 
-@pytest.mark.parametrize("fixture", ["onnx_static", "onnx_nms"])
+@pytest.mark.parametrize("fixture", ["onnx_static", "onnx_dynamic", "onnx_nms"])
 def test_io_binding_gives_what_session_run_gives(fixture: str,
                                                 request: pytest.FixtureRequest) -> None:
     """The bound path (what a CUDA session uses, so frames stay on the GPU) run on the CPU."""
