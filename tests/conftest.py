@@ -68,6 +68,34 @@ def tiny_training_yaml(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture(scope="session")
+def trained_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny model trained for seconds until its AP is far from 0: {config, best}.
+
+    15 epochs on 8 synthetic images rendered at 90 px (resized into 64: the
+    interpolation counts), validated on the same images, no augmentation. Shared by
+    the tests that compare APs: equal APs near 0 would prove nothing. Read-only.
+    """
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    tmp = tmp_path_factory.mktemp("trained_tiny")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    settings = _tiny_training(tmp / "data", tmp / "run", num_train=8, epochs=15, ema=False,
+                              optimizer="adamw", lr=0.01, warmup_epochs=0.5)
+    settings["data"]["val"] = ["ImageSets/Main/train.txt"]
+    settings["data"]["synthetic"]["image_size"] = 90
+    settings["augment"] = []  # no augmentation: the 8 images are learned within seconds
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    result = CliRunner().invoke(main, ["train", str(config)])
+    torch.set_num_threads(previous)
+    assert result.exit_code == 0, result.output
+    return {"config": config, "best": tmp / "run" / "weights" / "best.pt"}
+
+
 @pytest.fixture
 def single_thread_torch() -> Any:
     """One intra-op thread while a test runs: on a loaded 2-core machine, 2 OpenMP

@@ -53,9 +53,11 @@ def _exported_detector(path: str, cfg: Any, device: str | None) -> Any:
     detector = Detector.from_checkpoint(path, device=device or "auto", score_threshold=cfg.eval.score_threshold,
                                         iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det)
     meta = getattr(detector.backend, "metadata", None)
-    if meta is not None and meta.nms and meta.score_threshold > detector.score_threshold:
-        # The graph's NMS already dropped every box under its own threshold: AP is that of
-        # the file as deployed, lower than the checkpoint's at the evaluation threshold.
+    baked = meta is not None and meta.nms and not getattr(detector.backend, "selection_inputs", ())
+    if baked and meta.score_threshold > detector.score_threshold:
+        # An older --nms file's graph already dropped every box under its own threshold:
+        # AP is that of the file as deployed, lower than the checkpoint's at the evaluation
+        # threshold. (Newer files take the evaluation thresholds as graph inputs.)
         click.echo(f"{path}: NMS in the graph keeps scores above {meta.score_threshold:g} only, not "
                    f"{detector.score_threshold:g}; AP is that of the file as deployed (export without "
                    f"--nms, or with a lower --conf, to compare with the checkpoint)", err=True)

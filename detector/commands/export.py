@@ -32,11 +32,11 @@ from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SC
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size (without --dynamic).")
 @click.option("--half", is_flag=True, help="fp16 weights and activations (for GPU runtimes); decode stays fp32.")
 @click.option("--nms", is_flag=True, help="Class-aware ONNX NonMaxSuppression in the graph (ONNX only).")
-@click.option("--conf", "score_threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
-              show_default=True,
-              help="Score threshold of the in-graph NMS (else the default stored in the metadata).")
+@click.option("--conf", "score_threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, show_default=True,
+              help="Score threshold: with --nms the default of the graph's score_threshold input "
+                   "(else the default stored in the metadata).")
 @click.option("--iou", "iou_threshold", type=float, default=DEFAULT_IOU_THRESHOLD, show_default=True,
-              help="NMS IoU threshold.")
+              help="NMS IoU threshold (with --nms the default of the graph's input).")
 @click.option("--max-det", type=int, default=DEFAULT_MAX_DET, show_default=True,
               help="Detections per image with --nms.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version.")

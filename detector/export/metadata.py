@@ -27,6 +27,8 @@ TORCHSCRIPT_EXTRA_FILE = "detector.json"
 
 DENSE_OUTPUTS = ("boxes", "scores")
 NMS_OUTPUTS = ("detections", "num_detections")
+# Inputs of an --nms graph with the exported defaults (older --nms files have none).
+NMS_INPUTS = ("score_threshold", "iou_threshold", "max_det", "class_mask")
 INPUT_NAME = "images"
 
 

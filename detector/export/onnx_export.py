@@ -121,7 +121,7 @@ def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMet
         model = onnx.load(str(raw_path))
     if metadata.nms:
         append_nms(model, score_threshold=metadata.score_threshold, iou_threshold=metadata.iou_threshold,
-                   max_det=metadata.max_det)
+                   max_det=metadata.max_det, num_classes=len(metadata.names))
     metadata.opset = opset
     onnx.helper.set_model_props(model, metadata.to_props())
     model.producer_name = "detector"

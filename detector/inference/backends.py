@@ -62,10 +62,11 @@ class NMSOutput:
 
     def select(self, *, score_threshold: float, iou_threshold: float, max_det: int,
                classes: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
-        """The graph's rows per image, with the caller's (stricter) score and class filters.
+        """The graph's rows per image, with the caller's score, class and `max_det` filters.
 
-        `iou_threshold` is the graph's own and cannot change here; a class filter
-        applies after the graph's NMS and `max_det` (documented in README).
+        A graph with selection inputs already applied them (the backend fed the
+        `Selection`), and this changes nothing; an old --nms file without those
+        inputs used its exported settings, and here only stricter ones can apply.
         """
         per_image = []
         for rows, count in zip(self.detections.float(), self.num_detections.tolist(), strict=True):
@@ -81,6 +82,25 @@ class NMSOutput:
 BackendOutput = DenseOutput | NMSOutput
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a `Detector` keeps, for a backend whose graph selects (an --nms export).
+
+    Dense backends ignore it: `DenseOutput.select` applies the same settings.
+
+    Attributes:
+        score_threshold: kept when >=.
+        iou_threshold: NMS IoU threshold.
+        max_det: detections per image.
+        classes: int64 class indices to keep, or None for all.
+    """
+
+    score_threshold: float
+    iou_threshold: float
+    max_det: int
+    classes: torch.Tensor | None = None
+
+
 class InferenceBackend(Protocol):
     """What a `Detector` needs from a backend.
 
@@ -92,7 +112,7 @@ class InferenceBackend(Protocol):
     device: torch.device
     fixed_size: int | None
 
-    def forward(self, batch: torch.Tensor) -> BackendOutput: ...
+    def forward(self, batch: torch.Tensor, selection: Selection | None = None) -> BackendOutput: ...
 
 
 def autotune_convolutions(device: torch.device) -> None:
@@ -136,8 +156,9 @@ class TorchBackend:
         self._forward = torch.compile(network) if compile else network
 
     @torch.inference_mode()
-    def forward(self, batch: torch.Tensor) -> DenseOutput:
-        """Network forward (autocast when asked) + the dense grid decode in fp32."""
+    def forward(self, batch: torch.Tensor, selection: Selection | None = None) -> DenseOutput:
+        """Network forward (autocast when asked) + the dense grid decode in fp32 (`selection`:
+        unused, the dense output is selected afterwards)."""
         with autocast(self.device, self.autocast_dtype):
             raw = self._forward(batch)
         # Decode in fp32: scores and box corners of large images need the precision.

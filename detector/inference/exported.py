@@ -7,9 +7,12 @@
 `Detector.from_checkpoint("model.onnx")` uses these; the letterbox, selection
 and output types are the PyTorch path's own (detector/inference/backends.py).
 ONNX Runtime gets the CUDA (and TensorRT) execution providers where installed
-and a GPU is asked for or found, the CPU provider otherwise. Its intra-op
-threads follow `torch.get_num_threads()`, so one knob (`torch.set_num_threads`,
-`tools/benchmark.py --threads`) sets both backends.
+and a GPU is asked for or found, on the GPU `cuda:N` names, the CPU provider
+otherwise. On a GPU the session reads the batch from and writes its outputs to
+torch tensors on that GPU (IO binding): no frame goes through the host. Its
+intra-op threads follow `torch.get_num_threads()`, so one knob
+(`torch.set_num_threads`, `tools/benchmark.py --threads`) sets both backends.
+An --nms graph gets the caller's `Selection` as inputs (old files: baked in).
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ import torch
 from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
 from detector.export.metadata import (
     INPUT_NAME,
+    NMS_INPUTS,
     TORCHSCRIPT_EXTRA_FILE,
     ExportedModelError,
     ExportMetadata,
 )
-from detector.inference.backends import BackendOutput, DenseOutput, NMSOutput
+from detector.inference.backends import BackendOutput, DenseOutput, NMSOutput, Selection
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +52,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def onnx_providers(device: str | torch.device, available: list[str]) -> list[str]:
-    """Execution providers for `device` among `available`, best first.
+Provider = str | tuple[str, dict[str, str]]
 
-    "auto": TensorRT, CUDA (where installed) then CPU; "cpu": CPU only;
-    "cuda[:N]": TensorRT/CUDA, an error if neither is installed.
+
+def onnx_providers(device: str | torch.device, available: list[str]) -> list[Provider]:
+    """Execution providers for `device` among `available`, best first (`InferenceSession`'s form).
+
+    "auto": TensorRT, CUDA (where installed) on GPU 0, then CPU; "cpu": CPU only;
+    "cuda[:N]": TensorRT/CUDA on GPU N (their `device_id` option), an error if
+    neither is installed.
     """
-    kind = str(device).split(":")[0]
+    kind, _, index = str(device).partition(":")
+    if index and not index.isdigit():
+        raise ExportedModelError(f"device {device!r}: expected cuda:N with N a GPU index")
     gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
     if kind == "cpu":
         return ["CPUExecutionProvider"]
@@ -64,7 +74,11 @@ def onnx_providers(device: str | torch.device, available: list[str]) -> list[str
             f"(it has {', '.join(available)}); pip install onnxruntime-gpu")
     if kind not in ("auto", "cuda"):
         raise ExportedModelError(f"device {device!r}: ONNX Runtime runs on auto, cpu or cuda[:N]")
-    return gpu + ["CPUExecutionProvider"]
+    options = {"device_id": index or "0"}
+    return [(name, dict(options)) for name in gpu] + ["CPUExecutionProvider"]
+
+
+_NUMPY_DTYPE = {torch.float32: np.float32, torch.int64: np.int64}
 
 
 class OnnxRuntimeBackend:
@@ -75,10 +89,12 @@ class OnnxRuntimeBackend:
         device: "auto", "cpu" or "cuda[:N]".
         threads: intra-op threads (default: `torch.get_num_threads()`).
         optimization: ORT graph optimisation level name ("all", "extended", "basic", "disable").
+        io_binding: bind the input and outputs to torch tensors on the session's
+            device; default: on a GPU (there it saves two host copies per batch).
     """
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "auto", threads: int | None = None,
-                 optimization: str = "all") -> None:
+                 optimization: str = "all", io_binding: bool | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -105,10 +121,16 @@ class OnnxRuntimeBackend:
         self.metadata = ExportMetadata.from_props(dict(self.session.get_modelmeta().custom_metadata_map),
                                                   source=str(path))
         self._check_signature()
+        # An --nms graph's selection inputs (initializers with defaults); none in older files.
+        overridable = {i.name for i in self.session.get_overridable_initializers()}
+        self.selection_inputs = tuple(name for name in NMS_INPUTS if name in overridable)
         self.providers = self.session.get_providers()
         on_gpu = self.providers[0] != "CPUExecutionProvider" and torch.cuda.is_available()
+        gpu_index = int(dict(self.session.get_provider_options().get(self.providers[0], {}))
+                        .get("device_id", 0) or 0)
         # Preprocessing runs where the session runs when torch can reach that GPU.
-        self.device = torch.device("cuda") if on_gpu else torch.device("cpu")
+        self.device = torch.device("cuda", gpu_index) if on_gpu else torch.device("cpu")
+        self.io_binding = on_gpu if io_binding is None else bool(io_binding)
         self.fixed_size = None if self.metadata.dynamic else self.metadata.image_size
         self.fixed_batch = None if self.metadata.dynamic else self.metadata.batch
 
@@ -122,24 +144,76 @@ class OnnxRuntimeBackend:
         if outputs != expected:
             raise ExportedModelError(f"{self.path}: expected outputs {expected}, got {outputs}")
 
-    def _run(self, pixels: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {INPUT_NAME: pixels})
+    def _selection_feeds(self, selection: Selection | None) -> dict[str, np.ndarray]:
+        """The graph's selection inputs for `selection` (none: the exported defaults)."""
+        if selection is None or not self.selection_inputs:
+            return {}
+        num_classes = len(self.metadata.names)
+        mask = np.ones(num_classes, bool)
+        if selection.classes is not None:
+            mask = np.isin(np.arange(num_classes), selection.classes.cpu().numpy())
+        feeds = {"score_threshold": np.array(selection.score_threshold, np.float32),
+                 "iou_threshold": np.array(selection.iou_threshold, np.float32),
+                 # The output holds the exported max_det rows: a larger one cannot fit.
+                 "max_det": np.array(min(selection.max_det, self.metadata.max_det), np.int64),
+                 "class_mask": mask}
+        return {name: feeds[name] for name in self.selection_inputs}
 
-    def forward(self, batch: torch.Tensor) -> BackendOutput:
-        """Run the session on a float32 [B, 3, S, S] batch (split/padded to a static batch)."""
-        pixels = batch.detach().float().cpu().numpy()
+    def _output_layout(self, batch: int, height: int,
+                       width: int) -> list[tuple[list[int], torch.dtype]]:
+        """Shape and dtype of each output for a [batch, 3, height, width] input."""
+        meta = self.metadata
+        if meta.nms:
+            return [([batch, meta.max_det, 6], torch.float32), ([batch], torch.int64)]
+        cells = sum((height // stride) * (width // stride) for stride in meta.strides)
+        return [([batch, cells, 4], torch.float32),
+                ([batch, cells, len(meta.names)], torch.float32)]
+
+    def _run_bound(self, pixels: torch.Tensor, feeds: dict[str, np.ndarray]) -> list[torch.Tensor]:
+        """One run reading `pixels` and writing the outputs in place on `self.device`."""
+        kind, index = self.device.type, self.device.index or 0
+        pixels = pixels.to(self.device).contiguous()
+        binding = self.session.io_binding()
+        binding.bind_input(INPUT_NAME, kind, index, np.float32, list(pixels.shape),
+                           pixels.data_ptr())
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        outputs = []
+        batch, _, height, width = pixels.shape
+        layout = self._output_layout(batch, height, width)
+        for name, (shape, dtype) in zip(self.metadata.output_names, layout, strict=True):
+            out = torch.empty(shape, dtype=dtype, device=self.device)
+            binding.bind_output(name, kind, index, _NUMPY_DTYPE[dtype], shape, out.data_ptr())
+            outputs.append(out)
+        if kind == "cuda":  # ORT reads on its own stream: the batch must be written first
+            torch.cuda.current_stream(self.device).synchronize()
+        self.session.run_with_iobinding(binding)
+        return outputs
+
+    def _run(self, pixels: torch.Tensor, feeds: dict[str, np.ndarray]) -> list[torch.Tensor]:
+        if self.io_binding:
+            return self._run_bound(pixels, feeds)
+        outputs = self.session.run(None, {INPUT_NAME: pixels.cpu().numpy(), **feeds})
+        return [torch.from_numpy(output) for output in outputs]
+
+    def forward(self, batch: torch.Tensor, selection: Selection | None = None) -> BackendOutput:
+        """Run the session on a float32 [B, 3, S, S] batch (split/padded to a static batch).
+
+        `selection` goes into an --nms graph's inputs; a dense graph ignores it.
+        """
+        pixels = batch.detach().float()
+        feeds = self._selection_feeds(selection)
         count = len(pixels)
         if self.fixed_batch is None:
-            parts = [self._run(pixels)]
+            parts = [self._run(pixels, feeds)]
         else:
             step, parts = self.fixed_batch, []
             for begin in range(0, count, step):
                 chunk = pixels[begin:begin + step]
                 if len(chunk) < step:  # repeat the last image; its extra outputs are dropped
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
-                parts.append(self._run(chunk))
-        first, second = (torch.from_numpy(np.concatenate([p[i] for p in parts])[:count]).to(self.device)
-                         for i in range(2))
+                    chunk = torch.cat([chunk, chunk[-1:].expand(step - len(chunk), -1, -1, -1)])
+                parts.append(self._run(chunk, feeds))
+        first, second = (torch.cat([p[i] for p in parts])[:count].to(self.device) for i in range(2))
         return NMSOutput(first, second) if self.metadata.nms else DenseOutput(first, second)
 
 
@@ -169,7 +243,8 @@ class TorchScriptBackend:
         self.fixed_size = None if self.metadata.dynamic else self.metadata.image_size
 
     @torch.inference_mode()
-    def forward(self, batch: torch.Tensor) -> DenseOutput:
+    def forward(self, batch: torch.Tensor, selection: Selection | None = None) -> DenseOutput:
+        """Run the traced module (`selection`: unused, the dense output is selected afterwards)."""
         boxes, scores = self.module(batch.float())
         return DenseOutput(boxes.float(), scores.float())
 
@@ -192,8 +267,10 @@ def open_exported(path: str | Path, *, device: str | torch.device, half: bool | 
     """`load_exported_backend` for `Detector.from_checkpoint`, with its options checked.
 
     `compile` is refused (checkpoints only); `half` is ignored with a warning (the
-    precision is the file's); settings looser than an --nms graph's own are
-    warned about (the graph already dropped those detections).
+    precision is the file's); an --nms graph takes the thresholds as inputs, but
+    an older one has them baked in, and settings looser than those are warned
+    about (the graph already dropped those detections), as is a `max_det` above
+    the exported one.
     """
     if compile:
         raise ValueError(f"{path}: compile applies to checkpoints, not to exported models")
@@ -201,11 +278,17 @@ def open_exported(path: str | Path, *, device: str | torch.device, half: bool | 
     meta = backend.metadata
     if half not in (False, None, "fp32"):
         log.warning("%s: precision is fixed at export (%s); half=%r ignored", path, meta.precision, half)
-    if meta.nms and (score_threshold < meta.score_threshold or max_det > meta.max_det
-                     or iou_threshold != meta.iou_threshold):
+    selects = getattr(backend, "selection_inputs", ())
+    looser = (score_threshold < meta.score_threshold or max_det > meta.max_det
+              or iou_threshold != meta.iou_threshold)
+    if meta.nms and not selects and looser:
         log.warning("%s: NMS is in the graph (score >= %g, IoU %g, max_det %d); looser settings "
-                    "cannot bring back what it dropped", path, meta.score_threshold, meta.iou_threshold,
+                    "cannot bring back what it dropped (an older --nms file: export it again to "
+                    "set them at run time)", path, meta.score_threshold, meta.iou_threshold,
                     meta.max_det)
+    elif meta.nms and max_det > meta.max_det:
+        log.warning("%s: the graph outputs at most %d detections per image; max_det=%d gives %d",
+                    path, meta.max_det, max_det, meta.max_det)
     return backend
 
 

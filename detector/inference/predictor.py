@@ -28,7 +28,7 @@ import torch
 
 from detector import defaults
 from detector.data.letterbox import Letterbox, boxes_to_original
-from detector.inference.backends import InferenceBackend, TorchBackend
+from detector.inference.backends import InferenceBackend, Selection, TorchBackend
 from detector.inference.preprocess import preprocess_batch
 from detector.model import precision
 
@@ -324,10 +324,12 @@ class Detector:
         Returns:
             B Detections (their `path` is None).
         """
-        output = self.backend.forward(batch.to(self.device))
         # The class filter goes into the selection, before NMS and max_det, so other
-        # classes never take the places of the ones asked for (for a graph with NMS
-        # inside, after it: see NMSOutput.select).
+        # classes never take the places of the ones asked for; an --nms graph gets the
+        # selection as inputs (old --nms files: after their NMS, see NMSOutput.select).
+        selection = Selection(self.score_threshold, self.iou_threshold, self.max_det,
+                              self.class_ids)
+        output = self.backend.forward(batch.to(self.device), selection)
         per_image = output.select(score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
                                   max_det=self.max_det, classes=self.class_ids)
         rows = []

@@ -9,10 +9,10 @@ would show). Run on the CPU, where the three paths feed the model identical pixe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from click.testing import CliRunner
 
 from detector import Detector
@@ -23,19 +23,10 @@ from detector.evaluation.coco_format import predictions_to_coco_results
 from detector.evaluation.evaluator import evaluate_detections
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_training) -> dict:
-    tmp = tmp_path_factory.mktemp("trained")
-    settings = tiny_training(tmp / "data", tmp / "run", num_train=8, epochs=15, ema=False,
-                              optimizer="adamw", lr=0.01, warmup_epochs=0.5)
-    settings["data"]["val"] = ["ImageSets/Main/train.txt"]
-    settings["data"]["synthetic"]["image_size"] = 90  # resized into 64: the interpolation counts
-    settings["augment"] = []  # no augmentation: the 8 images are learned within seconds
-    config = tmp / "tiny.yaml"
-    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    result = CliRunner().invoke(main, ["train", str(config)])
-    assert result.exit_code == 0, result.output
-    return {"config": config, "best": tmp / "run" / "weights" / "best.pt", "tmp": tmp}
+@pytest.fixture
+def trained_run(trained_tiny_run: dict, tmp_path: Path) -> dict:
+    """The shared trained tiny model (tests/conftest.py) and a folder for this test's files."""
+    return {**trained_tiny_run, "tmp": tmp_path}
 
 
 def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> None:

@@ -28,7 +28,7 @@ class KnownBoxesBackend:
     device = torch.device("cpu")
     fixed_size = None
 
-    def forward(self, batch: torch.Tensor) -> NMSOutput:
+    def forward(self, batch: torch.Tensor, selection: object = None) -> NMSOutput:
         rows = torch.zeros(len(batch), 3, 6)
         counts = []
         for index, image_id in enumerate(batch[:, 0, 0, 0].round().long().tolist()):

@@ -37,6 +37,17 @@ def tame_checkpoint(path: Path, *, names=NAMES, image_size: int = 64) -> Path:
     return path
 
 
+def legacy_nms_file(source: Path, out: Path) -> Path:
+    """A copy of an --nms .onnx as older versions wrote it: thresholds baked in, not inputs."""
+    import onnx
+
+    model = onnx.load(str(source))
+    for value in [i for i in model.graph.input if i.name != "images"]:
+        model.graph.input.remove(value)
+    onnx.save(model, str(out))
+    return out
+
+
 @pytest.fixture(scope="session")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("export")

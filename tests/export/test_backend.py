@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from detector.export.metadata import ExportedModelError, ExportMetadata
 from detector.export.verify import match_detections, synthetic_images
-from detector.inference.exported import onnx_providers
+from detector.inference.exported import OnnxRuntimeBackend, onnx_providers
 from detector.inference.predictor import Detector
+
+from .conftest import legacy_nms_file
 
 
 def assert_same_detections(a, b) -> None:
@@ -126,8 +129,9 @@ def test_missing_runtime_says_what_to_install(onnx_static: Path, monkeypatch: py
 
 def test_execution_providers_follow_the_device() -> None:
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert onnx_providers("auto", gpu) == gpu
-    assert onnx_providers("cuda:1", gpu[1:]) == gpu[1:]
+    on_gpu0 = [(name, {"device_id": "0"}) for name in gpu[:2]]
+    assert onnx_providers("auto", gpu) == [*on_gpu0, "CPUExecutionProvider"]
+    assert onnx_providers("cuda", gpu[1:]) == [*on_gpu0[1:], "CPUExecutionProvider"]
     assert onnx_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert onnx_providers("cpu", gpu) == ["CPUExecutionProvider"]
     with pytest.raises(ExportedModelError, match="no CUDA execution provider.*onnxruntime-gpu"):
@@ -136,14 +140,51 @@ def test_execution_providers_follow_the_device() -> None:
         onnx_providers("mps", gpu)
 
 
-def test_looser_settings_than_the_graphs_nms_and_half_are_warned_about(onnx_nms: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_looser_settings_than_an_old_graphs_nms_and_half_are_warned_about(
+        onnx_nms: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="detector.inference.exported"):
-        Detector.from_checkpoint(onnx_nms, device="cpu", score_threshold=0.3, iou_threshold=0.5, max_det=20)
+        Detector.from_checkpoint(onnx_nms, device="cpu", score_threshold=0.01, iou_threshold=0.7,
+                                 max_det=20)
+    assert not caplog.records  # the thresholds are graph inputs: nothing to say
+    with caplog.at_level("WARNING", logger="detector.inference.exported"):
+        Detector.from_checkpoint(onnx_nms, device="cpu", max_det=50)
+    assert "the graph outputs at most 20 detections per image; max_det=50 gives 20" in caplog.text
+    caplog.clear()
+    old = legacy_nms_file(onnx_nms, tmp_path / "old.onnx")
+    with caplog.at_level("WARNING", logger="detector.inference.exported"):
+        Detector.from_checkpoint(old, device="cpu", score_threshold=0.3, iou_threshold=0.5,
+                                 max_det=20)
     assert not caplog.records  # the graph's own settings: nothing to say
     with caplog.at_level("WARNING", logger="detector.inference.exported"):
-        Detector.from_checkpoint(onnx_nms, device="cpu", score_threshold=0.01, iou_threshold=0.5, max_det=20,
-                                 half=True)
+        Detector.from_checkpoint(old, device="cpu", score_threshold=0.01, iou_threshold=0.5,
+                                 max_det=20, half=True)
     messages = [r.getMessage() for r in caplog.records]
     assert any("precision is fixed at export (fp32)" in m for m in messages)
     assert any("NMS is in the graph (score >= 0.3, IoU 0.5, max_det 20)" in m for m in messages)
+
+
+def test_cuda_n_reaches_the_providers_as_device_id() -> None:
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers("cuda:1", gpu) == [("TensorrtExecutionProvider", {"device_id": "1"}),
+                                             ("CUDAExecutionProvider", {"device_id": "1"}),
+                                             "CPUExecutionProvider"]
+    assert onnx_providers(torch.device("cuda", 2), gpu[1:]) == [
+        ("CUDAExecutionProvider", {"device_id": "2"}), "CPUExecutionProvider"]
+    assert onnx_providers("cuda", gpu[1:])[0] == ("CUDAExecutionProvider", {"device_id": "0"})
+    with pytest.raises(ExportedModelError, match="cuda:x"):
+        onnx_providers("cuda:x", gpu)
+
+
+@pytest.mark.parametrize("fixture", ["onnx_static", "onnx_dynamic", "onnx_nms"])
+def test_io_binding_gives_what_session_run_gives(fixture: str,
+                                                request: pytest.FixtureRequest) -> None:
+    """The bound path (what a CUDA session uses, so frames stay on the GPU) run on the CPU."""
+    path = request.getfixturevalue(fixture)
+    plain = OnnxRuntimeBackend(path, device="cpu")
+    bound = OnnxRuntimeBackend(path, device="cpu", io_binding=True)
+    assert bound.io_binding and not plain.io_binding
+    batch = torch.randint(0, 256, (3, 3, 64, 64)).float()  # 3 frames: static batches split/padded
+    bound_out, plain_out = vars(bound.forward(batch)), vars(plain.forward(batch))
+    for ours, theirs in zip(bound_out.values(), plain_out.values(), strict=True):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and ours.shape[0] == 3
+        torch.testing.assert_close(ours, theirs)
