@@ -10,6 +10,7 @@
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
     python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
+    python tools/benchmark.py resize                    # the one resize against its candidates
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -26,6 +27,7 @@ from detector.benchmarks.handover import handover
 from detector.benchmarks.ladder import ladder
 from detector.benchmarks.nms import nms
 from detector.benchmarks.recipe import recipe
+from detector.benchmarks.resize import resize
 from detector.benchmarks.track import track
 from detector.benchmarks.train import train
 
@@ -35,7 +37,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder):
+for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, resize):
     main.add_command(command)
 main.add_command(gpu)
 

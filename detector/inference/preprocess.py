@@ -3,12 +3,14 @@
     batch, letterboxes = preprocess_batch([frame_bgr], size=448, device=torch.device("cuda"))
     raw = model(batch)                                   # float [B, 3, 448, 448], 0..255 RGB
 
-The host only uploads the uint8 pixels (through pinned memory on CUDA, without
-blocking); the colour flip, resize and padding happen on the device. Geometry
-(`compute_letterbox`), resize (`resize_pixels`) and pad value (`PAD_VALUE`) are
-those of `detector.data.letterbox`, which the evaluation loader uses too: on the
-CPU the batch equals `letterbox_image`'s pixels exactly, so `Detector`,
-`detector evaluate` and validation during training see the same input.
+On the CPU each image is resized by `resize_image`, the one resize of training
+and of the evaluation loader, so the batch equals `letterbox_image`'s pixels (and
+a training sample's without augmentation) exactly: `Detector`, `detector evaluate`,
+validation and training see the same input. On other devices the host only
+uploads the uint8 pixels (through pinned memory on CUDA, without blocking) and the
+colour flip, resize and padding happen there: `resize_pixels` runs the same
+filters on floats, at most one grey level from the CPU's pixels. Geometry
+(`compute_letterbox`) and pad value (`PAD_VALUE`) are `detector.data.letterbox`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from detector.data.letterbox import PAD_VALUE, Letterbox, compute_letterbox, resize_pixels
+from detector.data.letterbox import (
+    PAD_VALUE,
+    Letterbox,
+    compute_letterbox,
+    resize_image,
+    resize_pixels,
+)
 
 
 def _upload(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -73,13 +81,16 @@ def preprocess_batch(
         groups.setdefault(image.shape[:2], []).append(index)
     for (height, width), indices in groups.items():
         lb = compute_letterbox(height, width, size)
-        pixels = _upload([images[i] for i in indices], device)  # uint8 [n, H, W, 3]
-        pixels = pixels.permute(0, 3, 1, 2)  # [n, 3, H, W], a channels-last view
+        group = [images[i] for i in indices]
+        if device.type == "cpu":
+            # The uint8 kernels of training and evaluation: the very same pixels.
+            group = [resize_image(image, lb.new_width, lb.new_height) for image in group]
+        pixels = _upload(group, device)  # uint8 [n, h, w, 3]
+        pixels = pixels.permute(0, 3, 1, 2)  # [n, 3, h, w], a channels-last view
         if color == "bgr":
             pixels = pixels.flip(1)
-        # The CPU resizes uint8 like letterbox_image (same kernel, same pixels); other
-        # devices have a float kernel only.
-        pixels = resize_pixels(pixels if device.type == "cpu" else pixels.float(), lb).float()
+        # Elsewhere (CUDA) there are float kernels only: same filters, rounded to levels.
+        pixels = pixels.float() if device.type == "cpu" else resize_pixels(pixels, lb)
         index_tensor = torch.tensor(indices, device=device)
         rows = slice(lb.pad_top, lb.pad_top + lb.new_height)
         cols = slice(lb.pad_left, lb.pad_left + lb.new_width)

@@ -11,6 +11,7 @@ from detector.data.letterbox import (
     boxes_to_original,
     compute_letterbox,
     letterbox_image,
+    resize_image,
     resize_pixels,
 )
 from detector.inference.preprocess import preprocess_batch
@@ -40,18 +41,25 @@ def test_matches_letterbox_image_geometry_and_pixels(height: int, width: int) ->
     np.testing.assert_array_equal(ours, reference.astype(np.float32))
 
 
-@pytest.mark.parametrize("height, width", [(200, 120), (20, 30)])
-def test_float_kernel_rounds_within_one_level_of_the_uint8_kernel(height: int, width: int) -> None:
-    # CUDA resizes floats (no uint8 kernel there): the two may round one level apart.
+@pytest.mark.parametrize("height, width", [(200, 120), (90, 80), (20, 30), (1080, 1920), (64, 63)])
+def test_device_kernel_is_within_one_level_of_the_cpu_resize(height: int, width: int) -> None:
+    # CUDA resizes floats with resize_pixels (no uint8 kernel there): the same filters
+    # as resize_image (antialiased above ANTIALIAS_ABOVE, else bilinear), so at most
+    # one level apart where fixed-point and float arithmetic round differently.
     rgb = smooth_image(height, width, seed=3)
-    lb = compute_letterbox(height, width, 64)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 20, rgb.shape), 0, 255).astype(np.uint8)
+    size = 64 if height < 1000 else 448
+    lb = compute_letterbox(height, width, size)
     pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-    as_uint8 = resize_pixels(pixels, lb)
-    as_float = resize_pixels(pixels.float(), lb)
-    assert as_uint8.dtype == torch.uint8 and as_float.dtype == torch.float32
-    assert as_float.shape == as_uint8.shape == (1, 3, lb.new_height, lb.new_width)
-    assert (as_float == as_float.round()).all() and as_float.min() >= 0 and as_float.max() <= 255
-    assert (as_float - as_uint8.float()).abs().max() <= 1
+    on_device = resize_pixels(pixels, lb)
+    on_cpu = torch.from_numpy(resize_image(rgb, lb.new_width, lb.new_height)).permute(2, 0, 1)[None]
+    assert on_device.dtype == torch.float32
+    assert on_device.shape == on_cpu.shape == (1, 3, lb.new_height, lb.new_width)
+    assert (on_device == on_device.round()).all() and on_device.min() >= 0 and on_device.max() <= 255
+    difference = (on_device - on_cpu.float()).abs()
+    assert difference.max() <= 1
+    # Rounding, not another filter: most pixels agree exactly.
+    assert (difference > 0).float().mean() < 0.35
 
 
 def test_a_flat_image_stays_flat_and_pads_grey() -> None:

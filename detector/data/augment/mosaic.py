@@ -6,7 +6,7 @@
     tiled.image.shape   # (448, 448, 3); tiled.boxes [N, 4] xyxy; tiled.source, tiled.box_index [N]
 
 Geometry (S = the batch's input side): each image is resized so its longer side is
-S (its letterbox size, `letterbox.compute_letterbox`, linear interpolation) and
+S (its letterbox size and pixels: `letterbox.compute_letterbox`, `resize_image`) and
 placed on a 2S x 2S canvas with one corner at the centre (cx, cy): image 0 above
 and left of it (its bottom-right corner at the centre), image 1 above and right,
 image 2 below and left, image 3 below and right. The centre is drawn uniformly in
@@ -30,10 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from detector.data.letterbox import compute_letterbox
+from detector.data.letterbox import compute_letterbox, resize_image
 
 
 @dataclass
@@ -99,8 +98,7 @@ def place_mosaic(
         x0, y0 = max(left - window, 0), max(top - window, 0)
         x1, y1 = min(left + new_w - window, size), min(top + new_h - window, size)
         if x1 > x0 and y1 > y0:
-            resized = image if (new_w, new_h) == (width, height) else cv2.resize(
-                image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+            resized = resize_image(image, new_w, new_h)
             src_x, src_y = x0 - (left - window), y0 - (top - window)
             out[y0:y1, x0:x1] = resized[src_y:src_y + (y1 - y0), src_x:src_x + (x1 - x0)]
         moved = np.asarray(tile_boxes, np.float64).reshape(-1, 4).copy()

@@ -1,8 +1,14 @@
-"""Random placement of a resized image in the square network input (one albumentations step).
+"""The resize and the placement of an image in the square network input (albumentations steps).
 
-    from detector.data.augment.placement import RandomPlace
-    place = RandomPlace(size=448, fill=114)   # inside an A.Compose with bbox_params
-    out = A.Compose([place], bbox_params=A.BboxParams("pascal_voc"))(image=image, bboxes=boxes)
+    from detector.data.augment.placement import FitLongestSide, RandomPlace
+    steps = [FitLongestSide([416, 448, 480]), RandomPlace(size=448, fill=114)]
+    out = A.Compose(steps, bbox_params=A.BboxParams("pascal_voc"))(image=image, bboxes=boxes)
+
+`FitLongestSide` resizes with `letterbox.resize_image` to `letterbox.compute_letterbox`'s
+size, so a training sample without augmentation has exactly the pixels evaluation and
+`Detector` give the same image (albumentations' LongestMaxSize would resize with
+another filter). Boxes are normalised in albumentations, so a resize leaves them as
+they are: they scale exactly as the pixels do.
 
 Scale jitter makes the resized image smaller or larger than S x S: a smaller side is
 padded at a random offset, a larger one cropped to a random window. Doing both in one
@@ -19,6 +25,42 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+
+from detector.data.letterbox import compute_letterbox, resize_image
+
+
+class FitLongestSide(A.DualTransform):
+    """Resize so the longer side is `max_size` (one value, or one drawn from a list).
+
+    Args:
+        max_size: the longer side after resizing; a list: drawn uniformly per call
+            (scale jitter), from the Compose's Python generator like LongestMaxSize.
+        p: probability (1.0: always).
+    """
+
+    def __init__(self, max_size: int | list[int], p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.max_size = max_size
+
+    def get_params_dependent_on_data(self, params: dict[str, Any],
+                                     data: dict[str, Any]) -> dict[str, Any]:
+        """Draw the longer side and derive the new (height, width) as every letterbox does."""
+        sizes = self.max_size
+        side = self.py_random.choice(sizes) if isinstance(sizes, list) else sizes
+        lb = compute_letterbox(*params["shape"][:2], side)
+        return {"new_height": lb.new_height, "new_width": lb.new_width}
+
+    def apply(self, img: np.ndarray, new_height: int, new_width: int, **params: Any) -> np.ndarray:
+        """uint8 [H, W, C] -> [new_height, new_width, C] (`resize_image`)."""
+        return resize_image(img, new_width, new_height)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
+        """Normalised boxes are unchanged by a resize."""
+        return bboxes
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        """Arguments shown by repr() and used by albumentations' serialisation."""
+        return ("max_size",)
 
 
 class RandomPlace(A.DualTransform):

@@ -31,7 +31,8 @@ Names, defaults and range checks live in detector/data/augment/entries.py.
 
 Order, chosen for speed and so that it does not depend on how the list is written:
 crops run first on the decoded image (cheap slices), then the image is resized once
-(`scale_jitter`, or to fit `image_size`), then the remaining transforms run in list
+(`scale_jitter`, or to fit `image_size`; with `letterbox.resize_image`, the resize of
+evaluation and inference), then the remaining transforms run in list
 order on the small image, then it is placed in the `S x S` canvas filled with 114
 (centred like `letterbox.compute_letterbox`, or at a random offset with
 `scale_jitter`), and last `affine` runs on that canvas (the corners it uncovers get
@@ -66,7 +67,7 @@ import numpy as np
 from detector.data.augment.affine import build_affine, build_vflip
 from detector.data.augment.box_check import with_quick_box_check
 from detector.data.augment.entries import CROPS, DEFAULT_AUGMENT, MULTI_IMAGE, PARAMS, parse_augment
-from detector.data.augment.placement import RandomPlace
+from detector.data.augment.placement import FitLongestSide, RandomPlace
 from detector.data.letterbox import (
     PAD_VALUE,
     Letterbox,
@@ -257,16 +258,15 @@ def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) 
             others.append(_build_albumentation(name, params))
 
     if scale_jitter is None:
-        # Plain linear interpolation (evaluation uses the antialiased resize of
-        # data/letterbox.resize_pixels): cheaper per image, and augmentation varies scale anyway.
-        resize = A.LongestMaxSize(max_size=image_size, interpolation=cv2.INTER_LINEAR)
+        # letterbox.resize_image, as evaluation and Detector resize: the same pixels.
+        resize = FitLongestSide(image_size)
         place = [A.PadIfNeeded(
             min_height=image_size, min_width=image_size, position="center",
             border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
         )]
     else:
         sizes = _scale_choices(image_size, scale_jitter["min_scale"], scale_jitter["max_scale"])
-        resize = A.LongestMaxSize(max_size=sizes, interpolation=cv2.INTER_LINEAR)
+        resize = FitLongestSide(sizes)
         # Smaller than S: padded at a random offset; larger: a random S x S window.
         place = [RandomPlace(image_size, fill=PAD_VALUE)]
     if affine is not None:
