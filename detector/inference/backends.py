@@ -23,7 +23,7 @@ from typing import Protocol
 import torch
 
 from detector.model.decode import decode_boxes_scores, select_detections
-from detector.model.fuse import fold_batchnorm
+from detector.model.fuse import count_batchnorms, fold_batchnorm
 from detector.model.precision import autocast
 
 
@@ -152,7 +152,7 @@ class TorchBackend:
         self.strides: Sequence[int] = model.strides
         # Every path (Detector, detect, validation, evaluate) runs the same folded
         # network, so the AP training reports is the AP the API reproduces.
-        network = fold_batchnorm(self.model) if fold_bn else self.model
+        network = fold_batchnorm(self.model) if fold_bn and count_batchnorms(self.model) else self.model
         self._forward = torch.compile(network) if compile else network
 
     @torch.inference_mode()
