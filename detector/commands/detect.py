@@ -99,11 +99,11 @@ def run_inference(*, checkpoint: str, source: str, device: str, score_threshold:
     results) -> results`, `draw(image, result)` and `close() -> [outputs]`
     (`detector.tracking.stream.TrackingStage`); it runs on every frame.
     """
+    from detector.checkpoint import CheckpointError
     from detector.inference.predictor import Detector
     from detector.inference.runner import StatusLine, run_detection
     from detector.inference.sinks import SinkError
     from detector.inference.sources import SourceError, open_source
-    from detector.training.checkpoint import CheckpointError
 
     if serve_host != "127.0.0.1" and serve_port is None:
         raise click.UsageError("--host is the address of --serve PORT; give --serve too")

@@ -212,8 +212,9 @@ class Detector:
             return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
                        score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
                        classes=classes)
+        from detector.checkpoint import load_checkpoint
         from detector.inference.backends import autotune_convolutions
-        from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
+        from detector.model.build import model_from_checkpoint
 
         resolved = resolve_device(device)
         autotune_convolutions(resolved)  # an inference entry point (never inside training)

@@ -27,7 +27,6 @@ from detector.config import Config, TrainConfig
 from detector.data.record import SplitRecords
 from detector.model.precision import amp_dtype_for
 from detector.training import distributed as ddp
-from detector.training.checkpoint import restore_from_checkpoint
 from detector.training.ema import ModelEMA
 from detector.training.failures import writing
 from detector.training.optim import WarmupCosineSchedule, build_optimizer
@@ -40,7 +39,7 @@ from detector.training.run_dir import (
     write_config_yaml,
 )
 from detector.training.save_period import SavePeriod, parse_save_period
-from detector.training.state import EpochProgress, TrainParts, TrainState
+from detector.training.state import EpochProgress, TrainParts, TrainState, restore_from_checkpoint
 from detector.training.time_budget import TimeBudget
 
 
