@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from detector.evaluation.voc_metric import VOC_METRICS  # numpy only: the CLI starts without torch
+from detector.config import VOC_METRICS
 
 
 def _load_split(cfg: Any, split: str) -> Any:

@@ -17,9 +17,8 @@ from click.testing import CliRunner
 from detector import checkpoint as checkpoint_module
 from detector.checkpoint import load_checkpoint
 from detector.cli import main
-from detector.config import ConfigError
+from detector.config import ConfigError, SavePeriod, parse_save_period
 from detector.training import epoch as train_epoch
-from detector.training.save_period import SavePeriod, parse_save_period
 
 _REAL_STEP = train_epoch._optimizer_step
 
