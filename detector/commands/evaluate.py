@@ -83,8 +83,7 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
         detector = _exported_detector(path, cfg, device)
     else:
         from detector.checkpoint import load_checkpoint
-        from detector.inference.backends import autotune_convolutions
-        from detector.inference.predictor import resolve_device
+        from detector.inference.backends import autotune_convolutions, resolve_device
         from detector.model.build import model_from_checkpoint
 
         ckpt = load_checkpoint(path)

@@ -100,7 +100,7 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportR
         ExportError: a bad option, a missing package, or the exporter failed.
     """
     from detector.checkpoint import load_checkpoint
-    from detector.inference.predictor import resolve_device
+    from detector.inference.backends import resolve_device
     from detector.model.build import model_from_checkpoint
 
     out = check_options(checkpoint, options)
