@@ -6,7 +6,8 @@
 Every `import` counts, at module level and inside functions alike: a function-local
 import hides a dependency from the reader, not from the graph. The first layer are
 leaves (each imports nothing else of the package); a module may import its own
-layer's other folders (inference uses tracking) as long as no circle forms.
+layer's other folders (inference uses tracking) as long as no circle forms. The
+benchmarks are outside the package (tools/benchmarks), on top of all of it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"data", "model"}),
     frozenset({"training", "evaluation", "inference", "export", "tracking"}),
     frozenset({"commands", "cli", "__main__", "__init__"}),
-    frozenset({"benchmarks"}),  # experiments on top of everything; on their way out to tools/
 )
 # One concern split over two names: postprocess.py re-exports _postprocess/.
 SAME_LEAF = {"_postprocess": "postprocess"}
@@ -155,7 +155,7 @@ def test_the_layers_point_one_way() -> None:
 def test_below_the_commands_nothing_imports_training() -> None:
     """The engine is the commands' to drive: inference, export and data share what they need
     with training through the first two layers (detector.checkpoint, not training's)."""
-    allowed = {"training", "commands", "cli", "__main__", "__init__", "benchmarks"}
+    allowed = {"training", "commands", "cli", "__main__", "__init__"}
     found = [f"{module} -> {target}" for module, targets in sorted(import_graph().items())
              for target in sorted(targets)
              if target.startswith("detector.training") and _top(module) not in allowed]

@@ -37,7 +37,7 @@ from typing import Any
 
 import click
 
-from detector.benchmarks.recipe_variants import CHANGES, SETS, Variant, variants_for
+from benchmarks.recipe_variants import CHANGES, SETS, Variant, variants_for
 
 DEFAULT_OUT = Path("/tmp/detector-recipe")
 

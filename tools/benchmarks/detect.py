@@ -31,7 +31,7 @@ import click
 import numpy as np
 import torch
 
-from detector.benchmarks.nms import sync
+from benchmarks.nms import sync
 
 
 def _detector(checkpoint: Path, image_size: int, device: str, half: bool | str = False):
