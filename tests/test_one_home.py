@@ -52,3 +52,22 @@ def test_dead_and_repeated_helpers_are_gone() -> None:
     definitions = [path.name for path in (PACKAGE.parent / "tools" / "benchmarks").glob("*.py")
                    if re.search(r"^def _?sync\(", path.read_text(encoding="utf-8"), re.M)]
     assert len(definitions) == 1, definitions
+
+
+def test_detect_track_and_detector_share_one_options_object() -> None:
+    """The click options' defaults are `InferenceOptions`' and `Detector`'s keywords its part."""
+    import inspect
+
+    from detector.commands.detect import detect
+    from detector.defaults import InferenceOptions
+    from detector.inference.predictor import Detector
+
+    defaults = InferenceOptions()
+    by_name = {param.name: param.default for param in detect.params}
+    for name in ("device", "score_threshold", "iou_threshold", "max_det", "out_dir", "json_path",
+                 "serve_port", "serve_host", "batch_size", "timeout", "max_image_pixels"):
+        assert by_name[name] == getattr(defaults, name), name
+    keywords = inspect.signature(Detector.from_checkpoint).parameters
+    settings = defaults.detector_settings()
+    assert set(settings) <= set(keywords)
+    assert all(keywords[key].default == value for key, value in settings.items())
