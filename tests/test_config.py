@@ -54,3 +54,24 @@ def test_malformed_override_rejected() -> None:
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_config_imports_nothing_else_of_the_package() -> None:
+    """The schema is a leaf: importing it loads no other detector module (and no torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, detector.config; "
+            "print(sorted(m for m in sys.modules if m.startswith(('detector.', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['detector.config']"
+
+
+def test_choice_sets_are_checked_while_building() -> None:
+    from detector.config import OPTIMIZERS, ConfigError, config_from_dict
+
+    assert config_from_dict({"train": {"optimizer": OPTIMIZERS[-1]}}).train.optimizer == "adamw"
+    with pytest.raises(ConfigError, match=r"train.optimizer: 'adam' is not one of \['adamw', 'sgd'\]"):
+        config_from_dict({"train": {"optimizer": "adam"}}, source="x.yaml")
+    with pytest.raises(ConfigError, match="model.backbone: expected a string, got 18"):
+        config_from_dict({"model": {"backbone": 18}})

@@ -17,8 +17,7 @@ LITERAL_DEFAULT = re.compile(
 
 
 def _sources() -> list[Path]:
-    return sorted(path for path in PACKAGE.rglob("*.py")
-                  if path != HOME and "benchmarks" not in path.parts)
+    return sorted(path for path in PACKAGE.rglob("*.py") if path != HOME)
 
 
 def _code_lines(path: Path) -> dict[int, str]:
@@ -50,6 +49,25 @@ def test_dead_and_repeated_helpers_are_gone() -> None:
 
     assert not hasattr(mot, "format_mot_line")  # never called; MotWriter writes the lines
     assert not hasattr(runner, "median_latency_ms")  # unused
-    definitions = [path.name for path in (PACKAGE / "benchmarks").glob("*.py")
+    definitions = [path.name for path in (PACKAGE.parent / "tools" / "benchmarks").glob("*.py")
                    if re.search(r"^def _?sync\(", path.read_text(encoding="utf-8"), re.M)]
     assert len(definitions) == 1, definitions
+
+
+def test_detect_track_and_detector_share_one_options_object() -> None:
+    """The click options' defaults are `InferenceOptions`' and `Detector`'s keywords its part."""
+    import inspect
+
+    from detector.commands.detect import detect
+    from detector.defaults import InferenceOptions
+    from detector.inference.predictor import Detector
+
+    defaults = InferenceOptions()
+    by_name = {param.name: param.default for param in detect.params}
+    for name in ("device", "score_threshold", "iou_threshold", "max_det", "out_dir", "json_path",
+                 "serve_port", "serve_host", "batch_size", "timeout", "max_image_pixels"):
+        assert by_name[name] == getattr(defaults, name), name
+    keywords = inspect.signature(Detector.from_checkpoint).parameters
+    settings = defaults.detector_settings()
+    assert set(settings) <= set(keywords)
+    assert all(keywords[key].default == value for key, value in settings.items())

@@ -13,8 +13,8 @@ import functools
 import pytest
 import torch
 
+from benchmarks.nms import clustered_boxes
 from detector._postprocess import greedy, greedy_numba
-from detector.benchmarks.nms import clustered_boxes
 from detector.postprocess import batched_nms, multi_image_nms, nms, soft_nms
 
 THRESHOLDS = [0.2, 0.5, 0.8]

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from detector.benchmarks.nms import clustered_boxes
+from benchmarks.nms import clustered_boxes
 from detector.postprocess import soft_nms
 
 

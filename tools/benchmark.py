@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import click
 
-from detector.benchmarks.data import data
-from detector.benchmarks.detect import detect
-from detector.benchmarks.eval import eval_
-from detector.benchmarks.gpu import gpu
-from detector.benchmarks.handover import handover
-from detector.benchmarks.ladder import ladder
-from detector.benchmarks.nms import nms
-from detector.benchmarks.recipe import recipe
-from detector.benchmarks.resize import resize
-from detector.benchmarks.track import track
-from detector.benchmarks.train import train
+from benchmarks.data import data
+from benchmarks.detect import detect
+from benchmarks.eval import eval_
+from benchmarks.gpu import gpu
+from benchmarks.handover import handover
+from benchmarks.ladder import ladder
+from benchmarks.nms import nms
+from benchmarks.recipe import recipe
+from benchmarks.resize import resize
+from benchmarks.track import track
+from benchmarks.train import train
 
 
 @click.group()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from detector.config_checks import SYNTHETIC_KINDS
+from detector.config import SYNTHETIC_KINDS
 
 
 def _parse_size(text: str) -> tuple[int, int]:

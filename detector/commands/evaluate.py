@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from detector.evaluation.voc_metric import VOC_METRICS  # numpy only: the CLI starts without torch
+from detector.config import VOC_METRICS
 
 
 def _load_split(cfg: Any, split: str) -> Any:
@@ -82,9 +82,9 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
         cfg = _with_overrides(load_config(data), conf, iou, max_det)
         detector = _exported_detector(path, cfg, device)
     else:
-        from detector.inference.backends import autotune_convolutions
-        from detector.inference.predictor import resolve_device
-        from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
+        from detector.checkpoint import load_checkpoint
+        from detector.inference.backends import autotune_convolutions, resolve_device
+        from detector.model.build import model_from_checkpoint
 
         ckpt = load_checkpoint(path)
         resolved = resolve_device(device or "auto")
@@ -134,7 +134,7 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
         raise click.UsageError("--predictions needs --data CONFIG (the dataset to score against)")
     try:
         if checkpoint is not None:
-            from detector.training.checkpoint import CheckpointError
+            from detector.checkpoint import CheckpointError
 
             try:
                 cfg, split_records, predictions = _predict_with_model(

@@ -51,9 +51,9 @@ def export(checkpoint: str, file_format: str, out: str | None, image_size: int |
            half: bool, nms: bool, score_threshold: float, iou_threshold: float, max_det: int, opset: int,
            exporter: str, device: str, verify: bool, data_config: str | None) -> None:
     """Export CHECKPOINT to ONNX or TorchScript and verify the file against it."""
+    from detector.checkpoint import CheckpointError
     from detector.config import ConfigError
     from detector.export import ExportError, ExportOptions, export_checkpoint
-    from detector.training.checkpoint import CheckpointError
 
     options = ExportOptions(
         format=file_format, out=out, image_size=image_size, dynamic=dynamic, batch=batch, half=half, nms=nms,

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from detector.commands.detect import detect as _detect
-from detector.commands.detect import run_inference
+from detector.commands.detect import options_from_cli, run_inference
 
 TRACK_CONF_DEFAULT = 0.1
 
@@ -39,7 +39,7 @@ def _track_params() -> list[click.Parameter]:
 
 
 def _run_track(save_mot: str | None, track_high: float, track_buffer: float, class_aware: bool,
-               trail_seconds: float, **options: Any) -> None:
+               trail_seconds: float, checkpoint: str, source: str, **cli_options: Any) -> None:
     """Detect and track objects in SOURCE with CHECKPOINT (same sources and outputs as detect).
 
     SOURCE is a video file, a webcam index (0), an rtsp/rtmp/http(s) URL, or a
@@ -47,7 +47,8 @@ def _run_track(save_mot: str | None, track_high: float, track_buffer: float, cla
     MOTChallenge text (frame, id, x, y, w, h, score, -1, -1, -1) for
     `detector evaluate-tracks`.
     """
-    score_threshold = options["score_threshold"]
+    options = options_from_cli(**cli_options)
+    score_threshold = options.score_threshold
     if score_threshold > track_high:
         raise click.BadParameter(f"--conf {score_threshold} is above --track-high {track_high}", param_hint="--conf")
 
@@ -63,7 +64,7 @@ def _run_track(save_mot: str | None, track_high: float, track_buffer: float, cla
         except OSError as exc:
             raise click.ClickException(f"--save-mot {save_mot}: cannot write ({exc.strerror or exc})") from None
 
-    run_inference(**options, make_stage=make_stage)
+    run_inference(checkpoint, source, options, make_stage=make_stage)
 
 
 track = click.Command(

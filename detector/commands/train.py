@@ -34,8 +34,8 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
 
     With --resume, CONFIG is optional: the run's stored config is used.
     """
+    from detector.checkpoint import CheckpointError
     from detector.config import ConfigError, load_config
-    from detector.training.checkpoint import CheckpointError
     from detector.training.resume import ResumeError, prepare_resume
     from detector.training.trainer import (
         NonFiniteLossError,

@@ -35,8 +35,6 @@ from detector.data.formats.voc import read_voc_split
 from detector.data.formats.yolo import read_yolo_source
 from detector.data.record import SampleRecord, SkippedSample, SplitRecords
 
-DATA_FORMATS = ("voc", "coco", "yolo")  # data.format: one reader each below
-
 
 def resolve_data_path(root: str | Path, entry: str) -> Path:
     """`entry` if absolute, else `root / entry` (root itself relative to the current directory)."""

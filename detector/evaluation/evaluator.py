@@ -39,13 +39,14 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detector.config import VOC_METRICS
 from detector.data.record import SampleRecord
 from detector.evaluation.coco_format import (
     check_category_ids,
     predictions_to_coco_results,
     records_to_coco,
 )
-from detector.evaluation.voc_metric import VOC_METRICS, voc_ap_per_class
+from detector.evaluation.voc_metric import voc_ap_per_class
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

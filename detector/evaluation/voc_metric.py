@@ -27,15 +27,11 @@ import numpy as np
 
 from detector.data.record import SampleRecord
 
-# `eval.voc_metric` / `detector evaluate --voc-metric`: auto (area for VOC data, else off),
-# area (VOC2010+), 11point (VOC2007), none. Config checks and the CLI read it here.
-VOC_METRICS = ("auto", "area", "11point", "none")
-
 
 def box_iou_arrays(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """`detector.postprocess.box_iou` on numpy xyxy boxes [N, 4] x [M, 4] -> float64 [N, M].
 
-    torch loads only when this runs, so the CLI reads VOC_METRICS without it.
+    torch loads only when this runs.
     """
     import torch
 

@@ -99,8 +99,9 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportR
         CheckpointError: the checkpoint is missing, corrupt or not ours.
         ExportError: a bad option, a missing package, or the exporter failed.
     """
-    from detector.inference.predictor import resolve_device
-    from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from detector.checkpoint import load_checkpoint
+    from detector.inference.backends import resolve_device
+    from detector.model.build import model_from_checkpoint
 
     out = check_options(checkpoint, options)
     ckpt = load_checkpoint(checkpoint)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from detector.training.atomic_write import write_atomic
+from detector.checkpoint import write_atomic
 
 __all__ = ["file_sha256", "write_atomic"]
 

@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from detector.checkpoint import CheckpointError
 from detector.data.letterbox import PAD_VALUE
 from detector.defaults import DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DET, DEFAULT_SCORE_THRESHOLD
-from detector.training.checkpoint import CheckpointError
 
 MARKER_KEY = "detector.export"  # present in every file we write; its value is the format version
 FORMAT_VERSION = "1"

@@ -165,3 +165,13 @@ class TorchBackend:
         boxes, scores = decode_boxes_scores(raw.float(), strides=self.strides,
                                             input_size=tuple(batch.shape[-2:]))
         return DenseOutput(boxes, scores)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda when available else cpu; "cuda" without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return resolved

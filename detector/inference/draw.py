@@ -1,6 +1,6 @@
 """Draw detections on a BGR image (in place) with one stable colour per class.
 
-    draw_detections(frame_bgr, result)   # result: predictor.Detections
+    draw_detections(frame_bgr, result)   # result: detections.Detections
 """
 
 from __future__ import annotations

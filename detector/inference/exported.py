@@ -34,7 +34,13 @@ from detector.export.metadata import (
     ExportedModelError,
     ExportMetadata,
 )
-from detector.inference.backends import BackendOutput, DenseOutput, NMSOutput, Selection
+from detector.inference.backends import (
+    BackendOutput,
+    DenseOutput,
+    NMSOutput,
+    Selection,
+    resolve_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +227,6 @@ class TorchScriptBackend:
     """A traced .torchscript file from `detector export --format torchscript`."""
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "auto") -> None:
-        from detector.inference.predictor import resolve_device
-
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportedModelError(f"{path}: exported model not found")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,69 +27,12 @@ import torch
 
 from detector import defaults
 from detector.data.letterbox import Letterbox, boxes_to_original
-from detector.inference.backends import InferenceBackend, Selection, TorchBackend
+from detector.inference.backends import InferenceBackend, Selection, TorchBackend, resolve_device
+from detector.inference.detections import Detections
 from detector.inference.preprocess import preprocess_batch
 from detector.model import precision
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Detections:
-    """Detections of one image.
-
-    Attributes:
-        boxes: float32 [K, 4] xyxy pixels in the original image.
-        scores: float32 [K] confidence in 0..1, descending.
-        labels: int64 [K] class indices into the detector's `class_names`.
-        label_names: K class names, the name of each detection's label (also
-            readable as `names`, the name README and design.md use).
-        width, height: size of the original image in pixels.
-        path: the image file, when the input was a path.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    label_names: list[str]
-    width: int
-    height: int
-    path: str | None = None
-
-    @property
-    def names(self) -> list[str]:
-        """The public name of `label_names`: one class name per detection."""
-        return self.label_names
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready record: {path, width, height, detections: [{box, score, label, name}]}."""
-        return {
-            "path": self.path,
-            "width": self.width,
-            "height": self.height,
-            "detections": [
-                {
-                    "box": [round(float(v), 2) for v in box],
-                    "score": round(float(score), 4),
-                    "label": int(label),
-                    "name": name,
-                }
-                for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.label_names, strict=True)
-            ],
-        }
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> cuda when available else cpu; "cuda" without a GPU is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
-    return resolved
 
 
 def _precision(half: bool | str, device: torch.device) -> torch.dtype | None:
@@ -212,8 +154,9 @@ class Detector:
             return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
                        score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
                        classes=classes)
+        from detector.checkpoint import load_checkpoint
         from detector.inference.backends import autotune_convolutions
-        from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
+        from detector.model.build import model_from_checkpoint
 
         resolved = resolve_device(device)
         autotune_convolutions(resolved)  # an inference entry point (never inside training)

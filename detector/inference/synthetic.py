@@ -59,9 +59,9 @@ def random_checkpoint(path: str | Path, *, backbone: str = "resnet18", image_siz
     For benchmarks and tests only; the boxes mean nothing. `model`: more `model:`
     config keys (e.g. ``{"width": 0.5}``).
     """
+    from detector.checkpoint import save_checkpoint
     from detector.config import config_from_dict, config_to_dict
     from detector.model.build import build_model
-    from detector.training.checkpoint import save_checkpoint
 
     cfg = config_from_dict({"data": {"names": list(names)},
                             "model": {"backbone": backbone, "image_size": image_size, **(model or {})}})

@@ -20,9 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from detector.config import FROZEN_STAGES
+
 # The `model.backbone` choices (config checks and build_model read them here): name -> depth.
 BACKBONES: dict[str, int] = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101}
-FROZEN_STAGES = 5  # what `frozen_stages` can freeze: the stem and layer1..layer4
 STAGE_CHANNELS = (64, 128, 256, 512)  # ResNet's stage widths at width 1.0; the stem has 64 too
 
 
@@ -150,7 +151,7 @@ class ResNetBackbone(nn.Module):
         super().__init__()
         if depth not in _ARCHITECTURES:
             raise ValueError(f"ResNet depth {depth} is not one of {sorted(_ARCHITECTURES)}")
-        if not 0 <= frozen_stages <= 5:
+        if not 0 <= frozen_stages <= FROZEN_STAGES:
             raise ValueError(f"frozen_stages={frozen_stages} must be in 0..5 (stem + 4 stages)")
         self.depth = depth
         self.width = width

@@ -5,13 +5,19 @@
     cfg = load_config("configs/shapes.yaml")
     model = build_model(cfg.model, num_classes=5)
     loss_fn = build_loss(cfg.model, num_classes=5)
+
+    from detector.checkpoint import load_checkpoint
+    model, cfg = model_from_checkpoint(load_checkpoint("best.pt"), device="cpu")  # eval mode
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from detector.config import ModelConfig
+from detector.checkpoint import CheckpointError
+from detector.config import Config, ModelConfig, config_from_dict
 from detector.model.backbone import BACKBONES, ResNetBackbone, scaled_channels
 from detector.model.loss import YOLOLoss
 from detector.model.pretrained import load_resnet_weights
@@ -73,3 +79,37 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
 def build_loss(model_cfg: ModelConfig, num_classes: int) -> YOLOLoss:
     """Build the `YOLOLoss` matching `build_model(model_cfg, num_classes)`."""
     return YOLOLoss(num_classes=num_classes, strides=STRIDES)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any],
+                          device: str | torch.device = "cpu") -> tuple[YOLODetector, Config]:
+    """Build the model a checkpoint describes and load its inference weights.
+
+    Needs nothing but the checkpoint: the backbone's `model.pretrained` path is
+    ignored (the checkpoint already holds every weight), and the class count
+    comes from the stored `names`.
+
+    Args:
+        ckpt: a dict from `detector.checkpoint.load_checkpoint`.
+        device: where to put the model.
+
+    Returns:
+        (model in eval mode on `device`, the resolved Config stored in the checkpoint).
+
+    Raises:
+        CheckpointError: the stored config is invalid or the weights do not fit the model.
+    """
+    try:
+        cfg = config_from_dict(ckpt["config"], source="checkpoint config")
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint holds an invalid config ({exc})") from exc
+    names = list(ckpt["names"])
+    build_cfg = config_from_dict(ckpt["config"], source="checkpoint config",
+                                 overrides=["model.pretrained=null"])
+    model = build_model(build_cfg.model, len(names))
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint weights do not fit the {cfg.model.backbone} model ({exc})") from exc
+    return model.to(device).eval(), cfg

@@ -21,7 +21,6 @@ import torch
 
 from detector.config import TrainConfig
 
-AMP_DTYPES = ("bf16", "fp16")  # the `train.amp_dtype` choices (fp16 trains with a GradScaler)
 HALF_CHOICES = (False, True, "fp16", "bf16")  # what Detector(half=...) accepts (None, "fp32": full)
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from detector.inference.detections import Detections
 from detector.inference.frames import Frame, FrameSource
-from detector.inference.predictor import Detections
 from detector.tracking.draw import Trails, draw_tracks
 from detector.tracking.mot import MotWriter
 from detector.tracking.tracker import ByteTracker

@@ -30,7 +30,6 @@ from detector.training.distributed import DistInfo, any_rank_true, unwrap_model
 from detector.training.optim import set_learning_rate
 from detector.training.state import EpochProgress, TrainParts, TrainState
 
-NAN_POLICIES = ("skip", "stop")  # train.nan_policy, what NanGuard does on a non-finite step
 SINGLE_PROCESS = DistInfo()  # the default: no torch.distributed
 
 

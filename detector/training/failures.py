@@ -12,7 +12,7 @@ Known causes: a DataLoader worker that died (the out-of-memory killer, a crash),
 one that hangs past `train.worker_timeout`, too many undecodable images in a row,
 running out of memory, and a write that failed (disk full, quota, read-only
 filesystem; see `writing`). The previous last.pt is never touched by a failure:
-checkpoints are replaced atomically (checkpoint.py).
+checkpoints are replaced atomically (detector/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def writing(path: Path) -> Iterator[None]:
 def shut_down_workers(loader: torch.utils.data.DataLoader) -> None:
     """Stop a loader's persistent workers now, and SIGKILL any that do not exit.
 
-    Workers ignore a SIGTERM from outside (stop_signals.worker_signal_setup), so this is
+    Workers ignore a SIGTERM from outside (data.loading.worker_signals), so this is
     how they end after a stop; a worker stuck in C code (after a DataLoader timeout)
     would never exit by itself at all.
     """

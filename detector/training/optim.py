@@ -26,9 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from detector.config import TrainConfig
-
-OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
+from detector.config import OPTIMIZERS, TrainConfig
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

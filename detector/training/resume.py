@@ -19,8 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from detector.checkpoint import CheckpointError, load_checkpoint
 from detector.config import Config, config_from_dict, config_to_dict, load_config
-from detector.training.checkpoint import CheckpointError, load_checkpoint
 
 
 class ResumeError(ValueError):

@@ -17,18 +17,19 @@ from typing import Any
 
 from torch import nn
 
+from detector.checkpoint import non_finite_tensors, save_checkpoint
 from detector.config import Config
-from detector.training.checkpoint import (
-    inference_checkpoint,
-    last_checkpoint,
-    non_finite_tensors,
-    save_checkpoint,
-)
 from detector.training.epoch import NonFiniteLossError
 from detector.training.failures import writing
 from detector.training.plots import plot_training_curves
 from detector.training.run_dir import append_result, append_step
-from detector.training.state import EpochProgress, TrainParts, TrainState
+from detector.training.state import (
+    EpochProgress,
+    TrainParts,
+    TrainState,
+    inference_checkpoint,
+    last_checkpoint,
+)
 
 
 def check_finite_before_save(model: nn.Module, where: str) -> None:

@@ -23,11 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from detector.config import Config, TrainConfig
+from detector.config import Config, SavePeriod, TrainConfig, parse_save_period
 from detector.data.record import SplitRecords
 from detector.model.precision import amp_dtype_for
 from detector.training import distributed as ddp
-from detector.training.checkpoint import restore_from_checkpoint
 from detector.training.ema import ModelEMA
 from detector.training.failures import writing
 from detector.training.optim import WarmupCosineSchedule, build_optimizer
@@ -39,8 +38,7 @@ from detector.training.run_dir import (
     truncate_steps,
     write_config_yaml,
 )
-from detector.training.save_period import SavePeriod, parse_save_period
-from detector.training.state import EpochProgress, TrainParts, TrainState
+from detector.training.state import EpochProgress, TrainParts, TrainState, restore_from_checkpoint
 from detector.training.time_budget import TimeBudget
 
 

@@ -1,25 +1,32 @@
-"""What a training run holds between steps: counters, the epoch's progress, the objects a step touches.
+"""What a training run holds between steps, and how it goes into last.pt / best.pt and back.
 
     state = TrainState(planned_epochs=cfg.train.epochs)
     progress = EpochProgress()          # of the current epoch; a mid-epoch last.pt holds it
-    parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=63)  # setup.py
+    parts = build_train_parts(model, loss_fn, cfg.train, device=device,
+                              steps_per_epoch=63)          # setup.py
+    save_checkpoint(last_checkpoint(parts, state, cfg, names, progress), "weights/last.pt")
+    progress = restore_from_checkpoint(parts, state, load_checkpoint(path,
+                                                                     require_training_state=True))
 
 Plain data: built by `setup.set_up`, advanced by `epoch.train_one_epoch` and
-`trainer.fit`, written to and restored from last.pt by checkpoint.py (the format's
-one owner).
+`trainer.fit`. The file format (keys, types, loading, atomic writes) is
+`detector.checkpoint`'s; this module fills it from the run and restores the run from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import nn
 
+from detector.config import Config, config_to_dict
 from detector.training.distributed import unwrap_model
 from detector.training.ema import ModelEMA
 from detector.training.optim import WarmupCosineSchedule
+from detector.training.rng import capture_rng_state
 
 
 @dataclass
@@ -36,10 +43,6 @@ class TrainState:
     finished: bool = False
     # train.close_mosaic switched mosaic off: it stays off, whatever a later plan says.
     mosaic_closed: bool = False
-
-
-# TrainState fields added after last.pt files were written: optional there, with their default.
-LATER_STATE_FIELDS = ("mosaic_closed",)
 
 
 @dataclass
@@ -86,3 +89,67 @@ class TrainParts:
         return self.ema.module if self.ema is not None else unwrap_model(self.model)
 
 
+def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config,
+                         names: list[str]) -> dict[str, Any]:
+    """best.pt: what inference needs (`checkpoint.INFERENCE_TYPES`), EMA weights when EMA is on."""
+    return {
+        "model": parts.eval_model.state_dict(),
+        "config": config_to_dict(cfg),
+        "names": list(names),
+        "image_size": cfg.model.image_size,
+        "mean": list(cfg.model.mean),
+        "std": list(cfg.model.std),
+        "epoch": state.epoch,
+        "best_ap": state.best_ap,
+    }
+
+
+def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
+                    progress: EpochProgress | None = None) -> dict[str, Any]:
+    """last.pt: `inference_checkpoint` plus everything an exact resume needs.
+
+    `progress`: the current epoch's, for a checkpoint written inside an epoch
+    (`epoch_progress` key; 0 batches at an epoch end).
+    """
+    ckpt = inference_checkpoint(parts, state, cfg, names)
+    ckpt.update(
+        train_model=unwrap_model(parts.model).state_dict(),
+        optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.schedule.state_dict(),
+        scaler=parts.scaler.state_dict(),
+        ema=parts.ema.state_dict() if parts.ema is not None else {},
+        rng=capture_rng_state(),
+        finished=state.finished,
+        step=state.step,
+        train_state=asdict(state),
+        epoch_progress=asdict(progress if progress is not None else EpochProgress()),
+    )
+    return ckpt
+
+
+def restore_from_checkpoint(parts: TrainParts, state: TrainState,
+                            ckpt: dict[str, Any]) -> EpochProgress:
+    """Load model, optimizer, schedule, scaler, EMA and counters from last.pt; return the progress.
+
+    The progress is empty for an epoch-end checkpoint or an older file. The RNG
+    states are restored separately (`rng.restore_rng_state`), as the very last
+    thing before training continues, so nothing built after this draws from them.
+    """
+    unwrap_model(parts.model).load_state_dict(ckpt["train_model"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    parts.schedule.load_state_dict(ckpt["scheduler"])
+    if ckpt["scaler"]:
+        parts.scaler.load_state_dict(ckpt["scaler"])
+    if parts.ema is not None:
+        if ckpt["ema"]:
+            # `model` holds the EMA weights
+            parts.ema.load_state_dict(ckpt["ema"], weights=ckpt["model"])
+        else:  # EMA switched on at resume: start the average from the current weights
+            parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
+    saved = ckpt["train_state"]
+    for item in fields(TrainState):
+        # Fields beyond checkpoint.TRAIN_STATE_KEYS are optional in a file: their default then.
+        setattr(state, item.name, saved.get(item.name, item.default))
+    progress = ckpt.get("epoch_progress") or {}
+    known = {item.name for item in fields(EpochProgress)}
+    return EpochProgress(**{key: value for key, value in progress.items() if key in known})

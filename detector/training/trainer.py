@@ -10,7 +10,7 @@
 
 `fit` is the algorithm; one epoch is `epoch.train_one_epoch`, one validation
 `epoch.validate`, what is built before the first epoch `setup.set_up`, and what
-is written `run_outputs` (the checkpoint format itself: checkpoint.py).
+is written `run_outputs` (the checkpoint format itself: detector/checkpoint.py).
 
 Under torchrun every rank runs `fit`; rank 0 alone validates, prints and writes
 files, and broadcasts its decisions (planned epochs, stop) so the ranks stay in step.

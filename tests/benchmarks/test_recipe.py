@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from detector.benchmarks import recipe as recipe_module
-from detector.benchmarks import recipe_variants
-from detector.benchmarks.recipe_variants import CHANGES, Change, Variant, variants_for
+from benchmarks import recipe as recipe_module
+from benchmarks import recipe_variants
+from benchmarks.recipe_variants import CHANGES, Change, Variant, variants_for
 from detector.config import load_config
 from detector.data.augment.entries import DEFAULT_AUGMENT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from detector.benchmarks.resize import resize
+from benchmarks.resize import resize
 
 
 def test_resize_benchmark_prints_every_candidate() -> None:

@@ -152,9 +152,9 @@ def checkpoint(coco_dataset, tmp_path_factory):
     """A randomly initialised small model saved as a checkpoint of the tiny dataset."""
     import torch
 
+    from detector.checkpoint import save_checkpoint
     from detector.config import config_to_dict, load_config
     from detector.model.build import build_model
-    from detector.training.checkpoint import save_checkpoint
 
     cfg = load_config(coco_dataset["config"], overrides=[
         "model.backbone=resnet18", "model.image_size=64", "train.workers=0", "eval.batch_size=16"])  # one batch

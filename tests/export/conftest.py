@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.export import ExportOptions, export_checkpoint
 from detector.inference.synthetic import random_checkpoint
-from detector.training.checkpoint import load_checkpoint, save_checkpoint
 
 NAMES = ("circle", "square", "triangle")
 

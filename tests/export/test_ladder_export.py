@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.export import ExportOptions, export_checkpoint
 from detector.inference.predictor import Detector
 from detector.inference.synthetic import random_checkpoint
+from detector.model.build import model_from_checkpoint
 from detector.postprocess import box_iou
-from detector.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 from .test_onnx_export import assert_close, random_images, reference, run_onnx
 

@@ -17,13 +17,13 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from detector import Detector
+from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.cli import main
 from detector.export import ExportOptions, export_checkpoint
 from detector.export.nms_graph import append_nms
 from detector.export.verify import match_detections, synthetic_images
 from detector.inference.synthetic import write_synthetic_video
 from detector.model.decode import select_detections
-from detector.training.checkpoint import load_checkpoint, save_checkpoint
 
 from .conftest import legacy_nms_file, tame_checkpoint
 

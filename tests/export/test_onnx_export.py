@@ -12,12 +12,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from detector.checkpoint import load_checkpoint
 from detector.export import ExportMetadata, ExportOptions, export_checkpoint
 from detector.export.files import file_sha256
 from detector.export.graph import DecodedDetector
 from detector.export.metadata import ExportedModelError
+from detector.model.build import model_from_checkpoint
 from detector.postprocess import batched_nms
-from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 from .conftest import NAMES
 

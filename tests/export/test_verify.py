@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.cli import main
 from detector.export import ExportOptions, export_checkpoint
 from detector.export import verify as verify_module
 from detector.export.verify import match_detections, verify_export
 from detector.inference.predictor import Detections
-from detector.training.checkpoint import load_checkpoint, save_checkpoint
 
 from .conftest import tame_checkpoint
 

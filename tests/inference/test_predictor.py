@@ -153,7 +153,7 @@ def test_inputs_and_options_that_must_raise(detector: Detector, checkpoint_path:
             Detector.from_checkpoint(checkpoint_path, device="cuda")
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    from detector.training.checkpoint import CheckpointError
+    from detector.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="broken.pt"):
         Detector.from_checkpoint(broken, device="cpu")

@@ -194,3 +194,12 @@ def test_residual_branches_start_at_zero_only_where_trained() -> None:
     assert (trained.layer1[0].bn2.weight == 1).all()  # frozen: a zero would stay zero
     frozen_norms = ResNetBackbone(depth=50, freeze_bn=True)
     assert (frozen_norms.layer3[0].bn3.weight == 1).all()
+
+
+def test_the_config_backbone_names_are_the_depth_map() -> None:
+    """`model.backbone`'s choice set (config) and the depths the model builds agree, in order."""
+    from detector.config import BACKBONE_NAMES, FROZEN_STAGES
+    from detector.model.backbone import BACKBONES
+
+    assert BACKBONE_NAMES == tuple(BACKBONES)
+    assert FROZEN_STAGES == 1 + 4  # the stem and layer1..layer4, what frozen_stages can freeze

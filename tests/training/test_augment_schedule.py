@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from detector.checkpoint import load_checkpoint
 from detector.config import config_from_dict
 from detector.data.loading.sampling import SeededSampler
 from detector.training import trainer as trainer_module
 from detector.training.augment_schedule import closing_epochs, mosaic_enabled
-from detector.training.checkpoint import load_checkpoint
 from detector.training.resume import prepare_resume
 from detector.training.run_dir import read_steps
 from detector.training.trainer import fit

@@ -19,11 +19,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from detector import checkpoint as checkpoint_module
+from detector.checkpoint import load_checkpoint
 from detector.cli import main
 from detector.data import images as images_module
 from detector.data.images import ImageReadError
-from detector.training import checkpoint as checkpoint_module
-from detector.training.checkpoint import load_checkpoint
 
 _REAL_READ = images_module.read_image_rgb
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from detector.training.checkpoint import load_checkpoint
+from detector.checkpoint import load_checkpoint
 from detector.training.run_dir import read_steps
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from detector.checkpoint import load_checkpoint
 from detector.config import Config, config_from_dict
 from detector.training import trainer as trainer_module
-from detector.training.checkpoint import load_checkpoint
 from detector.training.resume import ResumeError, prepare_resume
 from detector.training.trainer import fit
 
@@ -243,7 +243,7 @@ def _eight_image_config(tiny_config, data: Path, run: Path, settings: dict) -> d
 
 
 def test_mid_epoch_checkpoint_refuses_a_changed_batch_size(tiny_config, tmp_path: Path) -> None:
-    from detector.training.checkpoint import save_checkpoint
+    from detector.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
     fit(tiny_config(tmp_path / "data", run, epochs=1), show_progress=False)
@@ -258,7 +258,7 @@ def test_mid_epoch_checkpoint_refuses_a_changed_batch_size(tiny_config, tmp_path
 def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp_path: Path) -> None:
     """augment, multi_scale and close_mosaic shape the rest of the epoch: a change would make the
     resume silently inexact, so it is refused naming the key and both values."""
-    from detector.training.checkpoint import save_checkpoint
+    from detector.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
     fit(tiny_config(tmp_path / "data", run, epochs=1), show_progress=False)

@@ -14,12 +14,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from detector import checkpoint as checkpoint_module
+from detector.checkpoint import load_checkpoint
 from detector.cli import main
-from detector.config import ConfigError
-from detector.training import checkpoint as checkpoint_module
+from detector.config import ConfigError, SavePeriod, parse_save_period
 from detector.training import epoch as train_epoch
-from detector.training.checkpoint import load_checkpoint
-from detector.training.save_period import SavePeriod, parse_save_period
 
 _REAL_STEP = train_epoch._optimizer_step
 
@@ -224,11 +223,11 @@ def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.M
 
     from torch.utils.data import DataLoader
 
+    from detector.data.loading import worker_signals
     from detector.data.loading.dataset import init_worker
-    from detector.training import stop_signals
     from detector.training.failures import shut_down_workers
 
-    monkeypatch.setattr(stop_signals, "WORKER_TERM_GRACE_S", 0.5)
+    monkeypatch.setattr(worker_signals, "WORKER_TERM_GRACE_S", 0.5)
     loader = DataLoader(list(range(20)), batch_size=None, num_workers=1, worker_init_fn=init_worker,
                         persistent_workers=True)
     batches = iter(loader)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.config import Config, config_from_dict
 from detector.data.loading.sampling import SeededSampler
 from detector.training import epoch as train_epoch
 from detector.training import trainer as trainer_module
-from detector.training.checkpoint import load_checkpoint, save_checkpoint
 from detector.training.resume import prepare_resume
 from detector.training.run_dir import read_steps
 from detector.training.stop_signals import TrainingInterrupted

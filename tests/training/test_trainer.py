@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from detector.checkpoint import load_checkpoint, non_finite_tensors
 from detector.config import Config, TrainConfig, config_from_dict
 from detector.training import trainer as trainer_module
-from detector.training.checkpoint import load_checkpoint, non_finite_tensors
 from detector.training.epoch import NanGuard, NonFiniteLossError, train_one_epoch
 from detector.training.optim import WarmupCosineSchedule
 from detector.training.state import TrainParts, TrainState

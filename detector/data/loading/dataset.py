@@ -69,6 +69,7 @@ from detector.data.loading import UndecodableImagesError  # noqa: F401 (raised h
 from detector.data.loading.collate import collate_batch
 from detector.data.loading.memory import keep_freed_memory
 from detector.data.loading.sampling import SeededSampler
+from detector.data.loading.worker_signals import worker_signal_setup
 from detector.data.record import SampleRecord, SplitRecords
 
 Transform = TrainTransform | EvalTransform
@@ -170,12 +171,10 @@ class DetectionDataset(Dataset):
 
 def init_worker(worker_id: int) -> None:
     """DataLoader `worker_init_fn`: single-threaded OpenCV, glibc keeps freed buffers,
-    signals left to the main process (`stop_signals.worker_signal_setup`).
+    signals left to the main process (`worker_signals.worker_signal_setup`).
 
     Nothing is seeded here: augmentation seeds come with each index (`SeededSampler`).
     """
-    from detector.training.stop_signals import worker_signal_setup
-
     worker_signal_setup()
     # One worker = one core: OpenCV's own thread pool would oversubscribe the CPU.
     cv2.setNumThreads(0)

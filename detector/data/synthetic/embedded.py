@@ -35,8 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.config import DataConfig
-from detector.config_checks import SYNTHETIC_KINDS
+from detector.config import SYNTHETIC_KINDS, DataConfig
 from detector.data.synthetic.dense import dense_image_size, render_dense_scene
 from detector.data.synthetic.shapes import check_shape_names, render_scene
 

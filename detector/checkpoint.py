@@ -1,12 +1,13 @@
-"""The checkpoint format, its one owner: the keys, what last.pt and best.pt store, loading and restoring.
+"""The checkpoint format: its keys and their types, the weights-only loader, the atomic writer.
 
-    from detector.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from detector.checkpoint import load_checkpoint, save_checkpoint
     ckpt = load_checkpoint("runs/train/exp/weights/best.pt")
-    model, cfg = model_from_checkpoint(ckpt, device="cpu")   # eval mode, EMA weights
+    save_checkpoint(ckpt, "copy.pt")                      # atomic: old file or new, never half
+    write_atomic("model.onnx", lambda handle: handle.write(data))   # the same writer, any file
 
-    # what the trainer writes and reads back (last.pt: everything an exact resume needs)
-    save_checkpoint(last_checkpoint(parts, state, cfg, names, progress), run / "weights/last.pt")
-    progress = restore_from_checkpoint(parts, state, load_checkpoint(path, require_training_state=True))
+A leaf of the package (it imports nothing else of it), shared by training (which
+fills last.pt and best.pt: `training.state`), inference, export and the commands.
+`model.build.model_from_checkpoint` turns a loaded checkpoint into a model.
 
 Every checkpoint holds only tensors and plain containers so that
 `torch.load(weights_only=True)` reads it: a file that would need to run code to
@@ -23,28 +24,26 @@ unpickle is refused. Keys (`INFERENCE_TYPES`, `TRAINING_TYPES`; docs/internals.m
 best.pt is exactly these. last.pt adds `train_model` (the raw weights), `optimizer`,
 `scheduler`, `scaler`, `ema`, `rng`, `finished`, `step`, `train_state` (the
 `TrainState` counters) and `epoch_progress` (the `EpochProgress` of a mid-epoch
-save; optional: older files lack it). `load_checkpoint` checks every key's type,
-so a hand-edited or foreign `.pt` fails at load time naming the key, not later
-with a KeyError or a shape mismatch deep inside the model.
+save; optional: files written without mid-epoch saves lack it). `load_checkpoint`
+checks every key's type, so a hand-edited or foreign `.pt` fails at load time
+naming the key, not later with a KeyError or a shape mismatch deep inside the model.
+
+Atomic writes: the bytes go to a hidden temporary file beside the target
+(`.NAME.<16 hex>.tmp`, same filesystem), are flushed and fsynced, `os.replace`
+swaps it in and the folder entry is fsynced; the temp file is removed on any
+error, and `remove_stale_temp_files` sweeps those a SIGKILL left behind.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from collections.abc import Callable
-from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from torch import nn
-
-from detector.config import Config, config_from_dict, config_to_dict
-from detector.training.atomic_write import remove_stale_temp_files, write_atomic
-from detector.training.distributed import unwrap_model
-from detector.training.ema import ModelEMA
-from detector.training.rng import capture_rng_state
-from detector.training.state import LATER_STATE_FIELDS, EpochProgress, TrainParts, TrainState
 
 
 class CheckpointError(RuntimeError):
@@ -64,7 +63,8 @@ def _state_dict(value: Any) -> str | None:
         return f"expected a state dict (name -> tensor), got {type(value).__name__}"
     for name, tensor in value.items():
         if not isinstance(name, str) or not torch.is_tensor(tensor):
-            return f"expected a state dict (name -> tensor), but {name!r} holds a {type(tensor).__name__}"
+            return (f"expected a state dict (name -> tensor), but {name!r} holds a "
+                    f"{type(tensor).__name__}")
     return None
 
 
@@ -75,7 +75,8 @@ def _string_list(value: Any) -> str | None:
 
 
 def _three_numbers(value: Any) -> str | None:
-    if not isinstance(value, list) or len(value) != 3 or not all(_is_number(item) for item in value):
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(_is_number(item) for item in value)):
         got = repr(value) if isinstance(value, list) else type(value).__name__
         return f"expected a list of 3 numbers, got {got}"
     return None
@@ -84,7 +85,9 @@ def _three_numbers(value: Any) -> str | None:
 def _int_at_least(minimum: int) -> Check:
     def check(value: Any) -> str | None:
         is_int = isinstance(value, int) and not isinstance(value, bool)
-        return None if is_int and value >= minimum else f"expected an integer >= {minimum}, got {value!r}"
+        if is_int and value >= minimum:
+            return None
+        return f"expected an integer >= {minimum}, got {value!r}"
     return check
 
 
@@ -105,6 +108,11 @@ def _mapping_with(*keys: str) -> Check:
     return check
 
 
+# The `train_state` counters every last.pt holds (`training.state.TrainState`); fields the
+# dataclass has beyond these are optional in a file and take their default when absent.
+TRAIN_STATE_KEYS = ("planned_epochs", "epoch", "step", "best_ap", "best_epoch",
+                    "epochs_without_improvement", "elapsed_s", "finished")
+
 INFERENCE_TYPES: dict[str, Check] = {
     "model": _state_dict,
     "config": _mapping_with(),
@@ -118,18 +126,19 @@ INFERENCE_TYPES: dict[str, Check] = {
 TRAINING_TYPES: dict[str, Check] = {
     "train_model": _state_dict,
     "optimizer": _mapping_with("state", "param_groups"),
-    "scheduler": _mapping_with("base_lr", "end_lr", "warmup_steps", "total_steps", "start_step", "start_lr"),
+    "scheduler": _mapping_with("base_lr", "end_lr", "warmup_steps", "total_steps", "start_step",
+                               "start_lr"),
     "scaler": _mapping_with(),
     "ema": _mapping_with(),
     "rng": _mapping_with("python", "numpy", "torch"),
     "finished": _boolean,
     "step": _int_at_least(0),
-    "train_state": _mapping_with(*(item.name for item in fields(TrainState)
-                                   if item.name not in LATER_STATE_FIELDS)),
+    "train_state": _mapping_with(*TRAIN_STATE_KEYS),
 }
-# Optional (absent in checkpoints written before mid-epoch saves existed; nan_streak came later still).
+# Optional: last.pt files written without mid-epoch saves lack it.
 OPTIONAL_TYPES: dict[str, Check] = {
-    "epoch_progress": _mapping_with("batches_done", "sums", "finite_batches", "skipped_steps", "images_seen"),
+    "epoch_progress": _mapping_with("batches_done", "sums", "finite_batches", "skipped_steps",
+                                    "images_seen"),
 }
 INFERENCE_KEYS = tuple(INFERENCE_TYPES)
 TRAINING_KEYS = tuple(TRAINING_TYPES)
@@ -151,70 +160,8 @@ def checkpoint_type_errors(ckpt: dict[str, Any], *, training: bool) -> list[str]
     return errors
 
 
-def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str]) -> dict[str, Any]:
-    """best.pt: what inference needs (the `INFERENCE_TYPES` keys), with the EMA weights when EMA is on."""
-    return {
-        "model": parts.eval_model.state_dict(),
-        "config": config_to_dict(cfg),
-        "names": list(names),
-        "image_size": cfg.model.image_size,
-        "mean": list(cfg.model.mean),
-        "std": list(cfg.model.std),
-        "epoch": state.epoch,
-        "best_ap": state.best_ap,
-    }
-
-
-def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
-                    progress: EpochProgress | None = None) -> dict[str, Any]:
-    """last.pt: `inference_checkpoint` plus everything an exact resume needs.
-
-    `progress`: the current epoch's, for a checkpoint written inside an epoch
-    (`epoch_progress` key; 0 batches at an epoch end).
-    """
-    ckpt = inference_checkpoint(parts, state, cfg, names)
-    ckpt.update(
-        train_model=unwrap_model(parts.model).state_dict(),
-        optimizer=parts.optimizer.state_dict(),
-        scheduler=parts.schedule.state_dict(),
-        scaler=parts.scaler.state_dict(),
-        ema=parts.ema.state_dict() if parts.ema is not None else {},
-        rng=capture_rng_state(),
-        finished=state.finished,
-        step=state.step,
-        train_state=asdict(state),
-        epoch_progress=asdict(progress if progress is not None else EpochProgress()),
-    )
-    return ckpt
-
-
-def restore_from_checkpoint(parts: TrainParts, state: TrainState, ckpt: dict[str, Any]) -> EpochProgress:
-    """Load model, optimizer, schedule, scaler, EMA and counters from last.pt; return the epoch's progress.
-
-    The progress is empty for an epoch-end checkpoint or an older file. The RNG
-    states are restored separately (`rng.restore_rng_state`), as the very last
-    thing before training continues, so nothing built after this draws from them.
-    """
-    unwrap_model(parts.model).load_state_dict(ckpt["train_model"])
-    parts.optimizer.load_state_dict(ckpt["optimizer"])
-    parts.schedule.load_state_dict(ckpt["scheduler"])
-    if ckpt["scaler"]:
-        parts.scaler.load_state_dict(ckpt["scaler"])
-    if parts.ema is not None:
-        if ckpt["ema"]:
-            parts.ema.load_state_dict(ckpt["ema"], weights=ckpt["model"])  # `model` holds the EMA weights
-        else:  # EMA switched on at resume: start the average from the current weights
-            parts.ema = ModelEMA(unwrap_model(parts.model), decay=parts.ema.decay)
-    saved = ckpt["train_state"]
-    for item in fields(TrainState):
-        setattr(state, item.name, saved.get(item.name, item.default))  # an older file lacks the later ones
-    progress = ckpt.get("epoch_progress") or {}
-    known = {item.name for item in fields(EpochProgress)}
-    return EpochProgress(**{key: value for key, value in progress.items() if key in known})
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write `state` to `path` atomically (`atomic_write.write_atomic`).
+    """Write `state` to `path` atomically (`write_atomic`).
 
     A crash at any point leaves either the previous file or the new one, never a
     half-written one; temp files a SIGKILL left behind are removed by the next save
@@ -255,11 +202,13 @@ def load_checkpoint(path: str | Path, *, require_training_state: bool = False) -
     except Exception as exc:  # torch raises many types (UnpicklingError, RuntimeError, EOFError...)
         raise CheckpointError(f"{path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path}: not a detector checkpoint (a {type(ckpt).__name__}, not a dict)")
+        raise CheckpointError(
+            f"{path}: not a detector checkpoint (a {type(ckpt).__name__}, not a dict)")
     required = INFERENCE_KEYS + (TRAINING_KEYS if require_training_state else ())
     missing = [key for key in required if key not in ckpt]
     if missing:
-        raise CheckpointError(f"{path}: not a detector checkpoint (missing keys {', '.join(missing)})")
+        raise CheckpointError(
+            f"{path}: not a detector checkpoint (missing keys {', '.join(missing)})")
     errors = checkpoint_type_errors(ckpt, training=require_training_state)
     if errors:
         raise CheckpointError(f"{path}: not a detector checkpoint (key {errors[0]})")
@@ -278,8 +227,10 @@ def _load_failure(exc: Exception) -> str:
             name = next(group for group in found.groups() if group)
             return f"not a checkpoint of this package (or unsafe): loading it would run {name}"
         # Otherwise the unpickler met bytes it cannot parse (torch's detail follows its advice).
-        detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
-        reason = next((line.strip() for line in detail.splitlines() if line.strip()), "not a pickle")
+        marker = "WeightsUnpickler error:"
+        detail = text.split(marker, 1)[1] if marker in text else ""
+        lines = (line.strip() for line in detail.splitlines() if line.strip())
+        reason = next(lines, "not a pickle")
     else:
         reason = text.splitlines()[0] if text else type(exc).__name__
     return f"checkpoint is corrupt or unreadable ({reason})"
@@ -297,40 +248,83 @@ def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
     return [
         name
         for name, tensor in state_dict.items()
-        if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        if torch.is_tensor(tensor) and tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor).all())
     ]
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
-    """Build the model a checkpoint describes and load its inference weights.
+# `.last.pt.<hex>.tmp`: a checkpoint's hidden temporary file (`write_atomic` of a `.pt`).
+_TEMP_NAME = re.compile(r"^\..+\.pt\.[0-9a-f]{16}\.tmp$")
 
-    Needs nothing but the checkpoint: the backbone's `model.pretrained` path is
-    ignored (the checkpoint already holds every weight), and the class count
-    comes from the stored `names`.
+
+def remove_stale_temp_files(directory: Path) -> None:
+    """Delete temp files a killed writer left (a SIGKILL cannot clean up after itself).
+
+    Only names of our own pattern are touched; one process writes a run's weights/
+    (rank 0), so no other writer's file in progress can match.
+    """
+    for candidate in directory.iterdir():
+        if _TEMP_NAME.match(candidate.name):
+            candidate.unlink(missing_ok=True)
+
+
+def _open_temp_file(path: Path) -> tuple[int, Path]:
+    """A new hidden file next to `path`, created with the umask's permissions.
+
+    (tempfile.mkstemp would create it 0600, and the rename would keep that.)
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # 64 random bits: practically never
+            continue
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable: fsync the directory entry (a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Call `write(handle)` on a temp file beside `path`, fsync, `os.replace` it, fsync the folder.
+
+    The one atomic-write mechanism of the package (checkpoints, exported models):
+    either the previous file or the new one survives a crash, never a half-written
+    one; the temp file is removed on any error, KeyboardInterrupt included; the file
+    gets the umask's permissions.
 
     Args:
-        ckpt: a dict from `load_checkpoint`.
-        device: where to put the model.
+        path: destination; its folder must exist.
+        write: writes the whole content to the binary handle it is given.
 
     Returns:
-        (model in eval mode on `device`, the resolved Config stored in the checkpoint).
-
-    Raises:
-        CheckpointError: the stored config is invalid or the weights do not fit the model.
+        `path` as a Path.
     """
-    # Imported here so that reading a checkpoint does not pull in the model code.
-    from detector.model.build import build_model
-
+    path = Path(path)
+    fd, tmp_name = _open_temp_file(path)
     try:
-        cfg = config_from_dict(ckpt["config"], source="checkpoint config")
-    except ValueError as exc:
-        raise CheckpointError(f"checkpoint holds an invalid config ({exc})") from exc
-    names = list(ckpt["names"])
-    build_cfg = config_from_dict(ckpt["config"], source="checkpoint config", overrides=["model.pretrained=null"])
-    model = build_model(build_cfg.model, len(names))
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit the {cfg.model.backbone} model ({exc})") from exc
-    return model.to(device).eval(), cfg
-
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # BaseException too: a KeyboardInterrupt mid-write must not leave the temp file.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+    return path

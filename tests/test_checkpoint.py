@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from detector.config import Config, config_to_dict
-from detector.training import atomic_write
-from detector.training import checkpoint as checkpoint_module
-from detector.training.checkpoint import (
+from detector import checkpoint as atomic_write
+from detector import checkpoint as checkpoint_module
+from detector.checkpoint import (
     CheckpointError,
     load_checkpoint,
-    model_from_checkpoint,
     non_finite_tensors,
     save_checkpoint,
 )
+from detector.config import Config, config_to_dict
+from detector.model.build import model_from_checkpoint
 from detector.training.rng import capture_rng_state, restore_rng_state
 
 
@@ -88,7 +88,7 @@ def test_process_killed_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> 
     script = textwrap.dedent(
         f"""
         import os, signal, torch
-        from detector.training import checkpoint
+        from detector import checkpoint
         real_save = torch.save
         def save_then_die(obj, handle, *a, **k):
             real_save(obj, handle, *a, **k)
@@ -249,3 +249,17 @@ def test_model_from_checkpoint_rebuilds_the_model(tmp_path: Path) -> None:
     state["names"] = ["x", "y"]  # head shaped for 3 classes
     with pytest.raises(CheckpointError, match="do not fit"):
         model_from_checkpoint(state)
+
+
+def test_required_train_state_keys_are_train_state_fields() -> None:
+    """`TRAIN_STATE_KEYS` (required in last.pt) are `TrainState` fields; the others have defaults,
+    so a last.pt written before they existed still resumes."""
+    from dataclasses import MISSING, fields
+
+    from detector.checkpoint import TRAIN_STATE_KEYS
+    from detector.training.state import TrainState
+
+    names = [item.name for item in fields(TrainState)]
+    assert set(TRAIN_STATE_KEYS) <= set(names)
+    optional = [item for item in fields(TrainState) if item.name not in TRAIN_STATE_KEYS]
+    assert optional and all(item.default is not MISSING for item in optional)

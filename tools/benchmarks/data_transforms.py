@@ -2,7 +2,7 @@
 
     python tools/benchmark.py data configs/shapes.yaml --per-transform
 
-Used by `tools/benchmark.py data --per-transform` (detector/benchmarks/data.py).
+Used by `tools/benchmark.py data --per-transform` (tools/benchmarks/data.py).
 Each variant is the real `DetectionDataset` path (decode + augment) run in this
 process, one sample at a time with per-sample seeds and plans as the training
 sampler makes them; CPU time (`time.process_time`) per image is measured, so

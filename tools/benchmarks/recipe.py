@@ -37,7 +37,7 @@ from typing import Any
 
 import click
 
-from detector.benchmarks.recipe_variants import CHANGES, SETS, Variant, variants_for
+from benchmarks.recipe_variants import CHANGES, SETS, Variant, variants_for
 
 DEFAULT_OUT = Path("/tmp/detector-recipe")
 
@@ -58,7 +58,7 @@ def _train_one(cfg: Any, variant: Variant, run_dir: Path, epochs: int) -> dict[s
     """Train `variant` for `epochs` epochs, validate at the end; AP, AP50, wall seconds."""
     import csv
 
-    from detector.config_checks import check_config_ranges
+    from detector.config import check_config_ranges
     from detector.training.trainer import fit
 
     cfg = variant.apply(copy.deepcopy(cfg))

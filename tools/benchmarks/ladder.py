@@ -224,7 +224,7 @@ def training_speed(cfgs: dict[tuple[str, str], Any], steps: int, repeats: int, w
 
 def train_for_budget(cfg: Any, run_dir: Path, epochs: int) -> dict[str, float]:
     """Train `epochs` epochs (one cosine over them), validate at the end: AP, AP50, seconds."""
-    from detector.config_checks import check_config_ranges
+    from detector.config import check_config_ranges
     from detector.training.trainer import fit
 
     cfg = copy.deepcopy(cfg)

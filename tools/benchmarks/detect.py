@@ -31,7 +31,7 @@ import click
 import numpy as np
 import torch
 
-from detector.benchmarks.nms import sync
+from benchmarks.nms import sync
 
 
 def _detector(checkpoint: Path, image_size: int, device: str, half: bool | str = False):
@@ -142,7 +142,7 @@ def _csv(text: str, name: str) -> list[str]:
 def detect(checkpoint: str | None, sizes: str, frames: int, video_size: str, repeats: int, device: str,
            batch_size: int, threads: str | None, backends: str) -> None:
     """Forward-only vs end-to-end video frames/s at each input size, backend and thread count."""
-    from detector.inference.predictor import resolve_device
+    from detector.inference.backends import resolve_device
     from detector.inference.synthetic import (
         random_checkpoint,
         synthetic_frame,

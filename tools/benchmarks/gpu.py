@@ -33,7 +33,7 @@ from pathlib import Path
 import click
 import torch
 
-from detector.benchmarks.nms import clustered_boxes, median_seconds, sync
+from benchmarks.nms import clustered_boxes, median_seconds, sync
 
 
 def _imports(name: str) -> bool:
@@ -112,7 +112,7 @@ def detect_fps(backbone: str, image_size: int, batch_size: int, frames: int, dev
     """Frames/s of `Detector` preprocessing + fp16 forward on one 640x480 frame repeated."""
     import numpy as np
 
-    from detector.benchmarks.detect import forward_fps
+    from benchmarks.detect import forward_fps
     from detector.config import ModelConfig
     from detector.inference.predictor import Detector
     from detector.model.build import build_model

@@ -21,7 +21,7 @@ weigh ~80 KB at 500x375, a little under VOC's photos (~90 KB; a lighter file mak
 decoding cheaper and the ratio harder), not the ~35 KB of the clean shapes images;
 the mean file size is printed. `--per-transform` first prints the CPU ms per image
 of each augment entry alone, in this process, against a plain letterbox
-(detector/benchmarks/data_transforms.py).
+(tools/benchmarks/data_transforms.py).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _children_cpu_seconds() -> float:
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override")
 @click.option("--per-transform", is_flag=True,
-              help="also: CPU ms per image of each augment entry alone (detector/benchmarks/data_transforms.py)")
+              help="also: CPU ms per image of each augment entry alone (tools/benchmarks/data_transforms.py)")
 def data(config: str, image_size: int, num_images: int, synthetic_size: str | None, batch_size: int,
          repeats: int, overrides: tuple[str, ...], per_transform: bool) -> None:
     """Images/s of the training pipeline (0, 1, 2 workers) vs plain decoding."""
@@ -143,7 +143,7 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
                 cpu_main[mode].append((time.process_time() - main_start) / count * 1000)
                 cpu_workers[mode].append((_children_cpu_seconds() - workers_start) / count * 1000)
         if per_transform:
-            from detector.benchmarks.data_transforms import per_transform_table
+            from benchmarks.data_transforms import per_transform_table
 
             per_transform_table(records, image_size, repeats, cfg.augment, cfg.train.multi_scale)
 
