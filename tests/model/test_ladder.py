@@ -114,3 +114,42 @@ def test_folding_keeps_channels_last_weights() -> None:
     folded = fold_batchnorm(build_model(ModelConfig(width=0.25), 3).eval())
     conv = folded.backbone.layer1[0].conv1
     assert conv.bias is not None and conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_detector_runs_the_folded_network_and_finds_the_same_boxes() -> None:
+    import numpy as np
+
+    from detector.inference.backends import TorchBackend
+    from detector.inference.predictor import Detector
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=0.25), 3)
+    _randomise_batchnorms(model)
+    with torch.no_grad():  # raise the priors so that random weights give detections to compare
+        for name, parameter in model.named_parameters():
+            if name.endswith(("obj_pred.bias", "cls_pred.bias")):
+                parameter.fill_(2.0)
+    model.eval()
+    folded = Detector(model, names=["a", "b", "c"], image_size=64, score_threshold=0.05)
+    plain = Detector(TorchBackend(model, device=torch.device("cpu"), fold_bn=False), names=["a", "b", "c"],
+                     image_size=64, score_threshold=0.05)
+    assert count_batchnorms(folded.backend._forward) == 0 and count_batchnorms(plain.backend._forward) > 0
+    assert folded.model is model  # the caller's module, with its norms, stays what Detector exposes
+    frame = np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    a, b = folded(frame), plain(frame)
+    assert len(a) == len(b) > 0
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_train_compile_falls_back_to_eager_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from detector.training.setup import compile_for_training, compiler_missing
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    assert "no C++ compiler" in compiler_missing(torch.device("cpu"))
+    lines: list[str] = []
+    assert compile_for_training(nn.Linear(2, 2), torch.device("cpu"), lines.append) is None
+    assert lines == ["train.compile: off, no C++ compiler (g++, c++, clang++ or $CXX) on PATH; training runs eager"]
