@@ -217,6 +217,7 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
             write_config_yaml(cfg, run_dir)
         log(f"{'resuming' if resuming else 'training'} in {run_dir}: {len(train_split.records)} train / "
             f"{len(val_split.records)} val images, {len(names)} classes, {cfg.model.backbone} "
+            f"width {cfg.model.width:g} "
             f"{cfg.model.image_size}px on {device} x{dist.world_size}, epoch {state.epoch + 1}/{state.planned_epochs}")
     budget = None
     if cfg.train.time_limit is not None:
