@@ -51,14 +51,7 @@ def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> Non
     api_ap = evaluate_detections(split.records, predictions, split.names, voc_metric="none").stats["AP"]
 
     # On the CPU the paths feed identical pixels: the very same detections, not only the same AP.
-    ours = predictions_to_coco_results(predictions, category_ids(cfg.data))
-    theirs = json.loads(saved_file.read_text())
-    assert len(ours) == len(theirs) > 0
-    key = lambda r: (r["image_id"], -r["score"], r["category_id"])  # noqa: E731
-    for mine, saved in zip(sorted(ours, key=key), sorted(theirs, key=key), strict=True):
-        assert (mine["image_id"], mine["category_id"]) == (saved["image_id"], saved["category_id"])
-        assert mine["score"] == pytest.approx(saved["score"], abs=1e-4)
-        assert mine["bbox"] == pytest.approx(saved["bbox"], abs=1e-2)
+    assert_same_results(predictions, cfg, saved_file)
 
     print(f"AP: validation {validation_ap:.6f}, detector evaluate {evaluate_ap:.6f}, Detector API {api_ap:.6f}")
     assert evaluate_ap > 0.05  # a trained model: equal APs near 0 would prove nothing
@@ -94,12 +87,17 @@ def test_validation_evaluate_and_api_predict_at_one_precision(
     found = detector([record.image_path for record in split.records])
     predictions = {record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
                    for record, f in zip(split.records, found, strict=True)}
+    assert_same_results(predictions, cfg, saved_file)
+
+
+def assert_same_results(predictions: dict, cfg, saved_file: Path) -> None:
+    """The API's detections equal a saved COCO results file, entry by entry (identical
+    pixels and dtype on the CPU: equal to the rounding of the results file)."""
     ours = predictions_to_coco_results(predictions, category_ids(cfg.data))
     theirs = json.loads(saved_file.read_text())
     assert len(ours) == len(theirs) > 0
     key = lambda r: (r["image_id"], -r["score"], r["category_id"])  # noqa: E731
     for mine, saved in zip(sorted(ours, key=key), sorted(theirs, key=key), strict=True):
         assert (mine["image_id"], mine["category_id"]) == (saved["image_id"], saved["category_id"])
-        # Identical pixels and dtype on the CPU: equal to the rounding of the results file.
         assert mine["score"] == pytest.approx(saved["score"], abs=1e-4)
         assert mine["bbox"] == pytest.approx(saved["bbox"], abs=1e-2)
