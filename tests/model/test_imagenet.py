@@ -258,7 +258,7 @@ def test_http_error_is_named(cache: Path, server: WeightServer) -> None:
 def test_interrupted_download_leaves_no_temp_file(
         cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch) -> None:
     body = b"x" * 1000
-    name = serve(server, monkeypatch, body)
+    serve(server, monkeypatch, body)
 
     def write_then_interrupt(url, handle, expected, progress):
         handle.write(body[:300])
@@ -302,3 +302,18 @@ def test_shipped_configs_ask_for_imagenet_and_tests_stay_offline(
     with pytest.raises(WeightDownloadError, match="Connection refused") as info:
         pretrained_path(cfg.model.pretrained, cfg.model.backbone, progress=False)
     assert f"{offline_weights}resnet50-0676ba61.pth" in str(info.value)
+
+
+def test_only_imagenet_module_fetches_weights_and_readme_lists_every_file() -> None:
+    package = Path(imagenet.__file__).resolve().parents[1]
+    fetchers = ("torch.hub.load", "load_state_dict_from_url", "download_url_to_file",
+                "download.pytorch.org")
+    users = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                   if any(word in path.read_text(encoding="utf-8") for word in fetchers))
+    assert users == ["model/imagenet.py"]
+    # urlopen only for the weights and for MJPEG stream sources the user names.
+    openers = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                     if "urlopen(" in path.read_text(encoding="utf-8"))
+    assert openers == ["inference/mjpeg.py", "model/imagenet.py"]
+    readme = (package.parent / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in readme for name in IMAGENET_FILES.values())
