@@ -42,12 +42,15 @@ class WeightServer:
     """Serves `files` (name -> bytes) under /models/ on loopback and records each request.
 
     `truncate[name] = n` announces the full Content-Length but sends only n bytes, then
-    closes the connection (a transfer cut short).
+    closes the connection (a transfer cut short), or with `stall` set keeps it open
+    without sending more until the server stops (a transfer that hangs).
     """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.truncate: dict[str, int] = {}
+        self.stall = False
+        self.stopping = threading.Event()
         self.requests: list[str] = []
         owner = self
 
@@ -63,6 +66,9 @@ class WeightServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[: owner.truncate.get(name, len(body))])
+                self.wfile.flush()
+                if owner.stall:
+                    owner.stopping.wait(timeout=30)
                 self.close_connection = True
 
             def log_message(self, *args: object) -> None:
@@ -78,6 +84,7 @@ class WeightServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join()
@@ -231,6 +238,19 @@ def test_truncated_transfer_leaves_nothing_and_a_retry_succeeds(
     assert fetch_imagenet_weights("imagenet", "resnet18", progress=False) == cache / name
     assert (cache / name).read_bytes() == body
     assert len(server.requests) == 2
+
+
+def test_stalled_transfer_times_out_and_leaves_nothing(
+        cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"y" * 4096
+    name = serve(server, monkeypatch, body)
+    server.truncate[name], server.stall = 1000, True
+    monkeypatch.setattr(imagenet, "TIMEOUT_SECONDS", 0.5)
+    with pytest.raises(WeightDownloadError) as info:
+        fetch_imagenet_weights("imagenet", "resnet18", progress=False)
+    assert_one_line_naming(str(info.value), server.url + name, cache / name)
+    assert "(TimeoutError: timed out)" in str(info.value)
+    assert list(cache.iterdir()) == []
 
 
 def test_offline_is_one_line_naming_url_cache_path_and_key(
