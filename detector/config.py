@@ -39,6 +39,9 @@ Optimizer = Literal["sgd", "adamw"]
 AmpDtype = Literal["bf16", "fp16"]  # fp16 trains with a GradScaler
 NanPolicy = Literal["skip", "stop"]  # what the NaN guard does on a non-finite step
 VocMetric = Literal["auto", "area", "11point", "none"]  # auto: on for voc data
+# `model.pretrained` names for torchvision's published ImageNet files (model/imagenet.py
+# fetches them); any other value is a local path.
+PretrainedName = Literal["imagenet", "imagenet-v2"]
 BACKBONE_NAMES: tuple[Backbone, ...] = typing.get_args(Backbone)
 DATA_FORMATS: tuple[DataFormat, ...] = typing.get_args(DataFormat)
 SYNTHETIC_KINDS: tuple[SyntheticKind, ...] = typing.get_args(SyntheticKind)
@@ -46,6 +49,15 @@ OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
 AMP_DTYPES: tuple[AmpDtype, ...] = typing.get_args(AmpDtype)
 NAN_POLICIES: tuple[NanPolicy, ...] = typing.get_args(NanPolicy)
 VOC_METRICS: tuple[VocMetric, ...] = typing.get_args(VocMetric)
+PRETRAINED_NAMES: tuple[PretrainedName, ...] = typing.get_args(PretrainedName)
+# The names torchvision publishes a file for, per backbone: V1 for every depth, V2 (its
+# newer training recipe) for 50 and 101 only.
+IMAGENET_WEIGHTS: dict[Backbone, tuple[PretrainedName, ...]] = {
+    "resnet18": ("imagenet",),
+    "resnet34": ("imagenet",),
+    "resnet50": ("imagenet", "imagenet-v2"),
+    "resnet101": ("imagenet", "imagenet-v2"),
+}
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # train.device
 FROZEN_STAGES = 5  # what `model.frozen_stages` can freeze: the stem and layer1..layer4
 
@@ -87,7 +99,9 @@ class ModelConfig:
     # the neck and head follow unless set. The ladder: docs/architecture.md.
     width: float = 1.0
     image_size: int = 448  # square network input (letterboxed), multiple of 32
-    pretrained: str | None = None  # local path to a torchvision ResNet state dict (width 1.0 only)
+    # imagenet / imagenet-v2 (torchvision's file, fetched into torch's cache), a local path
+    # to a torchvision ResNet state dict, or null; width 1.0 only.
+    pretrained: str | None = None
     frozen_stages: int = 0  # 0: train all; 1: freeze the stem; k: the stem and layer1..layer(k-1)
     freeze_bn: bool = False  # frozen BatchNorm statistics and affine (small batches)
     neck_channels: int | None = None  # null: 128 * width (multiple of 8)
@@ -511,6 +525,7 @@ def _check_model(cfg: Config) -> None:
     _number(cfg, "model.head_convs", low=0)
     if model.pretrained is not None and not model.pretrained.strip():
         raise _error("model.pretrained", "an empty path; use null for no pretrained weights")
+    _check_pretrained_name(model.pretrained, model.backbone)
     if model.pretrained is not None and model.width != 1.0:
         raise _error(
             "model.width",
@@ -525,6 +540,26 @@ def _check_model(cfg: Config) -> None:
             raise _error(key, f"values must be finite, got {values}")
     if any(v <= 0 for v in model.std):
         raise _error("model.std", f"values must be > 0 (they divide the pixels), got {model.std}")
+
+
+def _looks_like_weight_name(value: str) -> bool:
+    """True for a bare word starting with "imagenet" (any case): meant as a name, not a file."""
+    text = value.strip()
+    return text.lower().startswith("imagenet") and not any(c in text for c in "/\\.")
+
+
+def _check_pretrained_name(value: str | None, backbone: Backbone) -> None:
+    """A weight name must be one torchvision publishes for `backbone`; paths pass unchecked."""
+    if value is None or not (value in PRETRAINED_NAMES or _looks_like_weight_name(value)):
+        return
+    available = IMAGENET_WEIGHTS[backbone]
+    if value not in PRETRAINED_NAMES:
+        v2 = " and ".join(b for b, names in IMAGENET_WEIGHTS.items() if "imagenet-v2" in names)
+        raise _error("model.pretrained", f"{value!r} is not a weight name: use imagenet, "
+                     f"imagenet-v2 ({v2} only), a path to a local .pth file, or null")
+    if value not in available:
+        raise _error("model.pretrained", f"{value!r}: torchvision publishes no such file for "
+                     f"{backbone} (it has: {', '.join(available)})")
 
 
 def _check_train(cfg: Config) -> None:

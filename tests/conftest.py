@@ -7,7 +7,8 @@ machine; CUDA-only tests carry the `cuda` marker and skip where there is no GPU.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Keep every test off the network and out of the real torch cache: the base URL.
+
+    `model.pretrained: imagenet` anywhere in the suite (a shipped config, a subprocess)
+    looks in an empty `TORCH_HOME` and downloads from a loopback port that refuses
+    connections, so it fails at once with its one-line error instead of fetching ~100 MB.
+    Tests that download serve their own files (tests/model/test_imagenet.py).
+    """
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))  # bound but never listening: connecting is refused
+    url = f"http://127.0.0.1:{blocker.getsockname()[1]}/models/"
+    saved = {key: os.environ.get(key) for key in ("TORCH_HOME", "DETECTOR_WEIGHTS_URL")}
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
+    os.environ["DETECTOR_WEIGHTS_URL"] = url
+    yield url
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    blocker.close()
 
 
 def _tiny_training(data_root: Path, run_dir: Path | None = None, *, num_train: int = 4,

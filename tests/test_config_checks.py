@@ -60,6 +60,12 @@ BAD_VALUES = [
     ("model.head_channels=-8", "model.head_channels", "must be in [1, inf]"),
     ("model.head_convs=-1", "model.head_convs", "must be in [0, inf]"),
     ("model.pretrained=''", "model.pretrained", "empty path"),
+    ("model.pretrained=imagenet-v2", "model.pretrained",
+     "'imagenet-v2': torchvision publishes no such file for resnet18 (it has: imagenet)"),
+    ("model.pretrained=ImageNet", "model.pretrained", "'ImageNet' is not a weight name"),
+    ("model.pretrained=imagenet1k", "model.pretrained",
+     "use imagenet, imagenet-v2 (resnet50 and resnet101 only)"),
+    ("model.pretrained=imagenet", "model.width", "weights exist at width 1.0 only"),
     ("data.min_box_size=-1", "data.min_box_size", "must be in [0, inf]"),
     ("data.max_image_pixels=0", "data.max_image_pixels", "must be in [1, inf]"),
     ("data.names=[]", "data.names", "at least one class"),
@@ -82,6 +88,17 @@ def test_bad_value_is_refused_naming_file_and_key(override: str, key: str, reaso
     message = str(info.value)
     assert message.startswith(f"{path}: {key}: "), message
     assert reason in message
+
+
+def test_pretrained_names_and_paths_accepted_where_torchvision_has_the_file() -> None:
+    for backbone, name in [("resnet18", "imagenet"), ("resnet34", "imagenet"),
+                           ("resnet50", "imagenet-v2"), ("resnet101", "imagenet-v2")]:
+        cfg = config_from_dict({"model": {"backbone": backbone, "pretrained": name}})
+        assert cfg.model.pretrained == name
+    for path in ("weights/imagenet.pth", "imagenet-v2.pth", "/data/ImageNet/resnet18.pth"):
+        assert config_from_dict({"model": {"pretrained": path}}).model.pretrained == path
+    with pytest.raises(ConfigError, match=r"^<dict>: model\.pretrained: 'imagenet-v2': .* resnet34"):
+        config_from_dict({"model": {"backbone": "resnet34", "pretrained": "imagenet-v2"}})
 
 
 def test_coco_entry_shape_checked_at_load() -> None:

@@ -19,6 +19,7 @@ import torch
 from detector.checkpoint import CheckpointError
 from detector.config import Config, ModelConfig, config_from_dict
 from detector.model.backbone import BACKBONES, ResNetBackbone, scaled_channels
+from detector.model.imagenet import pretrained_path
 from detector.model.loss import YOLOLoss
 from detector.model.pretrained import load_resnet_weights
 from detector.model.yolo import STRIDES, YOLODetector
@@ -37,6 +38,10 @@ def neck_and_head_channels(model_cfg: ModelConfig) -> tuple[int, int]:
 def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
     """Build a `YOLODetector` and load `model.pretrained` into its backbone if set.
 
+    `model.pretrained: imagenet` (or `imagenet-v2`) takes torchvision's file from torch's
+    cache, downloading it there first if absent (`detector.model.imagenet`); a path loads
+    that file.
+
     Args:
         model_cfg: the `model:` config section.
         num_classes: number of classes C.
@@ -46,7 +51,8 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
 
     Raises:
         ValueError: unknown backbone, or ImageNet weights asked for at a width other than 1.0.
-        PretrainedWeightsError: the weight file is missing or does not fit.
+        PretrainedWeightsError: the weight file is missing or does not fit, or a named
+            file could not be downloaded (one line naming the URL and the cache path).
     """
     if model_cfg.backbone not in BACKBONES:
         raise ValueError(f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(BACKBONES)}")
@@ -59,7 +65,7 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
         width=model_cfg.width,
     )
     if model_cfg.pretrained:
-        load_resnet_weights(backbone, model_cfg.pretrained)
+        load_resnet_weights(backbone, pretrained_path(model_cfg.pretrained, model_cfg.backbone))
     neck_channels, head_channels = neck_and_head_channels(model_cfg)
     model = YOLODetector(
         backbone=backbone,

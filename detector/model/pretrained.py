@@ -9,6 +9,8 @@ download URLs serve). The classifier (``fc.*``) is dropped. Every other key must
 match the backbone in name and shape; ``*.num_batches_tracked`` may be missing
 (older torchvision files lack it; the model's own counter is kept). Anything
 else raises `PretrainedWeightsError` naming the file and the first mismatches.
+`model.pretrained: imagenet` names such a file instead of a path: `detector.model.imagenet`
+fetches it into torch's cache and `build_model` loads it from there with this function.
 """
 
 from __future__ import annotations

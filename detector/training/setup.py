@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,7 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
     """Seeds, run directory, data, model, optimizer; the saved state when resuming."""
     from detector.data.loading.dataset import build_dataloader
     from detector.model.build import build_loss, build_model
+    from detector.model.imagenet import pretrained_path
 
     start = clock()  # the time budget counts set-up (data, model) too
     save_period = parse_save_period(cfg.train.save_period)  # a bad value fails before any run dir exists
@@ -182,6 +183,9 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
     if dist.is_main:
         train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=dist.distributed)
         val_loader, val_split = build_dataloader(cfg, "val", train=False)
+        if cfg.model.pretrained and not resuming:
+            # `imagenet` is downloaded here, once, before the other ranks look in the cache.
+            pretrained_path(cfg.model.pretrained, cfg.model.backbone)
     ddp.barrier(dist)
     if not dist.is_main:
         train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=True)
@@ -189,7 +193,9 @@ def set_up(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[
     if resuming:
         check_class_names(run_dir, list(resume_checkpoint["names"]), names)
 
-    model = build_model(cfg.model, len(names)).to(device)
+    # A resumed run takes every weight from its checkpoint: no ImageNet file is read or fetched.
+    model_cfg = replace(cfg.model, pretrained=None) if resuming else cfg.model
+    model = build_model(model_cfg, len(names)).to(device)
     loss_fn = build_loss(cfg.model, len(names)).to(device)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
     parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch)

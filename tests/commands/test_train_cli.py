@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import torch
@@ -69,3 +70,51 @@ def test_missing_dataset_fails_with_its_path_and_leaves_no_run_dir(tmp_path: Pat
     assert result.exit_code != 0
     assert "train.txt" in result.output and "not found" in result.output
     assert not run.exists()
+
+
+def test_imagenet_weights_offline_end_with_one_line_and_no_run_dir(
+        tmp_path: Path, tiny_training_yaml, offline_weights: str) -> None:
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", epochs=1)
+    run = tmp_path / "runs" / "exp"
+    result = CliRunner().invoke(main, ["train", str(config), "--set", "model.pretrained=imagenet",
+                                       "--set", f"train.run_dir={run}"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    cache = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert errors == [
+        "Error: model.pretrained: imagenet: cannot download "
+        f"{offline_weights}resnet18-f37072fd.pth "
+        f"([Errno 111] Connection refused); to work offline place that file at {cache}, or set "
+        "model.pretrained to a local path"], result.output
+    assert not run.exists() and not cache.exists()
+
+
+def test_imagenet_from_cache_trains_and_resume_needs_no_weight_file(
+        tmp_path: Path, tiny_training_yaml, monkeypatch) -> None:
+    import hashlib
+    import io
+
+    from detector.model.backbone import ResNetBackbone
+    from detector.model.imagenet import IMAGENET_FILES
+
+    buffer = io.BytesIO()
+    torch.save(ResNetBackbone(depth=18).state_dict(), buffer)  # torchvision's keys, minus fc
+    name = f"resnet18-{hashlib.sha256(buffer.getvalue()).hexdigest()[:8]}.pth"
+    monkeypatch.setitem(IMAGENET_FILES, ("resnet18", "imagenet"), name)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(buffer.getvalue())  # as if torchvision had downloaded it: no request
+
+    config = tiny_training_yaml("c.yaml", tmp_path / "data", epochs=1)
+    run = tmp_path / "runs" / "exp"
+    first = CliRunner().invoke(main, ["train", str(config), "--set", "model.pretrained=imagenet",
+                                      "--set", f"train.run_dir={run}"])
+    assert first.exit_code == 0, first.output
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["pretrained"] == "imagenet"
+
+    cached.unlink()  # offline (tests/conftest.py) and no cache: any fetch would fail
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.epochs=2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(run / "weights/last.pt", weights_only=True)["epoch"] == 2
+    assert not cached.exists()
