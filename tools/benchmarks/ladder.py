@@ -242,6 +242,15 @@ def train_for_budget(cfg: Any, run_dir: Path, epochs: int) -> dict[str, float]:
             "wall_s": time.monotonic() - started}
 
 
+def _stored_speeds(results: dict[str, Any], cfgs: dict[tuple[str, str], Any]) -> dict[tuple[str, str], float]:
+    """Training img/s per (set, preset) from an earlier run's results.json; a missing one is an error."""
+    stored = results.get("speed", {})
+    missing = [f"{s}/{p}" for s, p in cfgs if p not in stored.get(s, {})]
+    if missing:
+        raise click.UsageError(f"--reuse-speeds: no stored speed for {', '.join(missing)} in --out/results.json")
+    return {(s, p): float(stored[s][p]) for s, p in cfgs}
+
+
 def _print_table(results: dict[str, Any], presets: list[str], set_names: list[str]) -> None:
     """Cost, inference and per-set training speed / accuracy, one row per preset."""
     cost, speed, infer, accuracy = (results.get(k, {}) for k in ("cost", "speed", "inference", "accuracy"))
@@ -294,11 +303,13 @@ def _csv(text: str, known: dict[str, Any], hint: str) -> list[str]:
 @click.option("--set", "overrides", multiple=True, help="KEY=VALUE override for every config")
 @click.option("--skip-inference", is_flag=True, help="no export / latency rows")
 @click.option("--table-only", is_flag=True, help="print the accumulated results.json")
+@click.option("--reuse-speeds", is_flag=True,
+              help="take training img/s from --out/results.json (a longer budget at the ratios of an earlier run)")
 @click.option("--emulate-avx2", is_flag=True, help="oneDNN limited to AVX2 (the slower machine kind's ISA)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
 def ladder(presets: str, sets: str, size: int, repeats: int, steps: int, threads: int, workers: int,
            variants: str, accuracy: bool, minutes: float, overrides: tuple[str, ...], skip_inference: bool, table_only: bool,
-           emulate_avx2: bool, out: Path) -> None:
+           reuse_speeds: bool, emulate_avx2: bool, out: Path) -> None:
     """The model ladder: params, GFLOPs, latency, training img/s, AP at equal wall-clock."""
     preset_names = _csv(presets, PRESETS, "--presets")
     set_names = _csv(sets, SETS, "--sets")
@@ -328,7 +339,10 @@ def ladder(presets: str, sets: str, size: int, repeats: int, steps: int, threads
     variant_rows = {f"{preset_names[0]}+{v}": preset_names[0]
                     for v in _csv(variants, dict.fromkeys(VARIANTS), "--variants")} if variants else {}
     compile_started = time.monotonic()
-    speeds = training_speed(cfgs, steps, repeats, workers, out, variant_rows)
+    if reuse_speeds:
+        speeds = _stored_speeds(results, cfgs)
+    else:
+        speeds = training_speed(cfgs, steps, repeats, workers, out, variant_rows)
     if variant_rows:
         click.echo(f"speed runs incl. variants took {time.monotonic() - compile_started:.0f} s")
     for (set_name, preset), ips in speeds.items():
