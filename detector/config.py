@@ -34,7 +34,8 @@ class ConfigError(ValueError):
 # The choice sets: each key's type is the Literal, and the tuple is what code iterates.
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]  # depths: model/backbone.py
 DataFormat = Literal["voc", "coco", "yolo"]  # one reader each: data/catalog.py
-SyntheticKind = Literal["shapes", "dense"]  # dense: many small objects, clutter, a rare class
+# dense: many small objects, clutter, a rare class; aerial: large images, 8-40 px objects
+SyntheticKind = Literal["shapes", "dense", "aerial"]
 Optimizer = Literal["sgd", "adamw"]
 AmpDtype = Literal["bf16", "fp16"]  # fp16 trains with a GradScaler
 NanPolicy = Literal["skip", "stop"]  # what the NaN guard does on a non-finite step
@@ -56,7 +57,7 @@ class SynthConfig:
 
     num_train: int = 800
     num_val: int = 200
-    image_size: int = 128  # side of the square images written (dense: the largest side)
+    image_size: int = 128  # side of the square images written (dense, aerial: the largest side)
     seed: int = 0
     kind: SyntheticKind = "shapes"
 
@@ -495,9 +496,10 @@ def _check_data(cfg: Config) -> None:
         _number(cfg, "data.synthetic.num_val", low=1)
         _number(cfg, "data.synthetic.image_size", low=32)
         _number(cfg, "data.synthetic.seed", low=0)
-        if data.synthetic.kind == "dense" and data.synthetic.image_size < 64:
+        least = {"dense": 64, "aerial": 256}.get(data.synthetic.kind, 32)
+        if data.synthetic.image_size < least:
             raise _error("data.synthetic.image_size",
-                         f"{data.synthetic.image_size} must be >= 64 for kind dense")
+                         f"{data.synthetic.image_size} must be >= {least} for kind {data.synthetic.kind}")
 
 
 def _check_model(cfg: Config) -> None:
