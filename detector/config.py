@@ -528,15 +528,17 @@ def _check_data(cfg: Config) -> None:
         least = {"dense": 64, "aerial": 256}.get(data.synthetic.kind, 32)
         if data.synthetic.image_size < least:
             raise _error("data.synthetic.image_size",
-                         f"{data.synthetic.image_size} must be >= {least} for kind {data.synthetic.kind}")
+                         f"{data.synthetic.image_size} must be >= {least} "
+                         f"for kind {data.synthetic.kind}")
 
 
 def _check_slice(cfg: Config) -> None:
-    """data.slice: a tile of >= 32 px that is a multiple of the largest stride, fractions in range."""
+    """data.slice: a tile of >= 32 px, a multiple of the largest stride; fractions in range."""
     size = cfg.data.slice.size
     if size < 32 or size % 32:
-        raise _error("data.slice.size", f"{size} must be a multiple of 32 (the model's largest stride) "
-                                        "and at least 32")
+        raise _error("data.slice.size",
+                     f"{size} must be a multiple of 32 (the model's largest stride) "
+                     "and at least 32")
     _number(cfg, "data.slice.overlap", low=0, high=1, high_open=True)
     _number(cfg, "data.slice.min_area_ratio", low=0, high=1)
     _number(cfg, "data.slice.empty_rate", low=0, high=1)

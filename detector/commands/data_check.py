@@ -63,7 +63,8 @@ def _format_split(report: SplitReport, names: list[str]) -> list[str]:
         ]
         if objects.through_tiles is not None:
             tiles = f"{objects.slice_size} px tiles"
-            lines.append(f"    {tiles:<20} {objects.through_tiles}; {objects.fraction_tiny_through_tiles:.0%} "
+            lines.append(f"    {tiles:<20} {objects.through_tiles}; "
+                         f"{objects.fraction_tiny_through_tiles:.0%} "
                          f"(data.slice, letterboxed to {objects.network_size})")
     lines.append(f"  skipped:       {len(report.skipped)} image(s)" + (" (path: reason)" if report.skipped else ""))
     lines += [f"    {sample.path}: {sample.reason}" for sample in report.skipped]
@@ -77,9 +78,11 @@ def _tile_advice(report: CheckReport, network_size: int, *, sliced: bool) -> str
     tiny = objects.fraction_tiny_through_tiles if sliced else objects.fraction_tiny_at_input
     how = ("objects keep their size" if size == network_size
            else f"tiles are magnified {network_size / size:.1f}x to the {network_size} px input")
-    where = f"through data.slice.size {objects.slice_size} tiles" if sliced else "after the letterbox"
-    return (f"suggestion: {tiny:.0%} of the train objects are under 8 px at model.image_size {network_size} "
-            f"{where}; train on tiles with data.slice: {{size: {size}}} ({how}) and detect with "
+    where = (f"through data.slice.size {objects.slice_size} tiles" if sliced
+             else "after the letterbox")
+    return (f"suggestion: {tiny:.0%} of the train objects are under 8 px at model.image_size "
+            f"{network_size} {where}; train on tiles with data.slice: {{size: {size}}} ({how}) "
+            "and detect with "
             f"--slice {size} (docs/sliced-training.md)")
 
 

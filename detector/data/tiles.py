@@ -3,8 +3,8 @@
     tile_grid(1000, 600, size=512, overlap=0.2)
     # [(0, 0, 512, 512), (409, 0, 921, 512), (488, 0, 1000, 512),
     #  (0, 88, 512, 600), (409, 88, 921, 600), (488, 88, 1000, 600)]
-    boxes, labels, ignore = cut_boxes(record.boxes, record.labels, record.ignore, (409, 0, 921, 512),
-                                      min_area_ratio=0.5, min_box_size=1.0)
+    boxes, labels, ignore = cut_boxes(record.boxes, record.labels, record.ignore,
+                                      (410, 0, 922, 512), min_area_ratio=0.5, min_box_size=1.0)
     samples, summary = training_samples(records, size=512, overlap=0.2, min_area_ratio=0.5,
                                         empty_rate=0.1, full_images=True, network_size=512,
                                         min_box_size=1.0, seed=0)
@@ -144,12 +144,14 @@ class TilingSummary:
     def __str__(self) -> str:
         empty = self.tiles - self.tiles_with_objects
         full = f" + {self.full_images} whole images" if self.full_images else ""
-        return (f"{self.images} images -> {self.tiles} tiles: {self.tiles_with_objects} with objects, "
-                f"{self.empty_kept} of {empty} empty kept{full} = {self.samples} samples per epoch")
+        return (f"{self.images} images -> {self.tiles} tiles: {self.tiles_with_objects} with "
+                f"objects, {self.empty_kept} of {empty} empty kept{full} = {self.samples} samples "
+                "per epoch")
 
 
 def _full_image_record(record: SampleRecord, network_size: int) -> SampleRecord:
-    """`record` with the boxes the letterbox to `network_size` shrinks below FULL_IMAGE_MIN_SIDE ignored."""
+    """`record` with its boxes that the letterbox to `network_size` shrinks below
+    FULL_IMAGE_MIN_SIDE marked ignore."""
     scale = network_size / max(record.width, record.height)
     longest = (record.boxes[:, 2:] - record.boxes[:, :2]).max(axis=1, initial=0.0) * scale
     return dataclasses.replace(record, ignore=record.ignore | (longest < FULL_IMAGE_MIN_SIDE))
@@ -185,18 +187,22 @@ def training_samples(
         ValueError: nothing to train on (every tile empty, empty_rate 0, no whole images).
     """
     tiles = [tile_record(record, window, min_area_ratio=min_area_ratio, min_box_size=min_box_size)
-             for record in records for window in tile_grid(record.width, record.height, size, overlap)]
-    empty = [index for index, tile in enumerate(tiles) if tile.ignore.all()]  # no target (or no box)
+             for record in records
+             for window in tile_grid(record.width, record.height, size, overlap)]
+    # Empty: no target (no box, or only ignored ones).
+    empty = [index for index, tile in enumerate(tiles) if tile.ignore.all()]
     keep = round(empty_rate * len(empty))
     chosen = {empty[int(j)] for j in np.random.default_rng(seed).permutation(len(empty))[:keep]}
     empty_set = set(empty)
-    samples = [tile for index, tile in enumerate(tiles) if index not in empty_set or index in chosen]
+    samples = [tile for index, tile in enumerate(tiles)
+               if index not in empty_set or index in chosen]
     if full_images:
         samples += [_full_image_record(record, network_size) for record in records]
     summary = TilingSummary(images=len(records), tiles=len(tiles),
                             tiles_with_objects=len(tiles) - len(empty), empty_kept=keep,
                             full_images=len(records) if full_images else 0)
     if not samples:
-        raise ValueError(f"data.slice: all {summary.tiles} tiles hold no object, data.slice.empty_rate is 0 "
-                         "and data.slice.full_images is false: nothing to train on")
+        raise ValueError(f"data.slice: all {summary.tiles} tiles hold no object, "
+                         "data.slice.empty_rate is 0 and data.slice.full_images is false: "
+                         "nothing to train on")
     return samples, summary

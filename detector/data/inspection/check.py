@@ -58,7 +58,7 @@ class SplitReport:
     skipped: list[SkippedSample]
     read_stats: ReadStats
     box_sizes: BoxSizeStats | None  # None when the split has no box
-    object_sizes: ObjectSizes | None = None  # measured when a network size is given and there are boxes
+    object_sizes: ObjectSizes | None = None  # with a network size given, when there are boxes
 
     @property
     def num_boxes(self) -> int:
@@ -145,7 +145,8 @@ def check_split(data_cfg: DataConfig, split: str, *, decode: bool = False,
     return report, names
 
 
-def check_dataset(data_cfg: DataConfig, *, decode: bool = False, network_size: int | None = None) -> CheckReport:
+def check_dataset(data_cfg: DataConfig, *, decode: bool = False,
+                  network_size: int | None = None) -> CheckReport:
     """Scan the train and val splits of a dataset.
 
     Args:
@@ -166,5 +167,6 @@ def check_dataset(data_cfg: DataConfig, *, decode: bool = False, network_size: i
         report.splits.append(split_report)
         report.names = report.names or names
         if split == "train" and split_report.object_sizes is not None and network_size is not None:
-            report.suggested_tile_size = suggest_tile_size(split_report.object_sizes, network_size=network_size)
+            report.suggested_tile_size = suggest_tile_size(split_report.object_sizes,
+                                                           network_size=network_size)
     return report

@@ -34,19 +34,22 @@ class SizeHistogram:
     @classmethod
     def of(cls, sides: np.ndarray) -> SizeHistogram:
         """Histogram of longest sides [N] (N >= 1)."""
-        counts = np.bincount(np.searchsorted(BUCKETS, sides, side="right"), minlength=len(BUCKETS) + 1)
+        bucket = np.searchsorted(BUCKETS, sides, side="right")
+        counts = np.bincount(bucket, minlength=len(BUCKETS) + 1)
         return cls(counts=[int(c) for c in counts], median=float(np.median(sides)))
 
     def __str__(self) -> str:
-        labels = [f"<{BUCKETS[0]:g}"] + [f"{low:g}-{high:g}" for low, high in zip(BUCKETS, BUCKETS[1:])]
-        labels.append(f">={BUCKETS[-1]:g}")
-        cells = "  ".join(f"{label}: {count}" for label, count in zip(labels, self.counts, strict=True))
+        edges = zip(BUCKETS[:-1], BUCKETS[1:], strict=True)
+        labels = [f"<{BUCKETS[0]:g}", *(f"{low:g}-{high:g}" for low, high in edges),
+                  f">={BUCKETS[-1]:g}"]
+        cells = "  ".join(f"{label}: {count}"
+                          for label, count in zip(labels, self.counts, strict=True))
         return f"{cells}  (median {self.median:.1f})"
 
 
 @dataclass
 class ObjectSizes:
-    """Longest box sides of a split's (non-ignored) objects, in image pixels and at network input."""
+    """Longest box sides of a split's targets (not ignored), in the image and at network input."""
 
     network_size: int
     native: SizeHistogram
@@ -99,7 +102,8 @@ def suggest_tile_size(sizes: ObjectSizes, *, network_size: int) -> int | None:
     magnifies the median object to TINY_SIDE px, rounded down to a multiple of 32
     (at least 32). Under data.slice the measure is through its tiles.
     """
-    tiny = sizes.fraction_tiny_through_tiles if sizes.through_tiles is not None else sizes.fraction_tiny_at_input
+    tiny = (sizes.fraction_tiny_through_tiles if sizes.through_tiles is not None
+            else sizes.fraction_tiny_at_input)
     if tiny <= 0.5:
         return None
     if sizes.native.median >= TINY_SIDE:

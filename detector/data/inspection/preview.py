@@ -95,8 +95,8 @@ def _caption(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
-def tile_overview(record: SampleRecord, image_rgb: np.ndarray, windows: list[tuple[int, int, int, int]],
-                  side: int) -> np.ndarray:
+def tile_overview(record: SampleRecord, image_rgb: np.ndarray,
+                  windows: list[tuple[int, int, int, int]], side: int) -> np.ndarray:
     """One image scaled to fit `side` x `side`, its tile `windows` outlined, its boxes drawn.
 
     Args:
@@ -110,10 +110,12 @@ def tile_overview(record: SampleRecord, image_rgb: np.ndarray, windows: list[tup
     """
     scale = side / max(record.width, record.height)
     size = (max(1, round(record.width * scale)), max(1, round(record.height * scale)))
-    canvas = np.ascontiguousarray(cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)[..., ::-1])
+    resized = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+    canvas = np.ascontiguousarray(resized[..., ::-1])
     for box, label in zip(record.boxes * scale, record.labels, strict=True):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), class_colour(int(label)), 1)
+        corner = (max(x1, x2 - 1), max(y1, y2 - 1))
+        cv2.rectangle(canvas, (x1, y1), corner, class_colour(int(label)), 1)
     for index, window in enumerate(windows):
         x1, y1, x2, y2 = (int(round(v * scale)) for v in window)
         colour = (255, 255, 255) if index % 2 == 0 else (0, 0, 0)
@@ -124,7 +126,9 @@ def tile_overview(record: SampleRecord, image_rgb: np.ndarray, windows: list[tup
 def _sample_caption(record: SampleRecord) -> str:
     """`<image stem> @x,y` for a tile, `<image stem> whole` for a whole image."""
     stem = Path(record.image_path).stem
-    return f"{stem} @{record.window[0]},{record.window[1]}" if record.window is not None else f"{stem} whole"
+    if record.window is None:
+        return f"{stem} whole"
+    return f"{stem} @{record.window[0]},{record.window[1]}"
 
 
 def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
@@ -164,8 +168,10 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
     if cfg.data.slice is not None:
         records, _ = slice_training_records(cfg, split.records)
         first = split.records[0]
-        windows = tile_windows(first.width, first.height, cfg.data.slice.size, cfg.data.slice.overlap)
-        overview = tile_overview(first, read_image_rgb(first.image_path), windows, cfg.model.image_size)
+        spec = cfg.data.slice
+        windows = tile_windows(first.width, first.height, spec.size, spec.overlap)
+        image = read_image_rgb(first.image_path)
+        overview = tile_overview(first, image, windows, cfg.model.image_size)
         tiles.append(_caption(overview, f"{Path(first.image_path).stem}: {len(windows)} tiles"))
     dataset = DetectionDataset(records, transform)
     # The training loader's sampler (per-sample seeds and plans), one sample per

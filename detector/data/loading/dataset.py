@@ -221,10 +221,12 @@ def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: 
     return share
 
 
-def slice_training_records(cfg: Config, records: list[SampleRecord]) -> tuple[list[SampleRecord], TilingSummary]:
+def slice_training_records(cfg: Config, records: list[SampleRecord],
+                           ) -> tuple[list[SampleRecord], TilingSummary]:
     """The training samples under `cfg.data.slice` (set): `tiles.training_samples` of `records`."""
     spec = cfg.data.slice
-    return training_samples(records, size=spec.size, overlap=spec.overlap, min_area_ratio=spec.min_area_ratio,
+    return training_samples(records, size=spec.size, overlap=spec.overlap,
+                            min_area_ratio=spec.min_area_ratio,
                             empty_rate=spec.empty_rate, full_images=spec.full_images,
                             network_size=cfg.model.image_size, min_box_size=cfg.data.min_box_size,
                             seed=cfg.train.seed)

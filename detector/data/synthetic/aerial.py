@@ -50,7 +50,7 @@ _PROBE_RADIUS = 24.0  # radius at which a shape's box side per radius is measure
 
 
 def aerial_image_size(rng: np.random.Generator, image_size: int) -> tuple[int, int]:
-    """Width and height of one aerial image, each uniform in [min(MIN_SIDE, S), S] for S = image_size."""
+    """Width and height of one aerial image, each in [min(MIN_SIDE, S), S] for S = image_size."""
     if image_size < 256:
         raise ValueError(f"aerial synthetic images need image_size >= 256, got {image_size}")
     low = min(MIN_SIDE, image_size)
@@ -63,7 +63,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def _radius_for_side(kind: str, angle: float, side: float) -> float:
-    """Circumscribed radius at which a `kind` shape rotated by `angle` has a longest box side of `side`.
+    """Circumscribed radius at which a `kind` shape rotated by `angle` has a box side of `side`.
 
     The ratio depends on the shape and its rotation (a square's box is 1.41-2 radii),
     so it is measured on a probe mask at the same angle.
@@ -89,8 +89,10 @@ def _draw_roads_and_fields(rng: np.random.Generator, image: np.ndarray) -> None:
         patch = image[y1:y2, x1:x2]
         patch[:] = (patch * 0.5 + np.asarray(colour, np.float32) * 0.5).astype(np.uint8)
     for _ in range(int(rng.integers(1, 4))):
-        p1 = (int(rng.integers(0, width)), 0) if rng.random() < 0.5 else (0, int(rng.integers(0, height)))
-        p2 = (int(rng.integers(0, width)), height - 1) if p1[1] == 0 else (width - 1, int(rng.integers(0, height)))
+        if rng.random() < 0.5:  # top to bottom
+            p1, p2 = (int(rng.integers(0, width)), 0), (int(rng.integers(0, width)), height - 1)
+        else:  # left to right
+            p1, p2 = (0, int(rng.integers(0, height))), (width - 1, int(rng.integers(0, height)))
         grey = int(rng.integers(60, 200))
         cv2.line(image, p1, p2, (grey, grey, grey), int(rng.integers(10, 31)), cv2.LINE_AA)
 
@@ -100,7 +102,8 @@ def _spot(rng: np.random.Generator, width: int, height: int, radius: float,
     """A centre near `centre` (Gaussian, `spread` px) or uniform, keeping 70% of `radius` inside."""
     margin = 0.7 * radius
     if centre is None:
-        return float(rng.uniform(margin, width - margin)), float(rng.uniform(margin, height - margin))
+        x, y = rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)
+        return float(x), float(y)
     x, y = rng.normal(centre, spread)
     return float(np.clip(x, margin, width - margin)), float(np.clip(y, margin, height - margin))
 
@@ -119,8 +122,9 @@ def _overlaps(box: np.ndarray, boxes: list[np.ndarray]) -> bool:
     return bool(((inter > 0.2 * placed_area) | (inter > 0.2 * box_area)).any())
 
 
-def _place(rng: np.random.Generator, width: int, height: int, boxes: list[np.ndarray], radius: float,
-           centre: tuple[float, float] | None, spread: float, attempts: int = 10) -> tuple[float, float] | None:
+def _place(rng: np.random.Generator, width: int, height: int, boxes: list[np.ndarray],
+           radius: float, centre: tuple[float, float] | None, spread: float,
+           attempts: int = 10) -> tuple[float, float] | None:
     """A free centre for a shape of `radius` (see `_overlaps`), or None after `attempts` tries."""
     for _ in range(attempts):
         cx, cy = _spot(rng, width, height, radius, centre, spread)
@@ -168,8 +172,10 @@ def render_aerial_scene(
         if spot is None:  # crowded: this scene has one object fewer
             return
         cx, cy = spot
-        local = image[int(max(cy - radius, 0)):int(cy + radius) + 1, int(max(cx - radius, 0)):int(cx + radius) + 1]
-        box = draw_shape(image, PlacedShape(names[label], cx, cy, radius, angle, contrasting_colour(rng, local)))
+        top, left = int(max(cy - radius, 0)), int(max(cx - radius, 0))
+        local = image[top:int(cy + radius) + 1, left:int(cx + radius) + 1]
+        colour = contrasting_colour(rng, local)
+        box = draw_shape(image, PlacedShape(names[label], cx, cy, radius, angle, colour))
         if box is not None and min(box[2] - box[0], box[3] - box[1]) >= 2:
             boxes.append(box)
             labels.append(label)
@@ -181,7 +187,8 @@ def render_aerial_scene(
                 for _ in range(int(rng.integers(CLUSTERS_PER_IMAGE[0], CLUSTERS_PER_IMAGE[1] + 1)))]
     spread = 0.06 * short_side
     for _ in range(_per_megapixel(rng, SMALL_PER_MEGAPIXEL, width, height)):
-        centre = clusters[int(rng.integers(len(clusters)))] if rng.random() < CLUSTERED_FRACTION else None
+        clustered = rng.random() < CLUSTERED_FRACTION
+        centre = clusters[int(rng.integers(len(clusters)))] if clustered else None
         draw_object(_log_uniform(rng, *SMALL_BOX_SIDES), centre, spread)
     if noise > 0:
         grain = rng.integers(-noise, noise + 1, size=image.shape, dtype=np.int16)
