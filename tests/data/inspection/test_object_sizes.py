@@ -83,3 +83,18 @@ def test_data_check_on_a_tiny_aerial_set_prints_sizes_and_suggests_tiles(tmp_pat
     sliced = CliRunner().invoke(main, ["data", "check", str(config), "--set", "data.slice={size: 128}"])
     assert sliced.exit_code == 0, sliced.output
     assert "    128 px tiles         <8: 0  8-16: " in sliced.output and "suggestion" not in sliced.output
+
+
+def test_advice_names_the_magnification_when_objects_are_tiny_even_in_the_image() -> None:
+    from detector.commands.data_check import _tile_advice
+    from detector.data.inspection.check import CheckReport, SplitReport
+
+    specks = object_sizes([_record(4096, 4096, [4, 4, 4])], network_size=512)
+    split = SplitReport(split="train", num_entries=1, num_images=1, num_empty=0, boxes_per_class={},
+                        ignored_per_class={}, skipped=[], read_stats=None, box_sizes=None,
+                        object_sizes=specks)
+    report = CheckReport(format="voc", root=".", names=["a"], splits=[split], suggested_tile_size=256)
+    assert _tile_advice(report, 512, sliced=False) == (
+        "suggestion: 100% of the train objects are under 8 px at model.image_size 512 after the "
+        "letterbox; train on tiles with data.slice: {size: 256} (tiles are magnified 2.0x to the 512 px "
+        "input) and detect with --slice 256 (docs/sliced-training.md)")
