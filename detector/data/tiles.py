@@ -1,8 +1,8 @@
 """Tiles of large images: the grid, boxes cut to a tile, and the tile samples of a training epoch.
 
     tile_grid(1000, 600, size=512, overlap=0.2)
-    # [(0, 0, 512, 512), (409, 0, 921, 512), (488, 0, 1000, 512),
-    #  (0, 88, 512, 600), (409, 88, 921, 600), (488, 88, 1000, 600)]
+    # [(0, 0, 512, 512), (410, 0, 922, 512), (488, 0, 1000, 512),
+    #  (0, 88, 512, 600), (410, 88, 922, 600), (488, 88, 1000, 600)]
     boxes, labels, ignore = cut_boxes(record.boxes, record.labels, record.ignore,
                                       (410, 0, 922, 512), min_area_ratio=0.5, min_box_size=1.0)
     samples, summary = training_samples(records, size=512, overlap=0.2, min_area_ratio=0.5,
