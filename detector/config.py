@@ -34,7 +34,8 @@ class ConfigError(ValueError):
 # The choice sets: each key's type is the Literal, and the tuple is what code iterates.
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]  # depths: model/backbone.py
 DataFormat = Literal["voc", "coco", "yolo"]  # one reader each: data/catalog.py
-SyntheticKind = Literal["shapes", "dense"]  # dense: many small objects, clutter, a rare class
+# dense: many small objects, clutter, a rare class; aerial: large images, 8-40 px objects
+SyntheticKind = Literal["shapes", "dense", "aerial"]
 Optimizer = Literal["sgd", "adamw"]
 AmpDtype = Literal["bf16", "fp16"]  # fp16 trains with a GradScaler
 NanPolicy = Literal["skip", "stop"]  # what the NaN guard does on a non-finite step
@@ -68,9 +69,35 @@ class SynthConfig:
 
     num_train: int = 800
     num_val: int = 200
-    image_size: int = 128  # side of the square images written (dense: the largest side)
+    image_size: int = 128  # side of the square images written (dense, aerial: the largest side)
     seed: int = 0
     kind: SyntheticKind = "shapes"
+
+
+@dataclass
+class SliceConfig:
+    """Training on tiles cut from the full-resolution images (docs/sliced-training.md).
+
+    Each epoch holds every tile of every training image that has a target, a share
+    of the empty ones, and each whole image once; validation images stay whole.
+    """
+
+    # Tile side in pixels of the original image: >= 32 and a multiple of 32 (the model's
+    # largest stride). Each tile is then letterboxed to model.image_size like an image;
+    # size == model.image_size keeps objects at native resolution.
+    size: int = 512
+    # Fraction of the tile that neighbouring tiles share at least, in [0, 1): an object
+    # up to overlap * size px wide lies whole in some tile.
+    overlap: float = 0.2
+    # A box cut by the tile edge stays a target when at least this fraction of its area
+    # is inside, else it is marked ignore (neither object nor background), in [0, 1].
+    min_area_ratio: float = 0.5
+    # Fraction of the tiles without any target that are trained on (as negatives), in
+    # [0, 1]; drawn once per run from train.seed.
+    empty_rate: float = 0.1
+    # Also train on each whole image, letterboxed, once per epoch: the objects larger
+    # than a tile that the full-image pass of sliced inference finds.
+    full_images: bool = True
 
 
 @dataclass
@@ -88,6 +115,7 @@ class DataConfig:
     min_box_size: float = 1.0
     # Images whose header claims more pixels are skipped and reported (decompression bombs).
     max_image_pixels: int = 100_000_000
+    slice: SliceConfig | None = None  # train on tiles of the images; null: whole images
 
 
 @dataclass
@@ -504,14 +532,30 @@ def _check_data(cfg: Config) -> None:
                                       f"got {entry!r}")
             elif not isinstance(entry, str) or not entry.strip():
                 raise _error(key, f"a {data.format} entry is a path string, got {entry!r}")
+    if data.slice is not None:
+        _check_slice(cfg)
     if data.synthetic is not None:
         _number(cfg, "data.synthetic.num_train", low=1)
         _number(cfg, "data.synthetic.num_val", low=1)
         _number(cfg, "data.synthetic.image_size", low=32)
         _number(cfg, "data.synthetic.seed", low=0)
-        if data.synthetic.kind == "dense" and data.synthetic.image_size < 64:
+        least = {"dense": 64, "aerial": 256}.get(data.synthetic.kind, 32)
+        if data.synthetic.image_size < least:
             raise _error("data.synthetic.image_size",
-                         f"{data.synthetic.image_size} must be >= 64 for kind dense")
+                         f"{data.synthetic.image_size} must be >= {least} "
+                         f"for kind {data.synthetic.kind}")
+
+
+def _check_slice(cfg: Config) -> None:
+    """data.slice: a tile of >= 32 px, a multiple of the largest stride; fractions in range."""
+    size = cfg.data.slice.size
+    if size < 32 or size % 32:
+        raise _error("data.slice.size",
+                     f"{size} must be a multiple of 32 (the model's largest stride) "
+                     "and at least 32")
+    _number(cfg, "data.slice.overlap", low=0, high=1, high_open=True)
+    _number(cfg, "data.slice.min_area_ratio", low=0, high=1)
+    _number(cfg, "data.slice.empty_rate", low=0, high=1)
 
 
 def _check_model(cfg: Config) -> None:

@@ -75,6 +75,12 @@ BAD_VALUES = [
     ("data.train=[{images: x}]", "data.train[0]", "a voc entry is a path string"),
     ("data.synthetic.num_train=0", "data.synthetic.num_train", "must be in [1, inf]"),
     ("data.synthetic.image_size=8", "data.synthetic.image_size", "must be in [32, inf]"),
+    ("data.slice.size=16", "data.slice.size", "must be a multiple of 32 (the model's largest stride)"),
+    ("data.slice.size=500", "data.slice.size", "must be a multiple of 32"),
+    ("data.slice.overlap=1.0", "data.slice.overlap", "must be in [0, 1)"),
+    ("data.slice.overlap=-0.1", "data.slice.overlap", "must be in [0, 1)"),
+    ("data.slice.min_area_ratio=1.5", "data.slice.min_area_ratio", "must be in [0, 1]"),
+    ("data.slice.empty_rate=-1", "data.slice.empty_rate", "must be in [0, 1]"),
     ("train.optimizer=lion", "train.optimizer", "is not one of"),
     ("eval.voc_metric=12point", "eval.voc_metric", "is not one of"),
 ]
@@ -253,3 +259,11 @@ def test_bare_number_save_period_names_the_accepted_forms(tmp_path: Path, value:
     assert message.startswith(f"{path}: train.save_period: "), message
     assert "expected a string" not in message
     assert '"30 min"' in message and '"500 steps"' in message and "every epoch" in message, message
+
+
+def test_slice_boundary_values_accepted_and_absent_by_default() -> None:
+    assert config_from_dict({}).data.slice is None
+    for spec in ({"size": 32, "overlap": 0.0, "min_area_ratio": 0.0, "empty_rate": 0.0},
+                 {"size": 2048, "overlap": 0.99, "min_area_ratio": 1.0, "empty_rate": 1.0, "full_images": False}):
+        sliced = config_from_dict({"data": {"slice": spec}}).data.slice
+        assert {key: getattr(sliced, key) for key in spec} == spec

@@ -22,7 +22,8 @@ LEAF = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_
 VALUE = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
 SECTIONS = {
-    "data": ["format", "root", "train", "val", "names", "synthetic", "min_box_size", "max_image_pixels"],
+    "data": ["format", "root", "train", "val", "names", "synthetic", "min_box_size", "max_image_pixels",
+             "slice"],
     "model": ["backbone", "image_size", "pretrained", "frozen_stages", "freeze_bn", "neck_channels",
               "head_channels", "head_convs", "strides", "mean", "std"],
     "train": ["epochs", "batch_size", "workers", "device", "seed", "optimizer", "lr", "momentum",

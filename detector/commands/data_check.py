@@ -5,8 +5,12 @@
 
 Prints, for train and val: usable images, boxes per class, empty images, ignored
 (difficult/crowd) boxes, boxes clipped or dropped by the box policy, skipped files
-with their reasons, and box-size statistics. Exits non-zero with a one-line
-reason when a split has no usable image or the annotations are broken.
+with their reasons, box-size statistics, and object sizes (longest box side) in
+image pixels and at `model.image_size` after the letterbox (and through
+`data.slice` tiles when set). When most training objects would shrink below 8 px
+at the input, it suggests a tile size for sliced training and inference
+(docs/sliced-training.md). Exits non-zero with a one-line reason when a split has
+no usable image or the annotations are broken.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from detector.data.inspection.check import SplitReport
+    from detector.data.inspection.check import CheckReport, SplitReport
 
 
 def _format_split(report: SplitReport, names: list[str]) -> list[str]:
@@ -49,9 +53,37 @@ def _format_split(report: SplitReport, names: list[str]) -> list[str]:
             f"  box area:      small {sizes.small}  medium {sizes.medium}  large {sizes.large}"
             " (COCO: < 32^2, < 96^2, larger)",
         ]
+    objects = report.object_sizes
+    if objects is not None:
+        lines += [
+            "  object size:   longest box side, px (median; share under 8 px at the input)",
+            f"    in the image         {objects.native}",
+            f"    at input {objects.network_size:<11} {objects.at_input}; "
+            f"{objects.fraction_tiny_at_input:.0%} (whole image letterboxed)",
+        ]
+        if objects.through_tiles is not None:
+            tiles = f"{objects.slice_size} px tiles"
+            lines.append(f"    {tiles:<20} {objects.through_tiles}; "
+                         f"{objects.fraction_tiny_through_tiles:.0%} "
+                         f"(data.slice, letterboxed to {objects.network_size})")
     lines.append(f"  skipped:       {len(report.skipped)} image(s)" + (" (path: reason)" if report.skipped else ""))
     lines += [f"    {sample.path}: {sample.reason}" for sample in report.skipped]
     return lines
+
+
+def _tile_advice(report: CheckReport, network_size: int, *, sliced: bool) -> str:
+    """The suggestion printed when most training objects are under 8 px at the network input."""
+    size = report.suggested_tile_size
+    objects = report.splits[0].object_sizes
+    tiny = objects.fraction_tiny_through_tiles if sliced else objects.fraction_tiny_at_input
+    how = ("objects keep their size" if size == network_size
+           else f"tiles are magnified {network_size / size:.1f}x to the {network_size} px input")
+    where = (f"through data.slice.size {objects.slice_size} tiles" if sliced
+             else "after the letterbox")
+    return (f"suggestion: {tiny:.0%} of the train objects are under 8 px at model.image_size "
+            f"{network_size} {where}; train on tiles with data.slice: {{size: {size}}} ({how}) "
+            "and detect with "
+            f"--slice {size} (docs/sliced-training.md)")
 
 
 @click.command()
@@ -67,12 +99,14 @@ def check(config: str, overrides: tuple[str, ...], decode: bool) -> None:
 
     try:
         cfg = load_config(config, list(overrides))
-        report = check_dataset(cfg.data, decode=decode)
+        report = check_dataset(cfg.data, decode=decode, network_size=cfg.model.image_size)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"dataset: format {report.format}, root {report.root}, {len(report.names)} classes")
     for split_report in report.splits:
         click.echo("\n".join(_format_split(split_report, report.names)))
+    if report.suggested_tile_size is not None:
+        click.echo(_tile_advice(report, cfg.model.image_size, sliced=cfg.data.slice is not None))
     problems = report.problems()
     if problems:
         raise click.ClickException("; ".join(problems))

@@ -4,7 +4,9 @@
     detector data preview configs/voc.yaml --out voc.png --num 9 --seed 3 --set augment=[]
 
 Writes one image (format from the extension: .jpg, .png, ...) of `--num` samples
-as the training DataLoader delivers them, boxes and class names drawn.
+as the training DataLoader delivers them, boxes and class names drawn. With
+`data.slice` the samples are the training tiles, each captioned with its image
+and corner, after a first cell showing one image with its tile grid.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200 --image-size 192
     detector data synth datasets/dense --kind dense --image-size 640 --num-train 600 --num-val 150
+    detector data synth datasets/aerial --kind aerial --image-size 2048 --num-train 200 --num-val 40
     detector data video configs/shapes.yaml --out demo.mp4 --frames 150 --fps 30
 
 `synth` writes the procedural shapes dataset in VOC layout (what configs/shapes.yaml
@@ -34,10 +35,11 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--num-train", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--num-val", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=16), default=192, show_default=True,
-              help="Side of the square images in pixels (dense: the largest side).")
+              help="Side of the square images in pixels (dense, aerial: the largest side).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--kind", type=click.Choice(SYNTHETIC_KINDS), default="shapes", show_default=True,
-              help="shapes: the demo; dense: tens of small shapes, look-alike clutter, a 10x rarer class.")
+              help="shapes: the demo; dense: tens of small shapes, look-alike clutter, a 10x rarer "
+                   "class; aerial: 1024-2048 px images, 8-40 px objects, a few large ones.")
 def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int, kind: str) -> None:
     """Generate a synthetic shapes dataset (VOC layout) into OUT."""
     from detector.data.synthetic.embedded import generate_shapes_dataset

@@ -25,6 +25,9 @@ class SampleRecord:
             evaluation treats as "don't care" and training does not learn from.
         image_id: int id, unique within the split (COCO: the file's own image id).
         source_id: the id in the source format (VOC/YOLO file stem, COCO image id).
+        window: None for the whole image; for a tile of it (detector/data/tiles.py) the
+            (x1, y1, x2, y2) pixels of the decoded image the record describes: width,
+            height and boxes are then the tile's, and the dataset crops the image to it.
     """
 
     image_path: str
@@ -35,6 +38,7 @@ class SampleRecord:
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
     image_id: int = 0
     source_id: str | int = ""
+    window: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)

@@ -10,8 +10,9 @@ head's shape or the meaning of every label would change), both lists shown; a
 changed model; and a finished run unless `train.epochs` grows past the epochs
 done (`--set train.epochs=N`: the run is extended by a new schedule segment, see
 trainer.py). A mid-epoch last.pt also needs the batch size, accumulation, seed,
-`augment` pipeline, `train.multi_scale` and `train.close_mosaic` it was written
-with (`EXACT_MID_EPOCH`), since the rest of its epoch is replayed exactly.
+`augment` pipeline, `train.multi_scale`, `train.close_mosaic` and `data.slice` (the
+epoch's tiles) it was written with (`EXACT_MID_EPOCH`), since the rest of its epoch
+is replayed exactly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from detector.config import Config, config_from_dict, config_to_dict, load_confi
 
 class ResumeError(ValueError):
     """A run that cannot be resumed; the message says why."""
+
+
+def _lookup(tree: dict[str, Any], key: str) -> Any:
+    """The value at dotted `key` of a nested dict (a whole section when it is one)."""
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -63,7 +71,7 @@ def check_class_names(run_dir: str | Path, trained: list[str], now: list[str]) -
 # sample's augmentation (the pipeline, the input size per batch, the mosaic switch). At a
 # mid-epoch checkpoint these must be as stored; any other key may change (stated in the log).
 EXACT_MID_EPOCH = ("train.batch_size", "train.accumulate", "train.seed", "augment", "train.multi_scale",
-                   "train.close_mosaic")
+                   "train.close_mosaic", "data.slice")
 
 
 def prepare_resume(
@@ -113,9 +121,9 @@ def prepare_resume(
     if cfg.data.names is not None:
         check_class_names(run_dir, ckpt["names"], cfg.data.names)
     if (ckpt.get("epoch_progress") or {}).get("batches_done", 0):
-        before, after = _flatten(config_to_dict(stored)), _flatten(config_to_dict(cfg))
-        changed = [f"{key}: {before[key]!r} -> {after[key]!r}"
-                   for key in EXACT_MID_EPOCH if before[key] != after[key]]
+        before, after = config_to_dict(stored), config_to_dict(cfg)
+        changed = [f"{key}: {_lookup(before, key)!r} -> {_lookup(after, key)!r}"
+                   for key in EXACT_MID_EPOCH if _lookup(before, key) != _lookup(after, key)]
         if changed:
             raise ResumeError(f"cannot resume {run_dir} from its mid-epoch checkpoint with {'; '.join(changed)}: "
                               "the rest of the epoch is replayed exactly; keep them as they were")

@@ -256,8 +256,8 @@ def test_mid_epoch_checkpoint_refuses_a_changed_batch_size(tiny_config, tmp_path
 
 
 def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp_path: Path) -> None:
-    """augment, multi_scale and close_mosaic shape the rest of the epoch: a change would make the
-    resume silently inexact, so it is refused naming the key and both values."""
+    """augment, multi_scale, close_mosaic and data.slice shape the rest of the epoch: a change would
+    make the resume silently inexact, so it is refused naming the key and both values."""
     from detector.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
@@ -269,6 +269,8 @@ def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp
         ("augment=[{name: hflip}]", "augment: None -> [{'name': 'hflip'}]"),
         ("train.multi_scale=[32, 96]", "train.multi_scale: None -> [32, 96]"),
         ("train.close_mosaic=1", "train.close_mosaic: 0 -> 1"),
+        ("data.slice={size: 64}", "data.slice: None -> {'size': 64, 'overlap': 0.2, "
+                                  "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': True}"),
     ):
         with pytest.raises(ResumeError) as info:
             prepare_resume(run, overrides=[override])

@@ -7,7 +7,10 @@
 The scan reads each split with `detector.data.catalog.read_split` (so it applies
 exactly the skip and box policies training uses) and summarises the records.
 Box sizes are measured in original-image pixels; small / medium / large use
-COCO's area thresholds (under 32^2, under 96^2, the rest).
+COCO's area thresholds (under 32^2, under 96^2, the rest). Given the network's
+input side, the scan also measures object sizes as the network sees them and
+suggests a tile size (`data.slice.size`) when most objects shrink below 8 px
+(detector/data/inspection/object_sizes.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from detector.config import DataConfig
 from detector.data.catalog import read_split
 from detector.data.formats.annotations import ReadStats
+from detector.data.inspection.object_sizes import ObjectSizes, object_sizes, suggest_tile_size
 from detector.data.record import SkippedSample
 
 SMALL_AREA = 32.0**2
@@ -54,6 +58,7 @@ class SplitReport:
     skipped: list[SkippedSample]
     read_stats: ReadStats
     box_sizes: BoxSizeStats | None  # None when the split has no box
+    object_sizes: ObjectSizes | None = None  # with a network size given, when there are boxes
 
     @property
     def num_boxes(self) -> int:
@@ -72,6 +77,7 @@ class CheckReport:
     root: str
     names: list[str]
     splits: list[SplitReport] = field(default_factory=list)
+    suggested_tile_size: int | None = None  # from the train split's object sizes
 
     def problems(self) -> list[str]:
         """Reasons the dataset cannot be trained on; empty when it can."""
@@ -97,8 +103,10 @@ def box_size_stats(widths: np.ndarray, heights: np.ndarray) -> BoxSizeStats | No
     )
 
 
-def check_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tuple[SplitReport, list[str]]:
-    """Scan one split.
+def check_split(data_cfg: DataConfig, split: str, *, decode: bool = False,
+                network_size: int | None = None) -> tuple[SplitReport, list[str]]:
+    """Scan one split; with `network_size` (model.image_size) also measure object sizes at input
+    (through data.slice's tiles too, when it is set).
 
     Returns:
         (the report, the class names the split was read with).
@@ -130,15 +138,22 @@ def check_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tu
         read_stats=read_stats,
         box_sizes=box_size_stats(all_widths, all_heights),
     )
+    if network_size is not None:
+        report.object_sizes = object_sizes(
+            split_records.records, network_size=network_size,
+            slice_size=data_cfg.slice.size if data_cfg.slice is not None else None)
     return report, names
 
 
-def check_dataset(data_cfg: DataConfig, *, decode: bool = False) -> CheckReport:
+def check_dataset(data_cfg: DataConfig, *, decode: bool = False,
+                  network_size: int | None = None) -> CheckReport:
     """Scan the train and val splits of a dataset.
 
     Args:
         data_cfg: the `data:` section.
         decode: fully decode every image (slow; also finds truncated files).
+        network_size: model.image_size: measure object sizes at the network input and
+            suggest a tile size from the train split's (`suggest_tile_size`); None: don't.
 
     Returns:
         A `CheckReport`; `problems()` lists why it is unusable, if it is.
@@ -148,7 +163,10 @@ def check_dataset(data_cfg: DataConfig, *, decode: bool = False) -> CheckReport:
     """
     report = CheckReport(format=data_cfg.format, root=data_cfg.root, names=[])
     for split in ("train", "val"):
-        split_report, names = check_split(data_cfg, split, decode=decode)
+        split_report, names = check_split(data_cfg, split, decode=decode, network_size=network_size)
         report.splits.append(split_report)
         report.names = report.names or names
+        if split == "train" and split_report.object_sizes is not None and network_size is not None:
+            report.suggested_tile_size = suggest_tile_size(split_report.object_sizes,
+                                                           network_size=network_size)
     return report

@@ -10,16 +10,24 @@ labelled; ignored (difficult / crowd) boxes are drawn grey with "(ignored)".
 With `train.multi_scale` every tile is drawn as a batch of its own, so the grid
 shows the range of input sides: each tile keeps its size (top-left in a cell of
 the largest one, the rest black) and is captioned with its side.
+
+With `data.slice` the samples are the tiles training uses (and the whole images,
+with `data.slice.full_images`), each captioned with its image and the tile's
+top-left corner (or "whole"), and the grid starts with one more cell: the
+first training image scaled to fit, its tiles outlined in alternating colours and
+its boxes drawn, captioned with the tile count (docs/sliced-training.md).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from detector.config import Config
+from detector.data.record import SampleRecord
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -87,17 +95,54 @@ def _caption(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
+def tile_overview(record: SampleRecord, image_rgb: np.ndarray,
+                  windows: list[tuple[int, int, int, int]], side: int) -> np.ndarray:
+    """One image scaled to fit `side` x `side`, its tile `windows` outlined, its boxes drawn.
+
+    Args:
+        record: the image's record (boxes in image pixels).
+        image_rgb: the decoded image, uint8 [H, W, 3] RGB.
+        windows: tiles (x1, y1, x2, y2) in image pixels (`tiles.tile_grid`).
+        side: the longest side of the result.
+
+    Returns:
+        uint8 BGR image whose longest side is `side`.
+    """
+    scale = side / max(record.width, record.height)
+    size = (max(1, round(record.width * scale)), max(1, round(record.height * scale)))
+    resized = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+    canvas = np.ascontiguousarray(resized[..., ::-1])
+    for box, label in zip(record.boxes * scale, record.labels, strict=True):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        corner = (max(x1, x2 - 1), max(y1, y2 - 1))
+        cv2.rectangle(canvas, (x1, y1), corner, class_colour(int(label)), 1)
+    for index, window in enumerate(windows):
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in window)
+        colour = (255, 255, 255) if index % 2 == 0 else (0, 0, 0)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), colour, 1)
+    return canvas
+
+
+def _sample_caption(record: SampleRecord) -> str:
+    """`<image stem> @x,y` for a tile, `<image stem> whole` for a whole image."""
+    stem = Path(record.image_path).stem
+    if record.window is None:
+        return f"{stem} whole"
+    return f"{stem} @{record.window[0]},{record.window[1]}"
+
+
 def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
     """Augment `num` random training samples and draw them in a grid.
 
     Args:
-        cfg: the config (data, model.image_size, augment).
+        cfg: the config (data, data.slice, model.image_size, augment).
         num: number of samples (tiles); samples repeat when the split is smaller.
         seed: picks the samples and seeds the augmentation.
 
     Returns:
-        uint8 BGR image of ceil(num / columns) x columns tiles of S x S pixels,
-        with columns = ceil(sqrt(num)) (S: the largest side drawn under multi-scale).
+        uint8 BGR image of ceil(n / columns) x columns tiles of S x S pixels, with
+        columns = ceil(sqrt(n)) (S: the largest side drawn under multi-scale); n is
+        `num`, plus one for the tile overview under data.slice.
 
     Raises:
         ValueError: `num` < 1 or the training split has no usable images.
@@ -107,8 +152,10 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
 
     from detector.data.augment.transforms import build_train_transform
     from detector.data.catalog import load_split
-    from detector.data.loading.dataset import DetectionDataset
+    from detector.data.images import read_image_rgb
+    from detector.data.loading.dataset import DetectionDataset, slice_training_records
     from detector.data.loading.sampling import SeededSampler
+    from detector.data.tiles import tile_grid as tile_windows
 
     if num < 1:
         raise ValueError(f"--num must be at least 1, got {num}")
@@ -116,7 +163,17 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
     if not split.records:
         raise ValueError(f"data.train: no usable images under {cfg.data.root}")
     transform = build_train_transform(cfg.augment, cfg.model.image_size, seed=seed)
-    dataset = DetectionDataset(split.records, transform)
+    records = split.records
+    tiles: list[np.ndarray] = []
+    if cfg.data.slice is not None:
+        records, _ = slice_training_records(cfg, split.records)
+        first = split.records[0]
+        spec = cfg.data.slice
+        windows = tile_windows(first.width, first.height, spec.size, spec.overlap)
+        image = read_image_rgb(first.image_path)
+        overview = tile_overview(first, image, windows, cfg.model.image_size)
+        tiles.append(_caption(overview, f"{Path(first.image_path).stem}: {len(windows)} tiles"))
+    dataset = DetectionDataset(records, transform)
     # The training loader's sampler (per-sample seeds and plans), one sample per
     # batch so that multi-scale draws a side per tile; epochs follow each other
     # when `num` exceeds the split.
@@ -128,11 +185,13 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
         sampler.set_epoch(epoch)
         items.extend(sampler)
         epoch += 1
-    tiles = []
     for item in items[:num]:
         sample = dataset[item]
         tile = draw_boxes(sample["image"], sample["boxes"], sample["labels"], split.names, sample["ignore"])
+        captions = [_sample_caption(records[item[0]])] if cfg.data.slice is not None else []
         if cfg.train.multi_scale is not None:
-            tile = _caption(tile, f"{tile.shape[0]} px")
+            captions.append(f"{tile.shape[0]} px")
+        if captions:
+            tile = _caption(tile, "  ".join(captions))
         tiles.append(tile)
-    return tile_grid(tiles, columns=math.ceil(math.sqrt(num)))
+    return tile_grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))

@@ -71,6 +71,7 @@ from detector.data.loading.memory import keep_freed_memory
 from detector.data.loading.sampling import SeededSampler
 from detector.data.loading.worker_signals import worker_signal_setup
 from detector.data.record import SampleRecord, SplitRecords
+from detector.data.tiles import TilingSummary, training_samples
 
 Transform = TrainTransform | EvalTransform
 
@@ -81,8 +82,25 @@ def _default_reader() -> Callable[[str], np.ndarray]:
     return read_image_rgb
 
 
+def _crop(image: np.ndarray, record: SampleRecord) -> np.ndarray:
+    """The part of a decoded image that `record` describes: all of it, or its tile (a copy of
+    the tile only, so the full image is freed once the tile is cut).
+
+    Raises:
+        ValueError: the image is smaller than the tile (the file changed after it was read).
+    """
+    if record.window is None:
+        return image
+    x1, y1, x2, y2 = record.window
+    if image.shape[0] < y2 or image.shape[1] < x2:
+        raise ValueError(f"decoded {image.shape[1]}x{image.shape[0]}, smaller than its tile "
+                         f"{record.window} (the file changed since it was read?)")
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
 class DetectionDataset(Dataset):
-    """Records -> transformed samples (decoded with `images.read_image_rgb`).
+    """Records -> transformed samples (decoded with `images.read_image_rgb`; a tile record,
+    `window` set, is cut from its decoded image before any augmentation).
 
     Args:
         records: the samples of one split.
@@ -118,7 +136,7 @@ class DetectionDataset(Dataset):
                 continue
             path = self.records[candidate].image_path
             try:
-                return candidate, self.read_image(path)
+                return candidate, _crop(self.read_image(path), self.records[candidate])
             except (ValueError, OSError) as exc:  # ImageReadError is a ValueError
                 reason = getattr(exc, "reason", str(exc))
                 self.failed[candidate] = reason
@@ -203,6 +221,17 @@ def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: 
     return share
 
 
+def slice_training_records(cfg: Config, records: list[SampleRecord],
+                           ) -> tuple[list[SampleRecord], TilingSummary]:
+    """The training samples under `cfg.data.slice` (set): `tiles.training_samples` of `records`."""
+    spec = cfg.data.slice
+    return training_samples(records, size=spec.size, overlap=spec.overlap,
+                            min_area_ratio=spec.min_area_ratio,
+                            empty_rate=spec.empty_rate, full_images=spec.full_images,
+                            network_size=cfg.model.image_size, min_box_size=cfg.data.min_box_size,
+                            seed=cfg.train.seed)
+
+
 def build_dataloader(
     cfg: Config,
     split: str,
@@ -218,14 +247,17 @@ def build_dataloader(
             train.batch_size or eval.batch_size).
         split: "train" or "val".
         train: augment (`cfg.augment`, DEFAULT_AUGMENT when null), use
-            train.batch_size and drop the last incomplete batch; otherwise a plain
-            letterbox with eval.batch_size, keeping every image.
+            train.batch_size and drop the last incomplete batch; with `data.slice`
+            the samples are tiles (`slice_training_records`, summary printed);
+            otherwise a plain letterbox of whole images with eval.batch_size,
+            keeping every image.
         distributed: shard with a DistributedSampler (torch.distributed initialised).
             Training loaders: call `loader.sampler.set_epoch(epoch)` every epoch.
         shuffle: default `train`.
 
     Returns:
-        (loader, split_records); batches as in the module docstring.
+        (loader, split_records); batches as in the module docstring; split_records
+        holds the split's images (the dataset holds their tiles under data.slice).
 
     Raises:
         ValueError: the split has no usable images.
@@ -242,6 +274,11 @@ def build_dataloader(
         raise ValueError(f"data.{split}: no usable images under {cfg.data.root}")
 
     seed = cfg.train.seed
+    records = split_records.records
+    if train and cfg.data.slice is not None:
+        records, summary = slice_training_records(cfg, records)
+        if rank == 0:
+            print(f"data.slice: {summary}", file=sys.stderr)
     if train:
         transform: Transform = build_train_transform(cfg.augment, cfg.model.image_size, seed=seed + rank)
     else:
@@ -249,7 +286,7 @@ def build_dataloader(
     from detector.data.images import read_image_rgb
 
     read_image = functools.partial(read_image_rgb, max_pixels=cfg.data.max_image_pixels)
-    dataset = DetectionDataset(split_records.records, transform, read_image=read_image)
+    dataset = DetectionDataset(records, transform, read_image=read_image)
     shuffle = train if shuffle is None else shuffle
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
     # Dropping the last partial batch keeps BatchNorm away from tiny batches, unless

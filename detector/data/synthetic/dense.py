@@ -65,7 +65,7 @@ def class_weights(num_classes: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _distractor_mask(rng: np.random.Generator, names: list[str], radius: float) -> np.ndarray:
+def distractor_mask(rng: np.random.Generator, names: list[str], radius: float) -> np.ndarray:
     """Coverage mask of one unlabelled look-alike: a pentagon/hexagon or a cut target shape."""
     angle = float(rng.uniform(0, 2 * np.pi))
     side = 2 * int(np.ceil(radius)) + 4
@@ -88,7 +88,7 @@ def _distractor_mask(rng: np.random.Generator, names: list[str], radius: float) 
     return mask
 
 
-def _draw_mask(image: np.ndarray, mask: np.ndarray, centre_x: float, centre_y: float,
+def draw_mask(image: np.ndarray, mask: np.ndarray, centre_x: float, centre_y: float,
                colour: tuple[int, int, int]) -> None:
     """Alpha-blend a coverage mask centred at (centre_x, centre_y) into `image` in place."""
     side = mask.shape[0]
@@ -134,7 +134,7 @@ def render_dense_scene(
         radius = _radius(rng, short_side)
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         colour = contrasting_colour(rng, image[int(cy):int(cy) + 1, int(cx):int(cx) + 1])
-        _draw_mask(image, _distractor_mask(rng, names, radius), cx, cy, colour)
+        draw_mask(image, distractor_mask(rng, names, radius), cx, cy, colour)
     weights = class_weights(len(names))
 
     def draw_radius() -> float:

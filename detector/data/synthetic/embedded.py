@@ -2,13 +2,17 @@
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200
     detector data synth datasets/dense --kind dense --image-size 640 --names circle,square,triangle,star
+    detector data synth datasets/aerial --kind aerial --image-size 2048 --num-train 200 --num-val 40
     generate_shapes_dataset("datasets/shapes", num_train=1000, num_val=200, image_size=192,
                             seed=0, names=["circle", "square", "triangle", "star", "ring"])
     ensure_synthetic_dataset(cfg.data)   # generates cfg.data.root once, when configured
 
 `kind` "shapes" is the demo (shapes.py: a few shapes per image, S x S images);
 "dense" is the tuning set unlike it (dense.py: tens of small shapes per image,
-unlabelled look-alikes, a 10x rarer class, images of 0.75-1 S per side).
+unlabelled look-alikes, a 10x rarer class, images of 0.75-1 S per side);
+"aerial" is the large-image small-object set for sliced training and inference
+(aerial.py: sides of 1024-S px, 8-40 px objects in clusters, clutter, a few large
+objects).
 
 The demo video of moving shapes and its tracking ground truth: shapes_video.py.
 
@@ -36,6 +40,7 @@ import cv2
 import numpy as np
 
 from detector.config import SYNTHETIC_KINDS, DataConfig
+from detector.data.synthetic.aerial import aerial_image_size, render_aerial_scene
 from detector.data.synthetic.dense import dense_image_size, render_dense_scene
 from detector.data.synthetic.shapes import check_shape_names, render_scene
 
@@ -98,12 +103,14 @@ def generate_shapes_dataset(
         out_dir: destination directory.
         num_train, num_val: number of images in each split.
         image_size: side of square images, or (width, height); for `kind` dense, the
-            largest side S (each image's sides are drawn in [0.75 S, S]).
+            largest side S (each image's sides are drawn in [0.75 S, S]); for aerial,
+            the largest side S (sides in [min(1024, S), S]).
         seed: generation seed; the same seed gives byte-identical files.
         names: classes to draw, a subset of `shapes.SHAPE_CLASSES`.
         noise: per-pixel noise amplitude (see `shapes.render_scene`).
         jpeg_quality: JPEG quality 1..100.
-        kind: "shapes" (`shapes.render_scene`) or "dense" (`dense.render_dense_scene`).
+        kind: "shapes" (`shapes.render_scene`), "dense" (`dense.render_dense_scene`) or
+            "aerial" (`aerial.render_aerial_scene`).
 
     Returns:
         The dataset directory.
@@ -111,8 +118,9 @@ def generate_shapes_dataset(
     names = check_shape_names(names)
     if kind not in SYNTHETIC_KINDS:
         raise ValueError(f"synthetic dataset: unknown kind {kind!r} (known: {', '.join(SYNTHETIC_KINDS)})")
-    if kind == "dense" and not isinstance(image_size, int):
-        raise ValueError(f"dense synthetic dataset: image_size is one number (the largest side), got {image_size}")
+    if kind in ("dense", "aerial") and not isinstance(image_size, int):
+        raise ValueError(f"{kind} synthetic dataset: image_size is one number (the largest side), "
+                         f"got {image_size}")
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
         raise ValueError(f"synthetic dataset: need a positive number of images, got {num_train}+{num_val}")
     width, height = _image_size_wh(image_size)
@@ -127,6 +135,9 @@ def generate_shapes_dataset(
         if kind == "dense":
             width, height = dense_image_size(rng, int(image_size))
             image, boxes, labels = render_dense_scene(rng, width, height, names, noise=noise)
+        elif kind == "aerial":
+            width, height = aerial_image_size(rng, int(image_size))
+            image, boxes, labels = render_aerial_scene(rng, width, height, names, noise=noise)
         else:
             image, boxes, labels = render_scene(rng, width, height, names, noise=noise)
         ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])

@@ -55,7 +55,7 @@ def test_scenes_are_dense_small_imbalanced_and_larger_than_the_network_input() -
 
 def test_distractors_are_drawn_but_not_labelled(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
-    mask = dense._distractor_mask(rng, NAMES, 12.0)
+    mask = dense.distractor_mask(rng, NAMES, 12.0)
     assert mask.shape == (2 * 12 + 4,) * 2 and mask.max() == 255
     monkeypatch.setattr(dense, "OBJECTS_PER_IMAGE", (0, 0))
     scenes = {}
