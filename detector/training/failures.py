@@ -11,28 +11,23 @@
 Known causes: a DataLoader worker that died (the out-of-memory killer, a crash),
 one that hangs past `train.worker_timeout`, too many undecodable images in a row,
 running out of memory, and a write that failed (disk full, quota, read-only
-filesystem; see `writing`). The previous last.pt is never touched by a failure:
+filesystem; see `run_files.writing`). The previous last.pt is never touched by a failure:
 checkpoints are replaced atomically (detector/checkpoint.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from detector.data.loading import UndecodableImagesError
+from detector.training.run_files import WriteError
 
 
 class TrainingError(RuntimeError):
     """A run ended by a known cause; the message is one line with the reason and the resume hint."""
-
-
-class WriteError(OSError):
-    """An output of the run (checkpoint, results.csv, plot) could not be written."""
 
 
 def resume_hint(run_dir: Path | None) -> str:
@@ -40,17 +35,6 @@ def resume_hint(run_dir: Path | None) -> str:
     if run_dir is not None and (Path(run_dir) / "weights" / "last.pt").is_file():
         return f"continue with: detector train --resume {run_dir}"
     return "no checkpoint was written yet, so start the run again"
-
-
-@contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an OSError while writing `path` into a WriteError that names it."""
-    try:
-        yield
-    except WriteError:
-        raise
-    except OSError as exc:
-        raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def shut_down_workers(loader: torch.utils.data.DataLoader) -> None:

@@ -11,9 +11,9 @@ from detector.checkpoint import load_checkpoint
 from detector.config import config_from_dict
 from detector.data.loading.sampling import SeededSampler
 from detector.training import trainer as trainer_module
-from detector.training.augment_schedule import closing_epochs, mosaic_enabled
 from detector.training.resume import prepare_resume
-from detector.training.run_dir import read_steps
+from detector.training.run_controls import CloseMosaic
+from detector.training.run_files import read_steps
 from detector.training.trainer import fit
 
 
@@ -25,11 +25,12 @@ from detector.training.trainer import fit
     (12, 10, [False] * 10),
 ])
 def test_mosaic_closes_for_the_last_epochs(close_mosaic: float, planned: int, expected_on: list[bool]) -> None:
-    assert [mosaic_enabled(close_mosaic, epoch, planned) for epoch in range(planned)] == expected_on
+    assert [CloseMosaic(close_mosaic).enabled(epoch, planned) for epoch in range(planned)] == expected_on
 
 
 def test_fraction_follows_the_planned_epochs() -> None:
-    assert closing_epochs(0.2, 10) == 2 and closing_epochs(0.2, 24) == 5 and closing_epochs(3, 24) == 3
+    assert CloseMosaic(0.2).closing_epochs(10) == 2 and CloseMosaic(0.2).closing_epochs(24) == 5
+    assert CloseMosaic(3).closing_epochs(24) == 3
 
 
 @pytest.fixture
@@ -73,20 +74,20 @@ def test_mid_epoch_resume_with_mosaic_and_multi_scale_equals_the_straight_run(
                 "save_period": "3 steps", "workers": 1}
     straight = fit(_config(tiny_training, data, tmp_path / "straight", **settings), show_progress=False)
 
-    real_log_step = trainer_module.log_step
+    real_append_step = trainer_module.append_step
 
-    def crash_at_step_8(run_dir, **row):
-        real_log_step(run_dir, **row)
+    def crash_at_step_8(path, **row):
+        real_append_step(path, **row)
         if row["step"] == 8:
             raise _Interrupt  # after the period save at step 7, inside epoch 2 (mosaic on)
 
-    monkeypatch.setattr(trainer_module, "log_step", crash_at_step_8)
+    monkeypatch.setattr(trainer_module, "append_step", crash_at_step_8)
     with pytest.raises(_Interrupt):
         fit(_config(tiny_training, data, tmp_path / "resumed", **settings), show_progress=False)
     saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
     # 4 steps per epoch; saves at steps 3 (period), 4 (epoch end), 7 (period): epoch 2 after 3 batches.
     assert saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
-    monkeypatch.setattr(trainer_module, "log_step", real_log_step)
+    monkeypatch.setattr(trainer_module, "append_step", real_append_step)
     cfg, ckpt, changes = prepare_resume(tmp_path / "resumed")
     assert changes == []
     fit(cfg, resume_checkpoint=ckpt, show_progress=False)

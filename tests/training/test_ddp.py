@@ -18,16 +18,16 @@ WORKER = textwrap.dedent(
     from detector.training.distributed import unwrap_model
 
     captured = {}
-    real = trainer.train_one_epoch
+    real = trainer.build_run
 
-    def keep_parts(parts, *args, **kwargs):
-        captured["parts"] = parts
-        return real(parts, *args, **kwargs)
+    def keep_run(*args, **kwargs):
+        captured["run"] = real(*args, **kwargs)
+        return captured["run"]
 
-    trainer.train_one_epoch = keep_parts
+    trainer.build_run = keep_run
     run_dir = trainer.fit(load_config(sys.argv[1]), show_progress=False)
     rank = int(os.environ["RANK"])
-    model = unwrap_model(captured["parts"].model)
+    model = unwrap_model(captured["run"].model)
     torch.save({name: p.detach() for name, p in model.named_parameters()}, f"{sys.argv[2]}/rank{rank}.pt")
     print(f"rank {rank} run_dir {run_dir}")
     """
@@ -64,13 +64,13 @@ SIGNAL_WORKER = textwrap.dedent(
     """
     import os, signal, sys, torch
     from detector.config import load_config
-    from detector.training import epoch as train_epoch, trainer
+    from detector.training import engine, trainer
     from detector.training.distributed import unwrap_model
-    from detector.training.stop_signals import TrainingInterrupted
+    from detector.training.run_controls import TrainingInterrupted
 
     rank = int(os.environ["RANK"])
     captured, calls = {}, [0]
-    real_step = train_epoch._optimizer_step
+    real_step = engine.optimizer_step
 
     def step(parts, *args, **kwargs):
         captured["parts"] = parts
@@ -80,7 +80,7 @@ SIGNAL_WORKER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGTERM)  # only rank 1 is signalled, during its 3rd step
         return stepped
 
-    train_epoch._optimizer_step = step
+    engine.optimizer_step = step
     try:
         trainer.fit(load_config(sys.argv[1]), show_progress=False)
         print(f"rank {rank} finished")
@@ -120,9 +120,9 @@ BUDGET_WORKER = textwrap.dedent(
     """
     import os, sys
     from detector.config import load_config
-    from detector.training import epoch as train_epoch, trainer
+    from detector.training import engine, trainer
 
-    now, real_step = [0.0], train_epoch._optimizer_step
+    now, real_step = [0.0], engine.optimizer_step
 
     def step(*args, **kwargs):
         stepped = real_step(*args, **kwargs)
@@ -133,7 +133,7 @@ BUDGET_WORKER = textwrap.dedent(
         now[0] += 1.0
         return {"AP": 0.5, "AP50": 0.5}
 
-    train_epoch._optimizer_step, trainer.validate = step, validate
+    engine.optimizer_step, trainer.validate = step, validate
     trainer.fit(load_config(sys.argv[1]), show_progress=False, clock=lambda: now[0])
     print(f"rank {os.environ['RANK']} ended at {now[0]}")
     """

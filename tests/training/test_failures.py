@@ -131,7 +131,7 @@ def test_hung_worker_times_out(tmp_path: Path, tiny_training_yaml, monkeypatch: 
 
 
 def test_out_of_memory_on_the_device(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
-    from detector.training import epoch as train_epoch
+    from detector.training import engine
 
     run = tmp_path / "run"
     config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
@@ -139,7 +139,7 @@ def test_out_of_memory_on_the_device(tmp_path: Path, tiny_training_yaml, monkeyp
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_epoch, "_optimizer_step", out_of_memory)
+    monkeypatch.setattr(engine, "optimizer_step", out_of_memory)
     code, lines = _train(config)
     assert code == 1
     assert lines[-1] == ("Error: out of memory on the training device; lower train.batch_size or "

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from detector.checkpoint import load_checkpoint
-from detector.training.run_dir import read_steps
+from detector.training.run_files import read_steps
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -11,6 +11,7 @@ import torch
 from detector.checkpoint import load_checkpoint
 from detector.config import Config, config_from_dict
 from detector.training import trainer as trainer_module
+from detector.training.engine import TrainingEpoch
 from detector.training.resume import ResumeError, prepare_resume
 from detector.training.trainer import fit
 
@@ -30,27 +31,27 @@ def deterministic():
     torch.use_deterministic_algorithms(False)  # do not leak the global switch into other tests
 
 
-_REAL_TRAIN_ONE_EPOCH = trainer_module.train_one_epoch
-
-
 class _Interrupt(Exception):
     pass
 
 
 def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], interrupt_at_call: int | None) -> None:
-    """Wrap train_one_epoch: record per-step losses; raise (a "kill") at the given call."""
-    real = _REAL_TRAIN_ONE_EPOCH
+    """Wrap the trainer's epochs: record per-step losses; raise (a "kill") at the given epoch's start."""
     calls = [0]
 
-    def wrapper(*args, **kwargs):
-        calls[0] += 1
-        if interrupt_at_call is not None and calls[0] == interrupt_at_call:
-            raise _Interrupt
-        stats = real(*args, **kwargs)
-        losses.extend(stats["step_losses"])
-        return stats
+    class Recording(TrainingEpoch):
+        def __init__(self, *args, **kwargs) -> None:
+            calls[0] += 1
+            if interrupt_at_call is not None and calls[0] == interrupt_at_call:
+                raise _Interrupt
+            super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "train_one_epoch", wrapper)
+        def stats(self) -> dict:
+            stats = super().stats()
+            losses.extend(stats["step_losses"])
+            return stats
+
+    monkeypatch.setattr(trainer_module, "TrainingEpoch", Recording)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -175,7 +176,7 @@ def test_finished_run_is_extended_with_a_stated_new_segment(
 
 
 def _steps(run: Path) -> list[tuple[int, int, int, float]]:
-    from detector.training.run_dir import read_steps
+    from detector.training.run_files import read_steps
 
     return [(int(r["epoch"]), int(r["batch"]), int(r["step"]), r["loss"]) for r in read_steps(run / "steps.csv")]
 
@@ -194,8 +195,6 @@ def test_save_period_checkpoint_resumes_exactly_mid_epoch(
     tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic
 ) -> None:
     """A crash after a mid-epoch save (and one more logged step): resume equals the straight run."""
-    from detector.training import run_outputs
-
     data = tmp_path / "data"
     settings = {"deterministic": True, "epochs": 2, "save_period": "3 steps"}
 
@@ -204,21 +203,21 @@ def test_save_period_checkpoint_resumes_exactly_mid_epoch(
 
     straight = fit(make(tmp_path / "straight"), show_progress=False)
 
-    real_log_step = run_outputs.log_step
+    real_append_step = trainer_module.append_step
 
-    def crash_at_step_8(run_dir, **row):
-        real_log_step(run_dir, **row)
+    def crash_at_step_8(path, **row):
+        real_append_step(path, **row)
         if row["step"] == 8:
             raise _Interrupt  # after step 8 was logged, before any later save
 
-    monkeypatch.setattr(trainer_module, "log_step", crash_at_step_8)
+    monkeypatch.setattr(trainer_module, "append_step", crash_at_step_8)
     with pytest.raises(_Interrupt):
         fit(make(tmp_path / "resumed"), show_progress=False)
     saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
     # 4 steps per epoch; saves at step 3 (period), 4 (epoch end), 7 (period): epoch 2, after 3 batches.
     assert saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
     assert not saved["finished"]
-    monkeypatch.setattr(trainer_module, "log_step", real_log_step)
+    monkeypatch.setattr(trainer_module, "append_step", real_append_step)
     cfg, ckpt, changes = prepare_resume(tmp_path / "resumed")
     messages: list[str] = []
     fit(cfg, resume_checkpoint=ckpt, show_progress=False, log=messages.append)

@@ -18,9 +18,9 @@ from detector import checkpoint as checkpoint_module
 from detector.checkpoint import load_checkpoint
 from detector.cli import main
 from detector.config import ConfigError, SavePeriod, parse_save_period
-from detector.training import epoch as train_epoch
+from detector.training import engine
 
-_REAL_STEP = train_epoch._optimizer_step
+_REAL_STEP = engine.optimizer_step
 
 
 def _signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, times: int = 1) -> None:
@@ -34,7 +34,7 @@ def _signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, tim
                 os.kill(os.getpid(), signum)
         return stepped
 
-    monkeypatch.setattr(train_epoch, "_optimizer_step", optimizer_step)
+    monkeypatch.setattr(engine, "optimizer_step", optimizer_step)
 
 
 def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path: Path, tiny_training_yaml,
@@ -123,7 +123,7 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
     tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopped after batch 4/4 (before validation): the resumed epoch has no batches left, only its end."""
-    from detector.training.run_dir import read_steps
+    from detector.training.run_files import read_steps
 
     data = tmp_path / "data"
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
@@ -135,7 +135,7 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
             "b.yaml", data, stopped, num_train=8, epochs=2, deterministic=True))])
         assert result.exit_code == 143
         assert "stopped after step 4 (epoch 1, batch 4/4)" in result.stderr.strip().splitlines()[-1]
-        monkeypatch.setattr(train_epoch, "_optimizer_step", _REAL_STEP)
+        monkeypatch.setattr(engine, "optimizer_step", _REAL_STEP)
         resumed = CliRunner().invoke(main, ["train", "--resume", str(stopped)])
         assert resumed.exit_code == 0, resumed.output
     finally:
@@ -154,13 +154,14 @@ def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, 
     from detector.training import trainer as trainer_module
 
     seen: list[tuple[int, int]] = []
-    real_save = trainer_module.save_progress
+    real_save = trainer_module.save_last
 
-    def save_progress(run_dir, parts, state, cfg, names, progress):
-        seen.append((state.step, progress.batches_done))
+    def save_last(run_dir, parts, state, cfg, names, progress=None):
+        if progress is not None:  # a mid-epoch last.pt
+            seen.append((state.step, progress.batches_done))
         real_save(run_dir, parts, state, cfg, names, progress)
 
-    monkeypatch.setattr(trainer_module, "save_progress", save_progress)
+    monkeypatch.setattr(trainer_module, "save_last", save_last)
     ticks = iter(range(0, 10**6, 20))
     cfg = config_from_dict(tiny_training(tmp_path / "data", tmp_path / "run", num_train=8, epochs=1,
                                          save_period="0.5 min"))

@@ -18,11 +18,11 @@ import pytest
 from detector.checkpoint import load_checkpoint, save_checkpoint
 from detector.config import Config, config_from_dict
 from detector.data.loading.sampling import SeededSampler
-from detector.training import epoch as train_epoch
+from detector.training import engine
 from detector.training import trainer as trainer_module
 from detector.training.resume import prepare_resume
-from detector.training.run_dir import read_steps
-from detector.training.stop_signals import TrainingInterrupted
+from detector.training.run_controls import TrainingInterrupted
+from detector.training.run_files import read_steps
 
 BASE_LR, FINAL_FRACTION = 0.01, 0.05
 VALIDATION_S = 2.0
@@ -34,7 +34,7 @@ def _clocked_fit(monkeypatch: pytest.MonkeyPatch, cfg: Config, *, step_s: Callab
     """Run `fit` on a fake clock; return the clock at the end (SIGINT after a step: interrupted)."""
     now = [start_s]
     steps = [0 if resume_checkpoint is None else resume_checkpoint["step"]]
-    real_step = train_epoch._optimizer_step
+    real_step = engine.optimizer_step
 
     def optimizer_step(*args, **kwargs):
         stepped = real_step(*args, **kwargs)
@@ -48,7 +48,7 @@ def _clocked_fit(monkeypatch: pytest.MonkeyPatch, cfg: Config, *, step_s: Callab
         now[0] += VALIDATION_S
         return {"AP": 0.5, "AP50": 0.5}
 
-    monkeypatch.setattr(train_epoch, "_optimizer_step", optimizer_step)
+    monkeypatch.setattr(engine, "optimizer_step", optimizer_step)
     monkeypatch.setattr(trainer_module, "validate", validate)
     trainer_module.fit(cfg, resume_checkpoint=resume_checkpoint, show_progress=False, log=lambda m: None,
                        clock=lambda: now[0])
