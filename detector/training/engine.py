@@ -39,7 +39,14 @@ from detector.config import Config, TrainConfig
 from detector.data.record import SplitRecords
 from detector.model.precision import amp_dtype_for, autocast
 from detector.training.distributed import DistInfo, any_rank_true, unwrap_model
-from detector.training.optim import LrPlan, ModelEMA, build_optimizer, lr_at, lr_plan, set_learning_rate
+from detector.training.optim import (
+    LrPlan,
+    ModelEMA,
+    build_optimizer,
+    lr_at,
+    lr_plan,
+    set_learning_rate,
+)
 
 SINGLE_PROCESS = DistInfo()  # the default: no torch.distributed
 

@@ -40,7 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, save_checkpoint
+from detector.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    non_finite_tensors,
+    save_checkpoint,
+)
 from detector.config import Config, config_from_dict, config_to_dict, load_config
 from detector.training.distributed import unwrap_model
 from detector.training.engine import EpochProgress, NonFiniteLossError, TrainParts, TrainState

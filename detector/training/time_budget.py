@@ -38,6 +38,7 @@ from detector.training.optim import LrPlan, move_end
 PLAN_AFTER_STEPS = 5  # the first plan waits for this many timed steps (the first one includes worker start-up)
 PLAN_TOLERANCE = 0.01  # at an epoch end, a plan that would still fit is lengthened only beyond 1%
 MAX_WARMUP_FRACTION = 0.2  # a budget shorter than the warmup caps it at this share of the plan
+SINGLE_PROCESS, CPU = ddp.DistInfo(), torch.device("cpu")  # the defaults: one process, no broadcast
 
 
 def plan_extra_steps(
@@ -94,8 +95,8 @@ class TimeBudget:
         clock: Callable[[], float] = time.monotonic,
         elapsed_before_s: float = 0.0,
         planned: bool = False,
-        dist: ddp.DistInfo = ddp.DistInfo(),
-        device: torch.device = torch.device("cpu"),
+        dist: ddp.DistInfo = SINGLE_PROCESS,
+        device: torch.device = CPU,
     ) -> None:
         """Args:
         limit_minutes: the budget (`train.time_limit`), > 0.

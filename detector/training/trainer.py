@@ -61,7 +61,12 @@ from detector.training.engine import (
     compile_for_training,
     validate,
 )
-from detector.training.failures import TrainingError, describe_failure, resume_hint, shut_down_workers
+from detector.training.failures import (
+    TrainingError,
+    describe_failure,
+    resume_hint,
+    shut_down_workers,
+)
 from detector.training.optim import LrPlan
 from detector.training.resume import (
     check_class_names,

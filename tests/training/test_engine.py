@@ -21,6 +21,7 @@ from detector.training.engine import (
 )
 from detector.training.optim import warmup_cosine
 
+
 class _Linear(nn.Module):
     def __init__(self) -> None:
         super().__init__()

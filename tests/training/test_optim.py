@@ -101,6 +101,20 @@ def test_move_end_inside_warmup_only_moves_the_end() -> None:
     assert lr_at(14, plan) == pytest.approx(0.05)  # the midpoint of 4..24
 
 
+def test_a_saved_new_segment_reads_as_it_was_written() -> None:
+    """A last.pt resumed with more epochs by earlier code holds a new cosine from the lr at the
+    resume step (start_step 7, start_lr 0.05) and no anchor keys: the lr follows that cosine."""
+    saved = {"base_lr": 0.1, "end_lr": 0.0, "warmup_steps": 2, "total_steps": 17, "start_step": 7,
+             "start_lr": 0.05}
+    plan = plan_from_dict(saved)
+    assert (plan.anchor_step, plan.anchor_progress) == (7, 0.0)
+    assert lr_at(1, plan) == pytest.approx(0.1)  # the warmup's last step
+    assert lr_at(7, plan) == pytest.approx(0.05)
+    assert lr_at(12, plan) == pytest.approx(0.025)  # half way from 0.05 to 0
+    assert lr_at(17, plan) == pytest.approx(0.0)
+    assert {key: plan_to_dict(plan)[key] for key in saved} == saved
+
+
 def test_restart_begins_a_new_cosine_without_warmup() -> None:
     """What extends a finished run: from start_lr at the step down to end_lr at the new total."""
     finished = warmup_cosine(base_lr=0.1, warmup_steps=2, total_steps=12, final_lr_fraction=0.0)

@@ -276,3 +276,59 @@ def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp
     save_checkpoint(ckpt, run / "weights/last.pt")
     _, _, changes = prepare_resume(run, overrides=["train.close_mosaic=1", "train.multi_scale=[32, 96]"])
     assert changes == ["train.close_mosaic: 0 -> 1", "train.multi_scale: None -> [32, 96]"]
+
+
+def test_a_mid_epoch_last_pt_in_the_old_layout_resumes_exactly(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic, as_old_layout
+) -> None:
+    """A mid-epoch last.pt with only the oldest layout's keys: the resume equals the straight run
+    (steps.csv bit for bit, the weights, the lr plan)."""
+    from detector.checkpoint import save_checkpoint
+
+    data = tmp_path / "data"
+    settings = {"deterministic": True, "epochs": 2, "save_period": "3 steps"}
+
+    def make(run: Path) -> Config:
+        return config_from_dict(_eight_image_config(tiny_config, data, run, settings))
+
+    straight = fit(make(tmp_path / "straight"), show_progress=False)
+    real_append_step = trainer_module.append_step
+
+    def crash_at_step_6(path, **row):
+        real_append_step(path, **row)
+        if row["step"] == 6:
+            raise _Interrupt
+
+    monkeypatch.setattr(trainer_module, "append_step", crash_at_step_6)
+    with pytest.raises(_Interrupt):
+        fit(make(tmp_path / "resumed"), show_progress=False)
+    monkeypatch.setattr(trainer_module, "append_step", real_append_step)
+    last = tmp_path / "resumed/weights/last.pt"
+    saved = load_checkpoint(last, require_training_state=True)
+    assert (saved["step"], saved["epoch_progress"]["batches_done"]) == (4, 0)  # the epoch end
+    # The epoch-end save as the oldest code wrote it, then a resume that crashes nowhere.
+    save_checkpoint(as_old_layout(saved, oldest=True), last)
+    cfg, ckpt, _ = prepare_resume(tmp_path / "resumed")
+    assert "epoch_progress" not in ckpt and "anchor_step" not in ckpt["scheduler"]
+    fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+    assert _steps(tmp_path / "resumed") == _steps(straight) and len(_steps(straight)) == 8
+    _assert_same_weights(straight, tmp_path / "resumed")
+
+    # Mid-epoch: saved at step 7 (the period), crashed after step 8; resumed from the old layout.
+    def crash_at_step_8(path, **row):
+        real_append_step(path, **row)
+        if row["step"] == 8:
+            raise _Interrupt
+
+    monkeypatch.setattr(trainer_module, "append_step", crash_at_step_8)
+    with pytest.raises(_Interrupt):
+        fit(make(tmp_path / "mid"), show_progress=False)
+    monkeypatch.setattr(trainer_module, "append_step", real_append_step)
+    last = tmp_path / "mid/weights/last.pt"
+    saved = load_checkpoint(last, require_training_state=True)
+    assert (saved["step"], saved["epoch_progress"]["batches_done"]) == (7, 3)
+    save_checkpoint(as_old_layout(saved, oldest=True), last)
+    cfg, ckpt, _ = prepare_resume(tmp_path / "mid")
+    fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+    assert _steps(tmp_path / "mid") == _steps(straight)
+    _assert_same_weights(straight, tmp_path / "mid")

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from detector.training.engine import TrainState
-from detector.training.optim import LrPlan, lr_at, move_end, plan_from_dict, plan_to_dict, progress_at, warmup_cosine
+from detector.training.optim import (
+    LrPlan,
+    lr_at,
+    move_end,
+    plan_from_dict,
+    plan_to_dict,
+    progress_at,
+    warmup_cosine,
+)
 from detector.training.time_budget import TimeBudget, correction_needed, plan_extra_steps
 
 BASE_LR, FINAL_FRACTION = 0.01, 0.05

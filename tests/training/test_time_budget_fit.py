@@ -61,7 +61,7 @@ def _config(tiny_training, data: Path, run: Path, **train: object) -> Config:
 
 
 def test_mid_epoch_resume_under_time_limit_keeps_the_plan(tiny_training, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch, as_old_layout) -> None:
     """Stopped at step 12 (epoch 2, batch 4 of 8) and resumed: the lr at every step matches the
     straight run within 2% of base_lr, both end with the lr at its floor, at most one step apart,
     and inside the budget.
@@ -81,6 +81,10 @@ def test_mid_epoch_resume_under_time_limit_keeps_the_plan(tiny_training, tmp_pat
                      signal_after_step=12)
     cfg, ckpt, _ = prepare_resume(run)
     assert (ckpt["step"], ckpt["epoch_progress"]["batches_done"]) == (12, 4)
+    # Resumed from the old layout, key by key: the budget's state (the moved end's anchor,
+    # elapsed_s, planned_epochs) is read from the same names.
+    assert ckpt["scheduler"]["anchor_step"] > ckpt["scheduler"]["start_step"] and ckpt["train_state"]["elapsed_s"] > 0
+    ckpt = as_old_layout(ckpt)
     # The resumed session's clock starts elsewhere: only the budget's own record counts.
     _clocked_fit(monkeypatch, cfg, step_s=one_second, start_s=1000.0, resume_checkpoint=ckpt)
 

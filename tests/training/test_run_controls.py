@@ -1,7 +1,9 @@
-"""SIGINT in process: finish the step, save, exit 130; a second signal stops at once, even mid-write.
+"""The run controls: stop signals, periodic saves, close_mosaic, directly and through `fit`.
 
-Also `train.save_period` parsing. (SIGTERM through a real subprocess, with exact
-resume, is in test_preemption.py; DDP in test_ddp.py.)
+SIGINT in process: finish the step, save, exit 130; a second signal stops at once, even
+mid-write. `train.save_period` parsing and timing. `train.close_mosaic` switches at the
+right epoch; resume with mosaic and multi-scale equals the straight run. (SIGTERM
+through a real subprocess, with exact resume, is in test_preemption.py; DDP in test_ddp.py.)
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ from click.testing import CliRunner
 from detector import checkpoint as checkpoint_module
 from detector.checkpoint import load_checkpoint
 from detector.cli import main
-from detector.config import ConfigError, SavePeriod, parse_save_period
+from detector.config import ConfigError, SavePeriod, config_from_dict, parse_save_period
+from detector.data.loading.sampling import SeededSampler
 from detector.training import engine
+from detector.training import trainer as trainer_module
+from detector.training.resume import prepare_resume
+from detector.training.run_controls import CloseMosaic, PeriodicSave, StopSignals
+from detector.training.run_files import read_steps
+from detector.training.trainer import fit
 
 _REAL_STEP = engine.optimizer_step
 
@@ -123,7 +131,6 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
     tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopped after batch 4/4 (before validation): the resumed epoch has no batches left, only its end."""
-    from detector.training.run_files import read_steps
 
     data = tmp_path / "data"
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
@@ -150,8 +157,6 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
 
 def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, monkeypatch: pytest.MonkeyPatch) -> None:
     """A clock that moves 20 s per reading: "0.5 min" is due every couple of steps, inside epochs."""
-    from detector.config import config_from_dict
-    from detector.training import trainer as trainer_module
 
     seen: list[tuple[int, int]] = []
     real_save = trainer_module.save_last
@@ -252,3 +257,137 @@ def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.M
     worker.join(timeout=5.0)
     assert not worker.is_alive()
     del batches
+
+
+def test_periodic_save_counts_from_the_latest_write() -> None:
+    now = [100.0]
+    saves = PeriodicSave(SavePeriod(steps=3), clock=lambda: now[0], step=10)
+    assert not saves.due(12) and saves.due(13)
+    saves.record(13, epoch=2, batches_done=5)  # any write of last.pt restarts the count
+    assert not saves.due(15) and saves.due(16)
+    assert saves.holds(2, 5) and not saves.holds(2, 6) and not saves.holds(3, 0)
+    minutes = PeriodicSave(SavePeriod(minutes=0.5), clock=lambda: now[0], step=0)
+    now[0] += 29.9
+    assert not minutes.due(10**6)
+    now[0] += 0.1
+    assert minutes.due(0)
+    never = PeriodicSave(None, clock=lambda: now[0], step=0)
+    assert not never.due(10**9) and not never.holds(0, 0)  # nothing written yet: position (-1, 0)
+
+
+def test_stop_signals_record_the_first_signal_and_put_the_handlers_back() -> None:
+    import signal as signal_module
+
+    from detector.training.distributed import DistInfo
+    from detector.training.run_controls import ImmediateStop
+
+    before = signal_module.getsignal(signal_module.SIGTERM)
+    messages: list[str] = []
+    with StopSignals(messages.append) as signals:
+        assert signals.agreed(DistInfo(), torch.device("cpu")) == 0
+        os.kill(os.getpid(), signal_module.SIGTERM)
+        assert signals.signum == signal_module.SIGTERM
+        assert signals.agreed(DistInfo(), torch.device("cpu")) == signal_module.SIGTERM
+        with pytest.raises(ImmediateStop, match="SIGTERM again: stopped at once"):
+            os.kill(os.getpid(), signal_module.SIGTERM)
+    assert messages == ["SIGTERM: finishing the current step, then saving last.pt (signal again to stop at once, "
+                        "without saving)"]
+    assert signal_module.getsignal(signal_module.SIGTERM) is before
+
+
+def test_close_mosaic_stays_closed_and_tells_the_sampler() -> None:
+    told: list[bool] = []
+
+    class Sampler:
+        def set_mosaic(self, enabled: bool) -> None:
+            told.append(enabled)
+
+    switch = CloseMosaic(2)
+    assert not switch.start_epoch(Sampler(), 7, 10)
+    assert switch.start_epoch(Sampler(), 8, 10)
+    # Closed once, it stays closed even when a longer plan would open it again.
+    assert switch.start_epoch(Sampler(), 9, 20, closed=True)
+    assert told == [True, False, False]
+    assert switch.start_epoch(object(), 9, 10)  # a sampler without plans: only the answer
+
+
+@pytest.mark.parametrize("close_mosaic,planned,expected_on", [
+    (0, 5, [True] * 5),
+    (2, 10, [True] * 8 + [False] * 2),
+    (0.25, 10, [True] * 7 + [False] * 3),  # 2.5 epochs, rounded up
+    (0.1, 30, [True] * 27 + [False] * 3),  # exactly 3, despite 0.1 * 30 = 3.0000000000000004
+    (12, 10, [False] * 10),
+])
+def test_mosaic_closes_for_the_last_epochs(close_mosaic: float, planned: int, expected_on: list[bool]) -> None:
+    assert [CloseMosaic(close_mosaic).enabled(epoch, planned) for epoch in range(planned)] == expected_on
+
+
+def test_fraction_follows_the_planned_epochs() -> None:
+    assert CloseMosaic(0.2).closing_epochs(10) == 2 and CloseMosaic(0.2).closing_epochs(24) == 5
+    assert CloseMosaic(3).closing_epochs(24) == 3
+
+
+@pytest.fixture
+def deterministic():
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+def _config(tiny_training, data: Path, run: Path, **train: object):
+    raw = tiny_training(data, run, num_train=8, **train)
+    raw["augment"] = [{"name": "mosaic", "p": 0.8}, {"name": "hflip"}, {"name": "affine", "p": 0.5}]
+    return config_from_dict(raw)
+
+
+def test_trainer_tells_the_sampler_each_epochs_switch(tiny_training, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+    real = SeededSampler.set_mosaic
+
+    def record(self: SeededSampler, enabled: bool) -> None:
+        seen.append(enabled)
+        real(self, enabled)
+
+    monkeypatch.setattr(SeededSampler, "set_mosaic", record)
+    fit(_config(tiny_training, tmp_path / "data", tmp_path / "run", epochs=3, close_mosaic=1), show_progress=False)
+    assert seen == [True, True, False]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _steps(run: Path) -> list[tuple]:
+    return [(r["epoch"], r["batch"], r["step"], r["loss"]) for r in read_steps(run / "steps.csv")]
+
+
+def test_mid_epoch_resume_with_mosaic_and_multi_scale_equals_the_straight_run(
+        tiny_training, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic) -> None:
+    data = tmp_path / "data"
+    settings = {"deterministic": True, "epochs": 3, "close_mosaic": 1, "multi_scale": [32, 96],
+                "save_period": "3 steps", "workers": 1}
+    straight = fit(_config(tiny_training, data, tmp_path / "straight", **settings), show_progress=False)
+
+    real_append_step = trainer_module.append_step
+
+    def crash_at_step_8(path, **row):
+        real_append_step(path, **row)
+        if row["step"] == 8:
+            raise _Interrupt  # after the period save at step 7, inside epoch 2 (mosaic on)
+
+    monkeypatch.setattr(trainer_module, "append_step", crash_at_step_8)
+    with pytest.raises(_Interrupt):
+        fit(_config(tiny_training, data, tmp_path / "resumed", **settings), show_progress=False)
+    saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
+    # 4 steps per epoch; saves at steps 3 (period), 4 (epoch end), 7 (period): epoch 2 after 3 batches.
+    assert saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
+    monkeypatch.setattr(trainer_module, "append_step", real_append_step)
+    cfg, ckpt, changes = prepare_resume(tmp_path / "resumed")
+    assert changes == []
+    fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+
+    assert _steps(tmp_path / "resumed") == _steps(straight) and len(_steps(straight)) == 12
+    first = load_checkpoint(straight / "weights/last.pt", require_training_state=True)
+    second = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
+    for name in first["train_model"]:
+        assert torch.equal(first["train_model"][name], second["train_model"][name]), name
