@@ -97,7 +97,9 @@ class NanGuard:
         self.consecutive += 1
         self.total += 1
         if self.policy == "stop":
-            raise NonFiniteLossError(f"non-finite loss or gradients at {where}; stopping (train.nan_policy=stop)")
+            raise NonFiniteLossError(
+                f"non-finite loss or gradients at {where}; stopping (train.nan_policy=stop)"
+            )
         if self.consecutive >= self.max_skips:
             raise NonFiniteLossError(
                 f"{self.consecutive} consecutive non-finite steps up to {where}; stopping "
@@ -105,9 +107,14 @@ class NanGuard:
             )
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+def _to_device(
+    batch: dict[str, Any], device: torch.device
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     images = batch["images"].to(device, non_blocking=True)
-    targets = [{key: value.to(device, non_blocking=True) for key, value in target.items()} for target in batch["targets"]]
+    targets = [
+        {key: value.to(device, non_blocking=True) for key, value in target.items()}
+        for target in batch["targets"]
+    ]
     return images, targets
 
 
@@ -137,7 +144,9 @@ class EpochProgress:
     """
 
     batches_done: int = 0  # micro-batches of this epoch behind completed optimizer steps
-    sums: dict[str, float] = field(default_factory=dict)  # loss term -> sum over finite micro-batches
+    sums: dict[str, float] = field(
+        default_factory=dict
+    )  # loss term -> sum over finite micro-batches
     finite_batches: int = 0
     skipped_steps: int = 0
     images_seen: int = 0  # by this rank
@@ -171,8 +180,13 @@ class TrainParts:
         return self.ema.module if self.ema is not None else unwrap_model(self.model)
 
 
-def optimizer_step(parts: TrainParts, train_cfg: TrainConfig, step: int, loss_finite: bool,
-                   dist: DistInfo = SINGLE_PROCESS) -> bool:
+def optimizer_step(
+    parts: TrainParts,
+    train_cfg: TrainConfig,
+    step: int,
+    loss_finite: bool,
+    dist: DistInfo = SINGLE_PROCESS,
+) -> bool:
     """Apply the accumulated gradients at the planned lr of `step`; False when skipped.
 
     Skipped (no optimizer or EMA update, gradients dropped) when the loss on any rank
@@ -293,7 +307,12 @@ class TrainingEpoch:
             (what a mid-epoch checkpoint saves); a resumed epoch passes the saved ones.
         """
         self.parts, self.loader, self.state, self.train_cfg = parts, loader, state, train_cfg
-        self.epoch, self.planned_epochs, self.nan_guard, self.dist = epoch, planned_epochs, nan_guard, dist
+        self.epoch, self.planned_epochs, self.nan_guard, self.dist = (
+            epoch,
+            planned_epochs,
+            nan_guard,
+            dist,
+        )
         self.show_progress = show_progress
         self.progress = progress if progress is not None else EpochProgress()
         self.stopped_early = False  # the caller left the loop before the loader's end
@@ -315,8 +334,14 @@ class TrainingEpoch:
         accumulate = self.train_cfg.accumulate
         sums = self._sums
         images_before = progress.images_seen
-        bar = tqdm(total=num_batches, initial=start_batch, desc=f"epoch {self.epoch + 1}/{self.planned_epochs}",
-                   disable=not (self.show_progress and dist.is_main), dynamic_ncols=True, leave=True)
+        bar = tqdm(
+            total=num_batches,
+            initial=start_batch,
+            desc=f"epoch {self.epoch + 1}/{self.planned_epochs}",
+            disable=not (self.show_progress and dist.is_main),
+            dynamic_ncols=True,
+            leave=True,
+        )
         parts.optimizer.zero_grad(set_to_none=True)
         micro_finite = True
         micro_losses: list[float] = []
@@ -328,14 +353,25 @@ class TrainingEpoch:
                 images, targets = _to_device(batch, parts.device)
                 boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
                 # Between accumulation boundaries DDP must not all-reduce (it would every backward).
-                no_sync = parts.model.no_sync() if dist.distributed and not boundary else contextlib.nullcontext()
+                no_sync = (
+                    parts.model.no_sync()
+                    if dist.distributed and not boundary
+                    else contextlib.nullcontext()
+                )
                 with no_sync:
                     with autocast(parts.device, parts.amp_dtype):
                         raw = parts.forward(images)
-                    terms = parts.loss_fn(raw.float(), targets)  # the loss in fp32: sums of many small terms
+                    terms = parts.loss_fn(
+                        raw.float(), targets
+                    )  # the loss in fp32: sums of many small terms
                     parts.scaler.scale(terms["loss"] / accumulate).backward()
-                values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist(),
-                                  strict=False))
+                values = dict(
+                    zip(
+                        terms,
+                        torch.stack([v.detach().float() for v in terms.values()]).tolist(),
+                        strict=False,
+                    )
+                )
                 self._step_losses.append(values["loss"])
                 micro_losses.append(values["loss"])
                 finite = all(math.isfinite(v) for v in values.values())
@@ -346,7 +382,9 @@ class TrainingEpoch:
                         sums[key] += value
                 self._images_seen += images.shape[0]
                 if boundary:
-                    stepped = optimizer_step(parts, self.train_cfg, self.state.step, micro_finite, dist)
+                    stepped = optimizer_step(
+                        parts, self.train_cfg, self.state.step, micro_finite, dist
+                    )
                     nan_guard.record(stepped, where=f"epoch {self.epoch + 1}, batch {index + 1}")
                     micro_finite = True
                     if stepped:
@@ -365,12 +403,19 @@ class TrainingEpoch:
                     yield step_loss
                     self.stopped_early = False
                 elapsed = time.perf_counter() - start
-                means = {key.removeprefix("loss_") if key != "loss" else key: sums[key] / max(self._finite_batches, 1)
-                         for key in sums}
-                bar.set_postfix({**{k: f"{v:.3f}" for k, v in means.items()},
-                                 "lr": f"{parts.optimizer.param_groups[0]['lr']:.2e}",
-                                 "img/s": f"{self._images_seen * dist.world_size / max(elapsed, 1e-9):.1f}"},
-                                refresh=False)
+                means = {
+                    key.removeprefix("loss_") if key != "loss" else key: sums[key]
+                    / max(self._finite_batches, 1)
+                    for key in sums
+                }
+                bar.set_postfix(
+                    {
+                        **{k: f"{v:.3f}" for k, v in means.items()},
+                        "lr": f"{parts.optimizer.param_groups[0]['lr']:.2e}",
+                        "img/s": f"{self._images_seen * dist.world_size / max(elapsed, 1e-9):.1f}",
+                    },
+                    refresh=False,
+                )
                 bar.update(1)
                 last = time.perf_counter()
             finished = True
@@ -392,7 +437,9 @@ class TrainingEpoch:
         """
         if self._steps is not None:
             self._steps.close()  # a loop left early: end the pass (its bar, its time) here
-        stats: dict[str, Any] = {key: self._sums[key] / max(self._finite_batches, 1) for key in self._sums}
+        stats: dict[str, Any] = {
+            key: self._sums[key] / max(self._finite_batches, 1) for key in self._sums
+        }
         stats.update(
             lr=self.parts.optimizer.param_groups[0]["lr"],
             images_per_s=self._images_seen * self.dist.world_size / self._elapsed,
@@ -409,17 +456,13 @@ def train_one_epoch(
     loader: torch.utils.data.DataLoader,
     state: TrainState,
     train_cfg: TrainConfig,
-    *,
-    epoch: int,
-    planned_epochs: int,
-    nan_guard: NanGuard,
-    dist: DistInfo = SINGLE_PROCESS,
-    show_progress: bool = True,
-    progress: EpochProgress | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Train one whole pass over `loader` (`TrainingEpoch`'s arguments) and return its `stats()`."""
-    training = TrainingEpoch(parts, loader, state, train_cfg, epoch=epoch, planned_epochs=planned_epochs,
-                             nan_guard=nan_guard, dist=dist, show_progress=show_progress, progress=progress)
+    """Train one whole pass over `loader` and return its `TrainingEpoch.stats()`.
+
+    `options` are `TrainingEpoch`'s keywords (epoch, planned_epochs and nan_guard required).
+    """
+    training = TrainingEpoch(parts, loader, state, train_cfg, **options)
     for _ in training:
         pass
     return training.stats()

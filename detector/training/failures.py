@@ -76,13 +76,25 @@ def describe_failure(exc: BaseException) -> str | None:
     if isinstance(exc, RuntimeError) and "DataLoader timed out after" in text:
         seconds = re.search(r"after (\d+(?:\.\d+)?) seconds", text)
         waited = f" for {seconds.group(1)} s" if seconds else ""
-        return (f"no batch from the DataLoader workers{waited} (train.worker_timeout): a worker hangs, "
-                "e.g. on a stalled network filesystem")
-    if isinstance(exc, RuntimeError) and "DataLoader worker" in text and (
-            "killed by signal" in text or "exited unexpectedly" in text):
+        return (
+            f"no batch from the DataLoader workers{waited} (train.worker_timeout): a worker hangs, "
+            "e.g. on a stalled network filesystem"
+        )
+    if (
+        isinstance(exc, RuntimeError)
+        and "DataLoader worker" in text
+        and ("killed by signal" in text or "exited unexpectedly" in text)
+    ):
         pid = re.search(r"\(pid(?:\(s\))? ([\d, ]+)\)", text)
         signal_name = re.search(r"killed by signal: ([^.]+)", text)
-        how = f"was killed by signal: {signal_name.group(1)}" if signal_name else "exited unexpectedly"
-        return (f"a DataLoader worker (pid {pid.group(1) if pid else '?'}) {how}; often the out-of-memory "
-                "killer: lower train.workers or train.batch_size")
+        how = (
+            f"was killed by signal: {signal_name.group(1)}"
+            if signal_name
+            else "exited unexpectedly"
+        )
+        return (
+            f"a DataLoader worker (pid {pid.group(1) if pid else '?'}) {how}; "
+            "often the out-of-memory "
+            "killer: lower train.workers or train.batch_size"
+        )
     return None

@@ -92,7 +92,8 @@ class LrPlan:
         otherwise:            end_lr + (start_lr - end_lr) * (1 + cos(pi * p)) / 2,
     with the cosine's progress p running linearly from `anchor_progress` at
     `anchor_step` to 1 at `total_steps` (clamped to [0, 1]):
-        p = anchor_progress + (1 - anchor_progress) * (step - anchor_step) / (total_steps - anchor_step)
+        p = anchor_progress
+            + (1 - anchor_progress) * (step - anchor_step) / (total_steps - anchor_step)
     Before the anchor (steps already taken when the end moved) p is interpolated
     from 0 at `start_step`, where the cosine begins (the warmup's end, or a restart).
     The field names are last.pt's `scheduler` keys.
@@ -108,35 +109,55 @@ class LrPlan:
     anchor_progress: float
 
 
-def warmup_cosine(*, base_lr: float, warmup_steps: int, total_steps: int,
-                  final_lr_fraction: float) -> LrPlan:
+def warmup_cosine(
+    *, base_lr: float, warmup_steps: int, total_steps: int, final_lr_fraction: float
+) -> LrPlan:
     """The plan of a new run: `warmup_steps` of warmup, the cosine ending at `total_steps`.
 
     Raises:
         ValueError: total_steps < 1 or warmup_steps < 0.
     """
     if total_steps < 1 or warmup_steps < 0:
-        raise ValueError(f"schedule needs total_steps >= 1 and warmup_steps >= 0, got {total_steps}, {warmup_steps}")
+        raise ValueError(
+            "schedule needs total_steps >= 1 and warmup_steps >= 0, "
+            f"got {total_steps}, {warmup_steps}"
+        )
     warmup = int(min(warmup_steps, total_steps))
-    return LrPlan(base_lr=float(base_lr), end_lr=float(base_lr) * float(final_lr_fraction),
-                  warmup_steps=warmup, total_steps=int(total_steps), start_step=warmup,
-                  start_lr=float(base_lr), anchor_step=warmup, anchor_progress=0.0)
+    return LrPlan(
+        base_lr=float(base_lr),
+        end_lr=float(base_lr) * float(final_lr_fraction),
+        warmup_steps=warmup,
+        total_steps=int(total_steps),
+        start_step=warmup,
+        start_lr=float(base_lr),
+        anchor_step=warmup,
+        anchor_progress=0.0,
+    )
 
 
 def lr_plan(train_cfg: TrainConfig, *, steps_per_epoch: int) -> LrPlan:
-    """`warmup_cosine` over `train.epochs` (train.lr, train.warmup_epochs, train.final_lr_fraction)."""
-    return warmup_cosine(base_lr=train_cfg.lr, warmup_steps=round(train_cfg.warmup_epochs * steps_per_epoch),
-                         total_steps=train_cfg.epochs * steps_per_epoch,
-                         final_lr_fraction=train_cfg.final_lr_fraction)
+    """`warmup_cosine` over `train.epochs` (train.lr, warmup_epochs, final_lr_fraction)."""
+    return warmup_cosine(
+        base_lr=train_cfg.lr,
+        warmup_steps=round(train_cfg.warmup_epochs * steps_per_epoch),
+        total_steps=train_cfg.epochs * steps_per_epoch,
+        final_lr_fraction=train_cfg.final_lr_fraction,
+    )
 
 
 def progress_at(step: int, plan: LrPlan) -> float:
     """The cosine's progress in [0, 1] at optimizer step `step` (0 inside the warmup)."""
     if step >= plan.anchor_step:
         span = max(plan.total_steps - plan.anchor_step, 1)
-        progress = plan.anchor_progress + (1.0 - plan.anchor_progress) * (step - plan.anchor_step) / span
+        progress = (
+            plan.anchor_progress + (1.0 - plan.anchor_progress) * (step - plan.anchor_step) / span
+        )
     else:
-        progress = plan.anchor_progress * (step - plan.start_step) / max(plan.anchor_step - plan.start_step, 1)
+        progress = (
+            plan.anchor_progress
+            * (step - plan.start_step)
+            / max(plan.anchor_step - plan.start_step, 1)
+        )
     return min(max(progress, 0.0), 1.0)
 
 
@@ -148,7 +169,9 @@ def lr_at(step: int, plan: LrPlan) -> float:
     return plan.end_lr + (plan.start_lr - plan.end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def move_end(plan: LrPlan, *, step: int, total_steps: int, max_warmup_fraction: float | None = None) -> LrPlan:
+def move_end(
+    plan: LrPlan, *, step: int, total_steps: int, max_warmup_fraction: float | None = None
+) -> LrPlan:
     """The same cosine ending at `total_steps`, keeping the progress reached at `step`.
 
     The lr at `step` is unchanged and the rest of the cosine is spread over the
@@ -175,9 +198,16 @@ def restart(plan: LrPlan, *, step: int, total_steps: int, start_lr: float, end_l
     no progress left for `move_end` to spread.
     """
     step = int(step)
-    return replace(plan, warmup_steps=min(plan.warmup_steps, step), start_step=step, start_lr=float(start_lr),
-                   end_lr=float(end_lr), anchor_step=step, anchor_progress=0.0,
-                   total_steps=max(int(total_steps), step + 1))
+    return replace(
+        plan,
+        warmup_steps=min(plan.warmup_steps, step),
+        start_step=step,
+        start_lr=float(start_lr),
+        end_lr=float(end_lr),
+        anchor_step=step,
+        anchor_progress=0.0,
+        total_steps=max(int(total_steps), step + 1),
+    )
 
 
 def plan_to_dict(plan: LrPlan) -> dict[str, float | int]:
@@ -189,11 +219,16 @@ def plan_from_dict(saved: dict[str, Any]) -> LrPlan:
     """The plan saved by `plan_to_dict`; a dict without the anchor keys (an older last.pt)
     reads as a cosine whose end never moved (anchor at `start_step`, progress 0)."""
     start_step = int(saved["start_step"])
-    return LrPlan(base_lr=float(saved["base_lr"]), end_lr=float(saved["end_lr"]),
-                  warmup_steps=int(saved["warmup_steps"]), total_steps=int(saved["total_steps"]),
-                  start_step=start_step, start_lr=float(saved["start_lr"]),
-                  anchor_step=int(saved.get("anchor_step", start_step)),
-                  anchor_progress=float(saved.get("anchor_progress", 0.0)))
+    return LrPlan(
+        base_lr=float(saved["base_lr"]),
+        end_lr=float(saved["end_lr"]),
+        warmup_steps=int(saved["warmup_steps"]),
+        total_steps=int(saved["total_steps"]),
+        start_step=start_step,
+        start_lr=float(saved["start_lr"]),
+        anchor_step=int(saved.get("anchor_step", start_step)),
+        anchor_progress=float(saved.get("anchor_progress", 0.0)),
+    )
 
 
 # Exponential moving average of the weights, used for validation and best.pt. The decay
@@ -207,7 +242,14 @@ class ModelEMA:
     are averaged; integer buffers (`num_batches_tracked`) are copied.
     """
 
-    def __init__(self, model: nn.Module, *, decay: float = 0.9998, warmup_steps: float = 2000.0, updates: int = 0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        decay: float = 0.9998,
+        warmup_steps: float = 2000.0,
+        updates: int = 0,
+    ) -> None:
         """Args:
         model: the unwrapped model to copy.
         decay: the decay reached after warm-up (0..1).
@@ -245,7 +287,9 @@ class ModelEMA:
         checkpoint stores them once, as its inference `model`)."""
         return {"updates": self.updates, "decay": self.decay, "warmup_steps": self.warmup_steps}
 
-    def load_state_dict(self, state: dict[str, float | int], weights: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(
+        self, state: dict[str, float | int], weights: dict[str, torch.Tensor]
+    ) -> None:
         """Restore the counters from `state_dict()` and the averaged `weights`."""
         self.module.load_state_dict(weights)
         self.updates = int(state["updates"])

@@ -71,7 +71,11 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(before: Config, after: Config) -> list[str]:
     """Human-readable `key: old -> new` lines for every differing config key."""
     old, new = _flatten(config_to_dict(before)), _flatten(config_to_dict(after))
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
 
 
 def check_class_names(run_dir: str | Path, trained: list[str], now: list[str]) -> None:
@@ -82,7 +86,9 @@ def check_class_names(run_dir: str | Path, trained: list[str], now: list[str]) -
     """
     if list(trained) == list(now):
         return
-    how = "the same names in another order" if sorted(trained) == sorted(now) else "other class names"
+    how = (
+        "the same names in another order" if sorted(trained) == sorted(now) else "other class names"
+    )
     raise ResumeError(
         f"cannot resume {run_dir}: it was trained on [{', '.join(trained)}] but the data now has "
         f"[{', '.join(now)}] ({how}); every label would change meaning, so start a new run"
@@ -92,8 +98,14 @@ def check_class_names(run_dir: str | Path, trained: list[str], now: list[str]) -
 # What the rest of an epoch replays from: its batches (size, accumulation, seed) and each
 # sample's augmentation (the pipeline, the input size per batch, the mosaic switch). At a
 # mid-epoch checkpoint these must be as stored; any other key may change (stated in the log).
-EXACT_MID_EPOCH = ("train.batch_size", "train.accumulate", "train.seed", "augment", "train.multi_scale",
-                   "train.close_mosaic")
+EXACT_MID_EPOCH = (
+    "train.batch_size",
+    "train.accumulate",
+    "train.seed",
+    "augment",
+    "train.multi_scale",
+    "train.close_mosaic",
+)
 
 
 def prepare_resume(
@@ -128,32 +140,51 @@ def prepare_resume(
     if config_path is not None:
         cfg = load_config(config_path, overrides)
     else:
-        cfg = config_from_dict(ckpt["config"], source=f"{run_dir}/weights/last.pt", overrides=overrides)
+        cfg = config_from_dict(
+            ckpt["config"], source=f"{run_dir}/weights/last.pt", overrides=overrides
+        )
     if ckpt["finished"] and cfg.train.epochs <= ckpt["epoch"]:
         raise ResumeError(
-            f"cannot resume {run_dir}: the run finished ({ckpt['epoch']} epochs, best AP {ckpt['best_ap']:.4f}); "
+            f"cannot resume {run_dir}: the run finished ({ckpt['epoch']} epochs, "
+            f"best AP {ckpt['best_ap']:.4f}); "
             f"extend it with --set train.epochs=N (N > {ckpt['epoch']}) or start a new run "
             f"(its best weights are {run_dir}/weights/best.pt)"
         )
     if ckpt["finished"] and cfg.train.time_limit is not None:
         raise ResumeError(
-            f"cannot extend {run_dir} with train.time_limit={cfg.train.time_limit:g} (its budget is spent); "
+            f"cannot extend {run_dir} with train.time_limit={cfg.train.time_limit:g} "
+            "(its budget is spent); "
             "add --set train.time_limit=null so that train.epochs decides"
         )
     if cfg.data.names is not None:
         check_class_names(run_dir, ckpt["names"], cfg.data.names)
     if (ckpt.get("epoch_progress") or {}).get("batches_done", 0):
         before, after = _flatten(config_to_dict(stored)), _flatten(config_to_dict(cfg))
-        changed = [f"{key}: {before[key]!r} -> {after[key]!r}"
-                   for key in EXACT_MID_EPOCH if before[key] != after[key]]
+        changed = [
+            f"{key}: {before[key]!r} -> {after[key]!r}"
+            for key in EXACT_MID_EPOCH
+            if before[key] != after[key]
+        ]
         if changed:
-            raise ResumeError(f"cannot resume {run_dir} from its mid-epoch checkpoint with {'; '.join(changed)}: "
-                              "the rest of the epoch is replayed exactly; keep them as they were")
-    changed_model = [line for line in config_changes(stored, cfg) if line.startswith("model.") and not line.startswith("model.pretrained")]
+            raise ResumeError(
+                f"cannot resume {run_dir} from its mid-epoch checkpoint with {'; '.join(changed)}: "
+                "the rest of the epoch is replayed exactly; keep them as they were"
+            )
+    changed_model = [
+        line
+        for line in config_changes(stored, cfg)
+        if line.startswith("model.") and not line.startswith("model.pretrained")
+    ]
     if changed_model:
-        raise ResumeError(f"cannot resume {run_dir}: the model changed ({'; '.join(changed_model)}); start a new run")
+        raise ResumeError(
+            f"cannot resume {run_dir}: the model changed ({'; '.join(changed_model)}); "
+            "start a new run"
+        )
     if not ckpt["finished"] and cfg.train.epochs < ckpt["epoch"]:
-        raise ResumeError(f"cannot resume {run_dir}: train.epochs={cfg.train.epochs} is below the {ckpt['epoch']} epochs done")
+        raise ResumeError(
+            f"cannot resume {run_dir}: train.epochs={cfg.train.epochs} is below the "
+            f"{ckpt['epoch']} epochs done"
+        )
     # The resumed run writes where it was, whatever the config says.
     cfg.train.run_dir = str(run_dir)
     return cfg, ckpt, config_changes(stored, cfg)
@@ -222,8 +253,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda_states)
 
 
-def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config,
-                         names: list[str]) -> dict[str, Any]:
+def inference_checkpoint(
+    parts: TrainParts, state: TrainState, cfg: Config, names: list[str]
+) -> dict[str, Any]:
     """best.pt: what inference needs (`checkpoint.INFERENCE_TYPES`), EMA weights when EMA is on."""
     return {
         "model": parts.eval_model.state_dict(),
@@ -237,8 +269,13 @@ def inference_checkpoint(parts: TrainParts, state: TrainState, cfg: Config,
     }
 
 
-def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
-                    progress: EpochProgress | None = None) -> dict[str, Any]:
+def last_checkpoint(
+    parts: TrainParts,
+    state: TrainState,
+    cfg: Config,
+    names: list[str],
+    progress: EpochProgress | None = None,
+) -> dict[str, Any]:
     """last.pt: `inference_checkpoint` plus everything an exact resume needs.
 
     `progress`: the current epoch's, for a checkpoint written inside an epoch
@@ -260,8 +297,9 @@ def last_checkpoint(parts: TrainParts, state: TrainState, cfg: Config, names: li
     return ckpt
 
 
-def restore_from_checkpoint(parts: TrainParts, state: TrainState,
-                            ckpt: dict[str, Any]) -> EpochProgress:
+def restore_from_checkpoint(
+    parts: TrainParts, state: TrainState, ckpt: dict[str, Any]
+) -> EpochProgress:
     """Load model, optimizer, schedule, scaler, EMA and counters from last.pt; return the progress.
 
     The progress is empty for an epoch-end checkpoint or an older file. The RNG
@@ -304,15 +342,23 @@ def check_weights_finite(parts: TrainParts, where: str) -> None:
     check_finite_before_save(parts.eval_model, where)
 
 
-def save_best(run_dir: Path, parts: TrainParts, state: TrainState, cfg: Config, names: list[str]) -> None:
+def save_best(
+    run_dir: Path, parts: TrainParts, state: TrainState, cfg: Config, names: list[str]
+) -> None:
     """RUN/weights/best.pt: `inference_checkpoint`."""
     path = run_dir / "weights" / "best.pt"
     with writing(path):
         save_checkpoint(inference_checkpoint(parts, state, cfg, names), path)
 
 
-def save_last(run_dir: Path, parts: TrainParts, state: TrainState, cfg: Config, names: list[str],
-              progress: EpochProgress | None = None) -> None:
+def save_last(
+    run_dir: Path,
+    parts: TrainParts,
+    state: TrainState,
+    cfg: Config,
+    names: list[str],
+    progress: EpochProgress | None = None,
+) -> None:
     """RUN/weights/last.pt: `last_checkpoint`; with `progress`, a mid-epoch one that `--resume`
     continues after `progress.batches_done` batches of the epoch (weights checked finite first)."""
     if progress is not None:
@@ -322,29 +368,48 @@ def save_last(run_dir: Path, parts: TrainParts, state: TrainState, cfg: Config, 
         save_checkpoint(last_checkpoint(parts, state, cfg, names, progress), path)
 
 
-def restore_run(parts: TrainParts, state: TrainState, ckpt: dict[str, Any], cfg: Config, *,
-                steps_per_epoch: int, changes: list[str], log: Callable[[str], None]) -> EpochProgress:
+def restore_run(
+    parts: TrainParts,
+    state: TrainState,
+    ckpt: dict[str, Any],
+    cfg: Config,
+    *,
+    steps_per_epoch: int,
+    changes: list[str],
+    log: Callable[[str], None],
+) -> EpochProgress:
     """Load last.pt into parts and state, move the plan to a changed `train.epochs` (or extend
     a finished run with a new cosine), log what happens; return the epoch's progress."""
     progress = restore_from_checkpoint(parts, state, ckpt)
     for line in changes:
         log(f"resume: {line}")
     if progress.batches_done:
-        log(f"resume: continuing epoch {state.epoch + 1} after its first {progress.batches_done} batches "
-            f"(step {state.step}), with the same samples and augmentation an uninterrupted run would see")
+        log(
+            f"resume: continuing epoch {state.epoch + 1} after its first {progress.batches_done} "
+            f"batches (step {state.step}), with the same samples and augmentation an "
+            "uninterrupted run would see"
+        )
     total = cfg.train.epochs * steps_per_epoch
     if state.finished:
         start_lr, end_lr = cfg.train.lr, cfg.train.lr * cfg.train.final_lr_fraction
-        log(f"resume: the run had finished after {state.epoch} epochs (step {state.step}); extending it to "
-            f"{cfg.train.epochs} epochs with a new schedule segment: cosine from lr {start_lr:.3g} to {end_lr:.3g} "
-            f"over steps {state.step}..{total}, no warmup; the early-stopping count starts again")
-        parts.plan = restart(parts.plan, step=state.step, total_steps=total, start_lr=start_lr, end_lr=end_lr)
+        log(
+            f"resume: the run had finished after {state.epoch} epochs (step {state.step}); "
+            f"extending it to {cfg.train.epochs} epochs with a new schedule segment: cosine "
+            f"from lr {start_lr:.3g} to {end_lr:.3g} "
+            f"over steps {state.step}..{total}, no warmup; the early-stopping count starts again"
+        )
+        parts.plan = restart(
+            parts.plan, step=state.step, total_steps=total, start_lr=start_lr, end_lr=end_lr
+        )
         state.planned_epochs, state.finished = cfg.train.epochs, False
         state.epochs_without_improvement = 0
         state.mosaic_closed = False  # a new cosine: train.close_mosaic closes its own last epochs
     elif cfg.train.time_limit is None and cfg.train.epochs != state.planned_epochs:
-        log(f"resume: re-planning the schedule from {state.planned_epochs} to {cfg.train.epochs} epochs "
-            f"(the cosine keeps its progress at step {state.step} and ends at step {total})")
+        log(
+            f"resume: re-planning the schedule from {state.planned_epochs} to "
+            f"{cfg.train.epochs} epochs "
+            f"(the cosine keeps its progress at step {state.step} and ends at step {total})"
+        )
         state.planned_epochs = cfg.train.epochs
         parts.plan = move_end(parts.plan, step=state.step, total_steps=total)
     return progress

@@ -99,11 +99,16 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
-            self.log(f"{signal_name(signum)}: finishing the current step, then saving last.pt "
-                     "(signal again to stop at once, without saving)")
+            self.log(
+                f"{signal_name(signum)}: finishing the current step, then saving last.pt "
+                "(signal again to stop at once, without saving)"
+            )
             return
-        raise ImmediateStop(signum, f"{signal_name(signum)} again: stopped at once, without saving; "
-                                    "last.pt is the previous checkpoint")
+        raise ImmediateStop(
+            signum,
+            f"{signal_name(signum)} again: stopped at once, without saving; "
+            "last.pt is the previous checkpoint",
+        )
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -111,8 +116,12 @@ class StopSignals:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
@@ -129,8 +138,14 @@ class PeriodicSave:
     period counts from the latest file and a stop does not write the same position twice.
     """
 
-    def __init__(self, period: SavePeriod | None, *, clock: Callable[[], float], step: int,
-                 position: tuple[int, int] = (-1, 0)) -> None:
+    def __init__(
+        self,
+        period: SavePeriod | None,
+        *,
+        clock: Callable[[], float],
+        step: int,
+        position: tuple[int, int] = (-1, 0),
+    ) -> None:
         """Args:
         period: the parsed `train.save_period`; None saves only at epoch ends and stops.
         clock: monotonic seconds.
@@ -144,10 +159,12 @@ class PeriodicSave:
     def due(self, step: int) -> bool:
         """Whether the period has passed since the last write of last.pt."""
         return self.period is not None and self.period.due(
-            steps_since_save=step - self.saved_at[0], seconds_since_save=self.clock() - self.saved_at[1])
+            steps_since_save=step - self.saved_at[0],
+            seconds_since_save=self.clock() - self.saved_at[1],
+        )
 
     def record(self, step: int, *, epoch: int, batches_done: int) -> None:
-        """last.pt was just written at `step`: `epoch` epochs and `batches_done` batches of the next."""
+        """last.pt was just written at `step`: `epoch` epochs, `batches_done` of the next."""
         self.saved_at = (step, self.clock())
         self.position = (epoch, batches_done)
 
@@ -157,7 +174,7 @@ class PeriodicSave:
 
 
 class CloseMosaic:
-    """`train.close_mosaic`: mosaic off for the last epochs of the plan (see the module docstring)."""
+    """`train.close_mosaic`: mosaic off for the plan's last epochs (see the module docstring)."""
 
     def __init__(self, close_mosaic: int | float) -> None:
         self.close_mosaic = close_mosaic
@@ -166,14 +183,18 @@ class CloseMosaic:
         """How many final epochs train without mosaic (integer: as given; fraction: rounded up)."""
         if isinstance(self.close_mosaic, int):
             return self.close_mosaic
-        return math.ceil(self.close_mosaic * planned_epochs - 1e-9)  # 0.1 * 30 is 3.0000000000000004
+        return math.ceil(
+            self.close_mosaic * planned_epochs - 1e-9
+        )  # 0.1 * 30 is 3.0000000000000004
 
     def enabled(self, epoch: int, planned_epochs: int) -> bool:
         """Whether 0-based `epoch` trains with mosaic (when the `augment:` list has one)."""
         return epoch < planned_epochs - self.closing_epochs(planned_epochs)
 
-    def start_epoch(self, sampler: Any, epoch: int, planned_epochs: int, *, closed: bool = False) -> bool:
-        """Tell the training sampler this epoch's mosaic switch (a no-op for samplers without plans).
+    def start_epoch(
+        self, sampler: Any, epoch: int, planned_epochs: int, *, closed: bool = False
+    ) -> bool:
+        """Tell the training sampler this epoch's mosaic switch (a no-op without plans).
 
         `closed`: mosaic was switched off at an earlier epoch; it stays off, since a plan
         lengthened under `train.time_limit` would otherwise switch it back on. Returns

@@ -75,7 +75,11 @@ def create_run_dir(run_dir: str | Path | None, *, exist_ok: bool = False) -> Pat
     (path / "plots").mkdir(parents=True, exist_ok=True)
     if exist_ok:
         # A fresh run in a reused directory must not inherit the old curves or weights.
-        for stale in (path / "results.csv", path / "weights" / "last.pt", path / "weights" / "best.pt"):
+        for stale in (
+            path / "results.csv",
+            path / "weights" / "last.pt",
+            path / "weights" / "best.pt",
+        ):
             stale.unlink(missing_ok=True)
     return path
 
@@ -113,13 +117,22 @@ def append_result(path: Path, row: dict[str, object]) -> None:
         writer.writerow([_format(row.get(column, float("nan"))) for column in columns])
 
 
-def epoch_row(epoch: int, stats: dict[str, Any], metrics: dict[str, float], *, train_s: float) -> dict[str, Any]:
+def epoch_row(
+    epoch: int, stats: dict[str, Any], metrics: dict[str, float], *, train_s: float
+) -> dict[str, Any]:
     """results.csv's row for an epoch: every loss term, lr, AP, AP50 (NaN when not validated),
     the training time, images/s, data-wait share and skipped steps."""
-    return {"epoch": epoch, **{key: stats[key] for key in stats if key.startswith("loss")},
-            "lr": stats["lr"], "AP": metrics.get("AP", math.nan), "AP50": metrics.get("AP50", math.nan),
-            "train_s": train_s, "images_per_s": stats["images_per_s"],
-            "data_wait_fraction": stats["data_wait_fraction"], "skipped_steps": stats["skipped_steps"]}
+    return {
+        "epoch": epoch,
+        **{key: stats[key] for key in stats if key.startswith("loss")},
+        "lr": stats["lr"],
+        "AP": metrics.get("AP", math.nan),
+        "AP50": metrics.get("AP50", math.nan),
+        "train_s": train_s,
+        "images_per_s": stats["images_per_s"],
+        "data_wait_fraction": stats["data_wait_fraction"],
+        "skipped_steps": stats["skipped_steps"],
+    }
 
 
 def read_results(path: Path) -> list[dict[str, float]]:
@@ -184,12 +197,18 @@ def truncate_steps(path: Path, *, epochs_done: int, batches_done: int) -> None:
     the first `batches_done` batches of the next (a kill may have logged steps after it)."""
     if not path.is_file():
         return
-    kept = [row for row in read_steps(path)
-            if row["epoch"] <= epochs_done or (row["epoch"] == epochs_done + 1 and row["batch"] <= batches_done)]
+    kept = [
+        row
+        for row in read_steps(path)
+        if row["epoch"] <= epochs_done
+        or (row["epoch"] == epochs_done + 1 and row["batch"] <= batches_done)
+    ]
     with writing(path), path.open("w", encoding="utf-8") as handle:
         handle.write(",".join(STEP_COLUMNS) + "\n")
         for row in kept:
-            handle.write(f"{int(row['epoch'])},{int(row['batch'])},{int(row['step'])},{row['loss']!r},{row['lr']!r}\n")
+            handle.write(
+                f"{int(row['epoch'])},{int(row['batch'])},{int(row['step'])},{row['loss']!r},{row['lr']!r}\n"
+            )
 
 
 def plot_training_curves(results_csv: Path, out_dir: Path) -> list[Path]:
@@ -221,13 +240,20 @@ def _draw(rows: list[dict[str, float]], out_dir: Path) -> list[Path]:
     written = []
     panels = {
         "loss.png": ("training loss", [key for key in rows[0] if key.startswith("loss")]),
-        "ap.png": ("validation (EMA weights when enabled)", [key for key in ("AP", "AP50") if key in rows[0]]),
+        "ap.png": (
+            "validation (EMA weights when enabled)",
+            [key for key in ("AP", "AP50") if key in rows[0]],
+        ),
     }
     for file_name, (title, columns) in panels.items():
         figure, axis = plt.subplots(figsize=(6, 4), dpi=80)
         for column in columns:
             # Epochs without validation hold NaN; draw only the measured points.
-            points = [(e, row[column]) for e, row in zip(epochs, rows, strict=False) if not math.isnan(row[column])]
+            points = [
+                (e, row[column])
+                for e, row in zip(epochs, rows, strict=False)
+                if not math.isnan(row[column])
+            ]
             if points:
                 axis.plot(*zip(*points, strict=False), marker="o", markersize=3, label=column)
         axis.set_xlabel("epoch")

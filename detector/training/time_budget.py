@@ -1,4 +1,4 @@
-"""`train.time_limit` (minutes): the run's length planned in optimizer steps from the measured speed.
+"""`train.time_limit` (minutes): the run's length planned in steps from the measured speed.
 
     budget = TimeBudget(6.0, steps_per_epoch=62, validation_cost_in_steps=1.5)
     budget.start_epoch(step=0)                     # at every epoch start
@@ -35,7 +35,9 @@ import torch
 from detector.training import distributed as ddp
 from detector.training.optim import LrPlan, move_end
 
-PLAN_AFTER_STEPS = 5  # the first plan waits for this many timed steps (the first one includes worker start-up)
+PLAN_AFTER_STEPS = (
+    5  # the first plan waits for this many timed steps (the first one includes worker start-up)
+)
 PLAN_TOLERANCE = 0.01  # at an epoch end, a plan that would still fit is lengthened only beyond 1%
 MAX_WARMUP_FRACTION = 0.2  # a budget shorter than the warmup caps it at this share of the plan
 SINGLE_PROCESS, CPU = ddp.DistInfo(), torch.device("cpu")  # the defaults: one process, no broadcast
@@ -67,7 +69,10 @@ def plan_extra_steps(
         last step) * epoch_overhead_s + final_validation_s <= remaining_s.
     """
     if seconds_per_step <= 0 or steps_per_epoch <= 0:
-        raise ValueError(f"need positive step time and steps per epoch, got {seconds_per_step}, {steps_per_epoch}")
+        raise ValueError(
+            "need positive step time and steps per epoch, "
+            f"got {seconds_per_step}, {steps_per_epoch}"
+        )
     best = 0
     # With k steps ending inside the e-th epoch from now (e = 0: the current one),
     # e epoch ends are crossed before the last step; each costs the overhead.
@@ -122,7 +127,9 @@ class TimeBudget:
         self.train_steps = 0
         self.overhead_s: list[float] = []
         self._epoch_start: tuple[float, int] | None = None
-        self._last_epoch: tuple[float, int] | None = None  # (seconds, steps) of the last finished epoch
+        self._last_epoch: tuple[float, int] | None = (
+            None  # (seconds, steps) of the last finished epoch
+        )
 
     # ------------------------------------------------------------- what the trainer calls
 
@@ -132,8 +139,12 @@ class TimeBudget:
         if not self.planned and self.steps_timed(step) >= PLAN_AFTER_STEPS:
             # Every rank counts the same steps, so under DDP all of them plan here together.
             plan = self._plan(step, plan, broadcast=self.dist.distributed)
-        stop = step >= plan.total_steps or (self.dist.is_main and not self.next_step_fits(
-            current_step=step, validation_estimate_s=self.validation_estimate(step)))
+        stop = step >= plan.total_steps or (
+            self.dist.is_main
+            and not self.next_step_fits(
+                current_step=step, validation_estimate_s=self.validation_estimate(step)
+            )
+        )
         if self.dist.distributed:  # rank 0's clock decides, so every rank stops after the same step
             (stop,) = ddp.broadcast_numbers([float(stop)], self.dist, self.device)
         return plan, bool(stop)
@@ -149,24 +160,36 @@ class TimeBudget:
         self._epoch_start = None
         return self._plan(step, plan, broadcast=True)
 
-    def after_validation(self, seconds: float, step: int, plan: LrPlan, *, finished: bool) -> LrPlan:
+    def after_validation(
+        self, seconds: float, step: int, plan: LrPlan, *, finished: bool
+    ) -> LrPlan:
         """An epoch end's validation, checkpoint and plots took `seconds`; unless the run is
         finished, correct the plan again now that their cost is known."""
         self.record_overhead(seconds)
         return plan if finished else self._plan(step, plan, broadcast=True, overhead_due=False)
 
-    def _plan(self, step: int, plan: LrPlan, *, broadcast: bool, overhead_due: bool = True) -> LrPlan:
+    def _plan(
+        self, step: int, plan: LrPlan, *, broadcast: bool, overhead_due: bool = True
+    ) -> LrPlan:
         """The plan from the measured speed: the first one, or an epoch end's correction
         (only when `correction_needed` says so). Under DDP (`broadcast`) rank 0 decides."""
         total = plan.total_steps
         if self.dist.is_main:
-            total = self.plan_steps(current_step=step, validation_estimate_s=self.validation_estimate(step),
-                                    overhead_due=overhead_due) or total
+            total = (
+                self.plan_steps(
+                    current_step=step,
+                    validation_estimate_s=self.validation_estimate(step),
+                    overhead_due=overhead_due,
+                )
+                or total
+            )
         if broadcast:
             (total,) = ddp.broadcast_numbers([total], self.dist, self.device)
         total = max(int(total), step)
         if not self.planned or correction_needed(plan.total_steps, total):
-            plan = move_end(plan, step=step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
+            plan = move_end(
+                plan, step=step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION
+            )
         self.planned = True
         return plan
 
@@ -236,17 +259,33 @@ class TimeBudget:
         The step is costed at the slower of the running epoch's and the last epoch's
         speed, so a slowdown inside the last epoch still ends inside the budget.
         """
-        speeds = [speed for speed in (self.seconds_per_step(current_step), self.recent_seconds_per_step(current_step))
-                  if speed is not None]
+        speeds = [
+            speed
+            for speed in (
+                self.seconds_per_step(current_step),
+                self.recent_seconds_per_step(current_step),
+            )
+            if speed is not None
+        ]
         if not speeds:
-            return self.elapsed() + self.validation_s(validation_estimate_s, final=True) <= self.limit_s
+            return (
+                self.elapsed() + self.validation_s(validation_estimate_s, final=True)
+                <= self.limit_s
+            )
         step_s = max(speeds)
         if self._epoch_start is not None and current_step > self._epoch_start[1]:
-            step_s = max(step_s, (self.clock() - self._epoch_start[0]) / (current_step - self._epoch_start[1]))
-        return self.elapsed() + step_s + self.validation_s(validation_estimate_s, final=True) <= self.limit_s
+            step_s = max(
+                step_s,
+                (self.clock() - self._epoch_start[0]) / (current_step - self._epoch_start[1]),
+            )
+        return (
+            self.elapsed() + step_s + self.validation_s(validation_estimate_s, final=True)
+            <= self.limit_s
+        )
 
-    def plan_steps(self, *, current_step: int, validation_estimate_s: float,
-                   overhead_due: bool = True) -> int | None:
+    def plan_steps(
+        self, *, current_step: int, validation_estimate_s: float, overhead_due: bool = True
+    ) -> int | None:
         """Total optimizer steps (from the run's start) that fit in the budget.
 
         Args:
@@ -279,7 +318,9 @@ class TimeBudget:
         return current_step + extra
 
 
-def correction_needed(current_total: int, new_total: int, *, tolerance: float = PLAN_TOLERANCE) -> bool:
+def correction_needed(
+    current_total: int, new_total: int, *, tolerance: float = PLAN_TOLERANCE
+) -> bool:
     """Whether an epoch-end plan replaces the current one.
 
     Always when the current plan no longer fits (`new_total` smaller: the run must

@@ -192,20 +192,36 @@ def fit(
                 budget.start_epoch(state.step)
             sampler = run.train_loader.sampler
             sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
-            state.mosaic_closed = run.close_mosaic.start_epoch(sampler, state.epoch, state.planned_epochs,
-                                                               closed=state.mosaic_closed)
+            state.mosaic_closed = run.close_mosaic.start_epoch(
+                sampler, state.epoch, state.planned_epochs, closed=state.mosaic_closed
+            )
             epoch_batches = run.progress.batches_done + len(run.train_loader)
 
             # Train one epoch, acting after every optimizer step: the step log, a stop
             # signal, the time budget, the periodic save.
-            epoch = TrainingEpoch(run, run.train_loader, state, cfg.train, epoch=state.epoch,
-                                  planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
-                                  show_progress=show_progress, progress=run.progress)
+            epoch = TrainingEpoch(
+                run,
+                run.train_loader,
+                state,
+                cfg.train,
+                epoch=state.epoch,
+                planned_epochs=state.planned_epochs,
+                nan_guard=nan_guard,
+                dist=dist,
+                show_progress=show_progress,
+                progress=run.progress,
+            )
             stop_signum = 0
             for step_loss in epoch:
                 if dist.is_main:
-                    append_step(run.run_dir / "steps.csv", epoch=state.epoch + 1, batch=run.progress.batches_done,
-                                step=state.step, loss=step_loss, lr=run.optimizer.param_groups[0]["lr"])
+                    append_step(
+                        run.run_dir / "steps.csv",
+                        epoch=state.epoch + 1,
+                        batch=run.progress.batches_done,
+                        step=state.step,
+                        loss=step_loss,
+                        lr=run.optimizer.param_groups[0]["lr"],
+                    )
                 stop_signum = signals.agreed(dist, run.device)
                 if stop_signum:
                     break
@@ -220,28 +236,44 @@ def fit(
             if stop_signum:
                 raise _interrupted(run, stop_signum, epoch_batches)
             state.epoch += 1
-            trained, run.progress = run.progress, EpochProgress()  # `trained`: for a stop in validation
+            trained, run.progress = (
+                run.progress,
+                EpochProgress(),
+            )  # `trained`: for a stop in validation
             train_s = clock() - epoch_start
             if budget is not None:  # correct the plan with this epoch's speed
                 run.follow(budget.end_epoch(state.step, run.plan))
                 if state.planned_epochs != planned_before:
-                    run.log(f"time budget: {planned_before} -> {state.planned_epochs} epochs "
-                            f"({run.plan.total_steps} steps, cosine end moved; "
-                            f"{budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)")
+                    run.log(
+                        f"time budget: {planned_before} -> {state.planned_epochs} epochs "
+                        f"({run.plan.total_steps} steps, cosine end moved; "
+                        f"{budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)"
+                    )
             budget_spent = budget is not None and state.step >= run.plan.total_steps
-            last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
+            last_epoch = (
+                state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
+            )
 
             # Validate (rank 0): AP of the EMA weights.
             metrics, stopped = {}, False
             if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
                 try:
-                    metrics = validate(run.eval_model, run.val_loader, run.val_split, cfg, device=run.device,
-                                       progress=show_progress, should_stop=lambda: signals.signum is not None)
+                    metrics = validate(
+                        run.eval_model,
+                        run.val_loader,
+                        run.val_split,
+                        cfg,
+                        device=run.device,
+                        progress=show_progress,
+                        should_stop=lambda: signals.signum is not None,
+                    )
                 except ValidationStopped:
                     stopped = True
 
             # Best AP and the early-stopping count (rank 0 decides; every rank follows).
-            improved = bool(metrics) and not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
+            improved = (
+                bool(metrics) and not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
+            )
             if improved:
                 state.best_ap, state.best_epoch = metrics["AP"], state.epoch
                 state.epochs_without_improvement = 0
@@ -254,32 +286,56 @@ def fit(
                 state.epoch, run.progress = state.epoch - 1, trained
                 raise _interrupted(run, signals.agreed(dist, run.device), epoch_batches)
             if early:
-                run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
-                        f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
+                run.log(
+                    f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
+                    f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})"
+                )
             state.finished = last_epoch or bool(early)
 
             # Save (rank 0): results.csv row, best.pt when improved, last.pt, plots.
             if dist.is_main:
                 _save_epoch(run, stats, metrics, improved=improved, train_s=train_s)
-                run.log(summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
-                                     clock() - epoch_start))
+                run.log(
+                    summary_line(
+                        state.epoch,
+                        state.planned_epochs,
+                        stats,
+                        metrics,
+                        state.best_ap,
+                        clock() - epoch_start,
+                    )
+                )
             elif budget is not None:
                 state.elapsed_s = budget.elapsed()
             if budget is not None:  # still this epoch's end: correct with the validation just timed
-                run.follow(budget.after_validation(clock() - epoch_start - train_s, state.step, run.plan,
-                                                   finished=state.finished))
+                run.follow(
+                    budget.after_validation(
+                        clock() - epoch_start - train_s,
+                        state.step,
+                        run.plan,
+                        finished=state.finished,
+                    )
+                )
             ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
             signum = signals.agreed(dist, run.device)  # a signal during validation or the writes
             if signum and not state.finished:
-                raise TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after epoch {state.epoch} "
-                                                  f"(step {state.step}); last.pt saved; {run.resume_hint()}")
-        run.log(f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; weights in {run.run_dir}/weights")
+                raise TrainingInterrupted(
+                    signum,
+                    f"{signal_name(signum)}: stopped after epoch {state.epoch} "
+                    f"(step {state.step}); last.pt saved; {run.resume_hint()}",
+                )
+        run.log(
+            f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; "
+            f"weights in {run.run_dir}/weights"
+        )
         return run.run_dir
 
 
-def _save_epoch(run: Run, stats: dict[str, Any], metrics: dict[str, float], *, improved: bool,
-                train_s: float) -> None:
-    """Rank 0, after epoch `run.state.epoch`: results.csv row, best.pt (if improved), last.pt, plots."""
+def _save_epoch(
+    run: Run, stats: dict[str, Any], metrics: dict[str, float], *, improved: bool, train_s: float
+) -> None:
+    """Rank 0, after epoch `run.state.epoch`: results.csv row, best.pt if improved, last.pt,
+    plots."""
     state, run_dir = run.state, run.run_dir
     check_weights_finite(run, f"after epoch {state.epoch}")
     append_result(run_dir / "results.csv", epoch_row(state.epoch, stats, metrics, train_s=train_s))
@@ -290,27 +346,48 @@ def _save_epoch(run: Run, stats: dict[str, Any], metrics: dict[str, float], *, i
     plot_training_curves(run_dir / "results.csv", run_dir / "plots")
 
 
-def summary_line(epoch: int, planned: int, stats: dict[str, Any], metrics: dict[str, float], best_ap: float,
-                 seconds: float) -> str:
+def summary_line(
+    epoch: int,
+    planned: int,
+    stats: dict[str, Any],
+    metrics: dict[str, float],
+    best_ap: float,
+    seconds: float,
+) -> str:
     """The one line printed after every epoch."""
-    terms = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in stats.items() if k.startswith("loss_"))
-    ap = f"AP {metrics['AP']:.4f} AP50 {metrics['AP50']:.4f} (best AP {best_ap:.4f})" if metrics else "not validated"
-    return (f"epoch {epoch}/{planned}  loss {stats.get('loss', math.nan):.4f} ({terms})  lr {stats['lr']:.2e}  "
-            f"{ap}  {stats['images_per_s']:.1f} img/s  {seconds:.1f}s")
+    terms = " ".join(
+        f"{k.removeprefix('loss_')} {v:.3f}" for k, v in stats.items() if k.startswith("loss_")
+    )
+    ap = (
+        f"AP {metrics['AP']:.4f} AP50 {metrics['AP50']:.4f} (best AP {best_ap:.4f})"
+        if metrics
+        else "not validated"
+    )
+    return (
+        f"epoch {epoch}/{planned}  loss {stats.get('loss', math.nan):.4f} ({terms})  "
+        f"lr {stats['lr']:.2e}  "
+        f"{ap}  {stats['images_per_s']:.1f} img/s  {seconds:.1f}s"
+    )
 
 
 def _interrupted(run: Run, signum: int, epoch_batches: int) -> TrainingInterrupted:
-    """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); the exception to raise."""
+    """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); returns
+    the exception to raise."""
     state, progress = run.state, run.progress
     if run.dist.is_main and not run.saves.holds(state.epoch, progress.batches_done):
         run.save_last(progress)
     ddp.barrier(run.dist)  # the others wait until last.pt is on disk
     where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{epoch_batches}"
-    return TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after step "
-                                       f"{state.step} ({where}); last.pt saved; {run.resume_hint()}")
+    return TrainingInterrupted(
+        signum,
+        f"{signal_name(signum)}: stopped after step "
+        f"{state.step} ({where}); last.pt saved; {run.resume_hint()}",
+    )
 
 
-def build_datasets(cfg: Config, dist: ddp.DistInfo) -> tuple[Any, Any, SplitRecords, SplitRecords | None]:
+def build_datasets(
+    cfg: Config, dist: ddp.DistInfo
+) -> tuple[Any, Any, SplitRecords, SplitRecords | None]:
     """The training and validation loaders and splits: the one place training builds its data.
 
     Rank 0 first: it may generate the synthetic dataset that the others then read. The
@@ -323,7 +400,9 @@ def build_datasets(cfg: Config, dist: ddp.DistInfo) -> tuple[Any, Any, SplitReco
 
     val_loader = val_split = None
     if dist.is_main:
-        train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=dist.distributed)
+        train_loader, train_split = build_dataloader(
+            cfg, "train", train=True, distributed=dist.distributed
+        )
         val_loader, val_split = build_dataloader(cfg, "val", train=False)
     ddp.barrier(dist)
     if not dist.is_main:
@@ -331,8 +410,13 @@ def build_datasets(cfg: Config, dist: ddp.DistInfo) -> tuple[Any, Any, SplitReco
     return train_loader, val_loader, train_split, val_split
 
 
-def build_run(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: list[str],
-              log: Callable[[str], None], clock: Callable[[], float]) -> Run:
+def build_run(
+    cfg: Config,
+    resume_checkpoint: dict[str, Any] | None,
+    changes: list[str],
+    log: Callable[[str], None],
+    clock: Callable[[], float],
+) -> Run:
     """Seeds, data, model, optimizer, run directory; for a resume, the state saved in last.pt.
 
     Resuming restores the model, optimizer, lr plan, counters, the epoch's progress
@@ -342,7 +426,9 @@ def build_run(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: li
     from detector.model.build import build_loss, build_model
 
     start = clock()  # the time budget counts set-up (data, model) too
-    save_period = parse_save_period(cfg.train.save_period)  # a bad value fails before any run dir exists
+    save_period = parse_save_period(
+        cfg.train.save_period
+    )  # a bad value fails before any run dir exists
     device = ddp.local_device(cfg.train.device)
     dist = ddp.setup_distributed(device)
     log = log if dist.is_main else (lambda message: None)
@@ -357,7 +443,9 @@ def build_run(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: li
     model = build_model(cfg.model, len(names)).to(device)
     loss_fn = build_loss(cfg.model, len(names)).to(device)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
-    parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch)
+    parts = build_train_parts(
+        model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch
+    )
     state = TrainState(planned_epochs=cfg.train.epochs)
     progress = EpochProgress()
     if dist.is_main and not resuming:
@@ -365,40 +453,76 @@ def build_run(cfg: Config, resume_checkpoint: dict[str, Any] | None, changes: li
         run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
         cfg.train.run_dir = str(run_dir)
     if resuming:
-        progress = restore_run(parts, state, resume_checkpoint, cfg, steps_per_epoch=steps_per_epoch,
-                               changes=changes, log=log)
+        progress = restore_run(
+            parts,
+            state,
+            resume_checkpoint,
+            cfg,
+            steps_per_epoch=steps_per_epoch,
+            changes=changes,
+            log=log,
+        )
         # Last, so that building the model above does not consume the restored streams.
         restore_rng_state(resume_checkpoint["rng"])
         if dist.is_main:
             truncate_results(run_dir / "results.csv", state.epoch)
-            truncate_steps(run_dir / "steps.csv", epochs_done=state.epoch, batches_done=progress.batches_done)
+            truncate_steps(
+                run_dir / "steps.csv", epochs_done=state.epoch, batches_done=progress.batches_done
+            )
     if dist.distributed:
         parts.model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.train.compile:
         parts.compiled = compile_for_training(parts.model, device, log)
     if dist.is_main:
         write_config_yaml(cfg, run_dir)
-        log(f"{'resuming' if resuming else 'training'} in {run_dir}: {len(train_split.records)} train / "
+        log(
+            f"{'resuming' if resuming else 'training'} in {run_dir}: "
+            f"{len(train_split.records)} train / "
             f"{len(val_split.records)} val images, {len(names)} classes, {cfg.model.backbone} "
             f"width {cfg.model.width:g} "
-            f"{cfg.model.image_size}px on {device} x{dist.world_size}, epoch {state.epoch + 1}/{state.planned_epochs}")
+            f"{cfg.model.image_size}px on {device} x{dist.world_size}, "
+            f"epoch {state.epoch + 1}/{state.planned_epochs}"
+        )
     budget = None
     if cfg.train.time_limit is not None:
         # Until one validation is timed it is costed from the training speed: inference is
         # ~3x cheaper per image than training.
         val_images = len(val_split.records) if val_split is not None else 0
-        budget = TimeBudget(cfg.train.time_limit, steps_per_epoch=steps_per_epoch,
-                            eval_interval=cfg.train.eval_interval,
-                            validation_cost_in_steps=val_images / cfg.train.batch_size / 3,
-                            clock=clock, elapsed_before_s=state.elapsed_s + clock() - start,
-                            planned=resuming and state.step > 0, dist=dist, device=device)
-    saves = PeriodicSave(save_period, clock=clock, step=state.step,
-                         position=(state.epoch, progress.batches_done) if resuming else (-1, 0))
-    return Run(**{name: getattr(parts, name) for name in TrainParts.__dataclass_fields__},
-               cfg=cfg, dist=dist, run_dir=run_dir, train_loader=train_loader, val_loader=val_loader,
-               val_split=val_split, names=names, state=state, progress=progress, budget=budget, saves=saves,
-               close_mosaic=CloseMosaic(cfg.train.close_mosaic), log=log)
+        budget = TimeBudget(
+            cfg.train.time_limit,
+            steps_per_epoch=steps_per_epoch,
+            eval_interval=cfg.train.eval_interval,
+            validation_cost_in_steps=val_images / cfg.train.batch_size / 3,
+            clock=clock,
+            elapsed_before_s=state.elapsed_s + clock() - start,
+            planned=resuming and state.step > 0,
+            dist=dist,
+            device=device,
+        )
+    saves = PeriodicSave(
+        save_period,
+        clock=clock,
+        step=state.step,
+        position=(state.epoch, progress.batches_done) if resuming else (-1, 0),
+    )
+    return Run(
+        **{name: getattr(parts, name) for name in TrainParts.__dataclass_fields__},
+        cfg=cfg,
+        dist=dist,
+        run_dir=run_dir,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        val_split=val_split,
+        names=names,
+        state=state,
+        progress=progress,
+        budget=budget,
+        saves=saves,
+        close_mosaic=CloseMosaic(cfg.train.close_mosaic),
+        log=log,
+    )
 
 
 class _KnownFailures:
@@ -416,13 +540,19 @@ class _KnownFailures:
     def __enter__(self) -> _KnownFailures:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> bool:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
         run_dir = self.run.run_dir if self.run is not None else None
         try:
             if isinstance(exc, ImmediateStop):
                 raise TrainingInterrupted(exc.signum, f"{exc}; {resume_hint(run_dir)}") from None
-            if isinstance(exc, (RuntimeError, OSError)) and not isinstance(exc, (TrainingError, NonFiniteLossError)):
+            if isinstance(exc, (RuntimeError, OSError)) and not isinstance(
+                exc, (TrainingError, NonFiniteLossError)
+            ):
                 reason = describe_failure(exc)
                 if reason is not None:
                     raise TrainingError(f"{reason}; {resume_hint(run_dir)}") from exc

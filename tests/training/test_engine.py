@@ -39,16 +39,24 @@ def _toy_loss(raw: torch.Tensor, targets: list) -> dict[str, torch.Tensor]:
 
 def _toy_batches(count: int) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
-    return [{"images": torch.rand(2, 1, 1, 2, generator=generator), "targets": [{}, {}]} for _ in range(count)]
+    return [
+        {"images": torch.rand(2, 1, 1, 2, generator=generator), "targets": [{}, {}]}
+        for _ in range(count)
+    ]
 
 
 def _toy_parts(model: nn.Module, loss_fn=_toy_loss, lr: float = 0.1) -> TrainParts:
     return TrainParts(
-        model=model, loss_fn=loss_fn, optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
         # Constant lr (final fraction 1, no warmup) so updates can be computed by hand.
         plan=warmup_cosine(base_lr=lr, warmup_steps=0, total_steps=100, final_lr_fraction=1.0),
-        scaler=torch.amp.GradScaler("cpu", enabled=False), ema=None, device=torch.device("cpu"),
-        amp_dtype=None, steps_per_epoch=1,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        ema=None,
+        device=torch.device("cpu"),
+        amp_dtype=None,
+        steps_per_epoch=1,
     )
 
 
@@ -66,8 +74,16 @@ def test_accumulation_averages_micro_batch_gradients() -> None:
         grad = sum(_manual_grad(expected, b) for b in pair) / 2
         expected = expected - 0.1 * grad
     state = TrainState(planned_epochs=1)
-    stats = train_one_epoch(_toy_parts(model), batches, state, TrainConfig(accumulate=2, grad_clip=None),
-                            epoch=0, planned_epochs=1, nan_guard=NanGuard("skip", 3), show_progress=False)
+    stats = train_one_epoch(
+        _toy_parts(model),
+        batches,
+        state,
+        TrainConfig(accumulate=2, grad_clip=None),
+        epoch=0,
+        planned_epochs=1,
+        nan_guard=NanGuard("skip", 3),
+        show_progress=False,
+    )
     assert state.step == 2 and stats["skipped_steps"] == 0 and len(stats["step_losses"]) == 4
     assert torch.allclose(model.weight, expected, atol=1e-6)
     assert stats["loss"] == pytest.approx(stats["loss_a"] + stats["loss_b"], rel=1e-5)
@@ -77,9 +93,16 @@ def test_accumulation_averages_micro_batch_gradients() -> None:
 def test_gradient_clipping_bounds_the_update() -> None:
     model = _Linear()
     before = model.weight.detach().clone()
-    train_one_epoch(_toy_parts(model, lr=1.0), _toy_batches(1), TrainState(planned_epochs=1),
-                    TrainConfig(grad_clip=1e-3), epoch=0, planned_epochs=1, nan_guard=NanGuard("skip", 3),
-                    show_progress=False)
+    train_one_epoch(
+        _toy_parts(model, lr=1.0),
+        _toy_batches(1),
+        TrainState(planned_epochs=1),
+        TrainConfig(grad_clip=1e-3),
+        epoch=0,
+        planned_epochs=1,
+        nan_guard=NanGuard("skip", 3),
+        show_progress=False,
+    )
     assert (model.weight - before).norm().item() == pytest.approx(1e-3, rel=1e-4)
 
 
@@ -99,20 +122,46 @@ def _loss_nan_on(calls: set[int]):
 def test_nan_guard_skips_the_step_then_gives_up() -> None:
     model = _Linear()
     state = TrainState(planned_epochs=1)
-    stats = train_one_epoch(_toy_parts(model, _loss_nan_on({1})), _toy_batches(3), state, TrainConfig(grad_clip=None),
-                            epoch=0, planned_epochs=1, nan_guard=NanGuard("skip", 2), show_progress=False)
-    assert stats["skipped_steps"] == 1 and state.step == 2 and not non_finite_tensors(model.state_dict())
+    stats = train_one_epoch(
+        _toy_parts(model, _loss_nan_on({1})),
+        _toy_batches(3),
+        state,
+        TrainConfig(grad_clip=None),
+        epoch=0,
+        planned_epochs=1,
+        nan_guard=NanGuard("skip", 2),
+        show_progress=False,
+    )
+    assert (
+        stats["skipped_steps"] == 1
+        and state.step == 2
+        and not non_finite_tensors(model.state_dict())
+    )
     assert math.isnan(stats["step_losses"][0]) and math.isfinite(stats["loss"])
     # Two in a row with max_nan_skips=2 stops; the weights stay finite.
     with pytest.raises(NonFiniteLossError, match="2 consecutive non-finite"):
-        train_one_epoch(_toy_parts(model, _loss_nan_on({1, 2})), _toy_batches(3), TrainState(planned_epochs=1),
-                        TrainConfig(grad_clip=None), epoch=0, planned_epochs=1, nan_guard=NanGuard("skip", 2),
-                        show_progress=False)
+        train_one_epoch(
+            _toy_parts(model, _loss_nan_on({1, 2})),
+            _toy_batches(3),
+            TrainState(planned_epochs=1),
+            TrainConfig(grad_clip=None),
+            epoch=0,
+            planned_epochs=1,
+            nan_guard=NanGuard("skip", 2),
+            show_progress=False,
+        )
     assert not non_finite_tensors(model.state_dict())
     with pytest.raises(NonFiniteLossError, match="nan_policy=stop"):
-        train_one_epoch(_toy_parts(model, _loss_nan_on({2})), _toy_batches(3), TrainState(planned_epochs=1),
-                        TrainConfig(grad_clip=None), epoch=0, planned_epochs=1, nan_guard=NanGuard("stop", 20),
-                        show_progress=False)
+        train_one_epoch(
+            _toy_parts(model, _loss_nan_on({2})),
+            _toy_batches(3),
+            TrainState(planned_epochs=1),
+            TrainConfig(grad_clip=None),
+            epoch=0,
+            planned_epochs=1,
+            nan_guard=NanGuard("stop", 20),
+            show_progress=False,
+        )
     assert not non_finite_tensors(model.state_dict())
 
 
@@ -121,8 +170,16 @@ def test_leaving_the_loop_ends_the_epoch_after_that_step() -> None:
     model = _Linear()
     batches = _toy_batches(6)
     state = TrainState(planned_epochs=1)
-    epoch = TrainingEpoch(_toy_parts(model), batches, state, TrainConfig(accumulate=2, grad_clip=None), epoch=0,
-                          planned_epochs=1, nan_guard=NanGuard("skip", 3), show_progress=False)
+    epoch = TrainingEpoch(
+        _toy_parts(model),
+        batches,
+        state,
+        TrainConfig(accumulate=2, grad_clip=None),
+        epoch=0,
+        planned_epochs=1,
+        nan_guard=NanGuard("skip", 3),
+        show_progress=False,
+    )
     seen = []
     for step_loss in epoch:
         seen.append((state.step, epoch.progress.batches_done, step_loss))
@@ -136,16 +193,31 @@ def test_leaving_the_loop_ends_the_epoch_after_that_step() -> None:
     assert stats["loss"] == pytest.approx(sum(stats["step_losses"]) / 4, rel=1e-6)
     # The same two steps as a whole epoch over those four batches.
     reference = _Linear()
-    train_one_epoch(_toy_parts(reference), batches[:4], TrainState(planned_epochs=1),
-                    TrainConfig(accumulate=2, grad_clip=None), epoch=0, planned_epochs=1,
-                    nan_guard=NanGuard("skip", 3), show_progress=False)
+    train_one_epoch(
+        _toy_parts(reference),
+        batches[:4],
+        TrainState(planned_epochs=1),
+        TrainConfig(accumulate=2, grad_clip=None),
+        epoch=0,
+        planned_epochs=1,
+        nan_guard=NanGuard("skip", 3),
+        show_progress=False,
+    )
     assert torch.equal(model.weight, reference.weight)
 
 
 def test_a_whole_pass_is_not_stopped_early() -> None:
     state = TrainState(planned_epochs=1)
-    stats = train_one_epoch(_toy_parts(_Linear()), _toy_batches(3), state, TrainConfig(grad_clip=None),
-                            epoch=0, planned_epochs=1, nan_guard=NanGuard("skip", 3), show_progress=False)
+    stats = train_one_epoch(
+        _toy_parts(_Linear()),
+        _toy_batches(3),
+        state,
+        TrainConfig(grad_clip=None),
+        epoch=0,
+        planned_epochs=1,
+        nan_guard=NanGuard("skip", 3),
+        show_progress=False,
+    )
     assert not stats["stopped_early"] and state.step == 3
 
 

@@ -38,17 +38,29 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
     decay, no_decay = parameter_groups(model, weight_decay=0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(model.conv.weight), id(model.linear.weight)}
-    assert {id(p) for p in no_decay["params"]} == {id(model.norm.weight), id(model.norm.bias), id(model.linear.bias)}
+    assert {id(p) for p in no_decay["params"]} == {
+        id(model.norm.weight),
+        id(model.norm.bias),
+        id(model.linear.bias),
+    }
     # Frozen parameters are in neither group.
     all_ids = {id(p) for g in (decay, no_decay) for p in g["params"]}
     assert id(model.frozen.weight) not in all_ids
 
 
 def test_build_optimizer_sgd_nesterov_and_adamw() -> None:
-    sgd = build_optimizer(_Tiny(), TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    sgd = build_optimizer(
+        _Tiny(), TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
+    )
+    assert (
+        isinstance(sgd, torch.optim.SGD)
+        and sgd.defaults["nesterov"]
+        and sgd.defaults["momentum"] == 0.9
+    )
     assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 0.0]
-    adamw = build_optimizer(_Tiny(), TrainConfig(optimizer="adamw", lr=0.002, momentum=0.9, weight_decay=0.05))
+    adamw = build_optimizer(
+        _Tiny(), TrainConfig(optimizer="adamw", lr=0.002, momentum=0.9, weight_decay=0.05)
+    )
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.999)
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]
 
@@ -70,8 +82,16 @@ def test_schedule_values_by_hand() -> None:
 
 
 def test_plan_from_the_train_config() -> None:
-    plan = lr_plan(TrainConfig(lr=0.02, warmup_epochs=1.5, epochs=10, final_lr_fraction=0.05), steps_per_epoch=4)
-    assert (plan.warmup_steps, plan.total_steps, plan.base_lr, plan.end_lr) == (6, 40, 0.02, pytest.approx(0.001))
+    plan = lr_plan(
+        TrainConfig(lr=0.02, warmup_epochs=1.5, epochs=10, final_lr_fraction=0.05),
+        steps_per_epoch=4,
+    )
+    assert (plan.warmup_steps, plan.total_steps, plan.base_lr, plan.end_lr) == (
+        6,
+        40,
+        0.02,
+        pytest.approx(0.001),
+    )
 
 
 def test_schedule_without_warmup_starts_at_base_lr() -> None:
@@ -95,8 +115,11 @@ def test_move_end_is_continuous_keeps_the_progress_and_ends_at_the_new_total() -
 
 
 def test_move_end_inside_warmup_only_moves_the_end() -> None:
-    plan = move_end(warmup_cosine(base_lr=0.1, warmup_steps=4, total_steps=14, final_lr_fraction=0.0),
-                    step=2, total_steps=24)
+    plan = move_end(
+        warmup_cosine(base_lr=0.1, warmup_steps=4, total_steps=14, final_lr_fraction=0.0),
+        step=2,
+        total_steps=24,
+    )
     assert lr_at(3, plan) == pytest.approx(0.1) and lr_at(4, plan) == pytest.approx(0.1)
     assert lr_at(14, plan) == pytest.approx(0.05)  # the midpoint of 4..24
 
@@ -104,8 +127,14 @@ def test_move_end_inside_warmup_only_moves_the_end() -> None:
 def test_a_saved_new_segment_reads_as_it_was_written() -> None:
     """A last.pt resumed with more epochs by earlier code holds a new cosine from the lr at the
     resume step (start_step 7, start_lr 0.05) and no anchor keys: the lr follows that cosine."""
-    saved = {"base_lr": 0.1, "end_lr": 0.0, "warmup_steps": 2, "total_steps": 17, "start_step": 7,
-             "start_lr": 0.05}
+    saved = {
+        "base_lr": 0.1,
+        "end_lr": 0.0,
+        "warmup_steps": 2,
+        "total_steps": 17,
+        "start_step": 7,
+        "start_lr": 0.05,
+    }
     plan = plan_from_dict(saved)
     assert (plan.anchor_step, plan.anchor_progress) == (7, 0.0)
     assert lr_at(1, plan) == pytest.approx(0.1)  # the warmup's last step
@@ -123,8 +152,13 @@ def test_restart_begins_a_new_cosine_without_warmup() -> None:
     assert lr_at(12, plan) == pytest.approx(0.04) and lr_at(22, plan) == pytest.approx(0.002)
     assert lr_at(17, plan) == pytest.approx(0.021)  # the midpoint
     # A finished run stopped inside its warmup (a tiny time budget): the warmup ends there.
-    early = restart(warmup_cosine(base_lr=0.1, warmup_steps=10, total_steps=20, final_lr_fraction=0.0),
-                    step=3, total_steps=13, start_lr=0.1, end_lr=0.0)
+    early = restart(
+        warmup_cosine(base_lr=0.1, warmup_steps=10, total_steps=20, final_lr_fraction=0.0),
+        step=3,
+        total_steps=13,
+        start_lr=0.1,
+        end_lr=0.0,
+    )
     assert early.warmup_steps == 3 and lr_at(3, early) == pytest.approx(0.1)
 
 
@@ -143,4 +177,6 @@ def test_ema_decay_warmup_and_average() -> None:
     assert ema.updates == 1 and not ema.module.weight.requires_grad
     restored = ModelEMA(model, decay=0.5)
     restored.load_state_dict(ema.state_dict(), weights=ema.module.state_dict())
-    assert restored.module.weight.item() == pytest.approx(1 - expected_decay) and restored.decay == 0.9
+    assert (
+        restored.module.weight.item() == pytest.approx(1 - expected_decay) and restored.decay == 0.9
+    )

@@ -20,7 +20,6 @@ from detector import checkpoint as checkpoint_module
 from detector.checkpoint import load_checkpoint
 from detector.cli import main
 from detector.config import ConfigError, SavePeriod, config_from_dict, parse_save_period
-from detector.data.loading.sampling import SeededSampler
 from detector.training import engine
 from detector.training import trainer as trainer_module
 from detector.training.resume import prepare_resume
@@ -31,7 +30,9 @@ from detector.training.trainer import fit
 _REAL_STEP = engine.optimizer_step
 
 
-def _signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, times: int = 1) -> None:
+def _signal_at_step(
+    monkeypatch: pytest.MonkeyPatch, step: int, signum: int, times: int = 1
+) -> None:
     calls = [0]
 
     def optimizer_step(*args, **kwargs):
@@ -45,8 +46,9 @@ def _signal_at_step(monkeypatch: pytest.MonkeyPatch, step: int, signum: int, tim
     monkeypatch.setattr(engine, "optimizer_step", optimizer_step)
 
 
-def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path: Path, tiny_training_yaml,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigint_finishes_the_step_saves_and_exits_130(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
     _signal_at_step(monkeypatch, 2, signal.SIGINT)
@@ -54,12 +56,20 @@ def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path: Path, tiny_train
     result = CliRunner().invoke(main, ["train", str(config)])
     assert result.exit_code == 130
     lines = result.stderr.strip().splitlines()
-    assert ("SIGINT: finishing the current step, then saving last.pt (signal again to stop at once, "
-            "without saving)") in lines
-    assert lines[-1] == (f"SIGINT: stopped after step 2 (epoch 1, batch 2/4); last.pt saved; "
-                         f"continue with: detector train --resume {run}")
+    assert (
+        "SIGINT: finishing the current step, then saving last.pt (signal again to stop at once, "
+        "without saving)"
+    ) in lines
+    assert lines[-1] == (
+        f"SIGINT: stopped after step 2 (epoch 1, batch 2/4); last.pt saved; "
+        f"continue with: detector train --resume {run}"
+    )
     saved = load_checkpoint(run / "weights/last.pt", require_training_state=True)
-    assert saved["step"] == 2 and saved["epoch_progress"]["batches_done"] == 2 and not saved["finished"]
+    assert (
+        saved["step"] == 2
+        and saved["epoch_progress"]["batches_done"] == 2
+        and not saved["finished"]
+    )
     assert signal.getsignal(signal.SIGINT) is before  # the handlers are put back
     assert result.stdout == ""
 
@@ -68,7 +78,9 @@ def test_second_signal_during_the_checkpoint_write_stops_at_once_without_partial
     tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = tmp_path / "run"
-    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2, save_period="1 steps")
+    config = tiny_training_yaml(
+        "c.yaml", tmp_path / "data", run, num_train=8, epochs=2, save_period="1 steps"
+    )
     _signal_at_step(monkeypatch, 2, signal.SIGTERM)  # first signal: stop after step 2 and save...
     real_save, saves = torch.save, [0]
 
@@ -84,7 +96,8 @@ def test_second_signal_during_the_checkpoint_write_stops_at_once_without_partial
     assert result.exit_code == 143
     assert result.stderr.strip().splitlines()[-1] == (
         "SIGTERM again: stopped at once, without saving; last.pt is the previous checkpoint; "
-        f"continue with: detector train --resume {run}")
+        f"continue with: detector train --resume {run}"
+    )
     # last.pt is the complete file of step 1 (save_period), and no temp file is left.
     assert load_checkpoint(run / "weights/last.pt", require_training_state=True)["step"] == 1
     assert sorted(p.name for p in (run / "weights").iterdir()) == ["last.pt"]
@@ -92,9 +105,15 @@ def test_second_signal_during_the_checkpoint_write_stops_at_once_without_partial
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30 min", SavePeriod(minutes=30.0)), ("0.5min", SavePeriod(minutes=0.5)), ("2 minutes", SavePeriod(minutes=2.0)),
-     ("500 steps", SavePeriod(steps=500)), ("1 step", SavePeriod(steps=1)), (" 20 Steps ", SavePeriod(steps=20)),
-     (None, None)],
+    [
+        ("30 min", SavePeriod(minutes=30.0)),
+        ("0.5min", SavePeriod(minutes=0.5)),
+        ("2 minutes", SavePeriod(minutes=2.0)),
+        ("500 steps", SavePeriod(steps=500)),
+        ("1 step", SavePeriod(steps=1)),
+        (" 20 Steps ", SavePeriod(steps=20)),
+        (None, None),
+    ],
 )
 def test_save_period_forms(text: str | None, expected: SavePeriod | None) -> None:
     assert parse_save_period(text) == expected
@@ -102,8 +121,14 @@ def test_save_period_forms(text: str | None, expected: SavePeriod | None) -> Non
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("30", "is not a period"), ("10 epochs", "is not a period"), ("0 steps", "must be positive"),
-     ("-5 min", "is not a period"), ("1.5 steps", "whole number"), ("min", "is not a period")],
+    [
+        ("30", "is not a period"),
+        ("10 epochs", "is not a period"),
+        ("0 steps", "must be positive"),
+        ("-5 min", "is not a period"),
+        ("1.5 steps", "whole number"),
+        ("min", "is not a period"),
+    ],
 )
 def test_bad_save_period_is_refused_naming_the_key(text: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=f"train.save_period: '{text}'.*{reason}"):
@@ -117,13 +142,16 @@ def test_save_period_due() -> None:
     assert not SavePeriod(minutes=0.5).due(steps_since_save=10**6, seconds_since_save=29.9)
 
 
-def test_bad_save_period_fails_before_a_run_directory_exists(tmp_path: Path, tiny_training_yaml) -> None:
+def test_bad_save_period_fails_before_a_run_directory_exists(
+    tmp_path: Path, tiny_training_yaml
+) -> None:
     run = tmp_path / "run"
     config = tiny_training_yaml("c.yaml", tmp_path / "data", run, save_period="30")
     result = CliRunner().invoke(main, ["train", str(config)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"Error: {config}: train.save_period: '30' is not a period; write e.g. \"30 min\" or \"500 steps\"")
+        f'Error: {config}: train.save_period: \'30\' is not a period; write e.g. "30 min" or "500 steps"'
+    )
     assert not run.exists()
 
 
@@ -135,11 +163,34 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
     data = tmp_path / "data"
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     try:
-        assert CliRunner().invoke(main, ["train", str(tiny_training_yaml(
-            "a.yaml", data, straight, num_train=8, epochs=2, deterministic=True))]).exit_code == 0
+        assert (
+            CliRunner()
+            .invoke(
+                main,
+                [
+                    "train",
+                    str(
+                        tiny_training_yaml(
+                            "a.yaml", data, straight, num_train=8, epochs=2, deterministic=True
+                        )
+                    ),
+                ],
+            )
+            .exit_code
+            == 0
+        )
         _signal_at_step(monkeypatch, 4, signal.SIGTERM)
-        result = CliRunner().invoke(main, ["train", str(tiny_training_yaml(
-            "b.yaml", data, stopped, num_train=8, epochs=2, deterministic=True))])
+        result = CliRunner().invoke(
+            main,
+            [
+                "train",
+                str(
+                    tiny_training_yaml(
+                        "b.yaml", data, stopped, num_train=8, epochs=2, deterministic=True
+                    )
+                ),
+            ],
+        )
         assert result.exit_code == 143
         assert "stopped after step 4 (epoch 1, batch 4/4)" in result.stderr.strip().splitlines()[-1]
         monkeypatch.setattr(engine, "optimizer_step", _REAL_STEP)
@@ -155,7 +206,9 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
     assert (stopped / "results.csv").read_text().count("\n") == 3  # header + 2 epochs, none twice
 
 
-def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_period_in_minutes_writes_mid_epoch(
+    tmp_path: Path, tiny_training, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A clock that moves 20 s per reading: "0.5 min" is due every couple of steps, inside epochs."""
 
     seen: list[tuple[int, int]] = []
@@ -168,9 +221,14 @@ def test_save_period_in_minutes_writes_mid_epoch(tmp_path: Path, tiny_training, 
 
     monkeypatch.setattr(trainer_module, "save_last", save_last)
     ticks = iter(range(0, 10**6, 20))
-    cfg = config_from_dict(tiny_training(tmp_path / "data", tmp_path / "run", num_train=8, epochs=1,
-                                         save_period="0.5 min"))
-    trainer_module.fit(cfg, show_progress=False, log=lambda message: None, clock=lambda: float(next(ticks)))
+    cfg = config_from_dict(
+        tiny_training(
+            tmp_path / "data", tmp_path / "run", num_train=8, epochs=1, save_period="0.5 min"
+        )
+    )
+    trainer_module.fit(
+        cfg, show_progress=False, log=lambda message: None, clock=lambda: float(next(ticks))
+    )
     assert seen and all(0 < batches < 4 for _, batches in seen)  # mid-epoch, never at its end
     assert [step for step, _ in seen] == sorted({step for step, _ in seen})
 
@@ -203,7 +261,11 @@ def test_signal_during_a_long_validation_stops_it_and_saves_the_epochs_end(
     waited = time.monotonic() - signalled[0]
     assert result.exit_code == 143, result.output
     assert waited < 5.0, f"stopped {waited:.1f} s after the signal"
-    assert result.stderr.strip().splitlines()[-1].startswith("SIGTERM: stopped after step 4 (epoch 1, batch 4/4)")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("SIGTERM: stopped after step 4 (epoch 1, batch 4/4)")
+    )
     saved = load_checkpoint(run / "weights/last.pt", require_training_state=True)
     assert (saved["step"], saved["epoch"], saved["epoch_progress"]["batches_done"]) == (4, 0, 4)
     assert not (run / "results.csv").is_file() or (run / "results.csv").read_text().count("\n") <= 1
@@ -234,14 +296,21 @@ def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.M
     from detector.training.failures import shut_down_workers
 
     monkeypatch.setattr(worker_signals, "WORKER_TERM_GRACE_S", 0.5)
-    loader = DataLoader(list(range(20)), batch_size=None, num_workers=1, worker_init_fn=init_worker,
-                        persistent_workers=True)
+    loader = DataLoader(
+        list(range(20)),
+        batch_size=None,
+        num_workers=1,
+        worker_init_fn=init_worker,
+        persistent_workers=True,
+    )
     batches = iter(loader)
     assert next(batches) == 0
     (worker,) = batches._workers
     # From another process, as a group signal comes (the main process's own SIGTERM ends a worker).
-    subprocess.run([sys.executable, "-c", f"import os, signal; os.kill({worker.pid}, signal.SIGTERM)"],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-c", f"import os, signal; os.kill({worker.pid}, signal.SIGTERM)"],
+        check=True,
+    )
     time.sleep(1.5)
     assert worker.is_alive()
     assert list(batches) == list(range(1, 20))  # and still serving
@@ -250,7 +319,9 @@ def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.M
     assert not worker.is_alive() and time.monotonic() - started < 10.0
 
     # The main process's own SIGTERM (torch's shutdown, multiprocessing at exit) ends a worker at once.
-    batches = iter(DataLoader(list(range(4)), batch_size=None, num_workers=1, worker_init_fn=init_worker))
+    batches = iter(
+        DataLoader(list(range(4)), batch_size=None, num_workers=1, worker_init_fn=init_worker)
+    )
     assert next(batches) == 0
     (worker,) = batches._workers
     worker.terminate()
@@ -290,8 +361,10 @@ def test_stop_signals_record_the_first_signal_and_put_the_handlers_back() -> Non
         assert signals.agreed(DistInfo(), torch.device("cpu")) == signal_module.SIGTERM
         with pytest.raises(ImmediateStop, match="SIGTERM again: stopped at once"):
             os.kill(os.getpid(), signal_module.SIGTERM)
-    assert messages == ["SIGTERM: finishing the current step, then saving last.pt (signal again to stop at once, "
-                        "without saving)"]
+    assert messages == [
+        "SIGTERM: finishing the current step, then saving last.pt (signal again to stop at once, "
+        "without saving)"
+    ]
     assert signal_module.getsignal(signal_module.SIGTERM) is before
 
 
@@ -311,15 +384,22 @@ def test_close_mosaic_stays_closed_and_tells_the_sampler() -> None:
     assert switch.start_epoch(object(), 9, 10)  # a sampler without plans: only the answer
 
 
-@pytest.mark.parametrize("close_mosaic,planned,expected_on", [
-    (0, 5, [True] * 5),
-    (2, 10, [True] * 8 + [False] * 2),
-    (0.25, 10, [True] * 7 + [False] * 3),  # 2.5 epochs, rounded up
-    (0.1, 30, [True] * 27 + [False] * 3),  # exactly 3, despite 0.1 * 30 = 3.0000000000000004
-    (12, 10, [False] * 10),
-])
-def test_mosaic_closes_for_the_last_epochs(close_mosaic: float, planned: int, expected_on: list[bool]) -> None:
-    assert [CloseMosaic(close_mosaic).enabled(epoch, planned) for epoch in range(planned)] == expected_on
+@pytest.mark.parametrize(
+    "close_mosaic,planned,expected_on",
+    [
+        (0, 5, [True] * 5),
+        (2, 10, [True] * 8 + [False] * 2),
+        (0.25, 10, [True] * 7 + [False] * 3),  # 2.5 epochs, rounded up
+        (0.1, 30, [True] * 27 + [False] * 3),  # exactly 3, despite 0.1 * 30 = 3.0000000000000004
+        (12, 10, [False] * 10),
+    ],
+)
+def test_mosaic_closes_for_the_last_epochs(
+    close_mosaic: float, planned: int, expected_on: list[bool]
+) -> None:
+    assert [
+        CloseMosaic(close_mosaic).enabled(epoch, planned) for epoch in range(planned)
+    ] == expected_on
 
 
 def test_fraction_follows_the_planned_epochs() -> None:
@@ -339,22 +419,14 @@ def _config(tiny_training, data: Path, run: Path, **train: object):
     return config_from_dict(raw)
 
 
-def test_trainer_tells_the_sampler_each_epochs_switch(tiny_training, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[bool] = []
-    real = SeededSampler.set_mosaic
-
-    def record(self: SeededSampler, enabled: bool) -> None:
-        seen.append(enabled)
-        real(self, enabled)
-
-    monkeypatch.setattr(SeededSampler, "set_mosaic", record)
-    fit(_config(tiny_training, tmp_path / "data", tmp_path / "run", epochs=3, close_mosaic=1), show_progress=False)
-    assert seen == [True, True, False]
-
-
-class _Interrupt(Exception):
-    pass
+def test_trainer_tells_the_sampler_each_epochs_switch(
+    tiny_training, tmp_path: Path, mosaic_switches
+) -> None:
+    fit(
+        _config(tiny_training, tmp_path / "data", tmp_path / "run", epochs=3, close_mosaic=1),
+        show_progress=False,
+    )
+    assert mosaic_switches == [True, True, False]
 
 
 def _steps(run: Path) -> list[tuple]:
@@ -362,26 +434,28 @@ def _steps(run: Path) -> list[tuple]:
 
 
 def test_mid_epoch_resume_with_mosaic_and_multi_scale_equals_the_straight_run(
-        tiny_training, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic) -> None:
+    tiny_training, tmp_path: Path, deterministic, crash_after_step
+) -> None:
     data = tmp_path / "data"
-    settings = {"deterministic": True, "epochs": 3, "close_mosaic": 1, "multi_scale": [32, 96],
-                "save_period": "3 steps", "workers": 1}
-    straight = fit(_config(tiny_training, data, tmp_path / "straight", **settings), show_progress=False)
+    settings = {
+        "deterministic": True,
+        "epochs": 3,
+        "close_mosaic": 1,
+        "multi_scale": [32, 96],
+        "save_period": "3 steps",
+        "workers": 1,
+    }
+    straight = fit(
+        _config(tiny_training, data, tmp_path / "straight", **settings), show_progress=False
+    )
 
-    real_append_step = trainer_module.append_step
-
-    def crash_at_step_8(path, **row):
-        real_append_step(path, **row)
-        if row["step"] == 8:
-            raise _Interrupt  # after the period save at step 7, inside epoch 2 (mosaic on)
-
-    monkeypatch.setattr(trainer_module, "append_step", crash_at_step_8)
-    with pytest.raises(_Interrupt):
+    with crash_after_step(8):
         fit(_config(tiny_training, data, tmp_path / "resumed", **settings), show_progress=False)
     saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
     # 4 steps per epoch; saves at steps 3 (period), 4 (epoch end), 7 (period): epoch 2 after 3 batches.
-    assert saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
-    monkeypatch.setattr(trainer_module, "append_step", real_append_step)
+    assert (
+        saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
+    )
     cfg, ckpt, changes = prepare_resume(tmp_path / "resumed")
     assert changes == []
     fit(cfg, resume_checkpoint=ckpt, show_progress=False)

@@ -35,7 +35,11 @@ def test_run_directories_are_numbered_and_not_overwritten(tmp_path: Path) -> Non
     append_result(run / "results.csv", {"epoch": 1, "loss": 0.5, "AP": math.nan})
     append_result(run / "results.csv", {"epoch": 2, "loss": 0.25, "AP": 0.125})
     rows = read_results(run / "results.csv")
-    assert [r["epoch"] for r in rows] == [1.0, 2.0] and math.isnan(rows[0]["AP"]) and rows[1]["AP"] == 0.125
+    assert (
+        [r["epoch"] for r in rows] == [1.0, 2.0]
+        and math.isnan(rows[0]["AP"])
+        and rows[1]["AP"] == 0.125
+    )
     with pytest.raises(FileExistsError, match="--resume"):
         create_run_dir(run)
     create_run_dir(run, exist_ok=True)
@@ -46,25 +50,59 @@ def test_steps_and_results_are_cut_back_to_the_checkpoint(tmp_path: Path) -> Non
     steps = tmp_path / "steps.csv"
     for epoch, batch, step in ((1, 2, 1), (1, 4, 2), (2, 2, 3), (2, 4, 4), (3, 2, 5)):
         append_step(steps, epoch=epoch, batch=batch, step=step, loss=0.1 * step, lr=1e-3)
-    assert read_steps(steps)[2] == {"epoch": 2.0, "batch": 2.0, "step": 3.0, "loss": 0.1 * 3, "lr": 1e-3}
-    truncate_steps(steps, epochs_done=1, batches_done=2)  # last.pt: epoch 1 done, 2 batches of epoch 2
+    assert read_steps(steps)[2] == {
+        "epoch": 2.0,
+        "batch": 2.0,
+        "step": 3.0,
+        "loss": 0.1 * 3,
+        "lr": 1e-3,
+    }
+    truncate_steps(
+        steps, epochs_done=1, batches_done=2
+    )  # last.pt: epoch 1 done, 2 batches of epoch 2
     assert [int(row["step"]) for row in read_steps(steps)] == [1, 2, 3]
     with steps.open("a") as handle:
         handle.write("2,4,4,0.4")  # a kill in the middle of a line
     assert [int(row["step"]) for row in read_steps(steps)] == [1, 2, 3]
 
     results = tmp_path / "results.csv"
-    stats = {"loss": 1.5, "loss_box": 1.0, "lr": 0.01, "images_per_s": 10.0, "data_wait_fraction": 0.1,
-             "skipped_steps": 0, "step_losses": [1.5]}
+    stats = {
+        "loss": 1.5,
+        "loss_box": 1.0,
+        "lr": 0.01,
+        "images_per_s": 10.0,
+        "data_wait_fraction": 0.1,
+        "skipped_steps": 0,
+        "step_losses": [1.5],
+    }
     for epoch in (1, 2, 3):
-        append_result(results, epoch_row(epoch, stats, {"AP": 0.5, "AP50": 0.75} if epoch == 2 else {}, train_s=2.0))
+        append_result(
+            results,
+            epoch_row(epoch, stats, {"AP": 0.5, "AP50": 0.75} if epoch == 2 else {}, train_s=2.0),
+        )
     truncate_results(results, 2)
     rows = read_results(results)
-    assert [row["epoch"] for row in rows] == [1.0, 2.0] and rows[1]["AP"] == 0.5 and math.isnan(rows[0]["AP"])
-    assert list(rows[0]) == ["epoch", "loss", "loss_box", "lr", "AP", "AP50", "train_s", "images_per_s",
-                             "data_wait_fraction", "skipped_steps"]
+    assert (
+        [row["epoch"] for row in rows] == [1.0, 2.0]
+        and rows[1]["AP"] == 0.5
+        and math.isnan(rows[0]["AP"])
+    )
+    assert list(rows[0]) == [
+        "epoch",
+        "loss",
+        "loss_box",
+        "lr",
+        "AP",
+        "AP50",
+        "train_s",
+        "images_per_s",
+        "data_wait_fraction",
+        "skipped_steps",
+    ]
     written = plot_training_curves(results, tmp_path / "plots")
-    assert [path.name for path in written] == ["loss.png", "ap.png"] and all(p.stat().st_size for p in written)
+    assert [path.name for path in written] == ["loss.png", "ap.png"] and all(
+        p.stat().st_size for p in written
+    )
     assert plot_training_curves(tmp_path / "missing.csv", tmp_path / "plots") == []
 
 

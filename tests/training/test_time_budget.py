@@ -32,8 +32,9 @@ BASE_LR, FINAL_FRACTION = 0.01, 0.05
 LIMIT_MIN, SETUP_S, STEPS_PER_EPOCH, WARMUP_STEPS = 10.0, 10.0, 40, 40
 
 
-def _simulate(step_s: Callable[[float], float], validation_s: Callable[[int], float],
-              run_dir: Path) -> tuple[list[tuple[float, float, float]], TimeBudget, LrPlan, TrainState]:
+def _simulate(
+    step_s: Callable[[float], float], validation_s: Callable[[int], float], run_dir: Path
+) -> tuple[list[tuple[float, float, float]], TimeBudget, LrPlan, TrainState]:
     """Train on a fake clock; returns (start, duration, lr) per step, the budget, plan and state.
 
     `step_s(f)`: seconds of a step started at fraction f of the budget;
@@ -44,11 +45,20 @@ def _simulate(step_s: Callable[[float], float], validation_s: Callable[[int], fl
     def clock() -> float:
         return now[0]
 
-    plan = warmup_cosine(base_lr=BASE_LR, warmup_steps=WARMUP_STEPS, total_steps=30 * STEPS_PER_EPOCH,
-                         final_lr_fraction=FINAL_FRACTION)
+    plan = warmup_cosine(
+        base_lr=BASE_LR,
+        warmup_steps=WARMUP_STEPS,
+        total_steps=30 * STEPS_PER_EPOCH,
+        final_lr_fraction=FINAL_FRACTION,
+    )
     # 96 validation images at batch 16: costed as 2 training steps until one is timed.
-    budget = TimeBudget(LIMIT_MIN, steps_per_epoch=STEPS_PER_EPOCH, validation_cost_in_steps=96 / 16 / 3,
-                        clock=clock, elapsed_before_s=SETUP_S)
+    budget = TimeBudget(
+        LIMIT_MIN,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        validation_cost_in_steps=96 / 16 / 3,
+        clock=clock,
+        elapsed_before_s=SETUP_S,
+    )
     state = TrainState(planned_epochs=30)
     steps: list[tuple[float, float, float]] = []
     while state.epoch < state.planned_epochs and not state.finished:  # as trainer.fit
@@ -69,7 +79,9 @@ def _simulate(step_s: Callable[[float], float], validation_s: Callable[[int], fl
         state.epoch += 1
         plan = budget.end_epoch(state.step, plan)
         state.planned_epochs = budget.planned_epochs(plan, state.epoch)
-        state.finished = stopped or state.epoch >= state.planned_epochs or state.step >= plan.total_steps
+        state.finished = (
+            stopped or state.epoch >= state.planned_epochs or state.step >= plan.total_steps
+        )
         overhead = validation_s(state.epoch)
         now[0] += overhead
         plan = budget.after_validation(overhead, state.step, plan, finished=state.finished)
@@ -91,12 +103,21 @@ PROFILES = {
     "steady": (lambda f: 1.0 * _NOISE.uniform(0.9, 1.1), lambda epoch: 8.0),
     "slowing down": (lambda f: 1.0 + 1.0 * f, lambda epoch: 8.0),
     "speeding up": (lambda f: 2.0 - 1.0 * f, lambda epoch: 8.0),
-    "validation longer than planned": (lambda f: 1.0, lambda epoch: 30.0),  # planned: 2 s until timed
+    "validation longer than planned": (
+        lambda f: 1.0,
+        lambda epoch: 30.0,
+    ),  # planned: 2 s until timed
 }
 
 
-def _check_run(name: str, step_s: Callable[[float], float], validation_s: Callable[[int], float], run_dir: Path,
-               *, lr_tolerance: float) -> None:
+def _check_run(
+    name: str,
+    step_s: Callable[[float], float],
+    validation_s: Callable[[int], float],
+    run_dir: Path,
+    *,
+    lr_tolerance: float,
+) -> None:
     steps, budget, plan, state = _simulate(step_s, validation_s, run_dir)
     # Ends inside the budget (final validation included), having used most of it.
     assert budget.elapsed() <= budget.limit_s
@@ -106,18 +127,21 @@ def _check_run(name: str, step_s: Callable[[float], float], validation_s: Callab
     assert steps[-1][2] == pytest.approx(BASE_LR * FINAL_FRACTION, abs=0.01 * BASE_LR)
     total_train_s = sum(duration for _, duration, _ in steps)
     # The warmup is `warmup_steps` steps (train.warmup_epochs): its share of the training time.
-    warmup_share = sum(duration for _, duration, _ in steps[:plan.warmup_steps]) / total_train_s
+    warmup_share = sum(duration for _, duration, _ in steps[: plan.warmup_steps]) / total_train_s
     for tenth in range(1, 11):
         t = tenth / 10 * budget.limit_s
         trained = sum(min(duration, max(t - start, 0.0)) for start, duration, _ in steps)
         actual = [lr for start, _, lr in steps if start <= t][-1]  # the lr in force at t
         ideal = _ideal_lr(trained / total_train_s, warmup_share)
-        assert abs(actual - ideal) <= lr_tolerance * BASE_LR, \
+        assert abs(actual - ideal) <= lr_tolerance * BASE_LR, (
             f"{name}: at {tenth * 10}% of the budget lr {actual:.5f}, ideal {ideal:.5f}"
+        )
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
-def test_lr_follows_one_cosine_over_the_budget_and_ends_inside_it(name: str, tmp_path: Path) -> None:
+def test_lr_follows_one_cosine_over_the_budget_and_ends_inside_it(
+    name: str, tmp_path: Path
+) -> None:
     """Within 5% of base_lr of the ideal curve at every 10% of the budget."""
     _check_run(name, *PROFILES[name], tmp_path, lr_tolerance=0.05)
 
@@ -130,8 +154,13 @@ def test_a_slow_first_validation_bends_one_epoch_only(tmp_path: Path) -> None:
     ahead of the ideal there); the next correction brings it back, the run still
     ends inside the budget at end_lr.
     """
-    _check_run("first validation much longer", lambda f: 1.0, lambda epoch: 60.0 if epoch == 1 else 8.0,
-               tmp_path, lr_tolerance=0.12)
+    _check_run(
+        "first validation much longer",
+        lambda f: 1.0,
+        lambda epoch: 60.0 if epoch == 1 else 8.0,
+        tmp_path,
+        lr_tolerance=0.12,
+    )
 
 
 def test_lr_is_continuous_and_never_restarts() -> None:
@@ -141,7 +170,9 @@ def test_lr_is_continuous_and_never_restarts() -> None:
     assert before == pytest.approx(0.05)
     plan = move_end(plan, step=60, total_steps=160)
     assert lr_at(60, plan) == pytest.approx(before)
-    assert progress_at(110, plan) == pytest.approx(0.75)  # the other half of the progress over 100 steps
+    assert progress_at(110, plan) == pytest.approx(
+        0.75
+    )  # the other half of the progress over 100 steps
     assert lr_at(110, plan) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.75)))
     assert lr_at(160, plan) == pytest.approx(0.0)
     # Shorter: the same progress, the rest over 10 steps.
@@ -149,9 +180,16 @@ def test_lr_is_continuous_and_never_restarts() -> None:
     assert progress_at(115, plan) == pytest.approx(0.875)
     # The saved dict carries the anchor; an old one (no anchor keys) means the end never moved.
     copy = plan_from_dict(plan_to_dict(plan))
-    assert copy == plan and [lr_at(s, copy) for s in range(110, 125)] == [lr_at(s, plan) for s in range(110, 125)]
-    old = {k: v for k, v in plan_to_dict(warmup_cosine(base_lr=0.1, warmup_steps=10, total_steps=110,
-                                                       final_lr_fraction=0.0)).items() if "anchor" not in k}
+    assert copy == plan and [lr_at(s, copy) for s in range(110, 125)] == [
+        lr_at(s, plan) for s in range(110, 125)
+    ]
+    old = {
+        k: v
+        for k, v in plan_to_dict(
+            warmup_cosine(base_lr=0.1, warmup_steps=10, total_steps=110, final_lr_fraction=0.0)
+        ).items()
+        if "anchor" not in k
+    }
     assert lr_at(60, plan_from_dict(old)) == pytest.approx(0.05)
 
 
@@ -161,8 +199,12 @@ def test_move_end_inside_warmup_caps_it() -> None:
     assert plan.warmup_steps == 8 and lr_at(7, plan) == pytest.approx(0.1)
     assert lr_at(8, plan) == pytest.approx(0.1) and lr_at(40, plan) == pytest.approx(0.0)
     # Never before the current step: at step 12 of the warmup the cap stops at 12.
-    late = move_end(warmup_cosine(base_lr=0.1, warmup_steps=60, total_steps=600, final_lr_fraction=0.0),
-                    step=12, total_steps=40, max_warmup_fraction=0.2)
+    late = move_end(
+        warmup_cosine(base_lr=0.1, warmup_steps=60, total_steps=600, final_lr_fraction=0.0),
+        step=12,
+        total_steps=40,
+        max_warmup_fraction=0.2,
+    )
     assert late.warmup_steps == 12 and lr_at(11, late) == pytest.approx(0.1 * 12 / 12)
 
 
@@ -204,14 +246,22 @@ def test_timing_noise_does_not_change_the_curve(tmp_path: Path) -> None:
     marks = []
     for seed in (1, 2):
         noise = random.Random(seed)
-        steps, budget, _, _ = _simulate(lambda f, noise=noise: noise.uniform(0.85, 1.15), lambda epoch: 8.0,
-                                        tmp_path)
-        marks.append([[lr for start, _, lr in steps if start <= k / 10 * budget.limit_s][-1] for k in range(1, 11)])
+        steps, budget, _, _ = _simulate(
+            lambda f, noise=noise: noise.uniform(0.85, 1.15), lambda epoch: 8.0, tmp_path
+        )
+        marks.append(
+            [
+                [lr for start, _, lr in steps if start <= k / 10 * budget.limit_s][-1]
+                for k in range(1, 11)
+            ]
+        )
     assert marks[0] == pytest.approx(marks[1], abs=0.02 * BASE_LR)
 
 
 def test_plan_extra_steps_by_hand() -> None:
-    plan = dict(steps_per_epoch=10, seconds_per_step=1.0, epoch_overhead_s=5.0, final_validation_s=5.0)
+    plan = dict(
+        steps_per_epoch=10, seconds_per_step=1.0, epoch_overhead_s=5.0, final_validation_s=5.0
+    )
     # 30 s left at step 3 of a 10-step epoch: 7 steps to the epoch end, its 5 s validation,
     # 10 more steps, the final 5 s validation: 17 + 5 + 5 = 27 s. 18 steps would cross a
     # second epoch end: 18 + 10 + 5 = 33 s.
@@ -225,26 +275,42 @@ def test_plan_extra_steps_by_hand() -> None:
     assert plan_extra_steps(remaining_s=-1, step_in_epoch=0, **plan) == 0
     assert plan_extra_steps(remaining_s=5.5, step_in_epoch=0, **plan) == 0
     with pytest.raises(ValueError):
-        plan_extra_steps(remaining_s=10, step_in_epoch=0, steps_per_epoch=10, seconds_per_step=0,
-                         epoch_overhead_s=0, final_validation_s=0)
+        plan_extra_steps(
+            remaining_s=10,
+            step_in_epoch=0,
+            steps_per_epoch=10,
+            seconds_per_step=0,
+            epoch_overhead_s=0,
+            final_validation_s=0,
+        )
 
 
 def test_time_budget_with_a_fake_clock() -> None:
     now = [1000.0]
     # 60 s, 4 s of set-up
-    budget = TimeBudget(limit_minutes=1.0, steps_per_epoch=10, clock=lambda: now[0], elapsed_before_s=4.0)
+    budget = TimeBudget(
+        limit_minutes=1.0, steps_per_epoch=10, clock=lambda: now[0], elapsed_before_s=4.0
+    )
     assert budget.plan_steps(current_step=0, validation_estimate_s=2.0) is None
     budget.start_epoch(step=0)
     now[0] += 4.0  # 4 steps of 1 s
     assert budget.seconds_per_step(4) == pytest.approx(1.0)
     # 52 s left at step 4: epoch ends after 6, 16, 26, 36 more steps cost 2 s each and the
     # final validation 2 s: 42 steps + 4 crossings x 2 s + 2 s = 52 s.
-    expected = 4 + plan_extra_steps(remaining_s=52.0, step_in_epoch=4, steps_per_epoch=10, seconds_per_step=1.0,
-                                    epoch_overhead_s=2.0, final_validation_s=2.0)
+    expected = 4 + plan_extra_steps(
+        remaining_s=52.0,
+        step_in_epoch=4,
+        steps_per_epoch=10,
+        seconds_per_step=1.0,
+        epoch_overhead_s=2.0,
+        final_validation_s=2.0,
+    )
     assert budget.plan_steps(current_step=4, validation_estimate_s=2.0) == expected
     assert expected == 4 + 42
     now[0] += 6.0  # the epoch ends at step 10 after 10 s; then 3 s of validation and checkpoint
-    budget.end_epoch(10, warmup_cosine(base_lr=0.1, warmup_steps=0, total_steps=100, final_lr_fraction=0.0))
+    budget.end_epoch(
+        10, warmup_cosine(base_lr=0.1, warmup_steps=0, total_steps=100, final_lr_fraction=0.0)
+    )
     now[0] += 3.0
     budget.record_overhead(3.0)
     # 60 - 4 - 13 = 43 s left, 1 s/step, the measured 3 s replaces the estimate; at an epoch end its
@@ -258,7 +324,9 @@ def test_first_plan_after_the_timed_steps_then_the_stop_inside_the_epoch() -> No
     """`after_step` plans once PLAN_AFTER_STEPS (5) steps are timed, moving the end (and capping the
     warmup) to what fits, then says stop when the next step and the final validation no longer fit."""
     now = [0.0]
-    budget = TimeBudget(0.5, steps_per_epoch=100, validation_cost_in_steps=2.0, clock=lambda: now[0])
+    budget = TimeBudget(
+        0.5, steps_per_epoch=100, validation_cost_in_steps=2.0, clock=lambda: now[0]
+    )
     plan = warmup_cosine(base_lr=0.1, warmup_steps=100, total_steps=1000, final_lr_fraction=0.0)
     budget.start_epoch(0)
     for step in range(1, 5):

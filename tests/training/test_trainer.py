@@ -22,12 +22,16 @@ from detector.training.trainer import fit
 @pytest.fixture
 def tiny_config(tiny_training) -> Callable[..., Config]:
     """The shared tiny run (tests/conftest.py) as a Config."""
+
     def make(data_root: Path, run_dir: Path, **train: object) -> Config:
         return config_from_dict(tiny_training(data_root, run_dir, **train))
+
     return make
 
 
-def test_fit_with_nan_loss_skips_and_saves_only_finite_weights(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_with_nan_loss_skips_and_saves_only_finite_weights(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import detector.model.build as build
 
     real_build_loss = build.build_loss
@@ -59,11 +63,16 @@ def test_fit_with_nan_loss_skips_and_saves_only_finite_weights(tiny_config, tmp_
 
     # nan_policy=stop: the run stops at once and writes no checkpoint at all.
     with pytest.raises(NonFiniteLossError, match="nan_policy=stop"):
-        fit(tiny_config(tmp_path / "data", tmp_path / "stop", nan_policy="stop"), show_progress=False)
+        fit(
+            tiny_config(tmp_path / "data", tmp_path / "stop", nan_policy="stop"),
+            show_progress=False,
+        )
     assert not (tmp_path / "stop/weights/last.pt").exists()
 
 
-def test_non_finite_weights_are_never_saved(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_weights_are_never_saved(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Poisoned(TrainingEpoch):
         def stats(self) -> dict:
             stats = super().stats()
@@ -80,8 +89,11 @@ def test_non_finite_weights_are_never_saved(tiny_config, tmp_path: Path, monkeyp
 def test_time_limit_stops_and_still_validates(tiny_config, tmp_path: Path) -> None:
     messages: list[str] = []
     # A budget of 0.06 s: over after the first step, whatever the machine.
-    run = fit(tiny_config(tmp_path / "data", tmp_path / "run", epochs=5, time_limit=0.001),
-              show_progress=False, log=messages.append)
+    run = fit(
+        tiny_config(tmp_path / "data", tmp_path / "run", epochs=5, time_limit=0.001),
+        show_progress=False,
+        log=messages.append,
+    )
     last = load_checkpoint(run / "weights/last.pt", require_training_state=True)
     assert last["finished"] and last["epoch"] == 1 and last["step"] == 1  # stopped mid-epoch
     assert any("time budget: 5 -> 1 epochs" in m for m in messages)
