@@ -307,13 +307,8 @@ class TrainingEpoch:
             (what a mid-epoch checkpoint saves); a resumed epoch passes the saved ones.
         """
         self.parts, self.loader, self.state, self.train_cfg = parts, loader, state, train_cfg
-        self.epoch, self.planned_epochs, self.nan_guard, self.dist = (
-            epoch,
-            planned_epochs,
-            nan_guard,
-            dist,
-        )
-        self.show_progress = show_progress
+        self.epoch, self.planned_epochs = epoch, planned_epochs
+        self.nan_guard, self.dist, self.show_progress = nan_guard, dist, show_progress
         self.progress = progress if progress is not None else EpochProgress()
         self.stopped_early = False  # the caller left the loop before the loader's end
         self._sums: dict[str, float] = defaultdict(float, self.progress.sums)
@@ -361,9 +356,8 @@ class TrainingEpoch:
                 with no_sync:
                     with autocast(parts.device, parts.amp_dtype):
                         raw = parts.forward(images)
-                    terms = parts.loss_fn(
-                        raw.float(), targets
-                    )  # the loss in fp32: sums of many small terms
+                    # The loss in fp32: sums of many small terms.
+                    terms = parts.loss_fn(raw.float(), targets)
                     parts.scaler.scale(terms["loss"] / accumulate).backward()
                 values = dict(
                     zip(
@@ -397,17 +391,13 @@ class TrainingEpoch:
                     progress.nan_streak = nan_guard.consecutive
                     step_loss = sum(micro_losses) / len(micro_losses)
                     micro_losses = []
-                    self._elapsed = time.perf_counter() - start
                     # The caller acts here; leaving the loop ends the epoch after this step.
                     self.stopped_early = True
                     yield step_loss
                     self.stopped_early = False
                 elapsed = time.perf_counter() - start
-                means = {
-                    key.removeprefix("loss_") if key != "loss" else key: sums[key]
-                    / max(self._finite_batches, 1)
-                    for key in sums
-                }
+                count = max(self._finite_batches, 1)
+                means = {key.removeprefix("loss_"): sums[key] / count for key in sums}
                 bar.set_postfix(
                     {
                         **{k: f"{v:.3f}" for k, v in means.items()},
