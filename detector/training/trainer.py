@@ -236,10 +236,8 @@ def fit(
             if stop_signum:
                 raise _interrupted(run, stop_signum, epoch_batches)
             state.epoch += 1
-            trained, run.progress = (
-                run.progress,
-                EpochProgress(),
-            )  # `trained`: for a stop in validation
+            # `trained`: the epoch as trained, for a stop during its validation.
+            trained, run.progress = run.progress, EpochProgress()
             train_s = clock() - epoch_start
             if budget is not None:  # correct the plan with this epoch's speed
                 run.follow(budget.end_epoch(state.step, run.plan))
