@@ -6,7 +6,7 @@
     write_atomic("model.onnx", lambda handle: handle.write(data))   # the same writer, any file
 
 A leaf of the package (it imports nothing else of it), shared by training (which
-fills last.pt and best.pt: `training.state`), inference, export and the commands.
+fills last.pt and best.pt: `training.resume`), inference, export and the commands.
 `model.build.model_from_checkpoint` turns a loaded checkpoint into a model.
 
 Every checkpoint holds only tensors and plain containers so that
@@ -108,7 +108,7 @@ def _mapping_with(*keys: str) -> Check:
     return check
 
 
-# The `train_state` counters every last.pt holds (`training.state.TrainState`); fields the
+# The `train_state` counters every last.pt holds (`training.engine.TrainState`); fields the
 # dataclass has beyond these are optional in a file and take their default when absent.
 TRAIN_STATE_KEYS = ("planned_epochs", "epoch", "step", "best_ap", "best_epoch",
                     "epochs_without_improvement", "elapsed_s", "finished")

@@ -23,7 +23,7 @@ from detector.checkpoint import (
 )
 from detector.config import Config, config_to_dict
 from detector.model.build import model_from_checkpoint
-from detector.training.rng import capture_rng_state, restore_rng_state
+from detector.training.resume import capture_rng_state, restore_rng_state
 
 
 def _minimal_state(value: float = 1.0) -> dict:
@@ -257,7 +257,7 @@ def test_required_train_state_keys_are_train_state_fields() -> None:
     from dataclasses import MISSING, fields
 
     from detector.checkpoint import TRAIN_STATE_KEYS
-    from detector.training.state import TrainState
+    from detector.training.engine import TrainState
 
     names = [item.name for item in fields(TrainState)]
     assert set(TRAIN_STATE_KEYS) <= set(names)

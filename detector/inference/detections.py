@@ -25,7 +25,7 @@ class Detections:
         scores: float32 [K] confidence in 0..1, descending.
         labels: int64 [K] class indices into the detector's `class_names`.
         label_names: K class names, the name of each detection's label (also
-            readable as `names`, the name README and design.md use).
+            readable as `names`, the name the README uses).
         width, height: size of the original image in pixels.
         path: the image file, when the input was a path.
     """

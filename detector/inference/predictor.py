@@ -118,7 +118,7 @@ class Detector:
 
     @property
     def names(self) -> list[str]:
-        """The public name of `class_names` (README, design.md): index = label."""
+        """The public name of `class_names` (the README's): index = label."""
         return self.class_names
 
     @classmethod

@@ -1,1 +1,3 @@
-"""Training: the loop, its state, optimiser and schedule, EMA, checkpoints, run directory, DDP helpers, time budget."""
+"""Training: `trainer.fit` over one run; one epoch and validation (`engine`); optimizer, lr
+plan and EMA (`optim`); time budget, stop signals, periodic saves, close_mosaic; run files;
+checkpoints and resume."""

@@ -11,28 +11,23 @@
 Known causes: a DataLoader worker that died (the out-of-memory killer, a crash),
 one that hangs past `train.worker_timeout`, too many undecodable images in a row,
 running out of memory, and a write that failed (disk full, quota, read-only
-filesystem; see `writing`). The previous last.pt is never touched by a failure:
+filesystem; see `run_files.writing`). The previous last.pt is never touched by a failure:
 checkpoints are replaced atomically (detector/checkpoint.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from detector.data.loading import UndecodableImagesError
+from detector.training.run_files import WriteError
 
 
 class TrainingError(RuntimeError):
     """A run ended by a known cause; the message is one line with the reason and the resume hint."""
-
-
-class WriteError(OSError):
-    """An output of the run (checkpoint, results.csv, plot) could not be written."""
 
 
 def resume_hint(run_dir: Path | None) -> str:
@@ -40,17 +35,6 @@ def resume_hint(run_dir: Path | None) -> str:
     if run_dir is not None and (Path(run_dir) / "weights" / "last.pt").is_file():
         return f"continue with: detector train --resume {run_dir}"
     return "no checkpoint was written yet, so start the run again"
-
-
-@contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an OSError while writing `path` into a WriteError that names it."""
-    try:
-        yield
-    except WriteError:
-        raise
-    except OSError as exc:
-        raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def shut_down_workers(loader: torch.utils.data.DataLoader) -> None:
@@ -92,13 +76,25 @@ def describe_failure(exc: BaseException) -> str | None:
     if isinstance(exc, RuntimeError) and "DataLoader timed out after" in text:
         seconds = re.search(r"after (\d+(?:\.\d+)?) seconds", text)
         waited = f" for {seconds.group(1)} s" if seconds else ""
-        return (f"no batch from the DataLoader workers{waited} (train.worker_timeout): a worker hangs, "
-                "e.g. on a stalled network filesystem")
-    if isinstance(exc, RuntimeError) and "DataLoader worker" in text and (
-            "killed by signal" in text or "exited unexpectedly" in text):
+        return (
+            f"no batch from the DataLoader workers{waited} (train.worker_timeout): a worker hangs, "
+            "e.g. on a stalled network filesystem"
+        )
+    if (
+        isinstance(exc, RuntimeError)
+        and "DataLoader worker" in text
+        and ("killed by signal" in text or "exited unexpectedly" in text)
+    ):
         pid = re.search(r"\(pid(?:\(s\))? ([\d, ]+)\)", text)
         signal_name = re.search(r"killed by signal: ([^.]+)", text)
-        how = f"was killed by signal: {signal_name.group(1)}" if signal_name else "exited unexpectedly"
-        return (f"a DataLoader worker (pid {pid.group(1) if pid else '?'}) {how}; often the out-of-memory "
-                "killer: lower train.workers or train.batch_size")
+        how = (
+            f"was killed by signal: {signal_name.group(1)}"
+            if signal_name
+            else "exited unexpectedly"
+        )
+        return (
+            f"a DataLoader worker (pid {pid.group(1) if pid else '?'}) {how}; "
+            "often the out-of-memory "
+            "killer: lower train.workers or train.batch_size"
+        )
     return None

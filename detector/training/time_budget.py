@@ -1,39 +1,46 @@
-"""Fit training into a wall-clock budget (`train.time_limit`, minutes), planned in steps.
+"""`train.time_limit` (minutes): the run's length planned in steps from the measured speed.
 
-    budget = TimeBudget(limit_minutes=6.0)
-    budget.start_epoch(step=0)
-    ...  # once after the first PLAN_AFTER_STEPS steps, then at epoch ends:
-    total_steps = budget.plan_steps(current_step=40, steps_per_epoch=62, eval_interval=1,
-                                    validation_estimate_s=5.0)
-    if correction_needed(current_total, total_steps): schedule.retarget(...)
-    budget.next_step_fits(current_step=41, validation_estimate_s=5.0)  # else stop here
-    budget.end_epoch(step=62)
-    budget.record_overhead(6.0)   # validation + checkpoint time after the epoch
+    budget = TimeBudget(6.0, steps_per_epoch=62, validation_cost_in_steps=1.5)
+    budget.start_epoch(step=0)                     # at every epoch start
+    plan, stop = budget.after_step(41, plan)       # after every optimizer step
+    plan = budget.end_epoch(62, plan)              # an epoch's training ended
+    plan = budget.after_validation(6.0, 62, plan, finished=False)   # its validation + checkpoint
 
 With a time limit the length of training comes from measurement, not from
 `train.epochs` (which only shapes the plan until the first steps are timed).
 The plan is in optimizer steps, so a budget shorter than one epoch still gets a
-complete warmup + cosine schedule and stops mid-epoch: k more steps cost
+complete warmup + cosine and stops mid-epoch: k more steps cost
 `k * seconds_per_step`, plus the after-epoch overhead (validation, checkpoint) of
 every epoch end they cross, plus one final validation.
 
-The plan is made once, after the first timed steps, and corrected only at epoch
-ends (`correction_needed`: always when it no longer fits, only beyond
-PLAN_TOLERANCE when more would fit), each correction keeping the cosine's
-progress (`WarmupCosineSchedule.retarget`); between corrections the lr is a pure
-function of the step. A single process also stops inside an epoch when the next
-step and the final validation would no longer fit (`next_step_fits`).
+The plan is made once, after the first PLAN_AFTER_STEPS timed steps, and corrected
+only at epoch ends (`correction_needed`: always when it no longer fits, only beyond
+PLAN_TOLERANCE when more would fit); each move of the end is `optim.move_end`, which
+keeps the cosine's progress, so between corrections the lr is a pure function of the
+step. The run also stops inside an epoch when the next step and the final
+validation would no longer fit (`next_step_fits`). Under DDP rank 0 decides the plan
+and the stop and every rank follows (one small broadcast per step).
 docs/internals.md ("Time budget") says why this and not lr(fraction of time).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
 
-PLAN_AFTER_STEPS = 5  # the first plan waits for this many timed steps (the first one includes worker start-up)
+import torch
+
+from detector.training import distributed as ddp
+from detector.training.optim import LrPlan, move_end
+
+PLAN_AFTER_STEPS = (
+    5  # the first plan waits for this many timed steps (the first one includes worker start-up)
+)
 PLAN_TOLERANCE = 0.01  # at an epoch end, a plan that would still fit is lengthened only beyond 1%
+MAX_WARMUP_FRACTION = 0.2  # a budget shorter than the warmup caps it at this share of the plan
+SINGLE_PROCESS, CPU = ddp.DistInfo(), torch.device("cpu")  # the defaults: one process, no broadcast
 
 
 def plan_extra_steps(
@@ -62,7 +69,10 @@ def plan_extra_steps(
         last step) * epoch_overhead_s + final_validation_s <= remaining_s.
     """
     if seconds_per_step <= 0 or steps_per_epoch <= 0:
-        raise ValueError(f"need positive step time and steps per epoch, got {seconds_per_step}, {steps_per_epoch}")
+        raise ValueError(
+            "need positive step time and steps per epoch, "
+            f"got {seconds_per_step}, {steps_per_epoch}"
+        )
     best = 0
     # With k steps ending inside the e-th epoch from now (e = 0: the current one),
     # e epoch ends are crossed before the last step; each costs the overhead.
@@ -78,30 +88,120 @@ def plan_extra_steps(
 
 
 class TimeBudget:
-    """The clock of a time-limited run and the training speed measured so far."""
+    """The clock of a time-limited run, the speed measured so far, and the plan they give."""
 
     def __init__(
         self,
         limit_minutes: float,
         *,
+        steps_per_epoch: int,
+        eval_interval: int = 1,
+        validation_cost_in_steps: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         elapsed_before_s: float = 0.0,
+        planned: bool = False,
+        dist: ddp.DistInfo = SINGLE_PROCESS,
+        device: torch.device = CPU,
     ) -> None:
         """Args:
         limit_minutes: the budget (`train.time_limit`), > 0.
+        steps_per_epoch: optimizer steps per epoch.
+        eval_interval: validate every this many epochs (`train.eval_interval`).
+        validation_cost_in_steps: one validation's cost in training steps until one is
+            timed (validation images / batch size / 3: inference is ~3x cheaper per image).
         clock: seconds, monotonic (injectable for tests).
         elapsed_before_s: time already spent by the run (set-up, before a resume).
+        planned: the first plan is made (a resumed run's is in its last.pt).
+        dist, device: under DDP rank 0 plans and decides the stop; the others follow.
         """
         if limit_minutes <= 0:
             raise ValueError(f"train.time_limit: {limit_minutes} must be positive (minutes)")
         self.limit_s = limit_minutes * 60.0
+        self.steps_per_epoch, self.eval_interval = steps_per_epoch, eval_interval
+        self.validation_cost_in_steps = validation_cost_in_steps
         self.clock = clock
         self.start = clock() - elapsed_before_s
+        self.planned = planned
+        self.dist, self.device = dist, device
         self.train_s = 0.0  # training time of finished epochs (this session)
         self.train_steps = 0
         self.overhead_s: list[float] = []
         self._epoch_start: tuple[float, int] | None = None
-        self._last_epoch: tuple[float, int] | None = None  # (seconds, steps) of the last finished epoch
+        self._last_epoch: tuple[float, int] | None = (
+            None  # (seconds, steps) of the last finished epoch
+        )
+
+    # ------------------------------------------------------------- what the trainer calls
+
+    def after_step(self, step: int, plan: LrPlan) -> tuple[LrPlan, bool]:
+        """After optimizer step `step`: the plan (the first one once enough steps are timed)
+        and whether to stop here (the plan's end reached, or the next step would not fit)."""
+        if not self.planned and self.steps_timed(step) >= PLAN_AFTER_STEPS:
+            # Every rank counts the same steps, so under DDP all of them plan here together.
+            plan = self._plan(step, plan, broadcast=self.dist.distributed)
+        stop = step >= plan.total_steps or (
+            self.dist.is_main
+            and not self.next_step_fits(
+                current_step=step, validation_estimate_s=self.validation_estimate(step)
+            )
+        )
+        if self.dist.distributed:  # rank 0's clock decides, so every rank stops after the same step
+            (stop,) = ddp.broadcast_numbers([float(stop)], self.dist, self.device)
+        return plan, bool(stop)
+
+    def end_epoch(self, step: int, plan: LrPlan) -> LrPlan:
+        """Training of the epoch ended at optimizer step `step` (before validation): time it
+        and correct the plan with its speed, the validation still due."""
+        started, first_step = self._epoch_start
+        self.train_s += self.clock() - started
+        self.train_steps += step - first_step
+        if step > first_step:
+            self._last_epoch = (self.clock() - started, step - first_step)
+        self._epoch_start = None
+        return self._plan(step, plan, broadcast=True)
+
+    def after_validation(
+        self, seconds: float, step: int, plan: LrPlan, *, finished: bool
+    ) -> LrPlan:
+        """An epoch end's validation, checkpoint and plots took `seconds`; unless the run is
+        finished, correct the plan again now that their cost is known."""
+        self.record_overhead(seconds)
+        return plan if finished else self._plan(step, plan, broadcast=True, overhead_due=False)
+
+    def _plan(
+        self, step: int, plan: LrPlan, *, broadcast: bool, overhead_due: bool = True
+    ) -> LrPlan:
+        """The plan from the measured speed: the first one, or an epoch end's correction
+        (only when `correction_needed` says so). Under DDP (`broadcast`) rank 0 decides."""
+        total = plan.total_steps
+        if self.dist.is_main:
+            total = (
+                self.plan_steps(
+                    current_step=step,
+                    validation_estimate_s=self.validation_estimate(step),
+                    overhead_due=overhead_due,
+                )
+                or total
+            )
+        if broadcast:
+            (total,) = ddp.broadcast_numbers([total], self.dist, self.device)
+        total = max(int(total), step)
+        if not self.planned or correction_needed(plan.total_steps, total):
+            plan = move_end(
+                plan, step=step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION
+            )
+        self.planned = True
+        return plan
+
+    def planned_epochs(self, plan: LrPlan, epoch: int) -> int:
+        """The epochs `plan` needs (never fewer than the `epoch` epochs done)."""
+        return max(math.ceil(plan.total_steps / self.steps_per_epoch), epoch)
+
+    def validation_estimate(self, step: int) -> float:
+        """One validation's cost until one was timed, from the training speed."""
+        return (self.seconds_per_step(step) or 0.0) * self.validation_cost_in_steps
+
+    # ------------------------------------------------------------- measurements and arithmetic
 
     def elapsed(self) -> float:
         """Seconds since the run started (including before a resume)."""
@@ -110,15 +210,6 @@ class TimeBudget:
     def start_epoch(self, step: int) -> None:
         """Training of an epoch begins at optimizer step `step`."""
         self._epoch_start = (self.clock(), step)
-
-    def end_epoch(self, step: int) -> None:
-        """Training of the epoch ended at optimizer step `step` (before validation)."""
-        started, first_step = self._epoch_start
-        self.train_s += self.clock() - started
-        self.train_steps += step - first_step
-        if step > first_step:
-            self._last_epoch = (self.clock() - started, step - first_step)
-        self._epoch_start = None
 
     def record_overhead(self, seconds: float) -> None:
         """Time spent after an epoch's training: validation, checkpoint, plots."""
@@ -168,25 +259,37 @@ class TimeBudget:
         The step is costed at the slower of the running epoch's and the last epoch's
         speed, so a slowdown inside the last epoch still ends inside the budget.
         """
-        speeds = [speed for speed in (self.seconds_per_step(current_step), self.recent_seconds_per_step(current_step))
-                  if speed is not None]
+        speeds = [
+            speed
+            for speed in (
+                self.seconds_per_step(current_step),
+                self.recent_seconds_per_step(current_step),
+            )
+            if speed is not None
+        ]
         if not speeds:
-            return self.elapsed() + self.validation_s(validation_estimate_s, final=True) <= self.limit_s
+            return (
+                self.elapsed() + self.validation_s(validation_estimate_s, final=True)
+                <= self.limit_s
+            )
         step_s = max(speeds)
         if self._epoch_start is not None and current_step > self._epoch_start[1]:
-            step_s = max(step_s, (self.clock() - self._epoch_start[0]) / (current_step - self._epoch_start[1]))
-        return self.elapsed() + step_s + self.validation_s(validation_estimate_s, final=True) <= self.limit_s
+            step_s = max(
+                step_s,
+                (self.clock() - self._epoch_start[0]) / (current_step - self._epoch_start[1]),
+            )
+        return (
+            self.elapsed() + step_s + self.validation_s(validation_estimate_s, final=True)
+            <= self.limit_s
+        )
 
     def plan_steps(
-        self, *, current_step: int, steps_per_epoch: int, eval_interval: int, validation_estimate_s: float,
-        overhead_due: bool = True,
+        self, *, current_step: int, validation_estimate_s: float, overhead_due: bool = True
     ) -> int | None:
         """Total optimizer steps (from the run's start) that fit in the budget.
 
         Args:
             current_step: optimizer steps taken so far.
-            steps_per_epoch: optimizer steps per epoch.
-            eval_interval: validate every this many epochs.
             validation_estimate_s: one validation's cost until one has been timed.
             overhead_due: at an epoch end, whether its validation is still to come
                 (False when planning right after it).
@@ -198,7 +301,8 @@ class TimeBudget:
         if seconds_per_step is None:
             return None
         validation_s = self.validation_s(validation_estimate_s)
-        epoch_overhead_s = validation_s / max(eval_interval, 1)
+        steps_per_epoch = self.steps_per_epoch
+        epoch_overhead_s = validation_s / max(self.eval_interval, 1)
         remaining_s = self.limit_s - self.elapsed()
         at_epoch_end = overhead_due and current_step > 0 and current_step % steps_per_epoch == 0
         extra = plan_extra_steps(
@@ -214,7 +318,9 @@ class TimeBudget:
         return current_step + extra
 
 
-def correction_needed(current_total: int, new_total: int, *, tolerance: float = PLAN_TOLERANCE) -> bool:
+def correction_needed(
+    current_total: int, new_total: int, *, tolerance: float = PLAN_TOLERANCE
+) -> bool:
     """Whether an epoch-end plan replaces the current one.
 
     Always when the current plan no longer fits (`new_total` smaller: the run must

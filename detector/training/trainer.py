@@ -1,16 +1,20 @@
-"""The training run, top to bottom: set up, then per epoch train, validate, checkpoint.
+"""The training run, top to bottom: build the run, then per epoch train, validate, save.
 
     from detector.config import load_config
     from detector.training.trainer import fit
     run_dir = fit(load_config("configs/shapes.yaml", ["train.epochs=5"]))
 
     # continue an interrupted run exactly (the CLI does this for --resume):
-    cfg, ckpt, changes = prepare_resume("runs/train/exp")
+    cfg, ckpt, changes = prepare_resume("runs/train/exp")      # training/resume.py
     fit(cfg, resume_checkpoint=ckpt, changes=changes)
 
-`fit` is the algorithm; one epoch is `epoch.train_one_epoch`, one validation
-`epoch.validate`, what is built before the first epoch `setup.set_up`, and what
-is written `run_outputs` (the checkpoint format itself: detector/checkpoint.py).
+`fit` is the algorithm and reads top to bottom over one `Run`: start the epoch,
+train it (`engine.TrainingEpoch`, acting between its optimizer steps), validate
+(`engine.validate`), keep the best AP and count towards the early stop, save.
+What else acts on the run is one object each, called by name where it matters:
+`TimeBudget` (time_budget.py), `StopSignals`, `PeriodicSave` and `CloseMosaic`
+(run_controls.py). What is written: run_files.py (run dir, results.csv,
+steps.csv, plots) and resume.py (last.pt, best.pt; the format: detector/checkpoint.py).
 
 Under torchrun every rank runs `fit`; rank 0 alone validates, prints and writes
 files, and broadcasts its decisions (planned epochs, stop) so the ranks stay in step.
@@ -21,34 +25,41 @@ the CLI); under DDP the ranks agree on the step with an all-reduce after every
 step. A signal during validation stops it at the next batch and saves the epoch
 as trained but not validated (the resume validates it): a long validation must
 not outlast the grace before SIGKILL. `train.save_period` writes the same
-mid-epoch last.pt periodically. Under
-`train.time_limit` the run's length is planned in steps from the measured speed
-(time_budget.py). Known causes that end a run (a dead or hung DataLoader worker,
-undecodable images, a full disk) raise `TrainingError` with one line and the
-resume hint.
+mid-epoch last.pt periodically. Under `train.time_limit` the run's length is
+planned in steps from the measured speed. Known causes that end a run (a dead or
+hung DataLoader worker, undecodable images, a full disk) raise `TrainingError`
+with one line and the resume hint.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import torch
+from torch import nn
 from tqdm import tqdm
 
-from detector.config import Config
+from detector.config import Config, parse_save_period
+from detector.data.record import SplitRecords
 from detector.training import distributed as ddp
-from detector.training.augment_schedule import start_epoch_augment
-from detector.training.epoch import (
+from detector.training.engine import (
+    EpochProgress,
     NanGuard,
     NonFiniteLossError,
+    TrainingEpoch,
+    TrainParts,
+    TrainState,
     ValidationStopped,
-    train_one_epoch,
+    build_train_parts,
+    compile_for_training,
     validate,
 )
 from detector.training.failures import (
@@ -57,24 +68,83 @@ from detector.training.failures import (
     resume_hint,
     shut_down_workers,
 )
-from detector.training.run_outputs import log_step, save_progress, summary_line, write_epoch
-from detector.training.setup import Run, set_up
-from detector.training.state import EpochProgress
-from detector.training.stop_signals import (
+from detector.training.optim import LrPlan
+from detector.training.resume import (
+    check_class_names,
+    check_weights_finite,
+    restore_rng_state,
+    restore_run,
+    save_best,
+    save_last,
+    seed_everything,
+)
+from detector.training.run_controls import (
+    CloseMosaic,
     ImmediateStop,
+    PeriodicSave,
     StopSignals,
     TrainingInterrupted,
     signal_name,
 )
-from detector.training.time_budget import PLAN_AFTER_STEPS, correction_needed
-
-MAX_WARMUP_FRACTION = 0.2  # a time budget shorter than the warmup caps it at this share
+from detector.training.run_files import (
+    append_result,
+    append_step,
+    create_run_dir,
+    epoch_row,
+    plot_training_curves,
+    truncate_results,
+    truncate_steps,
+    write_config_yaml,
+)
+from detector.training.time_budget import TimeBudget
 
 
 def _stderr(message: str) -> None:
     # Through tqdm: a message printed while a bar is drawn (a signal's) gets its own line.
     tqdm.write(message, file=sys.stderr)
     sys.stderr.flush()
+
+
+@dataclass(kw_only=True)
+class Run(TrainParts):
+    """One training run: the objects a step touches (`TrainParts`) and everything around them.
+
+    Built once by `build_run`; `fit` advances `state` and `progress` and replaces
+    `plan` when the time budget moves its end.
+    """
+
+    cfg: Config
+    dist: ddp.DistInfo
+    run_dir: Path | None  # None on ranks other than 0 for a new run
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None  # rank 0 only
+    val_split: SplitRecords | None
+    names: list[str]
+    state: TrainState  # the counters last.pt saves
+    progress: EpochProgress = field(default_factory=EpochProgress)  # of the current epoch
+    budget: TimeBudget | None  # train.time_limit
+    saves: PeriodicSave  # train.save_period, and which position last.pt holds
+    close_mosaic: CloseMosaic  # train.close_mosaic
+    log: Callable[[str], None]
+
+    def follow(self, plan: LrPlan) -> None:
+        """Train to `plan` from here on (the time budget's); the planned epochs follow it."""
+        self.plan = plan
+        self.state.planned_epochs = self.budget.planned_epochs(plan, self.state.epoch)
+
+    def save_last(self, progress: EpochProgress | None = None) -> None:
+        """Rank 0: last.pt at the current step (`progress`: inside an epoch)."""
+        if self.budget is not None:
+            self.state.elapsed_s = self.budget.elapsed()  # a resume gets only the time that is left
+        save_last(self.run_dir, self, self.state, self.cfg, self.names, progress)
+        batches = progress.batches_done if progress is not None else 0
+        self.saves.record(self.state.step, epoch=self.state.epoch, batches_done=batches)
+
+    def resume_hint(self) -> str:
+        """The resume hint (rank 0 knows the run directory; the others say who saved)."""
+        if self.dist.is_main:
+            return resume_hint(self.run_dir)
+        return f"rank 0 saved last.pt (this is rank {self.dist.rank})"
 
 
 def fit(
@@ -107,7 +177,7 @@ def fit(
         TrainingError: a known cause ended the run (one line, with the resume hint).
     """
     with StopSignals(log) as signals, _KnownFailures() as failures:
-        run = failures.run = set_up(cfg, resume_checkpoint, changes or [], log, clock)
+        run = failures.run = build_run(cfg, resume_checkpoint, changes or [], log, clock)
         state, dist, budget = run.state, run.dist, run.budget
         nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
         nan_guard.consecutive = run.progress.nan_streak
@@ -121,169 +191,343 @@ def fit(
                 # From this step: a resumed epoch's steps before the resume took no time in this
                 # session, and counting them would read a too-fast speed and stretch the plan.
                 budget.start_epoch(state.step)
-            run.train_loader.sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
-            state.mosaic_closed = start_epoch_augment(run.train_loader.sampler, cfg.train, state.epoch,
-                                                      state.planned_epochs, closed=state.mosaic_closed)
-            run.epoch_batches = run.progress.batches_done + len(run.train_loader)
+            sampler = run.train_loader.sampler
+            sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
+            state.mosaic_closed = run.close_mosaic.start_epoch(
+                sampler, state.epoch, state.planned_epochs, closed=state.mosaic_closed
+            )
+            epoch_batches = run.progress.batches_done + len(run.train_loader)
 
-            # Train one epoch; after every optimizer step `_after_step` may end it early.
-            stats = train_one_epoch(run.parts, run.train_loader, state, cfg.train, epoch=state.epoch,
-                                    planned_epochs=state.planned_epochs, nan_guard=nan_guard, dist=dist,
-                                    show_progress=show_progress, progress=run.progress,
-                                    after_step=functools.partial(_after_step, run, signals, clock))
-            if run.stop_signum:
-                raise _interrupted(run, clock)
+            # Train one epoch, acting after every optimizer step: the step log, a stop
+            # signal, the time budget, the periodic save.
+            epoch = TrainingEpoch(
+                run,
+                run.train_loader,
+                state,
+                cfg.train,
+                epoch=state.epoch,
+                planned_epochs=state.planned_epochs,
+                nan_guard=nan_guard,
+                dist=dist,
+                show_progress=show_progress,
+                progress=run.progress,
+            )
+            stop_signum = 0
+            for step_loss in epoch:
+                if dist.is_main:
+                    append_step(
+                        run.run_dir / "steps.csv",
+                        epoch=state.epoch + 1,
+                        batch=run.progress.batches_done,
+                        step=state.step,
+                        loss=step_loss,
+                        lr=run.optimizer.param_groups[0]["lr"],
+                    )
+                stop_signum = signals.agreed(dist, run.device)
+                if stop_signum:
+                    break
+                if budget is not None:
+                    plan, budget_stop = budget.after_step(state.step, run.plan)
+                    run.follow(plan)
+                    if budget_stop:
+                        break
+                if dist.is_main and run.saves.due(state.step):
+                    run.save_last(run.progress)
+            stats = epoch.stats()
+            if stop_signum:
+                raise _interrupted(run, stop_signum, epoch_batches)
             state.epoch += 1
-            trained, run.progress = run.progress, EpochProgress()  # `trained`: for a stop in validation
+            # `trained`: the epoch as trained, for a stop during its validation.
+            trained, run.progress = run.progress, EpochProgress()
             train_s = clock() - epoch_start
             if budget is not None:  # correct the plan with this epoch's speed
-                budget.end_epoch(state.step)
-                _plan_budget(run, broadcast=True)
+                run.follow(budget.end_epoch(state.step, run.plan))
                 if state.planned_epochs != planned_before:
-                    run.log(f"time budget: {planned_before} -> {state.planned_epochs} epochs "
-                            f"({run.parts.schedule.total_steps} steps, cosine end moved; "
-                            f"{budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)")
-            budget_spent = budget is not None and state.step >= run.parts.schedule.total_steps
-            last_epoch = state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
+                    run.log(
+                        f"time budget: {planned_before} -> {state.planned_epochs} epochs "
+                        f"({run.plan.total_steps} steps, cosine end moved; "
+                        f"{budget.elapsed() / 60:.1f} of {cfg.train.time_limit} min used)"
+                    )
+            budget_spent = budget is not None and state.step >= run.plan.total_steps
+            last_epoch = (
+                state.epoch >= state.planned_epochs or stats["stopped_early"] or budget_spent
+            )
 
-            # Validate (rank 0): AP of the EMA weights; the best AP and the early-stopping count.
-            metrics, improved, stopped = {}, False, False
+            # Validate (rank 0): AP of the EMA weights.
+            metrics, stopped = {}, False
             if dist.is_main and (last_epoch or state.epoch % cfg.train.eval_interval == 0):
                 try:
-                    metrics = validate(run.parts.eval_model, run.val_loader, run.val_split, cfg,
-                                       device=run.device, progress=show_progress,
-                                       should_stop=lambda: signals.signum is not None)
+                    metrics = validate(
+                        run.eval_model,
+                        run.val_loader,
+                        run.val_split,
+                        cfg,
+                        device=run.device,
+                        progress=show_progress,
+                        should_stop=lambda: signals.signum is not None,
+                    )
                 except ValidationStopped:
                     stopped = True
-                else:
-                    improved = not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
-                    if improved:
-                        state.best_ap, state.best_epoch = metrics["AP"], state.epoch
-                        state.epochs_without_improvement = 0
-                    else:
-                        state.epochs_without_improvement += cfg.train.eval_interval
+
+            # Best AP and the early-stopping count (rank 0 decides; every rank follows).
+            improved = (
+                bool(metrics) and not math.isnan(metrics["AP"]) and metrics["AP"] > state.best_ap
+            )
+            if improved:
+                state.best_ap, state.best_epoch = metrics["AP"], state.epoch
+                state.epochs_without_improvement = 0
+            elif metrics:
+                state.epochs_without_improvement += cfg.train.eval_interval
             patience = cfg.train.early_stop_patience
             early = dist.is_main and patience > 0 and state.epochs_without_improvement >= patience
-            # Rank 0 decides both.
             early, stopped = ddp.broadcast_numbers([float(early), float(stopped)], dist, run.device)
             if stopped:  # a signal during validation: save the epoch as trained, validate on resume
                 state.epoch, run.progress = state.epoch - 1, trained
-                run.stop_signum = _agreed_signal(run, signals)
-                raise _interrupted(run, clock)
+                raise _interrupted(run, signals.agreed(dist, run.device), epoch_batches)
             if early:
-                run.log(f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
-                        f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})")
+                run.log(
+                    f"early stop: no AP improvement for {state.epochs_without_improvement} epochs "
+                    f"(best AP {state.best_ap:.4f} at epoch {state.best_epoch})"
+                )
             state.finished = last_epoch or bool(early)
 
-            # Checkpoint (rank 0): results.csv row, best.pt when improved, last.pt, plots.
-            if budget is not None:
-                state.elapsed_s = budget.elapsed()
+            # Save (rank 0): results.csv row, best.pt when improved, last.pt, plots.
             if dist.is_main:
-                write_epoch(run.run_dir, run.parts, state, cfg, run.names, stats, metrics, improved=improved,
-                            train_s=train_s)
-                run.saved_at, run.saved_position = (state.step, clock()), (state.epoch, 0)
-                run.log(summary_line(state.epoch, state.planned_epochs, stats, metrics, state.best_ap,
-                                     clock() - epoch_start))
-            if budget is not None:
-                budget.record_overhead(clock() - epoch_start - train_s)
-                if not state.finished:  # still this epoch's end: correct with the validation just timed
-                    _plan_budget(run, broadcast=True, overhead_due=False)
+                _save_epoch(run, stats, metrics, improved=improved, train_s=train_s)
+                run.log(
+                    summary_line(
+                        state.epoch,
+                        state.planned_epochs,
+                        stats,
+                        metrics,
+                        state.best_ap,
+                        clock() - epoch_start,
+                    )
+                )
+            elif budget is not None:
+                state.elapsed_s = budget.elapsed()
+            if budget is not None:  # still this epoch's end: correct with the validation just timed
+                run.follow(
+                    budget.after_validation(
+                        clock() - epoch_start - train_s,
+                        state.step,
+                        run.plan,
+                        finished=state.finished,
+                    )
+                )
             ddp.barrier(dist)  # nobody starts the next epoch before the checkpoint is on disk
-            signum = _agreed_signal(run, signals)  # a signal during validation or the writes
+            signum = signals.agreed(dist, run.device)  # a signal during validation or the writes
             if signum and not state.finished:
-                raise TrainingInterrupted(signum, f"{signal_name(signum)}: stopped after epoch {state.epoch} "
-                                                  f"(step {state.step}); last.pt saved; {_hint(run)}")
-        run.log(f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; weights in {run.run_dir}/weights")
+                raise TrainingInterrupted(
+                    signum,
+                    f"{signal_name(signum)}: stopped after epoch {state.epoch} "
+                    f"(step {state.step}); last.pt saved; {run.resume_hint()}",
+                )
+        run.log(
+            f"done: best AP {state.best_ap:.4f} at epoch {state.best_epoch}; "
+            f"weights in {run.run_dir}/weights"
+        )
         return run.run_dir
 
 
-def _after_step(run: Run, signals: StopSignals, clock: Callable[[], float], step_loss: float) -> bool:
-    """After every optimizer step: step log, stop signal, time budget, periodic save; True ends the epoch.
-
-    A stop signal is kept in `run.stop_signum` (`fit` then saves and raises). The
-    budget's first plan and its stop inside an epoch are rank 0's, broadcast (under
-    DDP one more small collective per step), so a DDP run does not overshoot the
-    budget by up to an epoch.
-    """
-    state, dist, budget = run.state, run.dist, run.budget
-    if dist.is_main:
-        log_step(run.run_dir, epoch=state.epoch + 1, batch=run.progress.batches_done, step=state.step,
-                 loss=step_loss, lr=run.parts.optimizer.param_groups[0]["lr"])
-    run.stop_signum = _agreed_signal(run, signals)
-    if run.stop_signum:
-        return True
-    if budget is not None:
-        if not run.budget_planned and budget.steps_timed(state.step) >= PLAN_AFTER_STEPS:
-            # The first plan, from the first timed steps; every rank counts the same steps.
-            _plan_budget(run, broadcast=dist.distributed)
-        stop = state.step >= run.parts.schedule.total_steps or (dist.is_main and not budget.next_step_fits(
-            current_step=state.step, validation_estimate_s=_validation_estimate(run)))
-        if dist.distributed:  # rank 0's clock decides, so every rank stops after the same step
-            (stop,) = ddp.broadcast_numbers([float(stop)], dist, run.device)
-        if stop:
-            return True
-    if dist.is_main and run.save_period is not None and run.save_period.due(
-            steps_since_save=state.step - run.saved_at[0], seconds_since_save=clock() - run.saved_at[1]):
-        _save_progress(run, clock)
-    return False
+def _save_epoch(
+    run: Run, stats: dict[str, Any], metrics: dict[str, float], *, improved: bool, train_s: float
+) -> None:
+    """Rank 0, after epoch `run.state.epoch`: results.csv row, best.pt if improved, last.pt,
+    plots."""
+    state, run_dir = run.state, run.run_dir
+    check_weights_finite(run, f"after epoch {state.epoch}")
+    append_result(run_dir / "results.csv", epoch_row(state.epoch, stats, metrics, train_s=train_s))
+    # best.pt exists from the first validation on, even when AP is undefined (-1: no ground truth).
+    if improved or (metrics and not (run_dir / "weights" / "best.pt").exists()):
+        save_best(run_dir, run, state, run.cfg, run.names)
+    run.save_last()
+    plot_training_curves(run_dir / "results.csv", run_dir / "plots")
 
 
-def _plan_budget(run: Run, *, broadcast: bool, overhead_due: bool = True) -> None:
-    """Plan the run's length from the measured speed (first plan), or correct it (epoch ends).
-
-    The first plan sets the cosine's end; later ones move it with `retarget` (the
-    cosine keeps its progress) and only when `correction_needed` says so. Under
-    DDP (`broadcast`) rank 0 decides and every rank follows.
-    `overhead_due`: False right after an epoch's validation (already paid for).
-    """
-    state, budget, spe, schedule = run.state, run.budget, run.parts.steps_per_epoch, run.parts.schedule
-    total = schedule.total_steps
-    if run.dist.is_main:
-        total = budget.plan_steps(current_step=state.step, steps_per_epoch=spe, eval_interval=run.cfg.train.eval_interval,
-                                  validation_estimate_s=_validation_estimate(run), overhead_due=overhead_due) or total
-    if broadcast:
-        (total,) = ddp.broadcast_numbers([total], run.dist, run.device)
-    total = max(int(total), state.step)
-    if not run.budget_planned or correction_needed(schedule.total_steps, total):
-        schedule.retarget(current_step=state.step, total_steps=total, max_warmup_fraction=MAX_WARMUP_FRACTION)
-    run.budget_planned = True
-    state.planned_epochs = max(math.ceil(schedule.total_steps / spe), state.epoch)
-
-
-def _validation_estimate(run: Run) -> float:
-    """One validation's cost until one was timed: inference is ~3x cheaper per image than training."""
-    seconds_per_step = run.budget.seconds_per_step(run.state.step) or 0.0
-    return seconds_per_step / run.cfg.train.batch_size * len(run.val_split.records) / 3
+def summary_line(
+    epoch: int,
+    planned: int,
+    stats: dict[str, Any],
+    metrics: dict[str, float],
+    best_ap: float,
+    seconds: float,
+) -> str:
+    """The one line printed after every epoch."""
+    terms = " ".join(
+        f"{k.removeprefix('loss_')} {v:.3f}" for k, v in stats.items() if k.startswith("loss_")
+    )
+    ap = (
+        f"AP {metrics['AP']:.4f} AP50 {metrics['AP50']:.4f} (best AP {best_ap:.4f})"
+        if metrics
+        else "not validated"
+    )
+    return (
+        f"epoch {epoch}/{planned}  loss {stats.get('loss', math.nan):.4f} ({terms})  "
+        f"lr {stats['lr']:.2e}  "
+        f"{ap}  {stats['images_per_s']:.1f} img/s  {seconds:.1f}s"
+    )
 
 
-def _agreed_signal(run: Run, signals: StopSignals) -> int:
-    """The stop signal any rank received (0: none); every rank gets the same answer."""
-    return int(ddp.max_across_ranks(float(signals.signum or 0), run.dist, run.device))
-
-
-def _save_progress(run: Run, clock: Callable[[], float]) -> None:
-    """Rank 0: a mid-epoch last.pt at the current step."""
-    if run.budget is not None:
-        run.state.elapsed_s = run.budget.elapsed()  # a resume gets only the time that is left
-    save_progress(run.run_dir, run.parts, run.state, run.cfg, run.names, run.progress)
-    run.saved_at = (run.state.step, clock())
-    run.saved_position = (run.state.epoch, run.progress.batches_done)
-
-
-def _interrupted(run: Run, clock: Callable[[], float]) -> TrainingInterrupted:
-    """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); the exception to raise."""
+def _interrupted(run: Run, signum: int, epoch_batches: int) -> TrainingInterrupted:
+    """Rank 0 saves the mid-epoch state (unless last.pt already holds this step); returns
+    the exception to raise."""
     state, progress = run.state, run.progress
-    if run.dist.is_main and run.saved_position != (state.epoch, progress.batches_done):
-        _save_progress(run, clock)
+    if run.dist.is_main and not run.saves.holds(state.epoch, progress.batches_done):
+        run.save_last(progress)
     ddp.barrier(run.dist)  # the others wait until last.pt is on disk
-    where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{run.epoch_batches}"
-    return TrainingInterrupted(run.stop_signum, f"{signal_name(run.stop_signum)}: stopped after step "
-                                                f"{state.step} ({where}); last.pt saved; {_hint(run)}")
+    where = f"epoch {state.epoch + 1}, batch {progress.batches_done}/{epoch_batches}"
+    return TrainingInterrupted(
+        signum,
+        f"{signal_name(signum)}: stopped after step "
+        f"{state.step} ({where}); last.pt saved; {run.resume_hint()}",
+    )
 
 
-def _hint(run: Run) -> str:
-    """The resume hint (rank 0 knows the run directory; the others say who saved)."""
-    return resume_hint(run.run_dir) if run.dist.is_main else f"rank 0 saved last.pt (this is rank {run.dist.rank})"
+def build_datasets(
+    cfg: Config, dist: ddp.DistInfo, *, resuming: bool = False
+) -> tuple[Any, Any, SplitRecords, SplitRecords | None]:
+    """The training and validation loaders and splits: the one place training builds its data.
+
+    Rank 0 first: it may generate the synthetic dataset that the others then read, and
+    fetches `model.pretrained: imagenet` into the cache before they look there (a new run
+    only). The validation loader and split are rank 0's only (None elsewhere).
+
+    Returns:
+        (train_loader, val_loader, train_split, val_split).
+    """
+    from detector.data.loading.dataset import build_dataloader
+    from detector.model.imagenet import pretrained_path
+
+    val_loader = val_split = None
+    if dist.is_main:
+        train_loader, train_split = build_dataloader(
+            cfg, "train", train=True, distributed=dist.distributed
+        )
+        val_loader, val_split = build_dataloader(cfg, "val", train=False)
+        if cfg.model.pretrained and not resuming:
+            pretrained_path(cfg.model.pretrained, cfg.model.backbone)
+    ddp.barrier(dist)
+    if not dist.is_main:
+        train_loader, train_split = build_dataloader(cfg, "train", train=True, distributed=True)
+    return train_loader, val_loader, train_split, val_split
+
+
+def build_run(
+    cfg: Config,
+    resume_checkpoint: dict[str, Any] | None,
+    changes: list[str],
+    log: Callable[[str], None],
+    clock: Callable[[], float],
+) -> Run:
+    """Seeds, data, model, optimizer, run directory; for a resume, the state saved in last.pt.
+
+    Resuming restores the model, optimizer, lr plan, counters, the epoch's progress
+    (a mid-epoch checkpoint) and, last, the RNG states. A finished run given more
+    `train.epochs` is extended with a new cosine, stated in the log.
+    """
+    from detector.model.build import build_loss, build_model
+
+    start = clock()  # the time budget counts set-up (data, model) too
+    save_period = parse_save_period(
+        cfg.train.save_period
+    )  # a bad value fails before any run dir exists
+    device = ddp.local_device(cfg.train.device)
+    dist = ddp.setup_distributed(device)
+    log = log if dist.is_main else (lambda message: None)
+    seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
+    resuming = resume_checkpoint is not None
+    run_dir = Path(cfg.train.run_dir) if resuming else None
+    train_loader, val_loader, train_split, val_split = build_datasets(cfg, dist, resuming=resuming)
+    names = list(train_split.names)
+    if resuming:
+        check_class_names(run_dir, list(resume_checkpoint["names"]), names)
+
+    # A resumed run takes every weight from its checkpoint: no ImageNet file is read or fetched.
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None) if resuming else cfg.model
+    model = build_model(model_cfg, len(names)).to(device)
+    loss_fn = build_loss(cfg.model, len(names)).to(device)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate)
+    parts = build_train_parts(
+        model, loss_fn, cfg.train, device=device, steps_per_epoch=steps_per_epoch
+    )
+    state = TrainState(planned_epochs=cfg.train.epochs)
+    progress = EpochProgress()
+    if dist.is_main and not resuming:
+        # Only now, once data and model are known good: a bad config leaves no empty run dir.
+        run_dir = create_run_dir(cfg.train.run_dir, exist_ok=cfg.train.exist_ok)
+        cfg.train.run_dir = str(run_dir)
+    if resuming:
+        progress = restore_run(
+            parts,
+            state,
+            resume_checkpoint,
+            cfg,
+            steps_per_epoch=steps_per_epoch,
+            changes=changes,
+            log=log,
+        )
+        # Last, so that building the model above does not consume the restored streams.
+        restore_rng_state(resume_checkpoint["rng"])
+        if dist.is_main:
+            truncate_results(run_dir / "results.csv", state.epoch)
+            truncate_steps(
+                run_dir / "steps.csv", epochs_done=state.epoch, batches_done=progress.batches_done
+            )
+    if dist.distributed:
+        parts.model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.train.compile:
+        parts.compiled = compile_for_training(parts.model, device, log)
+    if dist.is_main:
+        write_config_yaml(cfg, run_dir)
+        log(
+            f"{'resuming' if resuming else 'training'} in {run_dir}: "
+            f"{len(train_split.records)} train / "
+            f"{len(val_split.records)} val images, {len(names)} classes, {cfg.model.backbone} "
+            f"width {cfg.model.width:g} "
+            f"{cfg.model.image_size}px on {device} x{dist.world_size}, "
+            f"epoch {state.epoch + 1}/{state.planned_epochs}"
+        )
+    budget = None
+    if cfg.train.time_limit is not None:
+        # Until one validation is timed it is costed from the training speed: inference is
+        # ~3x cheaper per image than training.
+        val_images = len(val_split.records) if val_split is not None else 0
+        budget = TimeBudget(
+            cfg.train.time_limit,
+            steps_per_epoch=steps_per_epoch,
+            eval_interval=cfg.train.eval_interval,
+            validation_cost_in_steps=val_images / cfg.train.batch_size / 3,
+            clock=clock,
+            elapsed_before_s=state.elapsed_s + clock() - start,
+            planned=resuming and state.step > 0,
+            dist=dist,
+            device=device,
+        )
+    saves = PeriodicSave(
+        save_period,
+        clock=clock,
+        step=state.step,
+        position=(state.epoch, progress.batches_done) if resuming else (-1, 0),
+    )
+    return Run(
+        **{name: getattr(parts, name) for name in TrainParts.__dataclass_fields__},
+        cfg=cfg,
+        dist=dist,
+        run_dir=run_dir,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        val_split=val_split,
+        names=names,
+        state=state,
+        progress=progress,
+        budget=budget,
+        saves=saves,
+        close_mosaic=CloseMosaic(cfg.train.close_mosaic),
+        log=log,
+    )
 
 
 class _KnownFailures:
@@ -296,18 +540,24 @@ class _KnownFailures:
     """
 
     def __init__(self) -> None:
-        self.run: Run | None = None  # set once `set_up` has built it
+        self.run: Run | None = None  # set once `build_run` has built it
 
     def __enter__(self) -> _KnownFailures:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> bool:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
         run_dir = self.run.run_dir if self.run is not None else None
         try:
             if isinstance(exc, ImmediateStop):
                 raise TrainingInterrupted(exc.signum, f"{exc}; {resume_hint(run_dir)}") from None
-            if isinstance(exc, (RuntimeError, OSError)) and not isinstance(exc, (TrainingError, NonFiniteLossError)):
+            if isinstance(exc, (RuntimeError, OSError)) and not isinstance(
+                exc, (TrainingError, NonFiniteLossError)
+            ):
                 reason = describe_failure(exc)
                 if reason is not None:
                     raise TrainingError(f"{reason}; {resume_hint(run_dir)}") from exc

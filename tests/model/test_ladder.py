@@ -145,7 +145,7 @@ def test_detector_runs_the_folded_network_and_finds_the_same_boxes() -> None:
 def test_train_compile_falls_back_to_eager_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from detector.training.setup import compile_for_training, compiler_missing
+    from detector.training.engine import compile_for_training, compiler_missing
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)

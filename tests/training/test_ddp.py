@@ -18,31 +18,45 @@ WORKER = textwrap.dedent(
     from detector.training.distributed import unwrap_model
 
     captured = {}
-    real = trainer.train_one_epoch
+    real = trainer.build_run
 
-    def keep_parts(parts, *args, **kwargs):
-        captured["parts"] = parts
-        return real(parts, *args, **kwargs)
+    def keep_run(*args, **kwargs):
+        captured["run"] = real(*args, **kwargs)
+        return captured["run"]
 
-    trainer.train_one_epoch = keep_parts
+    trainer.build_run = keep_run
     run_dir = trainer.fit(load_config(sys.argv[1]), show_progress=False)
     rank = int(os.environ["RANK"])
-    model = unwrap_model(captured["parts"].model)
+    model = unwrap_model(captured["run"].model)
     torch.save({name: p.detach() for name, p in model.named_parameters()}, f"{sys.argv[2]}/rank{rank}.pt")
     print(f"rank {rank} run_dir {run_dir}")
     """
 )
 
 
-
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path: Path, tiny_training_yaml) -> None:
     (tmp_path / "worker.py").write_text(WORKER, encoding="utf-8")
-    config = tiny_training_yaml("ddp.yaml", tmp_path / "data", tmp_path / "run", num_train=8, epochs=2)
+    config = tiny_training_yaml(
+        "ddp.yaml", tmp_path / "data", tmp_path / "run", num_train=8, epochs=2
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-         str(tmp_path / "worker.py"), str(config), str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            str(tmp_path / "worker.py"),
+            str(config),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -64,13 +78,13 @@ SIGNAL_WORKER = textwrap.dedent(
     """
     import os, signal, sys, torch
     from detector.config import load_config
-    from detector.training import epoch as train_epoch, trainer
+    from detector.training import engine, trainer
     from detector.training.distributed import unwrap_model
-    from detector.training.stop_signals import TrainingInterrupted
+    from detector.training.run_controls import TrainingInterrupted
 
     rank = int(os.environ["RANK"])
     captured, calls = {}, [0]
-    real_step = train_epoch._optimizer_step
+    real_step = engine.optimizer_step
 
     def step(parts, *args, **kwargs):
         captured["parts"] = parts
@@ -80,7 +94,7 @@ SIGNAL_WORKER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGTERM)  # only rank 1 is signalled, during its 3rd step
         return stepped
 
-    train_epoch._optimizer_step = step
+    engine.optimizer_step = step
     try:
         trainer.fit(load_config(sys.argv[1]), show_progress=False)
         print(f"rank {rank} finished")
@@ -92,37 +106,59 @@ SIGNAL_WORKER = textwrap.dedent(
 )
 
 
-def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path, tiny_training_yaml) -> None:
+def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(
+    tmp_path: Path, tiny_training_yaml
+) -> None:
     (tmp_path / "worker.py").write_text(SIGNAL_WORKER, encoding="utf-8")
     run = tmp_path / "run"
     # 16 images / (2 ranks x batch 2) = 4 steps per epoch.
     config = tiny_training_yaml("ddp.yaml", tmp_path / "data", run, num_train=16, epochs=2)
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-         str(tmp_path / "worker.py"), str(config), str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            str(tmp_path / "worker.py"),
+            str(config),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (f"rank 0 exit 143: SIGTERM: stopped after step 3 (epoch 1, batch 3/4); last.pt saved; "
-            f"continue with: detector train --resume {run}") in result.stdout, result.stdout
-    assert ("rank 1 exit 143: SIGTERM: stopped after step 3 (epoch 1, batch 3/4); last.pt saved; "
-            "rank 0 saved last.pt (this is rank 1)") in result.stdout, result.stdout
+    assert (
+        f"rank 0 exit 143: SIGTERM: stopped after step 3 (epoch 1, batch 3/4); last.pt saved; "
+        f"continue with: detector train --resume {run}"
+    ) in result.stdout, result.stdout
+    assert (
+        "rank 1 exit 143: SIGTERM: stopped after step 3 (epoch 1, batch 3/4); last.pt saved; "
+        "rank 0 saved last.pt (this is rank 1)"
+    ) in result.stdout, result.stdout
     saved = torch.load(run / "weights/last.pt", weights_only=True)
-    assert saved["step"] == 3 and saved["epoch"] == 0 and saved["epoch_progress"]["batches_done"] == 3
+    assert (
+        saved["step"] == 3 and saved["epoch"] == 0 and saved["epoch_progress"]["batches_done"] == 3
+    )
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name, value in rank0.items():
-        assert torch.equal(rank1[name], value) and torch.equal(saved["train_model"][name], value), name
+        assert torch.equal(rank1[name], value) and torch.equal(saved["train_model"][name], value), (
+            name
+        )
 
 
 BUDGET_WORKER = textwrap.dedent(
     """
     import os, sys
     from detector.config import load_config
-    from detector.training import epoch as train_epoch, trainer
+    from detector.training import engine, trainer
 
-    now, real_step = [0.0], train_epoch._optimizer_step
+    now, real_step = [0.0], engine.optimizer_step
 
     def step(*args, **kwargs):
         stepped = real_step(*args, **kwargs)
@@ -133,7 +169,7 @@ BUDGET_WORKER = textwrap.dedent(
         now[0] += 1.0
         return {"AP": 0.5, "AP50": 0.5}
 
-    train_epoch._optimizer_step, trainer.validate = step, validate
+    engine.optimizer_step, trainer.validate = step, validate
     trainer.fit(load_config(sys.argv[1]), show_progress=False, clock=lambda: now[0])
     print(f"rank {os.environ['RANK']} ended at {now[0]}")
     """
@@ -146,11 +182,24 @@ def test_time_budget_under_ddp_stops_inside_the_epoch(tmp_path: Path, tiny_train
     (tmp_path / "worker.py").write_text(BUDGET_WORKER, encoding="utf-8")
     run = tmp_path / "run"
     # 64 images / (2 ranks x batch 2) = 16 steps per epoch.
-    config = tiny_training_yaml("ddp.yaml", tmp_path / "data", run, num_train=64, epochs=3, time_limit=10 / 60)
+    config = tiny_training_yaml(
+        "ddp.yaml", tmp_path / "data", run, num_train=64, epochs=3, time_limit=10 / 60
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-         str(tmp_path / "worker.py"), str(config)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            str(tmp_path / "worker.py"),
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -52,7 +52,9 @@ def _previous_last_is_epoch_1(run: Path) -> None:
     assert [p.name for p in (run / "weights").iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_disk_full_while_writing_last_pt(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_while_writing_last_pt(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
     real_save, saves = torch.save, Counter()
@@ -68,43 +70,59 @@ def test_disk_full_while_writing_last_pt(tmp_path: Path, tiny_training_yaml, mon
     monkeypatch.setattr(checkpoint_module.torch, "save", save)
     code, lines = _train(config)
     assert code == 1
-    assert lines[-1] == (f"Error: cannot write {run}/weights/last.pt: No space left on device; the previous "
-                         f"last.pt is kept; continue with: detector train --resume {run}")
+    assert lines[-1] == (
+        f"Error: cannot write {run}/weights/last.pt: No space left on device; the previous "
+        f"last.pt is kept; continue with: detector train --resume {run}"
+    )
     assert "Traceback" not in "\n".join(lines)
     _previous_last_is_epoch_1(run)
 
 
-def test_killed_dataloader_worker(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_dataloader_worker(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2, workers=1)
     # The worker dies by SIGKILL (what the out-of-memory killer sends) at its 10th image: epoch 2.
-    _misbehaving_reader(monkeypatch, after={"worker": 9}, action=lambda path: os.kill(os.getpid(), signal.SIGKILL))
+    _misbehaving_reader(
+        monkeypatch, after={"worker": 9}, action=lambda path: os.kill(os.getpid(), signal.SIGKILL)
+    )
     code, lines = _train(config)
     assert code == 1
     # Seen by torch's SIGCHLD handler ("killed by signal") or when waiting for its batch ("exited").
-    assert re.fullmatch(r"Error: a DataLoader worker \(pid \d+\) (was killed by signal: Killed|exited unexpectedly); "
-                        r"often the out-of-memory killer: lower train.workers or train.batch_size; "
-                        rf"continue with: detector train --resume {re.escape(str(run))}", lines[-1]), lines[-1]
+    assert re.fullmatch(
+        r"Error: a DataLoader worker \(pid \d+\) (was killed by signal: Killed|exited unexpectedly); "
+        r"often the out-of-memory killer: lower train.workers or train.batch_size; "
+        rf"continue with: detector train --resume {re.escape(str(run))}",
+        lines[-1],
+    ), lines[-1]
     _previous_last_is_epoch_1(run)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_too_many_undecodable_images_in_a_row(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch,
-                                              workers: int) -> None:
+def test_too_many_undecodable_images_in_a_row(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
     run = tmp_path / "run"
-    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2, workers=workers)
+    config = tiny_training_yaml(
+        "c.yaml", tmp_path / "data", run, num_train=8, epochs=2, workers=workers
+    )
 
     def undecodable(path):
         raise ImageReadError(path, "truncated JPEG")
 
     # Every image fails from epoch 2 on (workers=0: after 8 train + 2 val reads in the main process).
-    _misbehaving_reader(monkeypatch, after={"worker": 8} if workers else {"main": 10}, action=undecodable)
+    _misbehaving_reader(
+        monkeypatch, after={"worker": 8} if workers else {"main": 10}, action=undecodable
+    )
     with pytest.warns(RuntimeWarning, match="cannot decode") if not workers else _nothing():
         code, lines = _train(config)
     assert code == 1
     assert lines[-1].startswith("Error: 8 images in a row failed to decode (last: ")
-    assert lines[-1].endswith(".jpg); run `detector data check --decode` on the dataset; "
-                              f"continue with: detector train --resume {run}")
+    assert lines[-1].endswith(
+        ".jpg); run `detector data check --decode` on the dataset; "
+        f"continue with: detector train --resume {run}"
+    )
     _previous_last_is_epoch_1(run)
 
 
@@ -116,22 +134,29 @@ class _nothing:
         return False
 
 
-def test_hung_worker_times_out(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hung_worker_times_out(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
-    config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2, workers=1,
-                                worker_timeout=1.5)
+    config = tiny_training_yaml(
+        "c.yaml", tmp_path / "data", run, num_train=8, epochs=2, workers=1, worker_timeout=1.5
+    )
     _misbehaving_reader(monkeypatch, after={"worker": 4}, action=lambda path: time.sleep(60))
     start = time.monotonic()
     code, lines = _train(config)
     assert code == 1 and time.monotonic() - start < 50
-    assert lines[-1] == ("Error: no batch from the DataLoader workers for 1.5 s (train.worker_timeout): a worker "
-                         "hangs, e.g. on a stalled network filesystem; no checkpoint was written yet, so start the "
-                         "run again")
+    assert lines[-1] == (
+        "Error: no batch from the DataLoader workers for 1.5 s (train.worker_timeout): a worker "
+        "hangs, e.g. on a stalled network filesystem; no checkpoint was written yet, so start the "
+        "run again"
+    )
     assert not (run / "weights/last.pt").exists()
 
 
-def test_out_of_memory_on_the_device(tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch) -> None:
-    from detector.training import epoch as train_epoch
+def test_out_of_memory_on_the_device(
+    tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detector.training import engine
 
     run = tmp_path / "run"
     config = tiny_training_yaml("c.yaml", tmp_path / "data", run, num_train=8, epochs=2)
@@ -139,8 +164,10 @@ def test_out_of_memory_on_the_device(tmp_path: Path, tiny_training_yaml, monkeyp
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_epoch, "_optimizer_step", out_of_memory)
+    monkeypatch.setattr(engine, "optimizer_step", out_of_memory)
     code, lines = _train(config)
     assert code == 1
-    assert lines[-1] == ("Error: out of memory on the training device; lower train.batch_size or "
-                         "model.image_size; no checkpoint was written yet, so start the run again")
+    assert lines[-1] == (
+        "Error: out of memory on the training device; lower train.batch_size or "
+        "model.image_size; no checkpoint was written yet, so start the run again"
+    )

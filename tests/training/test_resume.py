@@ -11,6 +11,7 @@ import torch
 from detector.checkpoint import load_checkpoint
 from detector.config import Config, config_from_dict
 from detector.training import trainer as trainer_module
+from detector.training.engine import TrainingEpoch
 from detector.training.resume import ResumeError, prepare_resume
 from detector.training.trainer import fit
 
@@ -18,9 +19,11 @@ from detector.training.trainer import fit
 @pytest.fixture
 def tiny_config(tiny_training) -> Callable[..., Config]:
     """The shared tiny run (tests/conftest.py), 2 epochs of plain SGD with one warmup epoch."""
+
     def make(data_root: Path, run_dir: Path, **train: object) -> Config:
         settings = {"epochs": 2, "optimizer": "sgd", "lr": 0.01, "warmup_epochs": 1.0, **train}
         return config_from_dict(tiny_training(data_root, run_dir, **settings))
+
     return make
 
 
@@ -30,27 +33,29 @@ def deterministic():
     torch.use_deterministic_algorithms(False)  # do not leak the global switch into other tests
 
 
-_REAL_TRAIN_ONE_EPOCH = trainer_module.train_one_epoch
-
-
 class _Interrupt(Exception):
     pass
 
 
-def _recording_epochs(monkeypatch: pytest.MonkeyPatch, losses: list[float], interrupt_at_call: int | None) -> None:
-    """Wrap train_one_epoch: record per-step losses; raise (a "kill") at the given call."""
-    real = _REAL_TRAIN_ONE_EPOCH
+def _recording_epochs(
+    monkeypatch: pytest.MonkeyPatch, losses: list[float], interrupt_at_call: int | None
+) -> None:
+    """Wrap the trainer's epochs: record per-step losses; raise (a "kill") at the given epoch's start."""
     calls = [0]
 
-    def wrapper(*args, **kwargs):
-        calls[0] += 1
-        if interrupt_at_call is not None and calls[0] == interrupt_at_call:
-            raise _Interrupt
-        stats = real(*args, **kwargs)
-        losses.extend(stats["step_losses"])
-        return stats
+    class Recording(TrainingEpoch):
+        def __init__(self, *args, **kwargs) -> None:
+            calls[0] += 1
+            if interrupt_at_call is not None and calls[0] == interrupt_at_call:
+                raise _Interrupt
+            super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "train_one_epoch", wrapper)
+        def stats(self) -> dict:
+            stats = super().stats()
+            losses.extend(stats["step_losses"])
+            return stats
+
+    monkeypatch.setattr(trainer_module, "TrainingEpoch", Recording)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -67,7 +72,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(
     straight_dir = fit(tiny_config(data, tmp_path / "straight", **settings), show_progress=False)
 
     resumed_losses: list[float] = []
-    _recording_epochs(monkeypatch, resumed_losses, interrupt_at_call=2)  # killed after epoch 1's checkpoint
+    _recording_epochs(
+        monkeypatch, resumed_losses, interrupt_at_call=2
+    )  # killed after epoch 1's checkpoint
     with pytest.raises(_Interrupt):
         fit(tiny_config(data, tmp_path / "resumed", **settings), show_progress=False)
     assert load_checkpoint(tmp_path / "resumed/weights/last.pt")["epoch"] == 1
@@ -90,7 +97,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
 
 
-def test_more_epochs_on_resume_then_refusals(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_more_epochs_on_resume_then_refusals(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
     losses: list[float] = []
     _recording_epochs(monkeypatch, losses, interrupt_at_call=2)
@@ -110,7 +119,9 @@ def test_more_epochs_on_resume_then_refusals(tiny_config, tmp_path: Path, monkey
     # 2 steps per epoch, 2 warmup steps: the cosine now runs from step 2 to step 6.
     assert last["scheduler"]["total_steps"] == 6 and last["scheduler"]["start_step"] == 2
 
-    with pytest.raises(ResumeError, match=r"the run finished \(3 epochs.*--set train.epochs=N \(N > 3\)"):
+    with pytest.raises(
+        ResumeError, match=r"the run finished \(3 epochs.*--set train.epochs=N \(N > 3\)"
+    ):
         prepare_resume(run)
     with pytest.raises(ResumeError, match="finished"):
         prepare_resume(run, overrides=["train.epochs=3"])  # not larger: refused
@@ -136,13 +147,17 @@ def test_other_or_reordered_class_names_are_refused_with_both_lists(
     for names, now in cases.items():
         with pytest.raises(ResumeError) as info:
             prepare_resume(run, overrides=[f"data.names={names}"])
-        assert str(info.value) == (f"cannot resume {run}: it was trained on [circle, square] but the data now has "
-                                   f"{now}; every label would change meaning, so start a new run")
+        assert str(info.value) == (
+            f"cannot resume {run}: it was trained on [circle, square] but the data now has "
+            f"{now}; every label would change meaning, so start a new run"
+        )
 
     # COCO takes names from its categories (data.names null): fit itself compares them.
     cfg, ckpt, _ = prepare_resume(run)
     ckpt["names"] = ["square", "circle"]  # as if the data's category order had changed since
-    with pytest.raises(ResumeError, match=r"\[square, circle\] but the data now has \[circle, square\]"):
+    with pytest.raises(
+        ResumeError, match=r"\[square, circle\] but the data now has \[circle, square\]"
+    ):
         fit(cfg, resume_checkpoint=ckpt, show_progress=False)
 
 
@@ -159,9 +174,11 @@ def test_finished_run_is_extended_with_a_stated_new_segment(
     losses: list[float] = []
     _recording_epochs(monkeypatch, losses, interrupt_at_call=None)
     fit(cfg, resume_checkpoint=ckpt, changes=changes, show_progress=False, log=messages.append)
-    assert ("resume: the run had finished after 2 epochs (step 4); extending it to 4 epochs with a new schedule "
-            "segment: cosine from lr 0.01 to 0.0005 over steps 4..8, no warmup; the early-stopping count starts "
-            "again") in messages
+    assert (
+        "resume: the run had finished after 2 epochs (step 4); extending it to 4 epochs with a new schedule "
+        "segment: cosine from lr 0.01 to 0.0005 over steps 4..8, no warmup; the early-stopping count starts "
+        "again"
+    ) in messages
     last = load_checkpoint(run / "weights/last.pt", require_training_state=True)
     assert last["epoch"] == 4 and last["finished"] and last["step"] == 8 and len(losses) == 4
     assert last["scheduler"]["start_step"] == 4 and last["scheduler"]["start_lr"] == 0.01
@@ -175,9 +192,12 @@ def test_finished_run_is_extended_with_a_stated_new_segment(
 
 
 def _steps(run: Path) -> list[tuple[int, int, int, float]]:
-    from detector.training.run_dir import read_steps
+    from detector.training.run_files import read_steps
 
-    return [(int(r["epoch"]), int(r["batch"]), int(r["step"]), r["loss"]) for r in read_steps(run / "steps.csv")]
+    return [
+        (int(r["epoch"]), int(r["batch"]), int(r["step"]), r["loss"])
+        for r in read_steps(run / "steps.csv")
+    ]
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
@@ -191,11 +211,9 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_save_period_checkpoint_resumes_exactly_mid_epoch(
-    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic
+    tiny_config, tmp_path: Path, deterministic, crash_after_step
 ) -> None:
     """A crash after a mid-epoch save (and one more logged step): resume equals the straight run."""
-    from detector.training import run_outputs
-
     data = tmp_path / "data"
     settings = {"deterministic": True, "epochs": 2, "save_period": "3 steps"}
 
@@ -204,21 +222,14 @@ def test_save_period_checkpoint_resumes_exactly_mid_epoch(
 
     straight = fit(make(tmp_path / "straight"), show_progress=False)
 
-    real_log_step = run_outputs.log_step
-
-    def crash_at_step_8(run_dir, **row):
-        real_log_step(run_dir, **row)
-        if row["step"] == 8:
-            raise _Interrupt  # after step 8 was logged, before any later save
-
-    monkeypatch.setattr(trainer_module, "log_step", crash_at_step_8)
-    with pytest.raises(_Interrupt):
+    with crash_after_step(8):
         fit(make(tmp_path / "resumed"), show_progress=False)
     saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
     # 4 steps per epoch; saves at step 3 (period), 4 (epoch end), 7 (period): epoch 2, after 3 batches.
-    assert saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
+    assert (
+        saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
+    )
     assert not saved["finished"]
-    monkeypatch.setattr(trainer_module, "log_step", real_log_step)
     cfg, ckpt, changes = prepare_resume(tmp_path / "resumed")
     messages: list[str] = []
     fit(cfg, resume_checkpoint=ckpt, show_progress=False, log=messages.append)
@@ -228,9 +239,21 @@ def test_save_period_checkpoint_resumes_exactly_mid_epoch(
     _assert_same_weights(straight, tmp_path / "resumed")
     # The epoch's mean losses in results.csv cover the whole epoch, not only its resumed part.
     import csv
-    rows = {name: list(csv.DictReader((run / "results.csv").open())) for name, run in
-            (("straight", straight), ("resumed", tmp_path / "resumed"))}
-    for column in ("epoch", "loss", "loss_box", "loss_obj", "loss_cls", "lr", "AP", "skipped_steps"):
+
+    rows = {
+        name: list(csv.DictReader((run / "results.csv").open()))
+        for name, run in (("straight", straight), ("resumed", tmp_path / "resumed"))
+    }
+    for column in (
+        "epoch",
+        "loss",
+        "loss_box",
+        "loss_obj",
+        "loss_cls",
+        "lr",
+        "AP",
+        "skipped_steps",
+    ):
         assert [r[column] for r in rows["resumed"]] == [r[column] for r in rows["straight"]], column
 
 
@@ -255,9 +278,11 @@ def test_mid_epoch_checkpoint_refuses_a_changed_batch_size(tiny_config, tmp_path
     prepare_resume(run, overrides=["train.workers=1"])  # anything else is fine
 
 
-def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp_path: Path) -> None:
-    """augment, multi_scale, close_mosaic and data.slice shape the rest of the epoch: a change would
-    make the resume silently inexact, so it is refused naming the key and both values."""
+def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(
+    tiny_config, tmp_path: Path
+) -> None:
+    """augment, multi_scale, close_mosaic and data.slice shape the rest of the epoch: a change
+    would make the resume silently inexact, so it is refused naming the key and both values."""
     from detector.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
@@ -275,7 +300,51 @@ def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(tiny_config, tmp
         with pytest.raises(ResumeError) as info:
             prepare_resume(run, overrides=[override])
         assert f"mid-epoch checkpoint with {change}" in str(info.value), str(info.value)
-    ckpt["epoch_progress"]["batches_done"] = 0  # at an epoch end they may change (stated in the log)
+    ckpt["epoch_progress"]["batches_done"] = (
+        0  # at an epoch end they may change (stated in the log)
+    )
     save_checkpoint(ckpt, run / "weights/last.pt")
-    _, _, changes = prepare_resume(run, overrides=["train.close_mosaic=1", "train.multi_scale=[32, 96]"])
+    _, _, changes = prepare_resume(
+        run, overrides=["train.close_mosaic=1", "train.multi_scale=[32, 96]"]
+    )
     assert changes == ["train.close_mosaic: 0 -> 1", "train.multi_scale: None -> [32, 96]"]
+
+
+def test_a_mid_epoch_last_pt_in_the_old_layout_resumes_exactly(
+    tiny_config, tmp_path: Path, deterministic, as_old_layout, crash_after_step
+) -> None:
+    """A mid-epoch last.pt with only the oldest layout's keys: the resume equals the straight run
+    (steps.csv bit for bit, the weights, the lr plan)."""
+    from detector.checkpoint import save_checkpoint
+
+    data = tmp_path / "data"
+    settings = {"deterministic": True, "epochs": 2, "save_period": "3 steps"}
+
+    def make(run: Path) -> Config:
+        return config_from_dict(_eight_image_config(tiny_config, data, run, settings))
+
+    straight = fit(make(tmp_path / "straight"), show_progress=False)
+    with crash_after_step(6):
+        fit(make(tmp_path / "resumed"), show_progress=False)
+    last = tmp_path / "resumed/weights/last.pt"
+    saved = load_checkpoint(last, require_training_state=True)
+    assert (saved["step"], saved["epoch_progress"]["batches_done"]) == (4, 0)  # the epoch end
+    # The epoch-end save as the oldest code wrote it, then a resume that crashes nowhere.
+    save_checkpoint(as_old_layout(saved, oldest=True), last)
+    cfg, ckpt, _ = prepare_resume(tmp_path / "resumed")
+    assert "epoch_progress" not in ckpt and "anchor_step" not in ckpt["scheduler"]
+    fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+    assert _steps(tmp_path / "resumed") == _steps(straight) and len(_steps(straight)) == 8
+    _assert_same_weights(straight, tmp_path / "resumed")
+
+    # Mid-epoch: saved at step 7 (the period), crashed after step 8; resumed from the old layout.
+    with crash_after_step(8):
+        fit(make(tmp_path / "mid"), show_progress=False)
+    last = tmp_path / "mid/weights/last.pt"
+    saved = load_checkpoint(last, require_training_state=True)
+    assert (saved["step"], saved["epoch_progress"]["batches_done"]) == (7, 3)
+    save_checkpoint(as_old_layout(saved, oldest=True), last)
+    cfg, ckpt, _ = prepare_resume(tmp_path / "mid")
+    fit(cfg, resume_checkpoint=ckpt, show_progress=False)
+    assert _steps(tmp_path / "mid") == _steps(straight)
+    _assert_same_weights(straight, tmp_path / "mid")

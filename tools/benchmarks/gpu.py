@@ -49,7 +49,7 @@ def _parts(backbone: str, image_size: int, batch_size: int, device: torch.device
     """Model, loss, optimizer, schedule (bf16 AMP on CUDA, channels_last from build_model) and train config."""
     from detector.config import Config
     from detector.model.build import build_loss, build_model
-    from detector.training.setup import build_train_parts
+    from detector.training.engine import build_train_parts
 
     cfg = Config()
     cfg.model.backbone, cfg.model.image_size = backbone, image_size
@@ -79,8 +79,7 @@ def synthetic_batches(count: int, batch_size: int, image_size: int, device: torc
 
 def train_rates(parts, loader, train_cfg, repeats: int) -> tuple[float, float]:
     """Median images/s and data-wait fraction of `repeats` passes of `train_one_epoch` (after one warm-up)."""
-    from detector.training.epoch import NanGuard, train_one_epoch
-    from detector.training.state import TrainState
+    from detector.training.engine import NanGuard, TrainState, train_one_epoch
 
     rates, waits = [], []
     for repeat in range(repeats + 1):

@@ -186,9 +186,7 @@ def training_speed(cfgs: dict[tuple[str, str], Any], steps: int, repeats: int, w
     from detector.data.synthetic.embedded import generate_shapes_dataset
     from detector.model.build import build_loss, build_model
     from detector.training.distributed import local_device
-    from detector.training.epoch import NanGuard, train_one_epoch
-    from detector.training.setup import build_train_parts
-    from detector.training.state import TrainState
+    from detector.training.engine import NanGuard, TrainState, build_train_parts, train_one_epoch
 
     runs = {}
     jobs = [(set_name, preset, preset, "") for set_name, preset in cfgs]

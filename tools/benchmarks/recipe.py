@@ -86,9 +86,7 @@ def _throughput(cfgs: dict[str, Any], variants: list[Variant], steps: int, repea
     from detector.data.synthetic.embedded import generate_shapes_dataset
     from detector.model.build import build_loss, build_model
     from detector.training.distributed import local_device
-    from detector.training.epoch import NanGuard, train_one_epoch
-    from detector.training.setup import build_train_parts
-    from detector.training.state import TrainState
+    from detector.training.engine import NanGuard, TrainState, build_train_parts, train_one_epoch
 
     runs = {}
     for set_name, base in cfgs.items():

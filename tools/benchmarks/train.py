@@ -39,9 +39,7 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
     from detector.data.synthetic.shapes import SHAPE_CLASSES
     from detector.model.build import build_loss, build_model
     from detector.training.distributed import local_device
-    from detector.training.epoch import NanGuard, train_one_epoch
-    from detector.training.setup import build_train_parts
-    from detector.training.state import TrainState
+    from detector.training.engine import NanGuard, TrainState, build_train_parts, train_one_epoch
 
     torch_device = local_device(device)
     batch_size = batch_size or (32 if torch_device.type == "cuda" else 4)

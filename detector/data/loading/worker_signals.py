@@ -6,7 +6,7 @@
 Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group) and a
 SIGTERM sent by anyone but the main process (torchrun and SLURM signal the group
 too), so they serve batches for as long as the main process needs to finish its
-step (`training.stop_signals`); the main process then shuts them down.
+step (`training.run_controls.StopSignals`); the main process then shuts them down.
 """
 
 from __future__ import annotations
