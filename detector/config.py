@@ -141,6 +141,14 @@ class ModelConfig:
 
 
 @dataclass
+class ProgressiveResize:
+    """`train.progressive`: smaller inputs for the first part of the planned epochs."""
+
+    size: int  # the first epochs' input side (a multiple of 32 below model.image_size)
+    fraction: float  # share of the planned epochs before model.image_size, in (0, 1)
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, schedule and run bookkeeping."""
 
@@ -186,6 +194,11 @@ class TrainConfig:
     close_mosaic: int | float = 0
     # [low, high]: one input side per batch among the multiples of 32 in it; null: model.image_size.
     multi_scale: list[int] | None = None
+    # {size, fraction}: the first `fraction` of the planned epochs train at sides rising
+    # in steps of 32 from `size` to model.image_size (validation always at
+    # model.image_size); each small step costs ~(side / image_size)^2 of a full one, and
+    # train.time_limit plans with that. null: model.image_size throughout.
+    progressive: ProgressiveResize | None = None
 
 
 @dataclass
@@ -290,6 +303,11 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(
             f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"
         )
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ConfigError(f"{where or 'config'}: missing key {missing[0]} (needs: {', '.join(required)})")
     kwargs = {
         name: _convert(value, hints[name], f"{where}.{name}" if where else name)
         for name, value in values.items()
@@ -629,6 +647,7 @@ def _check_train(cfg: Config) -> None:
         raise _error("train.run_dir", "an empty path; use null for runs/train/exp, exp2, ...")
     _check_close_mosaic(train.close_mosaic)
     _check_multi_scale(train.multi_scale)
+    _check_progressive(train.progressive, cfg.model.image_size, train.multi_scale)
 
 
 def _check_close_mosaic(value: int | float) -> None:
@@ -656,6 +675,22 @@ def _check_multi_scale(value: list[int] | None) -> None:
         raise _error("train.multi_scale", f"needs 32 <= low <= high, got {value}")
     if -(-low // 32) * 32 > high:
         raise _error("train.multi_scale", f"{value} holds no multiple of 32 (input sides must be)")
+
+
+def _check_progressive(value: ProgressiveResize | None, image_size: int,
+                       multi_scale: list[int] | None) -> None:
+    """null, or a side that is a multiple of 32 in [32, model.image_size) and a fraction in (0, 1)."""
+    if value is None:
+        return
+    if multi_scale is not None:
+        raise _error("train.progressive", "cannot be combined with train.multi_scale "
+                     "(both choose the batch's input side); set one of them to null")
+    if value.size % 32 or not 32 <= value.size < image_size:
+        raise _error("train.progressive.size", f"{value.size} must be a multiple of 32, at least "
+                     f"32 and below model.image_size ({image_size})")
+    if not math.isfinite(value.fraction) or not 0 < value.fraction < 1:
+        raise _error("train.progressive.fraction",
+                     f"{value.fraction} must be strictly between 0 and 1 (share of the planned epochs)")
 
 
 def _check_eval(cfg: Config) -> None:

@@ -132,6 +132,8 @@ class TrainState:
     finished: bool = False
     # train.close_mosaic switched mosaic off: it stays off, whatever a later plan says.
     mosaic_closed: bool = False
+    # train.progressive reached model.image_size: it stays there, whatever a later plan says.
+    full_size_reached: bool = False
 
 
 @dataclass

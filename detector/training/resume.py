@@ -114,6 +114,7 @@ EXACT_MID_EPOCH = (
     "train.multi_scale",
     "train.close_mosaic",
     "data.slice",
+    "train.progressive",
 )
 
 

@@ -1,5 +1,6 @@
 """What acts on a run between its steps besides the loop itself: stop signals, periodic saves,
-`train.close_mosaic`. Each is one object the trainer calls by name where it matters.
+`train.close_mosaic`, `train.progressive`. Each is one object the trainer calls by name where
+it matters.
 
     with StopSignals(log) as signals:
         ...  # after every optimizer step:
@@ -9,6 +10,10 @@
     if saves.due(step): ...; saves.record(step, epoch=0, batches_done=12)
     state.mosaic_closed = CloseMosaic(2).start_epoch(loader.sampler, epoch=8, planned_epochs=10,
                                                      closed=state.mosaic_closed)
+    sizes = ProgressiveSizes(ProgressiveResize(size=96, fraction=0.5), image_size=160)
+    side, state.full_size_reached = sizes.start_epoch(loader.sampler, epoch=3, planned_epochs=10,
+                                                      reached=state.full_size_reached)
+    budget.start_epoch(step, step_cost=sizes.step_cost(side))
 
 Stop signals (SIGTERM / SIGINT): the first only sets `signum` (a handler must not
 save or raise in the middle of a step or a checkpoint write); the loop polls it
@@ -37,6 +42,17 @@ even when a later plan grows. Extending a finished run with more `train.epochs`
 reaches the DataLoader workers through the sampler (each index carries a
 `SamplePlan`; detector/data/loading/sampling.py), never by changing the dataset in
 the main process, which persistent workers would not see.
+
+`train.progressive` ({size, fraction}) trains the first `fraction` of the planned
+epochs at smaller inputs: the sides from `size` up to model.image_size in steps of
+32, each for an equal share of those epochs (size 96 at 160 px: 96, then 128), then
+model.image_size to the end. Like close_mosaic it follows the current plan and,
+once at model.image_size, stays there (`TrainState.full_size_reached`), also when a
+later plan grows. A step at side s costs about (s / image_size)^2 of a full one
+(`step_cost`, the area: convolutions dominate): the time budget times steps in
+full-size units and plans the remaining steps with these costs
+(training/time_budget.py), so the cheap early epochs buy more epochs in the
+same minutes. Validation always runs at model.image_size.
 """
 
 from __future__ import annotations
@@ -50,7 +66,7 @@ from typing import Any
 
 import torch
 
-from detector.config import SavePeriod
+from detector.config import ProgressiveResize, SavePeriod
 from detector.training import distributed as ddp
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -204,3 +220,49 @@ class CloseMosaic:
         if hasattr(sampler, "set_mosaic"):
             sampler.set_mosaic(not closed)
         return closed
+
+
+class ProgressiveSizes:
+    """`train.progressive`: each epoch's input side (see the module docstring)."""
+
+    def __init__(self, progressive: ProgressiveResize | None, image_size: int) -> None:
+        self.image_size = image_size
+        self.fraction = progressive.fraction if progressive is not None else 0.0
+        # The ramp's sides below model.image_size; empty: every epoch at model.image_size.
+        self.sides = list(range(progressive.size, image_size, 32)) if progressive is not None else []
+
+    def side(self, epoch: int, planned_epochs: int) -> int:
+        """The input side of 0-based `epoch` when `planned_epochs` are planned."""
+        ramp_epochs = round(self.fraction * planned_epochs)
+        if not self.sides or epoch >= ramp_epochs:
+            return self.image_size
+        return self.sides[epoch * len(self.sides) // ramp_epochs]
+
+    def step_cost(self, side: int) -> float:
+        """A step's cost at `side` relative to one at model.image_size: the input area."""
+        return (side / self.image_size) ** 2
+
+    def mean_step_cost(self, first_step: int, total_steps: int, steps_per_epoch: int) -> float:
+        """The mean relative cost of steps [first_step, total_steps) under a plan of
+        `total_steps` (1.0 for an empty range)."""
+        if total_steps <= first_step:
+            return 1.0
+        planned_epochs = -(-total_steps // steps_per_epoch)
+        cost = 0.0
+        for epoch in range(first_step // steps_per_epoch, planned_epochs):
+            steps = min(total_steps, (epoch + 1) * steps_per_epoch) - max(
+                first_step, epoch * steps_per_epoch
+            )
+            cost += steps * self.step_cost(self.side(epoch, planned_epochs))
+        return cost / (total_steps - first_step)
+
+    def start_epoch(
+        self, sampler: Any, epoch: int, planned_epochs: int, *, reached: bool = False
+    ) -> tuple[int, bool]:
+        """Tell the training sampler this epoch's input side; return it and whether the run
+        is at model.image_size from this epoch on (kept in `TrainState.full_size_reached`:
+        once there it stays, whatever a later plan says)."""
+        side = self.image_size if reached else self.side(epoch, planned_epochs)
+        if hasattr(sampler, "set_image_size"):
+            sampler.set_image_size(side)
+        return side, side == self.image_size

@@ -21,6 +21,12 @@ step. The run also stops inside an epoch when the next step and the final
 validation would no longer fit (`next_step_fits`). Under DDP rank 0 decides the plan
 and the stop and every rank follows (one small broadcast per step).
 docs/internals.md ("Time budget") says why this and not lr(fraction of time).
+
+Under `train.progressive` steps differ in cost: each epoch starts with its relative
+step cost (`start_epoch(step, step_cost=...)`, ~ the input area), the measured times
+are kept in full-size units, and the plan costs the remaining steps with
+`mean_step_cost(first, total)`, the mean relative cost of those steps under a plan
+of `total` (which moves the ramp's end with it), so cheaper early epochs buy more.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from detector.training.optim import LrPlan, move_end
 PLAN_AFTER_STEPS = (
     5  # the first plan waits for this many timed steps (the first one includes worker start-up)
 )
+PLAN_COST_ROUNDS = 8  # rounds that settle a plan's length and its mean step cost
 PLAN_TOLERANCE = 0.01  # at an epoch end, a plan that would still fit is lengthened only beyond 1%
 MAX_WARMUP_FRACTION = 0.2  # a budget shorter than the warmup caps it at this share of the plan
 SINGLE_PROCESS, CPU = ddp.DistInfo(), torch.device("cpu")  # the defaults: one process, no broadcast
@@ -102,6 +109,7 @@ class TimeBudget:
         planned: bool = False,
         dist: ddp.DistInfo = SINGLE_PROCESS,
         device: torch.device = CPU,
+        mean_step_cost: Callable[[int, int], float] | None = None,
     ) -> None:
         """Args:
         limit_minutes: the budget (`train.time_limit`), > 0.
@@ -113,6 +121,9 @@ class TimeBudget:
         elapsed_before_s: time already spent by the run (set-up, before a resume).
         planned: the first plan is made (a resumed run's is in its last.pt).
         dist, device: under DDP rank 0 plans and decides the stop; the others follow.
+        mean_step_cost: (first_step, total_steps) -> the mean cost of those steps relative
+            to a step at model.image_size, under a plan of `total_steps`
+            (`ProgressiveSizes.mean_step_cost`); None: every step costs the same.
         """
         if limit_minutes <= 0:
             raise ValueError(f"train.time_limit: {limit_minutes} must be positive (minutes)")
@@ -127,6 +138,8 @@ class TimeBudget:
         self.train_steps = 0
         self.overhead_s: list[float] = []
         self._epoch_start: tuple[float, int] | None = None
+        self._epoch_cost = 1.0  # the running epoch's step cost relative to a full-size step
+        self.mean_step_cost = mean_step_cost or (lambda first_step, total_steps: 1.0)
         self._last_epoch: tuple[float, int] | None = (
             None  # (seconds, steps) of the last finished epoch
         )
@@ -153,10 +166,11 @@ class TimeBudget:
         """Training of the epoch ended at optimizer step `step` (before validation): time it
         and correct the plan with its speed, the validation still due."""
         started, first_step = self._epoch_start
-        self.train_s += self.clock() - started
+        seconds = (self.clock() - started) / self._epoch_cost  # in full-size steps' time
+        self.train_s += seconds
         self.train_steps += step - first_step
         if step > first_step:
-            self._last_epoch = (self.clock() - started, step - first_step)
+            self._last_epoch = (seconds, step - first_step)
         self._epoch_start = None
         return self._plan(step, plan, broadcast=True)
 
@@ -207,19 +221,22 @@ class TimeBudget:
         """Seconds since the run started (including before a resume)."""
         return self.clock() - self.start
 
-    def start_epoch(self, step: int) -> None:
-        """Training of an epoch begins at optimizer step `step`."""
+    def start_epoch(self, step: int, *, step_cost: float = 1.0) -> None:
+        """Training of an epoch begins at optimizer step `step`; its steps cost `step_cost`
+        of a step at model.image_size (train.progressive)."""
         self._epoch_start = (self.clock(), step)
+        self._epoch_cost = step_cost
 
     def record_overhead(self, seconds: float) -> None:
         """Time spent after an epoch's training: validation, checkpoint, plots."""
         self.overhead_s.append(seconds)
 
     def seconds_per_step(self, current_step: int) -> float | None:
-        """Mean training time per optimizer step so far (None before any step)."""
+        """Mean training time per optimizer step at model.image_size so far (None before any
+        step)."""
         seconds, steps = self.train_s, self.train_steps
         if self._epoch_start is not None:
-            seconds += self.clock() - self._epoch_start[0]
+            seconds += (self.clock() - self._epoch_start[0]) / self._epoch_cost
             steps += current_step - self._epoch_start[1]
         return seconds / steps if steps > 0 else None
 
@@ -272,7 +289,7 @@ class TimeBudget:
                 self.elapsed() + self.validation_s(validation_estimate_s, final=True)
                 <= self.limit_s
             )
-        step_s = max(speeds)
+        step_s = max(speeds) * self._epoch_cost  # the next step is one of the running epoch's
         if self._epoch_start is not None and current_step > self._epoch_start[1]:
             step_s = max(
                 step_s,
@@ -305,17 +322,26 @@ class TimeBudget:
         epoch_overhead_s = validation_s / max(self.eval_interval, 1)
         remaining_s = self.limit_s - self.elapsed()
         at_epoch_end = overhead_due and current_step > 0 and current_step % steps_per_epoch == 0
-        extra = plan_extra_steps(
-            # At an epoch end its overhead is still to come, unless training stops here
-            # (then the final validation takes its place).
-            remaining_s=remaining_s - epoch_overhead_s if at_epoch_end else remaining_s,
-            step_in_epoch=current_step % steps_per_epoch,
-            steps_per_epoch=steps_per_epoch,
-            seconds_per_step=seconds_per_step,
-            epoch_overhead_s=epoch_overhead_s,
-            final_validation_s=validation_s,
-        )
-        return current_step + extra
+        # Steps of unequal cost (train.progressive): plan at the mean cost of the steps the
+        # plan itself holds, which moves with its length; a few rounds settle it.
+        extras, cost = [], self.mean_step_cost(current_step, current_step + 1)
+        for _ in range(PLAN_COST_ROUNDS):
+            extra = plan_extra_steps(
+                # At an epoch end its overhead is still to come, unless training stops here
+                # (then the final validation takes its place).
+                remaining_s=remaining_s - epoch_overhead_s if at_epoch_end else remaining_s,
+                step_in_epoch=current_step % steps_per_epoch,
+                steps_per_epoch=steps_per_epoch,
+                seconds_per_step=seconds_per_step * cost,
+                epoch_overhead_s=epoch_overhead_s,
+                final_validation_s=validation_s,
+            )
+            extras.append(extra)
+            settled = self.mean_step_cost(current_step, current_step + extra) if extra else cost
+            if abs(settled - cost) < 1e-3:
+                return current_step + extra
+            cost = settled
+        return current_step + min(extras[-2:])  # not settled: the shorter of the last two
 
 
 def correction_needed(

@@ -34,6 +34,7 @@ with one line and the resume hint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -82,6 +83,7 @@ from detector.training.run_controls import (
     CloseMosaic,
     ImmediateStop,
     PeriodicSave,
+    ProgressiveSizes,
     StopSignals,
     TrainingInterrupted,
     signal_name,
@@ -125,6 +127,7 @@ class Run(TrainParts):
     budget: TimeBudget | None  # train.time_limit
     saves: PeriodicSave  # train.save_period, and which position last.pt holds
     close_mosaic: CloseMosaic  # train.close_mosaic
+    sizes: ProgressiveSizes  # train.progressive: each epoch's input side
     log: Callable[[str], None]
 
     def follow(self, plan: LrPlan) -> None:
@@ -181,21 +184,28 @@ def fit(
         state, dist, budget = run.state, run.dist, run.budget
         nan_guard = NanGuard(cfg.train.nan_policy, cfg.train.max_nan_skips)
         nan_guard.consecutive = run.progress.nan_streak
+        previous_side = None
         while state.epoch < state.planned_epochs and not state.finished:
             # Start of the epoch. The sampler makes its order and augmentation a function of
             # (train.seed, rank, epoch) (data/loading/sampling.py), so a resumed run replays
             # exactly the batches the uninterrupted one would have seen; a mid-epoch resume
             # skips the samples its checkpoint already trained on.
             epoch_start, planned_before = clock(), state.planned_epochs
-            if budget is not None:
-                # From this step: a resumed epoch's steps before the resume took no time in this
-                # session, and counting them would read a too-fast speed and stretch the plan.
-                budget.start_epoch(state.step)
             sampler = run.train_loader.sampler
             sampler.set_epoch(state.epoch, start=run.progress.batches_done * cfg.train.batch_size)
             state.mosaic_closed = run.close_mosaic.start_epoch(
                 sampler, state.epoch, state.planned_epochs, closed=state.mosaic_closed
             )
+            side, state.full_size_reached = run.sizes.start_epoch(
+                sampler, state.epoch, state.planned_epochs, reached=state.full_size_reached
+            )
+            if run.sizes.sides and side != previous_side:
+                run.log(f"epoch {state.epoch + 1}: input side {side} px (train.progressive)")
+            previous_side = side
+            if budget is not None:
+                # From this step: a resumed epoch's steps before the resume took no time in this
+                # session, and counting them would read a too-fast speed and stretch the plan.
+                budget.start_epoch(state.step, step_cost=run.sizes.step_cost(side))
             epoch_batches = run.progress.batches_done + len(run.train_loader)
 
             # Train one epoch, acting after every optimizer step: the step log, a stop
@@ -490,6 +500,7 @@ def build_run(
             f"{cfg.model.image_size}px on {device} x{dist.world_size}, "
             f"epoch {state.epoch + 1}/{state.planned_epochs}"
         )
+    sizes = ProgressiveSizes(cfg.train.progressive, cfg.model.image_size)
     budget = None
     if cfg.train.time_limit is not None:
         # Until one validation is timed it is costed from the training speed: inference is
@@ -505,6 +516,7 @@ def build_run(
             planned=resuming and state.step > 0,
             dist=dist,
             device=device,
+            mean_step_cost=functools.partial(sizes.mean_step_cost, steps_per_epoch=steps_per_epoch),
         )
     saves = PeriodicSave(
         save_period,
@@ -526,6 +538,7 @@ def build_run(
         budget=budget,
         saves=saves,
         close_mosaic=CloseMosaic(cfg.train.close_mosaic),
+        sizes=sizes,
         log=log,
     )
 

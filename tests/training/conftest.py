@@ -54,6 +54,9 @@ OLD_TRAIN_STATE_KEYS = (
     "finished",
     "mosaic_closed",
 )
+# What the code writes beyond the old layout: optional in a file, their default when absent
+# (an old last.pt lacks them, and `as_old_layout` drops them to prove it still resumes).
+NEW_TRAIN_STATE_KEYS = ("full_size_reached",)
 OLD_EPOCH_PROGRESS_KEYS = (
     "batches_done",
     "sums",
@@ -72,7 +75,7 @@ def _as_old_layout(ckpt: dict, *, oldest: bool = False) -> dict:
     """
     assert set(ckpt) == OLD_LAST_PT_KEYS
     assert set(ckpt["scheduler"]) == set(OLD_SCHEDULER_KEYS)
-    assert set(ckpt["train_state"]) == set(OLD_TRAIN_STATE_KEYS)
+    assert set(ckpt["train_state"]) == set(OLD_TRAIN_STATE_KEYS + NEW_TRAIN_STATE_KEYS)
     assert set(ckpt["epoch_progress"]) == set(OLD_EPOCH_PROGRESS_KEYS)
     scheduler, train_state, progress = (
         OLD_SCHEDULER_KEYS,

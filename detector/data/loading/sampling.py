@@ -23,7 +23,8 @@ never reach them, while the sampler's output is sent to them with each index.
 `SamplePlan.mosaic` is the epoch's mosaic switch (`set_mosaic`, set by the trainer
 from `train.close_mosaic`: detector/training/augment_schedule.py).
 `SamplePlan.image_size` is the batch's input side: `image_size` without
-multi-scale; with `multi_scale=(low, high)`, one multiple of 32 in [low, high]
+multi-scale (the trainer changes it per epoch under `train.progressive`:
+`set_image_size`); with `multi_scale=(low, high)`, one multiple of 32 in [low, high]
 per batch of `batch_size` consecutive samples, drawn from (seed, epoch, batch
 position) only (not the rank: every rank of a DDP run trains batch k at the same
 side), so resumed runs and any worker count see the same sizes.
@@ -95,6 +96,11 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
     def set_mosaic(self, enabled: bool) -> None:
         """Turn mosaic on or off for the samples this sampler yields from now on (train.close_mosaic)."""
         self.mosaic = bool(enabled)
+
+    def set_image_size(self, side: int | None) -> None:
+        """The input side of the batches yielded from now on (train.progressive); ignored
+        under multi-scale, which draws a side per batch."""
+        self.image_size = side
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch whose order and sample seeds `__iter__` produces.
