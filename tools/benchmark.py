@@ -10,6 +10,7 @@
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
     python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
+    python tools/benchmark.py progressive --size 128    # train.progressive vs plain at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
 
 Results and the exact commands are recorded in docs/benchmarks.md.
@@ -26,6 +27,7 @@ from benchmarks.gpu import gpu
 from benchmarks.handover import handover
 from benchmarks.ladder import ladder
 from benchmarks.nms import nms
+from benchmarks.progressive import progressive
 from benchmarks.recipe import recipe
 from benchmarks.resize import resize
 from benchmarks.track import track
@@ -37,7 +39,8 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, resize):
+for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, progressive,
+                resize):
     main.add_command(command)
 main.add_command(gpu)
 
