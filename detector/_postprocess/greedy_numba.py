@@ -1,6 +1,6 @@
-"""Compiled greedy NMS loop for CPU tensors (numba is a dependency of the package).
+"""Compiled greedy NMS / merge loop for CPU tensors (numba is a dependency of the package).
 
-    from detector._postprocess.greedy_numba import AVAILABLE, greedy_keep_numba
+    from detector._postprocess.greedy_numba import AVAILABLE, greedy_keep_numba, greedy_owner_numba
 
 Why numba: exact greedy NMS is sequential (each decision depends on the earlier
 kept boxes), so tensor ops pay Python overhead per block or per kept box; a
@@ -24,34 +24,36 @@ from torch import Tensor
 # where the dependency could not be installed.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
-__all__ = ["AVAILABLE", "greedy_keep_numba"]
+__all__ = ["AVAILABLE", "greedy_keep_numba", "greedy_owner_numba"]
 
 
-def _greedy_loop(boxes, groups, iou_threshold, eps):  # pragma: no cover - compiled
+def _greedy_loop(boxes, groups, threshold, eps, ios):  # pragma: no cover - compiled
     num_boxes = boxes.shape[0]
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     zero = boxes.dtype.type(0)
     areas = np.maximum(x2 - x1, zero) * np.maximum(y2 - y1, zero)
-    suppressed = np.zeros(num_boxes, dtype=np.bool_)
-    keep = np.zeros(num_boxes, dtype=np.bool_)
+    owner = np.full(num_boxes, -1, dtype=np.int64)  # -1: not yet suppressed
     for i in range(num_boxes):
-        if suppressed[i]:
+        if owner[i] >= 0:
             continue
-        keep[i] = True
+        owner[i] = i
         for j in range(i + 1, num_boxes):
             if groups[j] != groups[i]:
                 break  # sorted by group: the rest belong to other groups
-            if suppressed[j]:
+            if owner[j] >= 0:
                 continue
             width = min(x2[i], x2[j]) - max(x1[i], x1[j])
             height = min(y2[i], y2[j]) - max(y1[i], y1[j])
             if width <= zero or height <= zero:
-                continue  # IoU 0 is never above a threshold >= 0
+                continue  # overlap 0 is never above a threshold >= 0
             intersection = width * height
-            union = max(areas[i] + areas[j] - intersection, eps)
-            if intersection / union > iou_threshold:
-                suppressed[j] = True
-    return keep
+            if ios:
+                denominator = max(min(areas[i], areas[j]), eps)
+            else:
+                denominator = max(areas[i] + areas[j] - intersection, eps)
+            if intersection / denominator > threshold:
+                owner[j] = i
+    return owner
 
 
 @functools.cache
@@ -60,6 +62,29 @@ def _compiled_loop():
     import numba
 
     return numba.njit(cache=True, nogil=True)(_greedy_loop)
+
+
+def greedy_owner_numba(boxes: Tensor, groups: Tensor | None, threshold: float, *,
+                       ios: bool = False) -> Tensor:
+    """The greedy pass on CPU, returning which kept box suppressed each box.
+
+    Args:
+        boxes: CPU Tensor[N, 4] xyxy, float32 or float64, sorted by (group, decreasing score).
+        groups: int64 Tensor[N] sorted ascending, or None for a single group.
+        threshold: suppress when the overlap > threshold (compared in the boxes' dtype).
+        ios: overlap = intersection over the smaller box's area; else IoU.
+    Returns:
+        int64 Tensor[N]: owner[j] = j for a kept box, else the first kept box (in sorted
+        order) of its group whose overlap with it exceeds `threshold`.
+    """
+    array = boxes.detach().contiguous().numpy()
+    if groups is None:
+        group_array = np.zeros(array.shape[0], dtype=np.int64)
+    else:
+        group_array = groups.detach().contiguous().numpy()
+    scalar = array.dtype.type  # compare in the boxes' dtype, as torch does
+    owner = _compiled_loop()(array, group_array, scalar(threshold), scalar(1e-7), bool(ios))
+    return torch.from_numpy(owner)
 
 
 def greedy_keep_numba(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
@@ -72,11 +97,5 @@ def greedy_keep_numba(boxes: Tensor, groups: Tensor | None, iou_threshold: float
     Returns:
         bool Tensor[N] of kept sorted boxes.
     """
-    array = boxes.detach().contiguous().numpy()
-    if groups is None:
-        group_array = np.zeros(array.shape[0], dtype=np.int64)
-    else:
-        group_array = groups.detach().contiguous().numpy()
-    scalar = array.dtype.type  # compare in the boxes' dtype, as torch does
-    keep = _compiled_loop()(array, group_array, scalar(iou_threshold), scalar(1e-7))
-    return torch.from_numpy(keep)
+    owner = greedy_owner_numba(boxes, groups, iou_threshold)
+    return owner == torch.arange(owner.shape[0])
