@@ -11,6 +11,7 @@
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
     python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
+    python tools/benchmark.py slicing                   # tile merge vs NMS, batched tiles, merge AP
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -28,6 +29,7 @@ from benchmarks.ladder import ladder
 from benchmarks.nms import nms
 from benchmarks.recipe import recipe
 from benchmarks.resize import resize
+from benchmarks.slicing import slicing
 from benchmarks.track import track
 from benchmarks.train import train
 
@@ -37,7 +39,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, resize):
+for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, resize, slicing):
     main.add_command(command)
 main.add_command(gpu)
 
