@@ -165,7 +165,7 @@ def test_bad_shapes_raise() -> None:
 def test_inputs_are_not_modified() -> None:
     boxes, scores, labels = clustered_boxes(100, generator=torch.Generator().manual_seed(2))
     copies = boxes.clone(), scores.clone(), labels.clone()
-    merge_detections(boxes, scores, labels, match_threshold=0.1)
+    merge_detections(boxes, scores, labels, match_metric="ios", match_threshold=0.1)
     assert all(torch.equal(a, b) for a, b in zip((boxes, scores, labels), copies, strict=True))
 
 
@@ -200,3 +200,17 @@ def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 def test_merge_matches_the_reference(backend: str, data, method: str, metric: str,
                                      threshold: float) -> None:
     assert_matches_reference(*data, method, metric, threshold)
+
+
+def test_defaults_are_the_slicing_defaults() -> None:
+    import inspect
+
+    from detector import defaults
+
+    parameters = inspect.signature(merge_detections).parameters
+    assert (parameters["method"].default, parameters["match_metric"].default,
+            parameters["match_threshold"].default) == (
+        defaults.DEFAULT_SLICE_MERGE, defaults.DEFAULT_SLICE_MATCH_METRIC,
+        defaults.DEFAULT_SLICE_MATCH_THRESHOLD)
+    options = defaults.SlicingOptions(size=64)
+    assert (options.merge, options.match_metric, options.match_threshold) == ("nmm", "iou", 0.5)

@@ -1,8 +1,8 @@
 """Merging detections from overlapping tiles: class-aware NMS or greedy non-maximum merging.
 
     from detector.postprocess import merge_detections
-    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="ios",
-                              match_threshold=0.5)
+    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="iou",
+                              match_threshold=0.5)   # the defaults (docs/slicing.md)
     merged.boxes, merged.scores, merged.labels, merged.keep
 
 Both methods run one greedy pass per class over boxes sorted by decreasing score
@@ -64,10 +64,13 @@ def merge_detections(
     labels: Tensor,
     *,
     method: str = "nmm",
-    match_metric: str = "ios",
+    match_metric: str = "iou",
     match_threshold: float = 0.5,
 ) -> MergedDetections:
     """Merge detections of overlapping tiles (already in image coordinates) class by class.
+
+    The defaults are `detector.defaults`' DEFAULT_SLICE_* (a leaf cannot import them; a
+    test keeps the two equal): docs/slicing.md says how they were chosen.
 
     Args:
         boxes: Tensor[N, 4] xyxy, all tiles' detections concatenated.

@@ -126,7 +126,7 @@ def test_json_record_states_the_slicing(model) -> None:
     options = SlicingOptions(size=64, overlap=0.25, batch_size=2)
     record = _sliced(model, options)(_image(100, 100)).to_dict()
     assert record["slicing"] == {"size": 64, "overlap": 0.25, "full_image": True, "batch_size": 2,
-                                 "merge": "nmm", "match_metric": "ios", "match_threshold": 0.5}
+                                 "merge": "nmm", "match_metric": "iou", "match_threshold": 0.5}
     json.dumps(record)
     plain = Detector(model, names=("circle", "square", "triangle"), image_size=64)
     assert "slicing" not in plain(_image(100, 100)).to_dict()
