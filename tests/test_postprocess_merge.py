@@ -2,8 +2,9 @@
 
     .venv/bin/python -m pytest tests/test_postprocess_merge.py -q
 
-Every case runs on each greedy backend: the numba loop (when installed), the pure-torch
-pass with default and 16-box blocks (suppression and ownership crossing block borders).
+Cases taking `backend` run on each greedy path (tests/conftest.py): the numba loop, the
+pure-torch pass with default and 16-box blocks (suppression and ownership crossing block
+borders).
 """
 
 from __future__ import annotations
@@ -14,21 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.nms import clustered_boxes
-from detector._postprocess import greedy, greedy_numba
 from detector.postprocess import batched_nms, merge_detections
 
-BACKENDS = ["torch", "torch-16-box-blocks"] + (["numba"] if greedy_numba.AVAILABLE else [])
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(greedy, "CPU_BACKEND", "numba" if request.param == "numba" else "torch")
-    if request.param == "torch-16-box-blocks":
-        monkeypatch.setattr(greedy, "CPU_BLOCK_SIZE", 16)
-    return request.param
-
-
 # --- the slow, readable reference on Python floats ------------------------------------------
+
 
 def ref_overlap(a: list[float], b: list[float], metric: str) -> float:
     def area(box: list[float]) -> float:
@@ -43,8 +33,14 @@ def ref_overlap(a: list[float], b: list[float], metric: str) -> float:
     return inter / max(denominator, 1e-7)
 
 
-def reference_merge(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, method: str,
-                    metric: str, threshold: float) -> list[tuple[list[float], float, int, int]]:
+def reference_merge(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    method: str,
+    metric: str,
+    threshold: float,
+) -> list[tuple[list[float], float, int, int]]:
     """Per class, best first: keep a box, take out every unassigned later box it matches;
     NMM grows the kept box to enclose them. Returns (box, score, label, index) by score."""
     box_list, score_list, label_list = boxes.tolist(), scores.tolist(), labels.tolist()
@@ -55,21 +51,26 @@ def reference_merge(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Ten
         if taken[i]:
             continue
         merged = list(box_list[i])
-        for j in order[position + 1:]:
+        for j in order[position + 1 :]:
             if taken[j] or label_list[j] != label_list[i]:
                 continue
             if ref_overlap(box_list[i], box_list[j], metric) > threshold:
                 taken[j] = True
                 if method == "nmm":
-                    merged = [min(merged[0], box_list[j][0]), min(merged[1], box_list[j][1]),
-                              max(merged[2], box_list[j][2]), max(merged[3], box_list[j][3])]
+                    merged = [
+                        min(merged[0], box_list[j][0]),
+                        min(merged[1], box_list[j][1]),
+                        max(merged[2], box_list[j][2]),
+                        max(merged[3], box_list[j][3]),
+                    ]
         out.append((merged, score_list[i], label_list[i], i))
     return out
 
 
 def assert_matches_reference(boxes, scores, labels, method, metric, threshold) -> None:
-    result = merge_detections(boxes, scores, labels, method=method, match_metric=metric,
-                              match_threshold=threshold)
+    result = merge_detections(
+        boxes, scores, labels, method=method, match_metric=metric, match_threshold=threshold
+    )
     expected = reference_merge(boxes, scores, labels, method, metric, threshold)
     assert result.keep.tolist() == [row[3] for row in expected]
     assert result.boxes.tolist() == [row[0] for row in expected]
@@ -80,6 +81,7 @@ def assert_matches_reference(boxes, scores, labels, method, metric, threshold) -
 
 # --- hand-computed cases ---------------------------------------------------------------------
 
+
 def test_an_object_cut_by_a_tile_border_is_made_whole_by_nmm() -> None:
     # One 40x20 object, x 100..140, seen by two tiles split at x = 120: two halves
     # of 20x20, plus a full detection from the full-image pass with a lower score.
@@ -87,18 +89,21 @@ def test_an_object_cut_by_a_tile_border_is_made_whole_by_nmm() -> None:
     scores = torch.tensor([0.9, 0.8, 0.6])
     labels = torch.tensor([1, 1, 1])
     # IOS of the halves: 2*20 / (20*20) = 0.1; IOS of the full box with the first: 19*20/400.
-    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="ios",
-                              match_threshold=0.5)
+    merged = merge_detections(
+        boxes, scores, labels, method="nmm", match_metric="ios", match_threshold=0.5
+    )
     assert merged.keep.tolist() == [0, 1]  # the second half is not matched by the first
     assert merged.boxes.tolist() == [[100.0, 50, 139, 70], [118, 50, 140, 70]]
     # At IOS 0.05 the halves match too: one box, the enclosing one, with the best score.
-    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="ios",
-                              match_threshold=0.05)
+    merged = merge_detections(
+        boxes, scores, labels, method="nmm", match_metric="ios", match_threshold=0.05
+    )
     assert merged.boxes.tolist() == [[100.0, 50, 140, 70]]
     assert merged.scores.tolist() == [pytest.approx(0.9)] and merged.keep.tolist() == [0]
     # NMS at the same setting drops the others and keeps the half.
-    nms_merged = merge_detections(boxes, scores, labels, method="nms", match_metric="ios",
-                                  match_threshold=0.05)
+    nms_merged = merge_detections(
+        boxes, scores, labels, method="nms", match_metric="ios", match_threshold=0.05
+    )
     assert nms_merged.boxes.tolist() == [[100.0, 50, 120, 70]]
 
 
@@ -106,20 +111,23 @@ def test_classes_never_merge_and_threshold_is_strict() -> None:
     boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [5, 0, 15, 10]])
     scores = torch.tensor([0.5, 0.9, 0.7])
     labels = torch.tensor([0, 1, 0])
-    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="ios",
-                              match_threshold=0.5)
+    merged = merge_detections(
+        boxes, scores, labels, method="nmm", match_metric="ios", match_threshold=0.5
+    )
     # IOS of box 0 and 2 is exactly 0.5: not above the threshold, both stay.
     assert merged.keep.tolist() == [1, 2, 0]
-    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="ios",
-                              match_threshold=0.49)
+    merged = merge_detections(
+        boxes, scores, labels, method="nmm", match_metric="ios", match_threshold=0.49
+    )
     assert merged.keep.tolist() == [1, 2] and merged.boxes[1].tolist() == [0.0, 0, 15, 10]
 
 
 def test_nms_with_iou_equals_batched_nms(backend: str) -> None:
     boxes, scores, labels = clustered_boxes(2000, generator=torch.Generator().manual_seed(3))
     for threshold in (0.3, 0.5, 0.7):
-        merged = merge_detections(boxes, scores, labels, method="nms", match_metric="iou",
-                                  match_threshold=threshold)
+        merged = merge_detections(
+            boxes, scores, labels, method="nms", match_metric="iou", match_threshold=threshold
+        )
         assert torch.equal(merged.keep, batched_nms(boxes, scores, labels, threshold))
         assert torch.equal(merged.boxes, boxes[merged.keep])
 
@@ -132,21 +140,28 @@ def test_clustered_boxes_match_the_reference(backend: str) -> None:
 
 
 def test_empty_input_and_dtypes() -> None:
-    merged = merge_detections(torch.zeros(0, 4, dtype=torch.float16), torch.zeros(0),
-                              torch.zeros(0, dtype=torch.int32))
+    merged = merge_detections(
+        torch.zeros(0, 4, dtype=torch.float16), torch.zeros(0), torch.zeros(0, dtype=torch.int32)
+    )
     assert merged.boxes.shape == (0, 4) and merged.boxes.dtype == torch.float16
     assert merged.keep.dtype == torch.int64 and merged.labels.dtype == torch.int64
-    half = merge_detections(torch.tensor([[0.0, 0, 10, 10], [1, 0, 10, 10]], dtype=torch.float16),
-                            torch.tensor([0.9, 0.8], dtype=torch.float16), torch.tensor([0, 0]))
+    half = merge_detections(
+        torch.tensor([[0.0, 0, 10, 10], [1, 0, 10, 10]], dtype=torch.float16),
+        torch.tensor([0.9, 0.8], dtype=torch.float16),
+        torch.tensor([0, 0]),
+    )
     assert half.boxes.dtype == torch.float16 and half.boxes.tolist() == [[0.0, 0, 10, 10]]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"method": "wbf"}, "merge method must be one of nmm, nms"),
-    ({"match_metric": "giou"}, "match metric must be one of ios, iou"),
-    ({"match_threshold": 1.5}, r"match_threshold must be in \[0, 1\]"),
-    ({"match_threshold": -0.1}, r"match_threshold must be in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "wbf"}, "merge method must be one of nmm, nms"),
+        ({"match_metric": "giou"}, "match metric must be one of ios, iou"),
+        ({"match_threshold": 1.5}, r"match_threshold must be in \[0, 1\]"),
+        ({"match_threshold": -0.1}, r"match_threshold must be in \[0, 1\]"),
+    ],
+)
 def test_bad_settings_raise(kwargs: dict, message: str) -> None:
     boxes = torch.tensor([[0.0, 0, 10, 10]])
     with pytest.raises(ValueError, match=message):
@@ -180,8 +195,10 @@ SIDE = st.integers(-20, 200)  # negative: inverted; 0: zero area
 @st.composite
 def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     count = draw(st.integers(0, 40))
-    rows = [[x, y, x + w, y + h] for x, y, w, h in
-            (draw(st.tuples(COORD, COORD, SIDE, SIDE)) for _ in range(count))]
+    rows = [
+        [x, y, x + w, y + h]
+        for x, y, w, h in (draw(st.tuples(COORD, COORD, SIDE, SIDE)) for _ in range(count))
+    ]
     if rows and draw(st.booleans()):  # parts cut from a box, as tile borders make them
         for _ in range(draw(st.integers(1, 6))):
             x1, y1, x2, y2 = rows[draw(st.integers(0, len(rows) - 1))]
@@ -189,16 +206,25 @@ def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
             rows.append([x1, y1, cut, y2] if draw(st.booleans()) else [cut, y1, x2, y2])
     scores = [draw(st.sampled_from([0.1, 0.5, 0.5, 0.9, 1.0])) for _ in rows]
     labels = [draw(st.integers(0, 2)) for _ in rows]
-    return (torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
-            torch.tensor(scores, dtype=torch.float64), torch.tensor(labels, dtype=torch.int64))
+    return (
+        torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
+        torch.tensor(scores, dtype=torch.float64),
+        torch.tensor(labels, dtype=torch.int64),
+    )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=scored_boxes(), method=st.sampled_from(["nmm", "nms"]),
-       metric=st.sampled_from(["ios", "iou"]),
-       threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]))
-def test_merge_matches_the_reference(backend: str, data, method: str, metric: str,
-                                     threshold: float) -> None:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=scored_boxes(),
+    method=st.sampled_from(["nmm", "nms"]),
+    metric=st.sampled_from(["ios", "iou"]),
+    threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]),
+)
+def test_merge_matches_the_reference(
+    backend: str, data, method: str, metric: str, threshold: float
+) -> None:
     assert_matches_reference(*data, method, metric, threshold)
 
 
@@ -208,9 +234,14 @@ def test_defaults_are_the_slicing_defaults() -> None:
     from detector import defaults
 
     parameters = inspect.signature(merge_detections).parameters
-    assert (parameters["method"].default, parameters["match_metric"].default,
-            parameters["match_threshold"].default) == (
-        defaults.DEFAULT_SLICE_MERGE, defaults.DEFAULT_SLICE_MATCH_METRIC,
-        defaults.DEFAULT_SLICE_MATCH_THRESHOLD)
+    assert (
+        parameters["method"].default,
+        parameters["match_metric"].default,
+        parameters["match_threshold"].default,
+    ) == (
+        defaults.DEFAULT_SLICE_MERGE,
+        defaults.DEFAULT_SLICE_MATCH_METRIC,
+        defaults.DEFAULT_SLICE_MATCH_THRESHOLD,
+    )
     options = defaults.SlicingOptions(size=64)
     assert (options.merge, options.match_metric, options.match_threshold) == ("nmm", "iou", 0.5)

@@ -1,6 +1,6 @@
 """Tile geometry: exact cover, inward-shifted last tiles, the fewest tiles, bad input.
 
-    .venv/bin/python -m pytest tests/test_postprocess_tiles.py -q
+.venv/bin/python -m pytest tests/test_postprocess_tiles.py -q
 """
 
 from __future__ import annotations
@@ -21,8 +21,14 @@ def test_hand_computed_grid() -> None:
     assert tile_starts(1500, 640, 0.2) == [0, 512, 860]
     assert tile_starts(1000, 640, 0.2) == [0, 360]
     grid = tile_grid(1000, 1500, 640, 0.2)
-    assert grid == [(0, 0, 640, 640), (512, 0, 1152, 640), (860, 0, 1500, 640),
-                    (0, 360, 640, 1000), (512, 360, 1152, 1000), (860, 360, 1500, 1000)]
+    assert grid == [
+        (0, 0, 640, 640),
+        (512, 0, 1152, 640),
+        (860, 0, 1500, 640),
+        (0, 360, 640, 1000),
+        (512, 360, 1152, 1000),
+        (860, 360, 1500, 1000),
+    ]
 
 
 def test_exact_multiple_needs_no_shifted_tile() -> None:
@@ -34,22 +40,33 @@ def test_exact_multiple_needs_no_shifted_tile() -> None:
 def test_image_smaller_than_a_tile_is_one_tile_of_the_image() -> None:
     # The policy for a tile larger than the image: the tile shrinks to the image side.
     assert tile_grid(100, 50, 640, 0.2) == [(0, 0, 50, 100)]
-    assert tile_grid(100, 2000, 640, 0.0) == [(0, 0, 640, 100), (640, 0, 1280, 100),
-                                              (1280, 0, 1920, 100), (1360, 0, 2000, 100)]
+    assert tile_grid(100, 2000, 640, 0.0) == [
+        (0, 0, 640, 100),
+        (640, 0, 1280, 100),
+        (1280, 0, 1920, 100),
+        (1360, 0, 2000, 100),
+    ]
 
 
 @settings(max_examples=300, deadline=None)
-@given(length=st.integers(1, 5000), tile=st.integers(32, 1200),
-       overlap=st.floats(0.0, 0.95, allow_nan=False))
+@given(
+    length=st.integers(1, 5000),
+    tile=st.integers(32, 1200),
+    overlap=st.floats(0.0, 0.95, allow_nan=False),
+)
 def test_axis_properties(length: int, tile: int, overlap: float) -> None:
     starts = tile_starts(length, tile, overlap)
     size = min(tile, length)
     assert starts[0] == 0
     assert starts[-1] + size == length  # the last tile ends exactly at the edge
     assert all(0 <= s and s + size <= length for s in starts)  # never past the edge
-    assert all(b > a for a, b in zip(starts, starts[1:], strict=False))  # strictly increasing: no duplicates
+    assert all(
+        b > a for a, b in zip(starts, starts[1:], strict=False)
+    )  # strictly increasing: no duplicates
     # Neighbours overlap by at least overlap * tile (no gap, the requested context).
-    assert all(a + size - b >= overlap * tile - 1e-9 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(
+        a + size - b >= overlap * tile - 1e-9 for a, b in zip(starts, starts[1:], strict=False)
+    )
     # The fewest tiles: one tile fewer at the same step cannot reach the edge.
     if length > tile:
         step = max(1, math.floor(tile * (1 - overlap)))
@@ -58,8 +75,12 @@ def test_axis_properties(length: int, tile: int, overlap: float) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(height=st.integers(1, 300), width=st.integers(1, 300), tile=st.integers(1, 120),
-       overlap=st.floats(0.0, 0.9, allow_nan=False))
+@given(
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    tile=st.integers(1, 120),
+    overlap=st.floats(0.0, 0.9, allow_nan=False),
+)
 def test_grid_covers_every_pixel(height: int, width: int, tile: int, overlap: float) -> None:
     covered = np.zeros((height, width), dtype=bool)
     for x1, y1, x2, y2 in tile_grid(height, width, tile, overlap):
@@ -75,14 +96,17 @@ def test_overlap_outside_zero_one_is_refused(overlap: float) -> None:
         tile_grid(100, 100, 64, overlap)
 
 
-@pytest.mark.parametrize(("size", "stride", "message"), [
-    (16, 32, "below the minimum of 32 px"),
-    (31, 1, "below the minimum of 32 px"),
-    (100, 32, "not a multiple of the model's largest stride 32 .try 96"),
-    (96, 64, "not a multiple of the model's largest stride 64"),
-    (64.0, 32, "must be an integer"),
-    (True, 32, "must be an integer"),
-])
+@pytest.mark.parametrize(
+    ("size", "stride", "message"),
+    [
+        (16, 32, "below the minimum of 32 px"),
+        (31, 1, "below the minimum of 32 px"),
+        (100, 32, "not a multiple of the model's largest stride 32 .try 96"),
+        (96, 64, "not a multiple of the model's largest stride 64"),
+        (64.0, 32, "must be an integer"),
+        (True, 32, "must be an integer"),
+    ],
+)
 def test_bad_tile_sizes_are_one_line_errors(size: object, stride: int, message: str) -> None:
     with pytest.raises(ValueError, match=message) as caught:
         check_tile_size(size, stride)  # type: ignore[arg-type]

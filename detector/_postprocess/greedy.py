@@ -112,7 +112,8 @@ def greedy_keep_torch(
 def _use_numba(boxes: Tensor) -> bool:
     if CPU_BACKEND == "numba" and not greedy_numba.AVAILABLE:
         raise RuntimeError("CPU_BACKEND is 'numba' but numba is not installed")
-    return boxes.device.type == "cpu" and CPU_BACKEND in ("auto", "numba") and greedy_numba.AVAILABLE
+    wanted = CPU_BACKEND in ("auto", "numba")
+    return boxes.device.type == "cpu" and wanted and greedy_numba.AVAILABLE
 
 
 def _block_size(boxes: Tensor) -> int:

@@ -93,7 +93,9 @@ def merge_detections(
     if method not in MERGE_METHODS:
         raise ValueError(f"merge method must be one of {', '.join(MERGE_METHODS)}, got {method!r}")
     if match_metric not in MATCH_METRICS:
-        raise ValueError(f"match metric must be one of {', '.join(MATCH_METRICS)}, got {match_metric!r}")
+        raise ValueError(
+            f"match metric must be one of {', '.join(MATCH_METRICS)}, got {match_metric!r}"
+        )
     if not 0.0 <= float(match_threshold) <= 1.0:
         raise ValueError(f"match_threshold must be in [0, 1], got {match_threshold}")
     labels = labels.to(torch.int64)
@@ -104,16 +106,18 @@ def merge_detections(
     order = _sort_key(scores)
     order = order[torch.sort(labels[order], stable=True).indices]  # by label, then by score
     sorted_boxes = compute_dtype(boxes)[order]
-    owner = greedy_owner(sorted_boxes, labels[order], float(match_threshold),
-                         ios=match_metric == "ios").to(boxes.device)
+    owner = greedy_owner(
+        sorted_boxes, labels[order], float(match_threshold), ios=match_metric == "ios"
+    ).to(boxes.device)
     positions = torch.arange(order.shape[0], device=boxes.device)
     kept_positions = torch.nonzero(owner == positions).squeeze(1)
     if method == "nms":
         merged = sorted_boxes[kept_positions]
     else:
         # Enclosing box of every group: min of the corners x1, y1, max of x2, y2.
-        lower = torch.full((order.shape[0], 2), float("inf"), dtype=sorted_boxes.dtype,
-                           device=boxes.device)
+        lower = torch.full(
+            (order.shape[0], 2), float("inf"), dtype=sorted_boxes.dtype, device=boxes.device
+        )
         upper = torch.full_like(lower, float("-inf"))
         index = owner[:, None].expand(-1, 2)
         lower = lower.scatter_reduce(0, index, sorted_boxes[:, :2], reduce="amin")

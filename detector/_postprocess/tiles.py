@@ -39,8 +39,11 @@ def check_tile_size(tile_size: int, max_stride: int = MIN_TILE_SIZE) -> None:
     if tile_size < MIN_TILE_SIZE:
         raise ValueError(f"slice size {tile_size} is below the minimum of {MIN_TILE_SIZE} px")
     if tile_size % max_stride:
-        raise ValueError(f"slice size {tile_size} is not a multiple of the model's largest "
-                         f"stride {max_stride} (try {max(max_stride, round(tile_size / max_stride) * max_stride)})")
+        nearest = max(max_stride, round(tile_size / max_stride) * max_stride)
+        raise ValueError(
+            f"slice size {tile_size} is not a multiple of the model's largest "
+            f"stride {max_stride} (try {nearest})"
+        )
 
 
 def tile_starts(length: int, tile_size: int, overlap: float) -> list[int]:
@@ -64,7 +67,9 @@ def tile_starts(length: int, tile_size: int, overlap: float) -> list[int]:
     return [min(index * step, last) for index in range(count)]
 
 
-def tile_grid(height: int, width: int, tile_size: int, overlap: float) -> list[tuple[int, int, int, int]]:
+def tile_grid(
+    height: int, width: int, tile_size: int, overlap: float
+) -> list[tuple[int, int, int, int]]:
     """The tiles of a `height` x `width` image, row by row.
 
     Args:

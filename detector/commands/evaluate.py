@@ -52,9 +52,9 @@ def _exported_detector(path: str, cfg: Any, device: str | None, slicing: Any = N
     """The `Detector` of an exported .onnx/.torchscript file at `cfg.eval`'s thresholds."""
     from detector.inference.predictor import Detector
 
-    detector = Detector.from_checkpoint(path, device=device or "auto", score_threshold=cfg.eval.score_threshold,
-                                        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det,
-                                        slicing=slicing)
+    detector = Detector.from_checkpoint(
+        path, device=device or "auto", score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det, slicing=slicing)
     meta = getattr(detector.backend, "metadata", None)
     baked = meta is not None and meta.nms and not getattr(detector.backend, "selection_inputs", ())
     if baked and meta.score_threshold > detector.score_threshold:

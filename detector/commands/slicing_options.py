@@ -20,18 +20,36 @@ from detector.defaults import DEFAULT_SLICE_OVERLAP, SlicingOptions
 _DEFAULT = SlicingOptions(size=0)
 
 _OPTIONS = (
-    click.option("--slice", "slice_size", type=click.IntRange(min=1), default=None, metavar="SIZE",
-                 help="Sliced inference: tiles of SIZE x SIZE pixels at native resolution "
-                      "(>= 32, a multiple of the model's largest stride), merged across tiles."),
-    click.option("--slice-overlap", type=click.FloatRange(0, 1, max_open=True),
-                 default=DEFAULT_SLICE_OVERLAP, show_default=True,
-                 help="Fraction of a tile its neighbours share (with --slice)."),
-    click.option("--slice-full/--no-slice-full", "slice_full", default=_DEFAULT.full_image,
-                 show_default=True,
-                 help="Add one letterboxed full-image pass for large objects (with --slice)."),
-    click.option("--slice-batch", type=click.IntRange(min=1), default=None,
-                 help="Tiles per forward pass (with --slice) [default: 8 on CPU, 32 per 16 GiB "
-                      "of GPU memory, at most 64]."),
+    click.option(
+        "--slice",
+        "slice_size",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="SIZE",
+        help="Sliced inference: tiles of SIZE x SIZE pixels at native resolution "
+        "(>= 32, a multiple of the model's largest stride), merged across tiles.",
+    ),
+    click.option(
+        "--slice-overlap",
+        type=click.FloatRange(0, 1, max_open=True),
+        default=DEFAULT_SLICE_OVERLAP,
+        show_default=True,
+        help="Fraction of a tile its neighbours share (with --slice).",
+    ),
+    click.option(
+        "--slice-full/--no-slice-full",
+        "slice_full",
+        default=_DEFAULT.full_image,
+        show_default=True,
+        help="Add one letterboxed full-image pass for large objects (with --slice).",
+    ),
+    click.option(
+        "--slice-batch",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Tiles per forward pass (with --slice) [default: 8 on CPU, 32 per 16 GiB "
+        "of GPU memory, at most 64].",
+    ),
 )
 
 
@@ -42,16 +60,24 @@ def slice_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def slicing_from_cli(*, slice_size: int | None, slice_overlap: float, slice_full: bool,
-                     slice_batch: int | None) -> SlicingOptions | None:
+def slicing_from_cli(
+    *, slice_size: int | None, slice_overlap: float, slice_full: bool, slice_batch: int | None
+) -> SlicingOptions | None:
     """The `SlicingOptions` the options spell; None without --slice.
 
     Raises:
         click.UsageError: --slice-overlap, --no-slice-full or --slice-batch without --slice.
     """
     if slice_size is None:
-        if slice_overlap != DEFAULT_SLICE_OVERLAP or slice_full != _DEFAULT.full_image or slice_batch:
-            raise click.UsageError("--slice-overlap, --no-slice-full and --slice-batch need --slice SIZE")
+        if (
+            slice_overlap != DEFAULT_SLICE_OVERLAP
+            or slice_full != _DEFAULT.full_image
+            or slice_batch
+        ):
+            raise click.UsageError(
+                "--slice-overlap, --no-slice-full and --slice-batch need --slice SIZE"
+            )
         return None
-    return SlicingOptions(size=slice_size, overlap=slice_overlap, full_image=slice_full,
-                          batch_size=slice_batch)
+    return SlicingOptions(
+        size=slice_size, overlap=slice_overlap, full_image=slice_full, batch_size=slice_batch
+    )

@@ -162,4 +162,5 @@ def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = 
 
 def _check_names(dataset: Sequence[str], model: Sequence[str], source: str) -> None:
     if list(dataset) != list(model):
-        raise ValueError(f"class names differ: {source} has {list(model)}, the dataset has {list(dataset)}")
+        raise ValueError(f"class names differ: {source} has {list(model)}, "
+                         f"the dataset has {list(dataset)}")

@@ -7,7 +7,7 @@
     results = det(batch_rgb, color="rgb")             # uint8 [B, H, W, 3] RGB
     result.boxes, result.scores, result.labels, result.label_names, result.to_dict()
     det = Detector.from_checkpoint("best.onnx")       # a `detector export` file, on ONNX Runtime
-    det = Detector.from_checkpoint("best.pt", slicing=SlicingOptions(size=640))  # sliced (large images)
+    det = Detector.from_checkpoint("best.pt", slicing=SlicingOptions(size=640))  # large images
 
 Boxes are float32 xyxy pixels in the original image. Preprocessing (letterbox,
 colour flip) runs on the model's device; results are copied to the host once
@@ -127,7 +127,8 @@ class Detector:
         if slicing is not None:
             strides = getattr(backend, "strides", None) or backend.metadata.strides
             check_slicing(slicing, max_stride=max(strides), fixed_size=backend.fixed_size)
-            self.slice_batch = slice_batch_size(slicing, backend, str(getattr(backend, "path", "model")))
+            source = str(getattr(backend, "path", "the model"))
+            self.slice_batch = slice_batch_size(slicing, backend, source)
 
     @property
     def names(self) -> list[str]:
@@ -274,7 +275,8 @@ class Detector:
         else:
             if color not in ("bgr", "rgb"):
                 raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
-            rows = predict_sliced_rows(self, [_as_image(image, i) for i, image in enumerate(images)], color)
+            checked = [_as_image(image, i) for i, image in enumerate(images)]
+            rows = predict_sliced_rows(self, checked, color)
         sizes = [(image.shape[1], image.shape[0]) for image in images]
         return self._to_detections(rows, sizes)
 
@@ -313,11 +315,13 @@ class Detector:
                            dets["labels"].float()[:, None]], dim=1) for dets in per_image]
 
     @staticmethod
-    def _rows_to_original(rows: list[torch.Tensor], letterboxes: Sequence[Letterbox]) -> list[torch.Tensor]:
+    def _rows_to_original(rows: list[torch.Tensor],
+                          letterboxes: Sequence[Letterbox]) -> list[torch.Tensor]:
         return [torch.cat([boxes_to_original(row[:, :4], lb), row[:, 4:]], dim=1)
                 for row, lb in zip(rows, letterboxes, strict=True)]
 
-    def _to_detections(self, rows: list[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+    def _to_detections(self, rows: list[torch.Tensor],
+                       sizes: Sequence[tuple[int, int]]) -> list[Detections]:
         """Rows [K, 6] per image -> Detections, with one device->host copy for the whole batch."""
         # One device->host copy for the whole batch: the sync that hands results out.
         host = torch.cat(rows).cpu().numpy() if rows else np.zeros((0, 6), np.float32)

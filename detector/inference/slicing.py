@@ -65,27 +65,38 @@ def check_slicing(options: SlicingOptions, *, max_stride: int, fixed_size: int |
     if options.batch_size is not None and options.batch_size < 1:
         raise ValueError(f"slice batch must be >= 1, got {options.batch_size}")
     if options.merge not in MERGE_METHODS:
-        raise ValueError(f"slice merge must be one of {', '.join(MERGE_METHODS)}, got {options.merge!r}")
+        raise ValueError(
+            f"slice merge must be one of {', '.join(MERGE_METHODS)}, got {options.merge!r}"
+        )
     if options.match_metric not in MATCH_METRICS:
-        raise ValueError(f"slice match metric must be one of {', '.join(MATCH_METRICS)}, "
-                         f"got {options.match_metric!r}")
+        raise ValueError(
+            f"slice match metric must be one of {', '.join(MATCH_METRICS)}, "
+            f"got {options.match_metric!r}"
+        )
     if not 0.0 <= float(options.match_threshold) <= 1.0:
         raise ValueError(f"slice match threshold must be in [0, 1], got {options.match_threshold}")
     if fixed_size is not None and options.size != fixed_size:
-        raise ValueError(f"slice size {options.size}: this model was exported for {fixed_size} x "
-                         f"{fixed_size} inputs only (use --slice {fixed_size}, or export with --dynamic)")
+        raise ValueError(
+            f"slice size {options.size}: this model was exported for {fixed_size} x "
+            f"{fixed_size} inputs only (use --slice {fixed_size}, or export with --dynamic)"
+        )
 
 
 def slice_batch_size(options: SlicingOptions, backend: Any, source: str = "the model") -> int:
-    """Tiles per forward for `backend`: the options', else the device's; 1 for a fixed batch of 1."""
+    """Tiles per forward: the options', else the device's; 1 for a backend fixed at batch 1."""
     if getattr(backend, "fixed_batch", None) == 1:
-        log.warning("%s: exported with a fixed batch of 1; slicing runs one tile per forward "
-                    "(export with --dynamic to batch tiles)", source)
+        log.warning(
+            "%s: exported with a fixed batch of 1; slicing runs one tile per forward "
+            "(export with --dynamic to batch tiles)",
+            source,
+        )
         return 1
     return options.batch_size or default_slice_batch(backend.device)
 
 
-def _tiles(images: Sequence[np.ndarray], options: SlicingOptions) -> Iterator[tuple[int, tuple[int, ...]]]:
+def _tiles(
+    images: Sequence[np.ndarray], options: SlicingOptions
+) -> Iterator[tuple[int, tuple[int, ...]]]:
     """(image index, (x1, y1, x2, y2)) of every tile of every image, lazily."""
     for index, image in enumerate(images):
         height, width = image.shape[:2]
@@ -93,8 +104,13 @@ def _tiles(images: Sequence[np.ndarray], options: SlicingOptions) -> Iterator[tu
             yield index, tile
 
 
-def _tile_batches(images: Sequence[np.ndarray], options: SlicingOptions, batch_size: int,
-                  device: torch.device, color: str) -> Iterator[tuple[torch.Tensor, list]]:
+def _tile_batches(
+    images: Sequence[np.ndarray],
+    options: SlicingOptions,
+    batch_size: int,
+    device: torch.device,
+    color: str,
+) -> Iterator[tuple[torch.Tensor, list]]:
     """Batches float32 [n, 3, S, S] RGB 0..255 of tiles (grey padding), with their tiles."""
     tiles = _tiles(images, options)
     size = options.size
@@ -113,7 +129,9 @@ def _tile_batches(images: Sequence[np.ndarray], options: SlicingOptions, batch_s
         yield batch, chunk
 
 
-def predict_sliced_rows(detector: Any, images: Sequence[np.ndarray], color: str) -> list[torch.Tensor]:
+def predict_sliced_rows(
+    detector: Any, images: Sequence[np.ndarray], color: str
+) -> list[torch.Tensor]:
     """Sliced detections of each image: rows [K, 6] (x1, y1, x2, y2, score, label) on the device.
 
     Args:
@@ -139,9 +157,17 @@ def predict_sliced_rows(detector: Any, images: Sequence[np.ndarray], color: str)
     merged = []
     for image_parts in parts:
         rows = torch.cat(image_parts) if image_parts else torch.zeros((0, 6), device=device)
-        result = merge_detections(rows[:, :4], rows[:, 4], rows[:, 5].long(), method=options.merge,
-                                  match_metric=options.match_metric,
-                                  match_threshold=options.match_threshold)
-        merged.append(torch.cat([result.boxes, result.scores[:, None], result.labels.float()[:, None]],
-                                dim=1)[: detector.max_det])
+        result = merge_detections(
+            rows[:, :4],
+            rows[:, 4],
+            rows[:, 5].long(),
+            method=options.merge,
+            match_metric=options.match_metric,
+            match_threshold=options.match_threshold,
+        )
+        merged.append(
+            torch.cat(
+                [result.boxes, result.scores[:, None], result.labels.float()[:, None]], dim=1
+            )[: detector.max_det]
+        )
     return merged

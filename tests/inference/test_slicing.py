@@ -25,8 +25,10 @@ LOW = 0.05  # a score threshold that leaves the random model many boxes to merge
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A BGR frame with shapes on it, tiled from the synthetic frame generator."""
-    tiles = [[synthetic_frame(seed + 3 * r + c, (64, 64)) for c in range(-(-width // 64))]
-             for r in range(-(-height // 64))]
+    tiles = [
+        [synthetic_frame(seed + 3 * r + c, (64, 64)) for c in range(-(-width // 64))]
+        for r in range(-(-height // 64))
+    ]
     mosaic = np.concatenate([np.concatenate(row, axis=1) for row in tiles], axis=0)
     return np.ascontiguousarray(mosaic[:height, :width])
 
@@ -50,8 +52,14 @@ def reference_sliced(plain: Detector, image: np.ndarray, options: SlicingOptions
         full = Detector(plain.backend, names=plain.names, image_size=64, score_threshold=LOW)
         rows.append(_rows(full(image)))
     rows = torch.from_numpy(np.concatenate(rows).astype(np.float32))
-    merged = merge_detections(rows[:, :4], rows[:, 4], rows[:, 5].long(), method=options.merge,
-                              match_metric=options.match_metric, match_threshold=options.match_threshold)
+    merged = merge_detections(
+        rows[:, :4],
+        rows[:, 4],
+        rows[:, 5].long(),
+        method=options.merge,
+        match_metric=options.match_metric,
+        match_threshold=options.match_threshold,
+    )
     out = torch.cat([merged.boxes, merged.scores[:, None], merged.labels[:, None].float()], dim=1)
     return out[: plain.max_det].numpy()
 
@@ -62,15 +70,26 @@ def model(checkpoint_path: Path) -> torch.nn.Module:
 
 
 def _sliced(model, options: SlicingOptions, **kwargs) -> Detector:
-    return Detector(model, names=("circle", "square", "triangle"), image_size=64, score_threshold=LOW,
-                    slicing=options, **kwargs)
+    return Detector(
+        model,
+        names=("circle", "square", "triangle"),
+        image_size=64,
+        score_threshold=LOW,
+        slicing=options,
+        **kwargs,
+    )
 
 
-@pytest.mark.parametrize("options", [
-    SlicingOptions(size=64, overlap=0.2, batch_size=1),
-    SlicingOptions(size=64, overlap=0.5, full_image=False, batch_size=1, merge="nms", match_metric="iou"),
-    SlicingOptions(size=96, overlap=0.0, batch_size=1, match_threshold=0.3),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        SlicingOptions(size=64, overlap=0.2, batch_size=1),
+        SlicingOptions(
+            size=64, overlap=0.5, full_image=False, batch_size=1, merge="nms", match_metric="iou"
+        ),
+        SlicingOptions(size=96, overlap=0.0, batch_size=1, match_threshold=0.3),
+    ],
+)
 def test_sliced_equals_the_tile_by_tile_reference(model, options: SlicingOptions) -> None:
     image = _image(150, 230)
     sliced = _sliced(model, options)
@@ -86,7 +105,9 @@ def test_sliced_equals_the_tile_by_tile_reference(model, options: SlicingOptions
 def test_an_image_smaller_than_a_tile_is_one_padded_tile(model) -> None:
     image = _image(40, 50)
     options = SlicingOptions(size=64, batch_size=1, full_image=False)
-    plain = Detector(model, names=("circle", "square", "triangle"), image_size=64, score_threshold=LOW)
+    plain = Detector(
+        model, names=("circle", "square", "triangle"), image_size=64, score_threshold=LOW
+    )
     result = _sliced(model, options)(image)
     np.testing.assert_allclose(_rows(result), reference_sliced(plain, image, options), atol=1e-4)
     assert (result.boxes[:, [0, 2]] <= 50).all() and (result.boxes[:, [1, 3]] <= 40).all()
@@ -125,23 +146,42 @@ def test_max_det_caps_the_merged_result(model) -> None:
 def test_json_record_states_the_slicing(model) -> None:
     options = SlicingOptions(size=64, overlap=0.25, batch_size=2)
     record = _sliced(model, options)(_image(100, 100)).to_dict()
-    assert record["slicing"] == {"size": 64, "overlap": 0.25, "full_image": True, "batch_size": 2,
-                                 "merge": "nmm", "match_metric": "iou", "match_threshold": 0.5}
+    assert record["slicing"] == {
+        "size": 64,
+        "overlap": 0.25,
+        "full_image": True,
+        "batch_size": 2,
+        "merge": "nmm",
+        "match_metric": "iou",
+        "match_threshold": 0.5,
+    }
     json.dumps(record)
     plain = Detector(model, names=("circle", "square", "triangle"), image_size=64)
     assert "slicing" not in plain(_image(100, 100)).to_dict()
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    (SlicingOptions(size=16), "slice size 16 is below the minimum of 32 px"),
-    (SlicingOptions(size=80), "slice size 80 is not a multiple of the model's largest stride 32"),
-    (SlicingOptions(size=64, overlap=1.0), r"slice overlap must be in \[0, 1\), got 1.0"),
-    (SlicingOptions(size=64, overlap=-0.2), r"slice overlap must be in \[0, 1\)"),
-    (SlicingOptions(size=64, batch_size=0), "slice batch must be >= 1"),
-    (SlicingOptions(size=64, merge="wbf"), "slice merge must be one of nmm, nms"),
-    (SlicingOptions(size=64, match_metric="giou"), "slice match metric must be one of ios, iou"),
-    (SlicingOptions(size=64, match_threshold=2.0), r"slice match threshold must be in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (SlicingOptions(size=16), "slice size 16 is below the minimum of 32 px"),
+        (
+            SlicingOptions(size=80),
+            "slice size 80 is not a multiple of the model's largest stride 32",
+        ),
+        (SlicingOptions(size=64, overlap=1.0), r"slice overlap must be in \[0, 1\), got 1.0"),
+        (SlicingOptions(size=64, overlap=-0.2), r"slice overlap must be in \[0, 1\)"),
+        (SlicingOptions(size=64, batch_size=0), "slice batch must be >= 1"),
+        (SlicingOptions(size=64, merge="wbf"), "slice merge must be one of nmm, nms"),
+        (
+            SlicingOptions(size=64, match_metric="giou"),
+            "slice match metric must be one of ios, iou",
+        ),
+        (
+            SlicingOptions(size=64, match_threshold=2.0),
+            r"slice match threshold must be in \[0, 1\]",
+        ),
+    ],
+)
 def test_bad_settings_are_one_line_errors(model, options: SlicingOptions, message: str) -> None:
     with pytest.raises(ValueError, match=message) as caught:
         _sliced(model, options)
@@ -149,7 +189,9 @@ def test_bad_settings_are_one_line_errors(model, options: SlicingOptions, messag
 
 
 def test_from_checkpoint_takes_slicing(checkpoint_path: Path) -> None:
-    detector = Detector.from_checkpoint(checkpoint_path, device="cpu", slicing=SlicingOptions(size=64))
+    detector = Detector.from_checkpoint(
+        checkpoint_path, device="cpu", slicing=SlicingOptions(size=64)
+    )
     assert detector.slicing == SlicingOptions(size=64) and detector.slice_batch == 8
 
 
@@ -192,8 +234,13 @@ print(backend.tiles, backend.largest / 2**20, peak_mb() - before, len(result))
 
 def test_a_20000_pixel_image_streams_its_tiles() -> None:
     root = Path(__file__).resolve().parents[2]
-    run = subprocess.run([sys.executable, "-c", HUGE_SCRIPT, "full"], capture_output=True, text=True,
-                         timeout=600, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [sys.executable, "-c", HUGE_SCRIPT, "full"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     tiles, largest_mb, growth_mb, detections = run.stdout.split()
     # 20000 / 1024 -> 20 columns and 20 rows (the last shifted inward); +1 full pass.
