@@ -294,10 +294,13 @@ class Detector:
         rows = self._rows_to_original(self.select_rows(batch), letterboxes)
         return self._to_detections(rows, [(lb.orig_width, lb.orig_height) for lb in letterboxes])
 
-    def letterboxed_rows(self, images: Sequence[np.ndarray], color: str) -> list[torch.Tensor]:
+    def letterboxed_rows(self, images: Sequence[np.ndarray], color: str, *,
+                         on_host: bool = False) -> list[torch.Tensor]:
         """One letterboxed pass: rows [K, 6] (x1, y1, x2, y2, score, label) per image, on the
-        device, boxes in original-image pixels."""
-        batch, letterboxes = preprocess_batch(images, self.image_size, self.device, color=color)
+        device, boxes in original-image pixels. `on_host`: resize on the CPU and upload the
+        small batch only (sliced inference's full pass: a huge image never goes to the GPU)."""
+        where = torch.device("cpu") if on_host else self.device
+        batch, letterboxes = preprocess_batch(images, self.image_size, where, color=color)
         return self._rows_to_original(self.select_rows(batch), letterboxes)
 
     def select_rows(self, batch: torch.Tensor) -> list[torch.Tensor]:

@@ -13,7 +13,9 @@ batch, not by the image). A side shorter than the tile gives a shorter tile, pad
 in the network input with the letterbox's grey. Each tile's detections go through the
 detector's own selection (score threshold, classes, NMS, max_det), are clipped to the
 tile, moved to image coordinates and, with the optional letterboxed full-image pass,
-merged by `detector.postprocess.merge_detections`; the best `max_det` are kept.
+merged by `detector.postprocess.merge_detections`; the best `max_det` are kept. The
+full pass resizes on the host (the CPU path of `preprocess_batch`) and uploads only
+the letterboxed batch, so a huge image is never copied to a GPU either.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def predict_sliced_rows(
                 boxes[:, 1::2] = boxes[:, 1::2].clamp(0, y2 - y1) + y1
                 parts[index].append(torch.cat([boxes, rows[:, 4:]], dim=1))
     if options.full_image:
-        for index, rows in enumerate(detector.letterboxed_rows(images, color)):
+        for index, rows in enumerate(detector.letterboxed_rows(images, color, on_host=True)):
             parts[index].append(rows)
     merged = []
     for image_parts in parts:

@@ -248,3 +248,16 @@ def test_a_20000_pixel_image_streams_its_tiles() -> None:
     assert float(largest_mb) == pytest.approx(4 * 3 * 1024 * 1024 * 4 / 2**20)  # 48 MB batches
     assert float(growth_mb) < 400, f"peak memory grew {growth_mb} MB for a 1.2 GB image"
     assert int(detections) == 0
+
+
+@pytest.mark.parametrize(("gib", "expected"), [(80, 64), (40, 64), (24, 48), (16, 32), (8, 16), (2, 8)])
+def test_default_slice_batch_follows_gpu_memory(monkeypatch: pytest.MonkeyPatch, gib: int,
+                                                expected: int) -> None:
+    from types import SimpleNamespace
+
+    from detector.inference import slicing
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: SimpleNamespace(total_memory=gib << 30))
+    assert slicing.default_slice_batch(torch.device("cuda", 0)) == expected
+    assert slicing.default_slice_batch(torch.device("cpu")) == 8
