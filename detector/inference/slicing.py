@@ -1,7 +1,6 @@
 """Sliced inference: tiles at native resolution, batched through the model, merged.
 
-    from detector import Detector
-    from detector.defaults import SlicingOptions
+    from detector import Detector, SlicingOptions
     det = Detector.from_checkpoint("best.pt", slicing=SlicingOptions(size=640, overlap=0.2))
     result = det("aerial_8000x6000.jpg")          # the same Detections as without slicing
 

@@ -189,6 +189,9 @@ def test_bad_settings_are_one_line_errors(model, options: SlicingOptions, messag
 
 
 def test_from_checkpoint_takes_slicing(checkpoint_path: Path) -> None:
+    import detector
+
+    assert detector.SlicingOptions is SlicingOptions  # the public name, re-exported
     detector = Detector.from_checkpoint(
         checkpoint_path, device="cpu", slicing=SlicingOptions(size=64)
     )
