@@ -4,7 +4,10 @@
 
 Why numba: exact greedy NMS is sequential (each decision depends on the earlier
 kept boxes), so tensor ops pay Python overhead per block or per kept box; a
-compiled loop matches a C++ kernel without shipping C++ in the package. numba is a
+compiled loop matches a C++ kernel without shipping C++ in the package. Per kept box
+it examines only the boxes of its group whose x1 lies in a window where an overlap is
+possible (a sweep over the group sorted by x1), so boxes spread over a large image (the
+detections of many tiles) cost far less than all pairs. numba is a
 dependency, but where it cannot be imported (a platform without wheels)
 `greedy.greedy_keep_torch` gives the same results without it. The IoU arithmetic mirrors the torch path operation by
 operation (same dtype, same order, same union lower bound) so both agree bit for bit.
@@ -31,28 +34,46 @@ def _greedy_loop(boxes, groups, threshold, eps, ios):  # pragma: no cover - comp
     num_boxes = boxes.shape[0]
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     zero = boxes.dtype.type(0)
-    areas = np.maximum(x2 - x1, zero) * np.maximum(y2 - y1, zero)
+    widths = np.maximum(x2 - x1, zero)
+    areas = widths * np.maximum(y2 - y1, zero)
     owner = np.full(num_boxes, -1, dtype=np.int64)  # -1: not yet suppressed
-    for i in range(num_boxes):
-        if owner[i] >= 0:
-            continue
-        owner[i] = i
-        for j in range(i + 1, num_boxes):
-            if groups[j] != groups[i]:
-                break  # sorted by group: the rest belong to other groups
-            if owner[j] >= 0:
+    begin = 0
+    while begin < num_boxes:  # one group (class, image) at a time: they never interact
+        end = begin + 1
+        while end < num_boxes and groups[end] == groups[begin]:
+            end += 1
+        # A box j can overlap box i only if x1[j] < x2[i] and x2[j] > x1[i], so (with
+        # x2[j] <= x1[j] + widest) x1[j] > x1[i] - widest: a window of the group sorted by
+        # x1, not the whole group. The window is widened by a relative margin for rounding;
+        # extra candidates are checked exactly, so the decisions are the plain loop's.
+        by_x1 = np.argsort(x1[begin:end], kind="mergesort") + begin
+        sorted_x1 = x1[by_x1]
+        widest = widths[begin:end].max()
+        for i in range(begin, end):
+            if owner[i] >= 0:
                 continue
-            width = min(x2[i], x2[j]) - max(x1[i], x1[j])
-            height = min(y2[i], y2[j]) - max(y1[i], y1[j])
-            if width <= zero or height <= zero:
-                continue  # overlap 0 is never above a threshold >= 0
-            intersection = width * height
-            if ios:
-                denominator = max(min(areas[i], areas[j]), eps)
-            else:
-                denominator = max(areas[i] + areas[j] - intersection, eps)
-            if intersection / denominator > threshold:
-                owner[j] = i
+            owner[i] = i
+            if areas[i] <= zero:
+                continue  # a zero-area or inverted box overlaps nothing
+            margin = (abs(x1[i]) + widest) * 1e-5
+            low = np.searchsorted(sorted_x1, x1[i] - widest - margin)
+            high = np.searchsorted(sorted_x1, x2[i])
+            for k in range(low, high):
+                j = by_x1[k]
+                if owner[j] >= 0:
+                    continue  # i itself, an earlier box, or already taken
+                width = min(x2[i], x2[j]) - max(x1[i], x1[j])
+                height = min(y2[i], y2[j]) - max(y1[i], y1[j])
+                if width <= zero or height <= zero:
+                    continue  # overlap 0 is never above a threshold >= 0
+                intersection = width * height
+                if ios:
+                    denominator = max(min(areas[i], areas[j]), eps)
+                else:
+                    denominator = max(areas[i] + areas[j] - intersection, eps)
+                if intersection / denominator > threshold:
+                    owner[j] = i
+        begin = end
     return owner
 
 
