@@ -43,23 +43,31 @@ def _greedy_loop(boxes, groups, threshold, eps, ios):  # pragma: no cover - comp
         while end < num_boxes and groups[end] == groups[begin]:
             end += 1
         # A box j can overlap box i only if x1[j] < x2[i] and x2[j] > x1[i], so (with
-        # x2[j] <= x1[j] + widest) x1[j] > x1[i] - widest: a window of the group sorted by
-        # x1, not the whole group. The window is widened by a relative margin for rounding;
-        # extra candidates are checked exactly, so the decisions are the plain loop's.
-        by_x1 = np.argsort(x1[begin:end], kind="mergesort") + begin
-        sorted_x1 = x1[by_x1]
+        # x2[j] <= x1[j] + widest) x1[j] > x1[i] - widest: where the group spans far more
+        # than its widest box (the detections of many tiles), a window of the group sorted
+        # by x1 holds every candidate; it is widened by a relative margin for rounding, and
+        # extra candidates are checked exactly, so the decisions are the plain loop's. A
+        # group of wide boxes (one image's raw output) keeps the plain, contiguous scan.
         widest = widths[begin:end].max()
+        sweep = 4 * widest < x2[begin:end].max() - x1[begin:end].min()
+        by_x1 = np.arange(begin, begin)  # (typed empty; filled for a sweep)
+        sorted_x1 = x1[begin:begin].copy()
+        if sweep:
+            by_x1 = np.argsort(x1[begin:end], kind="mergesort") + begin
+            sorted_x1 = x1[by_x1]
         for i in range(begin, end):
             if owner[i] >= 0:
                 continue
             owner[i] = i
             if areas[i] <= zero:
                 continue  # a zero-area or inverted box overlaps nothing
-            margin = (abs(x1[i]) + widest) * 1e-5
-            low = np.searchsorted(sorted_x1, x1[i] - widest - margin)
-            high = np.searchsorted(sorted_x1, x2[i])
+            low, high = i + 1, end
+            if sweep:
+                margin = (abs(x1[i]) + widest) * 1e-5
+                low = np.searchsorted(sorted_x1, x1[i] - widest - margin)
+                high = np.searchsorted(sorted_x1, x2[i])
             for k in range(low, high):
-                j = by_x1[k]
+                j = by_x1[k] if sweep else k
                 if owner[j] >= 0:
                     continue  # i itself, an earlier box, or already taken
                 width = min(x2[i], x2[j]) - max(x1[i], x1[j])
