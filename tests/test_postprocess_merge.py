@@ -254,9 +254,63 @@ def test_detections_of_many_tiles_match_the_reference(backend: str) -> None:
 
     from benchmarks.slicing import simulate_scene
 
-    _, boxes, scores, labels = simulate_scene(np.random.default_rng(4), size=2048, tile=256,
-                                              small=150, large=3, false_per_tile=3)
+    _, boxes, scores, labels = simulate_scene(
+        np.random.default_rng(4), size=2048, tile=256, small=150, large=3, false_per_tile=3
+    )
     assert len(boxes) > 300
     for method in ("nmm", "nms"):
         for metric in ("ios", "iou"):
             assert_matches_reference(boxes, scores, labels, method, metric, 0.5)
+
+
+@st.composite
+def spread_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Small boxes over a wide image (a group spanning > 4x its widest box: the compiled
+    loop's x1-window path), with near-copies and border cuts."""
+    count = draw(st.integers(1, 40))
+    rows = [
+        [x, y, x + w, y + h]
+        for x, y, w, h in (
+            draw(
+                st.tuples(
+                    st.integers(0, 3000),
+                    st.integers(0, 300),
+                    st.integers(-5, 80),
+                    st.integers(-5, 80),
+                )
+            )
+            for _ in range(count)
+        )
+    ]
+    for _ in range(draw(st.integers(0, 10))):
+        x1, y1, x2, y2 = rows[draw(st.integers(0, len(rows) - 1))]
+        shift = draw(st.integers(-3, 3))
+        rows.append(
+            [x1 + shift, y1, x2 + shift, y2]
+            if draw(st.booleans())
+            else [x1, y1, (x1 + x2) // 2, y2]
+        )
+    rows.append([0, 0, 1, 1])
+    rows.append([2999, 0, 3100, 50])  # the span: > 4x the widest box
+    scores = [draw(st.sampled_from([0.1, 0.5, 0.9, 1.0])) for _ in rows]
+    labels = [draw(st.integers(0, 1)) for _ in rows]
+    return (
+        torch.tensor(rows, dtype=torch.float64),
+        torch.tensor(scores, dtype=torch.float64),
+        torch.tensor(labels, dtype=torch.int64),
+    )
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=spread_boxes(),
+    method=st.sampled_from(["nmm", "nms"]),
+    metric=st.sampled_from(["ios", "iou"]),
+    threshold=st.sampled_from([0.0, 0.3, 0.5, 0.9]),
+)
+def test_spread_boxes_match_the_reference(
+    backend: str, data, method: str, metric: str, threshold: float
+) -> None:
+    assert_matches_reference(*data, method, metric, threshold)
