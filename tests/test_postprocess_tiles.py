@@ -16,11 +16,11 @@ from detector.postprocess import check_tile_size, tile_grid, tile_starts
 
 
 def test_hand_computed_grid() -> None:
-    # width 1500, tile 640, overlap 0.2: step 512, starts 0, 512 and 1500 - 640 = 860;
+    # width 1500, tile 640, overlap 0.2: stride 640 - 128 = 512, starts 0, 512 and 1500 - 640 = 860;
     # height 1000: starts 0 and 360.
     assert tile_starts(1500, 640, 0.2) == [0, 512, 860]
     assert tile_starts(1000, 640, 0.2) == [0, 360]
-    grid = tile_grid(1000, 1500, 640, 0.2)
+    grid = tile_grid(1500, 1000, 640, 0.2)
     assert grid == [
         (0, 0, 640, 640),
         (512, 0, 1152, 640),
@@ -39,8 +39,8 @@ def test_exact_multiple_needs_no_shifted_tile() -> None:
 
 def test_image_smaller_than_a_tile_is_one_tile_of_the_image() -> None:
     # The policy for a tile larger than the image: the tile shrinks to the image side.
-    assert tile_grid(100, 50, 640, 0.2) == [(0, 0, 50, 100)]
-    assert tile_grid(100, 2000, 640, 0.0) == [
+    assert tile_grid(50, 100, 640, 0.2) == [(0, 0, 50, 100)]
+    assert tile_grid(2000, 100, 640, 0.0) == [
         (0, 0, 640, 100),
         (640, 0, 1280, 100),
         (1280, 0, 1920, 100),
@@ -63,13 +63,13 @@ def test_axis_properties(length: int, tile: int, overlap: float) -> None:
     assert all(
         b > a for a, b in zip(starts, starts[1:], strict=False)
     )  # strictly increasing: no duplicates
-    # Neighbours overlap by at least overlap * tile (no gap, the requested context).
+    # Neighbours share at least floor(overlap * tile) pixels (no gap, the asked context).
     assert all(
-        a + size - b >= overlap * tile - 1e-9 for a, b in zip(starts, starts[1:], strict=False)
+        a + size - b >= math.floor(overlap * tile) for a, b in zip(starts, starts[1:], strict=False)
     )
-    # The fewest tiles: one tile fewer at the same step cannot reach the edge.
+    # The fewest tiles: one tile fewer at the same stride cannot reach the edge.
     if length > tile:
-        step = max(1, math.floor(tile * (1 - overlap)))
+        step = tile - math.floor(overlap * tile)
         assert len(starts) == 1 + math.ceil((length - tile) / step)
         assert (len(starts) - 2) * step + tile < length
 
@@ -83,7 +83,7 @@ def test_axis_properties(length: int, tile: int, overlap: float) -> None:
 )
 def test_grid_covers_every_pixel(height: int, width: int, tile: int, overlap: float) -> None:
     covered = np.zeros((height, width), dtype=bool)
-    for x1, y1, x2, y2 in tile_grid(height, width, tile, overlap):
+    for x1, y1, x2, y2 in tile_grid(width, height, tile, overlap):
         assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
         assert x2 - x1 == min(tile, width) and y2 - y1 == min(tile, height)
         covered[y1:y2, x1:x2] = True

@@ -1,14 +1,15 @@
 """Tile geometry for sliced inference: overlapping tiles that cover an image exactly.
 
     >>> from detector.postprocess import tile_grid
-    >>> tile_grid(height=1000, width=1500, tile_size=640, overlap=0.2)[:3]
+    >>> tile_grid(1500, 1000, size=640, overlap=0.2)[:3]
     [(0, 0, 640, 640), (512, 0, 1152, 640), (860, 0, 1500, 640)]
 
-Along each axis the tiles start every `step = floor(tile_size * (1 - overlap))` pixels
-(so neighbours share at least `overlap` of a tile), and the last tile is shifted inward
+Along each axis the tiles start every `stride = size - floor(overlap * size)` pixels
+(neighbours share `floor(overlap * size)` pixels), and the last tile is shifted inward
 to end exactly at the image edge: no tile reaches past the image, none is padded, and
 the count is the smallest one at that step that reaches the edge,
-`1 + ceil((length - tile_size) / step)`. An image side shorter than the tile gives one
+`1 + ceil((length - size) / stride)`. The training tiles of `data.slice`
+(detector/data/tiles.py) follow the same rule, with the same argument order. An image side shorter than the tile gives one
 tile of that side's length (the policy for a tile larger than the image: the tile
 shrinks to the image; the network input is padded, the geometry is not).
 """
@@ -46,41 +47,41 @@ def check_tile_size(tile_size: int, max_stride: int = MIN_TILE_SIZE) -> None:
         )
 
 
-def tile_starts(length: int, tile_size: int, overlap: float) -> list[int]:
+def tile_starts(length: int, size: int, overlap: float) -> list[int]:
     """Start offsets of the tiles along one axis of `length` pixels.
 
     Args:
         length: image side in pixels (>= 1).
-        tile_size: tile side in pixels (>= 1).
-        overlap: fraction of a tile neighbours share at least, in [0, 1).
+        size: tile side in pixels (>= 1).
+        overlap: neighbours share `floor(overlap * size)` pixels; in [0, 1).
     Returns:
-        increasing offsets; the last is `max(length - tile_size, 0)`.
+        increasing offsets; the last is `max(length - size, 0)`.
     """
     _check_overlap(overlap)
-    if length < 1 or tile_size < 1:
-        raise ValueError(f"length and tile size must be >= 1, got {length} and {tile_size}")
-    if length <= tile_size:
+    if length < 1 or size < 1:
+        raise ValueError(f"length and tile size must be >= 1, got {length} and {size}")
+    if length <= size:
         return [0]
-    step = max(1, math.floor(tile_size * (1.0 - overlap)))
-    count = 1 + math.ceil((length - tile_size) / step)
-    last = length - tile_size
-    return [min(index * step, last) for index in range(count)]
+    stride = size - math.floor(overlap * size)
+    count = 1 + math.ceil((length - size) / stride)
+    last = length - size
+    return [min(index * stride, last) for index in range(count)]
 
 
 def tile_grid(
-    height: int, width: int, tile_size: int, overlap: float
+    width: int, height: int, size: int, overlap: float
 ) -> list[tuple[int, int, int, int]]:
-    """The tiles of a `height` x `width` image, row by row.
+    """The tiles of a `width` x `height` image, row by row.
 
     Args:
-        height, width: image size in pixels (>= 1).
-        tile_size: tile side in pixels; a side shorter than this gives one tile of that length.
-        overlap: fraction of a tile neighbours share at least, in [0, 1).
+        width, height: image size in pixels (>= 1).
+        size: tile side in pixels; a side shorter than this gives one tile of that length.
+        overlap: neighbours share `floor(overlap * size)` pixels; in [0, 1).
     Returns:
         (x1, y1, x2, y2) integer pixel tiles, half-open (x2, y2 excluded), all inside the
         image, together covering every pixel.
     """
-    rows = tile_starts(height, tile_size, overlap)
-    columns = tile_starts(width, tile_size, overlap)
-    tile_height, tile_width = min(tile_size, height), min(tile_size, width)
+    rows = tile_starts(height, size, overlap)
+    columns = tile_starts(width, size, overlap)
+    tile_width, tile_height = min(size, width), min(size, height)
     return [(x, y, x + tile_width, y + tile_height) for y in rows for x in columns]

@@ -122,7 +122,7 @@ def predict_records(detector: Detector, records: Sequence[Any], *, max_image_pix
     for record in records:
         image = read_image_rgb(record.image_path, max_pixels=max_image_pixels)
         group.append((record, image))
-        tiles += len(tile_grid(image.shape[0], image.shape[1], options.size, options.overlap))
+        tiles += len(tile_grid(image.shape[1], image.shape[0], options.size, options.overlap))
         if tiles >= detector.slice_batch:
             flush()
             tiles = 0

