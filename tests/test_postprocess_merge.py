@@ -206,26 +206,12 @@ def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
             rows.append([x1, y1, cut, y2] if draw(st.booleans()) else [cut, y1, x2, y2])
     scores = [draw(st.sampled_from([0.1, 0.5, 0.5, 0.9, 1.0])) for _ in rows]
     labels = [draw(st.integers(0, 2)) for _ in rows]
-    return (
-        torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
-        torch.tensor(scores, dtype=torch.float64),
-        torch.tensor(labels, dtype=torch.int64),
-    )
+    return _as_tensors(rows, scores, labels)
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    data=scored_boxes(),
-    method=st.sampled_from(["nmm", "nms"]),
-    metric=st.sampled_from(["ios", "iou"]),
-    threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]),
-)
-def test_merge_matches_the_reference(
-    backend: str, data, method: str, metric: str, threshold: float
-) -> None:
-    assert_matches_reference(*data, method, metric, threshold)
+def _as_tensors(rows: list, scores: list, labels: list) -> tuple[torch.Tensor, ...]:
+    return (torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
+            torch.tensor(scores, dtype=torch.float64), torch.tensor(labels, dtype=torch.int64))
 
 
 def test_defaults_are_the_slicing_defaults() -> None:
@@ -294,23 +280,21 @@ def spread_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     rows.append([2999, 0, 3100, 50])  # the span: > 4x the widest box
     scores = [draw(st.sampled_from([0.1, 0.5, 0.9, 1.0])) for _ in rows]
     labels = [draw(st.integers(0, 1)) for _ in rows]
-    return (
-        torch.tensor(rows, dtype=torch.float64),
-        torch.tensor(scores, dtype=torch.float64),
-        torch.tensor(labels, dtype=torch.int64),
-    )
+    return _as_tensors(rows, scores, labels)
 
 
+@pytest.mark.parametrize("boxes", [scored_boxes(), spread_boxes()], ids=["random", "spread"])
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    data=spread_boxes(),
+    data=st.data(),
     method=st.sampled_from(["nmm", "nms"]),
     metric=st.sampled_from(["ios", "iou"]),
-    threshold=st.sampled_from([0.0, 0.3, 0.5, 0.9]),
+    threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]),
 )
-def test_spread_boxes_match_the_reference(
-    backend: str, data, method: str, metric: str, threshold: float
-) -> None:
-    assert_matches_reference(*data, method, metric, threshold)
+def test_merge_matches_the_reference(backend: str, boxes, data, method: str, metric: str,
+                                     threshold: float) -> None:
+    """Random, degenerate and border-cut boxes (`scored_boxes`), and small boxes spread over
+    a wide image (`spread_boxes`: the compiled loop's x1-window path)."""
+    assert_matches_reference(*data.draw(boxes), method, metric, threshold)

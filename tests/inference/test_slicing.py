@@ -53,14 +53,9 @@ def reference_sliced(plain: Detector, image: np.ndarray, options: SlicingOptions
         full = Detector(plain.backend, names=plain.names, image_size=64, score_threshold=LOW)
         rows.append(_rows(full(image)))
     rows = torch.from_numpy(np.concatenate(rows).astype(np.float32))
-    merged = merge_detections(
-        rows[:, :4],
-        rows[:, 4],
-        rows[:, 5].long(),
-        method=options.merge,
-        match_metric=options.match_metric,
-        match_threshold=options.match_threshold,
-    )
+    settings = {"method": options.merge, "match_metric": options.match_metric,
+                "match_threshold": options.match_threshold}
+    merged = merge_detections(rows[:, :4], rows[:, 4], rows[:, 5].long(), **settings)
     out = torch.cat([merged.boxes, merged.scores[:, None], merged.labels[:, None].float()], dim=1)
     return out[: plain.max_det].numpy()
 
