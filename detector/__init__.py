@@ -2,6 +2,7 @@
 
     from detector import Detector, box_iou, nms, batched_nms
     from detector import ByteTracker
+    from detector import SlicingOptions, merge_detections   # sliced inference (docs/slicing.md)
 
 Attributes are imported lazily so that `import detector` (and the CLI's
 `--help`) does not pay for torch, OpenCV or albumentations until they are used.
@@ -19,6 +20,8 @@ _LAZY = {
     "nms": "detector.postprocess",
     "batched_nms": "detector.postprocess",
     "Detector": "detector.inference.predictor",
+    "SlicingOptions": "detector.defaults",
+    "merge_detections": "detector.postprocess",
     "load_config": "detector.config",
     "ByteTracker": "detector.tracking.tracker",
 }

@@ -4,7 +4,8 @@
     options = InferenceOptions(score_threshold=0.4, classes=("person",), out_dir="out/")
     detector = Detector.from_checkpoint("best.pt", **options.detector_settings())
 
-`InferenceOptions` is the one options object of `detect` and `track`: their click
+`InferenceOptions` is the one options object of `detect` and `track` (`SlicingOptions`,
+its sliced-inference part, also `evaluate`'s): their click
 options take their defaults from it, `commands.detect.run_inference` runs one, and
 `Detector` (`detector_settings`) gets its part. `Detector`, `export` (its --nms graph
 and metadata), exported-file backends and the confusion-matrix plot take the
@@ -21,6 +22,34 @@ from typing import Any
 DEFAULT_SCORE_THRESHOLD = 0.25  # the boxes a user is shown
 DEFAULT_IOU_THRESHOLD = 0.45  # class-aware NMS
 DEFAULT_MAX_DET = 300  # detections kept per image
+
+# Sliced inference (docs/slicing.md says how the merge default was chosen).
+DEFAULT_SLICE_OVERLAP = 0.2  # fraction of a tile its neighbours share
+DEFAULT_SLICE_MERGE = "nmm"  # greedy non-maximum merging; "nms" drops instead of fusing
+DEFAULT_SLICE_MATCH_METRIC = "iou"  # or "ios": intersection over the smaller box
+DEFAULT_SLICE_MATCH_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class SlicingOptions:
+    """Sliced inference: tiles at native resolution, boxes merged across tiles (docs/slicing.md).
+
+    Checked against the model when a `Detector` takes them (`inference.slicing`).
+    """
+
+    size: int  # tile side in pixels: >= 32 and a multiple of the model's largest stride
+    overlap: float = DEFAULT_SLICE_OVERLAP  # in [0, 1)
+    full_image: bool = True  # add one letterboxed full-image pass (large objects)
+    batch_size: int | None = None  # tiles per forward; None: sized for the device
+    merge: str = DEFAULT_SLICE_MERGE
+    match_metric: str = DEFAULT_SLICE_MATCH_METRIC
+    match_threshold: float = DEFAULT_SLICE_MATCH_THRESHOLD
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record of the settings (what `--save-json` writes)."""
+        return {"size": self.size, "overlap": self.overlap, "full_image": self.full_image,
+                "batch_size": self.batch_size, "merge": self.merge,
+                "match_metric": self.match_metric, "match_threshold": self.match_threshold}
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,7 @@ class InferenceOptions:
     draw: bool = True  # boxes on the written / shown / served frames
     timeout: float = 5.0  # seconds to open a camera/stream and to wait for its data
     max_image_pixels: int | None = None  # None: data.max_image_pixels' default
+    slicing: SlicingOptions | None = None  # None: one letterboxed pass per image
 
     def detector_settings(self) -> dict[str, Any]:
         """The keywords of `Detector.from_checkpoint` these options set."""
@@ -53,4 +83,4 @@ class InferenceOptions:
                 "score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
                 "max_det": self.max_det,
                 "classes": list(self.classes) if self.classes is not None else None,
-                "compile": self.compile}
+                "compile": self.compile, "slicing": self.slicing}

@@ -130,3 +130,21 @@ def single_thread_torch() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def _greedy_backends() -> list[str]:
+    from detector._postprocess import greedy_numba
+
+    return ["torch", "torch-16-box-blocks"] + (["numba"] if greedy_numba.AVAILABLE else [])
+
+
+@pytest.fixture(params=_greedy_backends())
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each CPU path of the greedy NMS / merge pass (detector/_postprocess/greedy.py): the
+    pure-torch pass with default and 16-box blocks (crossing block borders), and numba."""
+    from detector._postprocess import greedy
+
+    monkeypatch.setattr(greedy, "CPU_BACKEND", "numba" if request.param == "numba" else "torch")
+    if request.param == "torch-16-box-blocks":
+        monkeypatch.setattr(greedy, "CPU_BLOCK_SIZE", 16)
+    return request.param

@@ -2,8 +2,9 @@
 
     .venv/bin/python -m pytest tests/test_postprocess_nms.py -q
 
-Every CPU case runs on each greedy backend: the pure-torch pass (default blocks and
-16-box blocks, so suppression crosses block borders) and the numba loop when installed.
+Every CPU case runs on each greedy backend (the `backend` fixture, tests/conftest.py):
+the pure-torch pass (default blocks and 16-box blocks, so suppression crosses block
+borders) and the numba loop when installed.
 """
 
 from __future__ import annotations
@@ -14,19 +15,9 @@ import pytest
 import torch
 
 from benchmarks.nms import clustered_boxes
-from detector._postprocess import greedy, greedy_numba
 from detector.postprocess import batched_nms, multi_image_nms, nms, soft_nms
 
 THRESHOLDS = [0.2, 0.5, 0.8]
-BACKENDS = ["torch", "torch-16-box-blocks"] + (["numba"] if greedy_numba.AVAILABLE else [])
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(greedy, "CPU_BACKEND", "numba" if request.param == "numba" else "torch")
-    if request.param == "torch-16-box-blocks":
-        monkeypatch.setattr(greedy, "CPU_BLOCK_SIZE", 16)
-    return request.param
 
 
 # --- slow, readable references on Python floats -------------------------------------------

@@ -12,6 +12,7 @@
     python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
     python tools/benchmark.py progressive --size 128    # train.progressive vs plain at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
+    python tools/benchmark.py slicing                   # tile merge vs NMS, batched tiles, merge AP
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -30,6 +31,7 @@ from benchmarks.nms import nms
 from benchmarks.progressive import progressive
 from benchmarks.recipe import recipe
 from benchmarks.resize import resize
+from benchmarks.slicing import slicing
 from benchmarks.track import track
 from benchmarks.train import train
 
@@ -40,7 +42,7 @@ def main() -> None:
 
 
 for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, progressive,
-                resize):
+                resize, slicing):
     main.add_command(command)
 main.add_command(gpu)
 

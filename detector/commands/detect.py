@@ -6,6 +6,7 @@
     detector detect best.pt rtsp://cam.local/stream --serve 8080   # watch http://127.0.0.1:8080/
     detector detect best.pt 0 --serve 8080 --host 0.0.0.0          # reachable from the network
     detector detect best.pt video.mp4 --device cuda --half --batch 8 --out out/
+    detector detect best.pt aerial.jpg --slice 640 --out out/      # large images, small objects
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from detector.commands.slicing_options import slice_options, slicing_from_cli
 from detector.defaults import InferenceOptions
 
 
@@ -81,6 +83,7 @@ DEFAULTS = InferenceOptions()
               default=DEFAULTS.max_image_pixels,
               help="Skip (and report) image files whose header claims more pixels "
                    "[default: 100000000, as data.max_image_pixels].")
+@slice_options
 def detect(checkpoint: str, source: str, **cli_options: Any) -> None:
     """Detect objects in SOURCE with CHECKPOINT (a .pt, or an exported .onnx / .torchscript).
 
@@ -94,11 +97,13 @@ def options_from_cli(*, device: str, score_threshold: float, iou_threshold: floa
                      classes: str | None, out_dir: str | None, json_path: str | None, show: bool,
                      serve_port: int | None, serve_host: str, batch_size: int, half: bool,
                      bf16: bool, fp32: bool, compile_model: bool, no_draw: bool, timeout: float,
-                     max_image_pixels: int | None) -> InferenceOptions:
+                     max_image_pixels: int | None, slice_size: int | None, slice_overlap: float,
+                     slice_full: bool, slice_batch: int | None) -> InferenceOptions:
     """The `InferenceOptions` that `detect`'s (and `track`'s) click options spell.
 
     Raises:
-        click.UsageError: --host without --serve; more than one of --half, --bf16, --fp32.
+        click.UsageError: --host without --serve; more than one of --half, --bf16, --fp32;
+            a --slice-* option without --slice.
         click.ClickException: --show with a headless OpenCV.
     """
     if serve_host != DEFAULTS.serve_host and serve_port is None:
@@ -110,12 +115,14 @@ def options_from_cli(*, device: str, score_threshold: float, iou_threshold: floa
     # None: the checkpoint's training precision (Detector.from_checkpoint, docs/internals.md).
     precision = "fp16" if half else "bf16" if bf16 else "fp32" if fp32 else None
     names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    slicing = slicing_from_cli(slice_size=slice_size, slice_overlap=slice_overlap,
+                               slice_full=slice_full, slice_batch=slice_batch)
     return InferenceOptions(
         device=device, precision=precision, score_threshold=score_threshold,
         iou_threshold=iou_threshold, max_det=max_det, classes=names,
         compile=compile_model, out_dir=out_dir, json_path=json_path, show=show,
         serve_port=serve_port, serve_host=serve_host, batch_size=batch_size, draw=not no_draw,
-        timeout=timeout, max_image_pixels=max_image_pixels)
+        timeout=timeout, max_image_pixels=max_image_pixels, slicing=slicing)
 
 
 def run_inference(checkpoint: str, source: str, options: InferenceOptions, *,

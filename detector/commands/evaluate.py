@@ -4,6 +4,7 @@
     detector evaluate best.pt --data configs/voc.yaml --split val --save-predictions preds.json
     detector evaluate --predictions other_detector.json --data configs/coco.yaml --json m.json
     detector evaluate best.onnx --data configs/voc.yaml     # an exported file, on ONNX Runtime
+    detector evaluate best.pt --slice 640                   # sliced inference on the full images
 
 With a checkpoint, the model predicts on the split (config from the checkpoint, or
 the `data:` section of `--data`); an exported .onnx/.torchscript file needs `--data`
@@ -22,6 +23,7 @@ from typing import Any
 
 import click
 
+from detector.commands.slicing_options import slice_options, slicing_from_cli
 from detector.config import VOC_METRICS
 
 
@@ -46,12 +48,13 @@ def _with_overrides(cfg: Any, conf: float | None, iou: float | None, max_det: in
     return cfg
 
 
-def _exported_detector(path: str, cfg: Any, device: str | None) -> Any:
+def _exported_detector(path: str, cfg: Any, device: str | None, slicing: Any = None) -> Any:
     """The `Detector` of an exported .onnx/.torchscript file at `cfg.eval`'s thresholds."""
     from detector.inference.predictor import Detector
 
-    detector = Detector.from_checkpoint(path, device=device or "auto", score_threshold=cfg.eval.score_threshold,
-                                        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det)
+    detector = Detector.from_checkpoint(
+        path, device=device or "auto", score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det, slicing=slicing)
     meta = getattr(detector.backend, "metadata", None)
     baked = meta is not None and meta.nms and not getattr(detector.backend, "selection_inputs", ())
     if baked and meta.score_threshold > detector.score_threshold:
@@ -65,8 +68,12 @@ def _exported_detector(path: str, cfg: Any, device: str | None) -> Any:
 
 
 def _predict_with_model(path: str, data: str | None, split: str, device: str | None,
-                        conf: float | None, iou: float | None, max_det: int | None) -> tuple:
+                        conf: float | None, iou: float | None, max_det: int | None,
+                        slicing: Any = None) -> tuple:
     """Predict `split` with a checkpoint or an exported file; returns (cfg, split records, predictions).
+
+    With `slicing` (`SlicingOptions`) the full-resolution images are predicted sliced
+    (`evaluation.dataset_predict.predict_records`) instead of the letterboxed loader.
 
     Both go through the one prediction path (`evaluation.dataset_predict`): a
     checkpoint at its own `train.amp_dtype` precision, the loader's letterbox,
@@ -80,7 +87,7 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
         if data is None:
             raise click.UsageError(f"{path}: an exported model holds no dataset config; pass --data CONFIG")
         cfg = _with_overrides(load_config(data), conf, iou, max_det)
-        detector = _exported_detector(path, cfg, device)
+        detector = _exported_detector(path, cfg, device, slicing)
     else:
         from detector.checkpoint import load_checkpoint
         from detector.inference.backends import autotune_convolutions, resolve_device
@@ -93,7 +100,7 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
         if data is not None:
             cfg.data = load_config(data).data
         detector = evaluation_detector(model, _with_overrides(cfg, conf, iou, max_det), list(ckpt["names"]),
-                                       resolved)
+                                       resolved, slicing=slicing)
     split_records, predictions = predict_split(detector, cfg, split, progress=True, source=path)
     return cfg, split_records, predictions
 
@@ -113,9 +120,11 @@ def _predict_with_model(path: str, data: str | None, split: str, device: str | N
 @click.option("--max-det", type=int, default=None, help="Detections kept per image (default: eval.max_det; not with --predictions).")
 @click.option("--voc-metric", type=click.Choice(VOC_METRICS), default=None,
               help="VOC AP50 definition (default: eval.voc_metric; auto = area for VOC data).")
+@slice_options
 def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_file: str | None,
              json_file: str | None, save_predictions: str | None, plots_dir: str | None, device: str | None,
-             conf: float | None, iou: float | None, max_det: int | None, voc_metric: str | None) -> None:
+             conf: float | None, iou: float | None, max_det: int | None, voc_metric: str | None,
+             **slice_cli: Any) -> None:
     """Print COCO AP/AR (and per-class AP) of CHECKPOINT, or of --predictions FILE, on a dataset split."""
     from detector.config import ConfigError, load_config
     from detector.data.catalog import category_ids as dataset_category_ids
@@ -132,13 +141,16 @@ def evaluate(checkpoint: str | None, data: str | None, split: str, predictions_f
         raise click.UsageError("give either CHECKPOINT or --predictions FILE (with --data)")
     if predictions_file is not None and data is None:
         raise click.UsageError("--predictions needs --data CONFIG (the dataset to score against)")
+    slicing = slicing_from_cli(**slice_cli)
+    if slicing is not None and predictions_file is not None:
+        raise click.UsageError("--slice runs a model; --predictions scores a results file")
     try:
         if checkpoint is not None:
             from detector.checkpoint import CheckpointError
 
             try:
                 cfg, split_records, predictions = _predict_with_model(
-                    checkpoint, data, split, device, conf, iou, max_det)
+                    checkpoint, data, split, device, conf, iou, max_det, slicing)
             except CheckpointError as exc:
                 raise click.ClickException(str(exc)) from None
         else:

@@ -4,6 +4,8 @@
     detector = Detector.from_checkpoint("best.onnx", score_threshold=0.001, iou_threshold=0.6, max_det=100)
     split_records, predictions = predict_split(detector, cfg, "val")
     predictions[image_id]["boxes"]     # float32 [K, 4] xyxy original-image px
+    detector = evaluation_detector(model, cfg, names, device, slicing=SlicingOptions(size=640))
+    split_records, predictions = predict_split(detector, cfg, "val")   # sliced, full images
 
 Validation during training, `detector evaluate` (checkpoints and exported files)
 and `detector export --verify` all come here, and the `Detector` API runs the
@@ -11,24 +13,28 @@ same code: the evaluation loader letterboxes with `detector.data.letterbox`
 (the resize and pad value `preprocess_batch` uses), `Detector.predict_letterboxed`
 runs the backend's forward under `detector.model.precision.autocast` and the one
 decode + selection (`detector.model.decode`), and boxes go back to the original
-image with `boxes_to_original`.
+image with `boxes_to_original`. A detector with `slicing` predicts the full-resolution
+images instead (`predict_records`: `Detector.predict_frames`, tiles and merge), since
+tiles are cut from the original pixels, not from a letterboxed batch.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from detector.defaults import SlicingOptions
 from detector.inference.backends import TorchBackend
 from detector.inference.predictor import Detector
 from detector.model.precision import amp_dtype_for
 
 
 def evaluation_detector(model: torch.nn.Module, cfg: Any, names: Sequence[str],
-                        device: torch.device) -> Detector:
+                        device: torch.device, *, slicing: SlicingOptions | None = None) -> Detector:
     """A `Detector` over `model` with `cfg.eval`'s thresholds at `cfg.train`'s AMP precision.
 
     Args:
@@ -37,11 +43,12 @@ def evaluation_detector(model: torch.nn.Module, cfg: Any, names: Sequence[str],
             model.image_size).
         names: class names, index = label.
         device: where the model runs.
+        slicing: sliced-inference settings, or None for the letterboxed pass.
     """
     backend = TorchBackend(model, device=device, autocast_dtype=amp_dtype_for(cfg.train, device))
     return Detector(backend, names=names, image_size=cfg.model.image_size,
                     score_threshold=cfg.eval.score_threshold, iou_threshold=cfg.eval.iou_threshold,
-                    max_det=cfg.eval.max_det)
+                    max_det=cfg.eval.max_det, slicing=slicing)
 
 
 def predict_loader(detector: Detector, loader: Iterable[dict[str, Any]], *,
@@ -73,6 +80,57 @@ def predict_loader(detector: Detector, loader: Iterable[dict[str, Any]], *,
     return predictions
 
 
+def predict_records(detector: Detector, records: Sequence[Any], *, max_image_pixels: int,
+                    progress: bool = False) -> dict[int, dict[str, np.ndarray]]:
+    """Sliced prediction of full-resolution images: image_id -> {boxes, scores, labels}.
+
+    Images are read one at a time and handed over in groups of about one tile batch
+    (small images share a forward; a large one streams its own tiles).
+
+    Args:
+        detector: a `Detector` with `slicing` set.
+        records: `SampleRecord`s (image_path, width, height, image_id).
+        max_image_pixels: refuse images whose header claims more pixels.
+        progress: show a tqdm bar.
+
+    Raises:
+        ValueError: an image that cannot be read (naming it), or an image id twice.
+    """
+    from detector.data.images import read_image_rgb
+    from detector.postprocess import tile_grid
+
+    options = detector.slicing
+    if options is None:
+        raise ValueError("predict_records needs a Detector with slicing set")
+    if progress:
+        from tqdm import tqdm
+
+        records = tqdm(records, desc="predict (sliced)", unit="image", leave=False)
+    predictions: dict[int, dict[str, np.ndarray]] = {}
+    group: list[tuple[Any, np.ndarray]] = []
+    tiles = 0
+
+    def flush() -> None:
+        results = detector.predict_frames([image for _, image in group], color="rgb")
+        for (record, _), result in zip(group, results, strict=True):
+            if int(record.image_id) in predictions:
+                raise ValueError(f"image id {record.image_id} ({record.image_path}) appears twice")
+            predictions[int(record.image_id)] = {"boxes": result.boxes.reshape(-1, 4),
+                                                 "scores": result.scores, "labels": result.labels}
+        group.clear()
+
+    for record in records:
+        image = read_image_rgb(record.image_path, max_pixels=max_image_pixels)
+        group.append((record, image))
+        tiles += len(tile_grid(image.shape[1], image.shape[0], options.size, options.overlap))
+        if tiles >= detector.slice_batch:
+            flush()
+            tiles = 0
+    if group:
+        flush()
+    return predictions
+
+
 def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = False,
                   source: str = "the model") -> tuple[Any, dict[int, dict[str, np.ndarray]]]:
     """Build the evaluation loader of `cfg.data`'s `split` at the detector's size and predict it.
@@ -85,11 +143,24 @@ def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = 
     Raises:
         ValueError: the dataset's class names differ from the detector's (both named).
     """
+    if detector.slicing is not None:
+        from detector.data.catalog import format_skipped, load_split
+
+        split_records = load_split(cfg.data, split)
+        if split_records.skipped:
+            print(format_skipped(split_records.skipped, split, limit=5), file=sys.stderr)
+        _check_names(split_records.names, detector.class_names, source)
+        return split_records, predict_records(detector, split_records.records, progress=progress,
+                                              max_image_pixels=cfg.data.max_image_pixels)
     from detector.data.loading.dataset import build_dataloader
 
     cfg.model.image_size = detector.image_size
     loader, split_records = build_dataloader(cfg, split, train=False)
-    if list(split_records.names) != list(detector.class_names):
-        raise ValueError(f"class names differ: {source} has {list(detector.class_names)}, "
-                         f"the dataset has {list(split_records.names)}")
+    _check_names(split_records.names, detector.class_names, source)
     return split_records, predict_loader(detector, loader, progress=progress)
+
+
+def _check_names(dataset: Sequence[str], model: Sequence[str], source: str) -> None:
+    if list(dataset) != list(model):
+        raise ValueError(f"class names differ: {source} has {list(model)}, "
+                         f"the dataset has {list(dataset)}")

@@ -28,6 +28,8 @@ class Detections:
             readable as `names`, the name the README uses).
         width, height: size of the original image in pixels.
         path: the image file, when the input was a path.
+        slicing: the sliced-inference settings that made them
+            (`SlicingOptions.to_dict()`), None for one letterboxed pass.
     """
 
     boxes: np.ndarray
@@ -37,6 +39,7 @@ class Detections:
     width: int
     height: int
     path: str | None = None
+    slicing: dict[str, Any] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -47,8 +50,9 @@ class Detections:
         return len(self.boxes)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready record: {path, width, height, detections: [{box, score, label, name}]}."""
-        return {
+        """A JSON-ready record: {path, width, height, detections: [{box, score, label, name}]},
+        plus {slicing: settings} for sliced results."""
+        record = {
             "path": self.path,
             "width": self.width,
             "height": self.height,
@@ -63,3 +67,6 @@ class Detections:
                                                    self.label_names, strict=True)
             ],
         }
+        if self.slicing is not None:
+            record["slicing"] = self.slicing
+        return record

@@ -7,12 +7,15 @@
     results = det(batch_rgb, color="rgb")             # uint8 [B, H, W, 3] RGB
     result.boxes, result.scores, result.labels, result.label_names, result.to_dict()
     det = Detector.from_checkpoint("best.onnx")       # a `detector export` file, on ONNX Runtime
+    det = Detector.from_checkpoint("best.pt", slicing=SlicingOptions(size=640))  # large images
 
 Boxes are float32 xyxy pixels in the original image. Preprocessing (letterbox,
 colour flip) runs on the model's device; results are copied to the host once
 per batch, the only host-device synchronisation in `predict_frames`. Only the
 forward differs between a checkpoint and an exported file (a backend,
 detector/inference/backends.py); letterbox, selection and outputs are shared.
+With `slicing`, images go through the model as native-resolution tiles, merged
+across tiles (detector/inference/slicing.py), into the same `Detections`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from detector.data.letterbox import Letterbox, boxes_to_original
 from detector.inference.backends import InferenceBackend, Selection, TorchBackend, resolve_device
 from detector.inference.detections import Detections
 from detector.inference.preprocess import preprocess_batch
+from detector.inference.slicing import check_slicing, predict_sliced_rows, slice_batch_size
 from detector.model import precision
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,8 @@ class Detector:
         score_threshold, iou_threshold, max_det: postprocessing.
         classes: keep only these classes (names or indices); None keeps all.
         compile: wrap the forward in `torch.compile`.
+        slicing: sliced inference settings (`detector.defaults.SlicingOptions`), or None
+            for one letterboxed pass per image.
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class Detector:
         max_det: int = defaults.DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
+        slicing: defaults.SlicingOptions | None = None,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
@@ -115,6 +122,13 @@ class Detector:
         self.iou_threshold = float(iou_threshold)
         self.max_det = int(max_det)
         self.class_ids = self._class_ids(classes)
+        self.slicing = slicing
+        self.slice_batch = 0
+        if slicing is not None:
+            strides = getattr(backend, "strides", None) or backend.metadata.strides
+            check_slicing(slicing, max_stride=max(strides), fixed_size=backend.fixed_size)
+            source = str(getattr(backend, "path", "the model"))
+            self.slice_batch = slice_batch_size(slicing, backend, source)
 
     @property
     def names(self) -> list[str]:
@@ -132,6 +146,7 @@ class Detector:
         max_det: int = defaults.DEFAULT_MAX_DET,
         classes: Sequence[str | int] | None = None,
         compile: bool = False,
+        slicing: defaults.SlicingOptions | None = None,
     ) -> Detector:
         """Load a checkpoint written by training, or a file `detector export` wrote.
 
@@ -153,7 +168,7 @@ class Detector:
                                     score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det)
             return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
                        score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
-                       classes=classes)
+                       classes=classes, slicing=slicing)
         from detector.checkpoint import load_checkpoint
         from detector.inference.backends import autotune_convolutions
         from detector.model.build import model_from_checkpoint
@@ -176,6 +191,7 @@ class Detector:
             max_det=max_det,
             classes=classes,
             compile=compile,
+            slicing=slicing,
         )
 
     def _class_ids(self, classes: Sequence[str | int] | None) -> torch.Tensor | None:
@@ -244,7 +260,8 @@ class Detector:
 
     @torch.inference_mode()
     def predict_frames(self, images: Sequence[np.ndarray], color: str = "bgr") -> list[Detections]:
-        """Detect on a list of uint8 [H, W, 3] arrays (one batch on the device).
+        """Detect on a list of uint8 [H, W, 3] arrays (one batch on the device; sliced
+        into tiles when `slicing` is set).
 
         Args:
             images: B arrays in `color` order; sizes may differ.
@@ -253,8 +270,15 @@ class Detector:
         Returns:
             B Detections with boxes in each image's own pixel coordinates.
         """
-        batch, letterboxes = preprocess_batch(images, self.image_size, self.device, color=color)
-        return self.predict_letterboxed(batch, letterboxes)
+        if self.slicing is None:
+            rows = self.letterboxed_rows(images, color)
+        else:
+            if color not in ("bgr", "rgb"):
+                raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
+            checked = [_as_image(image, i) for i, image in enumerate(images)]
+            rows = predict_sliced_rows(self, checked, color)
+        sizes = [(image.shape[1], image.shape[0]) for image in images]
+        return self._to_detections(rows, sizes)
 
     @torch.inference_mode()
     def predict_letterboxed(self, batch: torch.Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:
@@ -267,6 +291,21 @@ class Detector:
         Returns:
             B Detections (their `path` is None).
         """
+        rows = self._rows_to_original(self.select_rows(batch), letterboxes)
+        return self._to_detections(rows, [(lb.orig_width, lb.orig_height) for lb in letterboxes])
+
+    def letterboxed_rows(self, images: Sequence[np.ndarray], color: str, *,
+                         on_host: bool = False) -> list[torch.Tensor]:
+        """One letterboxed pass: rows [K, 6] (x1, y1, x2, y2, score, label) per image, on the
+        device, boxes in original-image pixels. `on_host`: resize on the CPU and upload the
+        small batch only (sliced inference's full pass: a huge image never goes to the GPU)."""
+        where = torch.device("cpu") if on_host else self.device
+        batch, letterboxes = preprocess_batch(images, self.image_size, where, color=color)
+        return self._rows_to_original(self.select_rows(batch), letterboxes)
+
+    def select_rows(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """Forward + selection of a network-input batch: rows [K, 6] (x1, y1, x2, y2, score,
+        label) per image, on the device, boxes in network-input pixels."""
         # The class filter goes into the selection, before NMS and max_det, so other
         # classes never take the places of the ones asked for; an --nms graph gets the
         # selection as inputs (old --nms files: after their NMS, see NMSOutput.select).
@@ -275,15 +314,23 @@ class Detector:
         output = self.backend.forward(batch.to(self.device), selection)
         per_image = output.select(score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
                                   max_det=self.max_det, classes=self.class_ids)
-        rows = []
-        for dets, lb in zip(per_image, letterboxes, strict=True):
-            boxes, scores, labels = dets["boxes"], dets["scores"], dets["labels"]
-            boxes = boxes_to_original(boxes.float(), lb)
-            rows.append(torch.cat([boxes, scores.float()[:, None], labels.float()[:, None]], dim=1))
+        return [torch.cat([dets["boxes"].float(), dets["scores"].float()[:, None],
+                           dets["labels"].float()[:, None]], dim=1) for dets in per_image]
+
+    @staticmethod
+    def _rows_to_original(rows: list[torch.Tensor],
+                          letterboxes: Sequence[Letterbox]) -> list[torch.Tensor]:
+        return [torch.cat([boxes_to_original(row[:, :4], lb), row[:, 4:]], dim=1)
+                for row, lb in zip(rows, letterboxes, strict=True)]
+
+    def _to_detections(self, rows: list[torch.Tensor],
+                       sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """Rows [K, 6] per image -> Detections, with one device->host copy for the whole batch."""
         # One device->host copy for the whole batch: the sync that hands results out.
         host = torch.cat(rows).cpu().numpy() if rows else np.zeros((0, 6), np.float32)
+        slicing = self.slicing.to_dict() if self.slicing is not None else None
         results, start = [], 0
-        for row, lb in zip(rows, letterboxes, strict=True):
+        for row, (width, height) in zip(rows, sizes, strict=True):
             part = host[start:start + len(row)]
             start += len(row)
             labels_np = part[:, 5].astype(np.int64)
@@ -293,8 +340,9 @@ class Detector:
                     scores=np.ascontiguousarray(part[:, 4], dtype=np.float32),
                     labels=labels_np,
                     label_names=[self.class_names[i] for i in labels_np],
-                    width=lb.orig_width,
-                    height=lb.orig_height,
+                    width=width,
+                    height=height,
+                    slicing=slicing,
                 )
             )
         return results

@@ -78,7 +78,8 @@ class TrackingStage:
             labels[tracked] = self.tracker.labels_for(ids[tracked])
         out = TrackedDetections(boxes=result.boxes, scores=result.scores, labels=labels,
                                 label_names=[self.class_names[i] for i in labels.tolist()], width=result.width,
-                                height=result.height, path=result.path, track_ids=ids)
+                                height=result.height, path=result.path, slicing=result.slicing,
+                                track_ids=ids)
         if self.mot is not None:
             self.mot.write(frame.index + 1, ids, result.boxes, result.scores)
         self.trails.update(out)

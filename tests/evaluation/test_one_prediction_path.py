@@ -101,3 +101,36 @@ def assert_same_results(predictions: dict, cfg, saved_file: Path) -> None:
         assert (mine["image_id"], mine["category_id"]) == (saved["image_id"], saved["category_id"])
         assert mine["score"] == pytest.approx(saved["score"], abs=1e-4)
         assert mine["bbox"] == pytest.approx(saved["bbox"], abs=1e-2)
+
+
+def test_sliced_evaluate_and_api_give_the_same_detections(trained_run: dict) -> None:
+    """`detector evaluate --slice` and `Detector(slicing=...)` on the val files: one path.
+
+    32 px tiles on the 64 px images: three tiles a side (the last shifted inward), merged
+    with the full-image pass.
+    """
+    from detector.defaults import SlicingOptions
+
+    best = trained_run["best"]
+    metrics_file = trained_run["tmp"] / "sliced.json"
+    saved_file = trained_run["tmp"] / "saved_sliced.json"
+    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--slice", "32",
+                                       "--json", str(metrics_file),
+                                       "--save-predictions", str(saved_file)])
+    assert result.exit_code == 0, result.output
+    evaluate_ap = json.loads(metrics_file.read_text())["AP"]
+
+    cfg = load_config(trained_run["config"])
+    split = load_split(cfg.data, "val")
+    detector = Detector.from_checkpoint(
+        best, device="cpu", score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det,
+        slicing=SlicingOptions(size=32))
+    found = detector([record.image_path for record in split.records])
+    predictions = {record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
+                   for record, f in zip(split.records, found, strict=True)}
+    assert_same_results(predictions, cfg, saved_file)
+    api_ap = evaluate_detections(split.records, predictions, split.names,
+                                 voc_metric="none").stats["AP"]
+    print(f"sliced AP: detector evaluate {evaluate_ap:.6f}, Detector API {api_ap:.6f}")
+    assert abs(api_ap - evaluate_ap) <= 0.002
