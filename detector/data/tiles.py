@@ -9,7 +9,7 @@
                                         empty_rate=0.1, full_images=True, network_size=512,
                                         min_box_size=1.0, seed=0)
 
-The grid rule (the one sliced inference uses): along each axis tiles start every
+The grid rule (`detector.postprocess.tile_grid`, the one sliced inference uses): along each axis tiles start every
 `size - floor(overlap * size)` pixels from 0, as few as cover the side, and the
 last one is shifted inward to end exactly at the image edge; tiles never reach
 past the image and are never padded. A side no longer than `size` is one tile of
@@ -33,51 +33,15 @@ pixels are ignored (the tiles teach them at native size).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from detector.data.record import SampleRecord
+from detector.postprocess import tile_grid  # the one grid rule, shared with sliced inference
 
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels of the full image
 FULL_IMAGE_MIN_SIDE = 8.0  # px at network input: smaller objects are ignored in whole-image samples
-
-
-def _starts(length: int, size: int, stride: int) -> list[int]:
-    """Tile starts along one axis: every `stride` px, the last one ending at `length`."""
-    if length <= size:
-        return [0]
-    count = math.ceil((length - size) / stride) + 1
-    return [min(index * stride, length - size) for index in range(count)]
-
-
-def tile_grid(width: int, height: int, size: int, overlap: float) -> list[Window]:
-    """Tiles covering a `width` x `height` image exactly, row by row.
-
-    Args:
-        width, height: image size in pixels (>= 1).
-        size: tile side in pixels (>= 1).
-        overlap: fraction of `size` that neighbouring tiles share at least, in [0, 1);
-            the stride is `size - floor(overlap * size)`.
-
-    Returns:
-        [(x1, y1, x2, y2)] integer windows, `min(size, width)` wide and `min(size, height)`
-        high, inside the image; their union is the image.
-
-    Raises:
-        ValueError: a size below 1 or overlap outside [0, 1).
-    """
-    if width < 1 or height < 1:
-        raise ValueError(f"tile_grid: image size must be at least 1x1, got {width}x{height}")
-    if size < 1:
-        raise ValueError(f"tile_grid: tile size must be at least 1, got {size}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"tile_grid: overlap must be in [0, 1), got {overlap}")
-    stride = size - math.floor(overlap * size)
-    tile_width, tile_height = min(size, width), min(size, height)
-    return [(x, y, x + tile_width, y + tile_height)
-            for y in _starts(height, size, stride) for x in _starts(width, size, stride)]
 
 
 def cut_boxes(

@@ -71,7 +71,8 @@ def test_grid_hand_cases() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ((0, 10, 32, 0.2), "at least 1x1"), ((10, 10, 0, 0.2), "tile size must be at least 1"),
+    ((0, 10, 32, 0.2), "length and tile size must be >= 1"),
+    ((10, 10, 0, 0.2), "length and tile size must be >= 1"),
     ((10, 10, 32, 1.0), r"overlap must be in \[0, 1\)"), ((10, 10, 32, -0.1), "overlap"),
 ])
 def test_grid_refuses_bad_arguments(args: tuple, message: str) -> None:
