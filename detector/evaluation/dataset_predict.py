@@ -80,6 +80,20 @@ def predict_loader(detector: Detector, loader: Iterable[dict[str, Any]], *,
     return predictions
 
 
+def validation_slicing(cfg: Any) -> SlicingOptions | None:
+    """The sliced inference that validates a run trained on tiles (`data.slice`), else None.
+
+    Tiles of `data.slice.size` at its overlap, the full-image pass when the training
+    epochs hold whole images (`data.slice.full_images`), the default merge: what
+    `detector evaluate --slice SIZE --slice-overlap F [--no-slice-full]` runs, so the
+    AP training reports is the AP evaluate and the API give.
+    """
+    tiles = cfg.data.slice
+    if tiles is None:
+        return None
+    return SlicingOptions(size=tiles.size, overlap=tiles.overlap, full_image=tiles.full_images)
+
+
 def predict_records(detector: Detector, records: Sequence[Any], *, max_image_pixels: int,
                     progress: bool = False) -> dict[int, dict[str, np.ndarray]]:
     """Sliced prediction of full-resolution images: image_id -> {boxes, scores, labels}.

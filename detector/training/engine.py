@@ -475,7 +475,9 @@ def validate(
 
     The model is wrapped in the `Detector` that `detector evaluate` and the Python
     API use (`evaluation.dataset_predict`): same letterbox, autocast at
-    `train.amp_dtype`, decode and selection.
+    `train.amp_dtype`, decode and selection. A run trained on tiles (`data.slice`)
+    is validated by sliced inference on the full-resolution images
+    (`dataset_predict.validation_slicing`); `loader` is then unused.
 
     Args:
         model: the weights to score (EMA when enabled, unwrapped); put back in
@@ -491,14 +493,26 @@ def validate(
     Returns:
         {"AP": COCO AP@[.5:.95], "AP50": AP@.5}.
     """
-    from detector.evaluation.dataset_predict import evaluation_detector, predict_loader
+    from detector.evaluation.dataset_predict import (
+        evaluation_detector,
+        predict_loader,
+        predict_records,
+        validation_slicing,
+    )
     from detector.evaluation.evaluator import evaluate_detections
 
     was_training = model.training
     try:
-        detector = evaluation_detector(model, cfg, split.names, device)
-        batches = loader if should_stop is None else _StoppableBatches(loader, should_stop)
-        predictions = predict_loader(detector, batches, progress=progress)
+        slicing = validation_slicing(cfg)
+        detector = evaluation_detector(model, cfg, split.names, device, slicing=slicing)
+        if slicing is not None:
+            records = split.records
+            records = records if should_stop is None else _StoppableBatches(records, should_stop)
+            predictions = predict_records(detector, records, progress=progress,
+                                          max_image_pixels=cfg.data.max_image_pixels)
+        else:
+            batches = loader if should_stop is None else _StoppableBatches(loader, should_stop)
+            predictions = predict_loader(detector, batches, progress=progress)
     finally:
         model.train(was_training)
     # Only AP drives training decisions: skip the VOC metric here (`detector evaluate` has it).

@@ -134,3 +134,31 @@ def test_sliced_evaluate_and_api_give_the_same_detections(trained_run: dict) -> 
                                  voc_metric="none").stats["AP"]
     print(f"sliced AP: detector evaluate {evaluate_ap:.6f}, Detector API {api_ap:.6f}")
     assert abs(api_ap - evaluate_ap) <= 0.002
+
+
+def test_validation_of_a_tiled_run_is_sliced_evaluate(trained_run: dict) -> None:
+    """A run trained on tiles (`data.slice`) validates by sliced inference on the full images:
+    the AP training reports equals `detector evaluate --slice SIZE --slice-overlap F`'s."""
+    from detector.checkpoint import load_checkpoint
+    from detector.config import SliceConfig
+    from detector.model.build import model_from_checkpoint
+    from detector.training.engine import validate
+
+    best = trained_run["best"]
+    metrics_file = trained_run["tmp"] / "sliced_validation.json"
+    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--slice", "32",
+                                       "--slice-overlap", "0.25", "--json", str(metrics_file)])
+    assert result.exit_code == 0, result.output
+    evaluate_ap = json.loads(metrics_file.read_text())["AP"]
+
+    cfg = load_config(trained_run["config"])
+    cfg.data.slice = SliceConfig(size=32, overlap=0.25, full_images=True)
+    model, _ = model_from_checkpoint(load_checkpoint(best), device="cpu")
+    split = load_split(cfg.data, "val")
+    validation = validate(model, None, split, cfg, device=torch.device("cpu"))
+    cfg.data.slice = None  # the letterboxed validation of the same model differs: the test can fail
+    letterboxed = evaluate_detections(split.records, {}, split.names, voc_metric="none")
+    print(f"sliced AP: validation {validation['AP']:.6f}, detector evaluate {evaluate_ap:.6f}")
+    assert evaluate_ap > 0.05
+    assert validation["AP"] == pytest.approx(evaluate_ap, abs=1e-6)
+    assert letterboxed.stats["AP"] != pytest.approx(evaluate_ap, abs=1e-6)
