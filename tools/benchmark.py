@@ -11,6 +11,7 @@
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
     python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
+    python tools/benchmark.py int8 --model shapes=best.pt  # INT8 / fp32 ONNX Runtime speed, AP drop
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -24,6 +25,7 @@ from benchmarks.detect import detect
 from benchmarks.eval import eval_
 from benchmarks.gpu import gpu
 from benchmarks.handover import handover
+from benchmarks.int8 import int8
 from benchmarks.ladder import ladder
 from benchmarks.nms import nms
 from benchmarks.recipe import recipe
@@ -37,7 +39,7 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, resize):
+for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, resize, int8):
     main.add_command(command)
 main.add_command(gpu)
 
