@@ -6,6 +6,7 @@
     detector data check configs/voc.yaml
     detector export runs/train/exp/weights/best.pt --nms
     detector track runs/train/exp/weights/best.pt video.mp4 --save-mot tracks.txt
+    detector benchmark runs/train/exp/weights/best.pt --data configs/shapes.yaml
 
 Each command lives in `detector/commands/` and imports heavy modules (torch,
 cv2) only when it runs, so `detector --help` stays fast.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import click
 
+from detector.commands.benchmark import benchmark
 from detector.commands.data import data
 from detector.commands.detect import detect
 from detector.commands.evaluate import evaluate
@@ -37,3 +39,4 @@ main.add_command(data)
 main.add_command(export)
 main.add_command(evaluate_tracks)
 main.add_command(track)
+main.add_command(benchmark)

@@ -13,6 +13,7 @@
     python tools/benchmark.py progressive --size 128    # train.progressive vs plain at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
     python tools/benchmark.py slicing                   # tile merge vs NMS, batched tiles, merge AP
+    python tools/benchmark.py int8 --model shapes=best.pt  # INT8 / fp32 ONNX Runtime speed, AP drop
 
 Results and the exact commands are recorded in docs/benchmarks.md.
 """
@@ -26,6 +27,7 @@ from benchmarks.detect import detect
 from benchmarks.eval import eval_
 from benchmarks.gpu import gpu
 from benchmarks.handover import handover
+from benchmarks.int8 import int8
 from benchmarks.ladder import ladder
 from benchmarks.nms import nms
 from benchmarks.progressive import progressive
@@ -42,7 +44,7 @@ def main() -> None:
 
 
 for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, progressive,
-                resize, slicing):
+                resize, slicing, int8):
     main.add_command(command)
 main.add_command(gpu)
 

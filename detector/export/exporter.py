@@ -44,6 +44,10 @@ class ExportOptions:
     iou_threshold: float = DEFAULT_IOU_THRESHOLD
     max_det: int = DEFAULT_MAX_DET
     device: str = "cpu"
+    int8: bool = False
+    data_config: str | Path | None = None  # --int8: calibration images from its training split
+    calibration_images: int = 128
+    calibration_seed: int = 0
 
 
 @dataclass
@@ -78,6 +82,8 @@ def check_options(checkpoint: str | Path, options: ExportOptions) -> Path:
         raise ExportError(f"--conf {options.score_threshold}: must be in [0, 1]")
     if not 0.0 < options.iou_threshold <= 1.0:
         raise ExportError(f"--iou {options.iou_threshold}: must be in (0, 1]")
+    if options.int8:
+        _check_int8(options)
     if options.nms and options.format != "onnx":
         raise ExportError("--nms: NMS in the graph is ONNX only (the TorchScript file outputs boxes and scores)")
     out = Path(options.out) if options.out is not None else Path(checkpoint).with_suffix(SUFFIX[options.format])
@@ -90,6 +96,57 @@ def check_options(checkpoint: str | Path, options: ExportOptions) -> Path:
     if options.format == "onnx":
         require_onnx()
     return out
+
+
+def _check_int8(options: ExportOptions) -> None:
+    if options.format != "onnx":
+        raise ExportError("--int8: INT8 quantization is ONNX only "
+                          "(ONNX Runtime's quantize_static)")
+    if options.half:
+        raise ExportError("--int8 and --half: choose one precision")
+    if options.data_config is None:
+        raise ExportError("--int8 needs --data CONFIG: the calibration images come from its "
+                          "training split")
+    if options.calibration_images < 1:
+        raise ExportError(f"--calibration-images {options.calibration_images}: must be >= 1")
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError:
+        raise ExportError("--int8 needs onnxruntime: pip install 'detector[export]'") from None
+
+
+def _int8_transform(options: ExportOptions, metadata: ExportMetadata):
+    """The `write_onnx` transform quantizing the graph; fills the calibration metadata."""
+    from detector.config import load_config
+    from detector.export.int8 import (
+        LetterboxCalibrationReader,
+        calibration_image_paths,
+        quantization_settings,
+        quantize_int8,
+    )
+
+    cfg = load_config(options.data_config)
+    paths = calibration_image_paths(cfg.data, options.calibration_images,
+                                    options.calibration_seed)
+    reader = LetterboxCalibrationReader(paths, image_size=metadata.image_size,
+                                        batch=metadata.batch)
+    settings = quantization_settings()
+    metadata.calibration_images = len(paths)
+    metadata.calibration_seed = options.calibration_seed
+    metadata.quantization = (
+        f"onnxruntime quantize_static QDQ, per-channel {settings.weight_type} weights, "
+        f"{settings.activation_type} activations, MinMax, reduce_range={settings.reduce_range} "
+        f"({settings.reason}); float: decode tail and prediction convs; calibration: "
+        f"{len(paths)} training images of {options.data_config}, seed {options.calibration_seed}")
+
+    def transform(model):
+        try:
+            return quantize_int8(model, reader, settings=settings)
+        except Exception as exc:  # ORT raises many types; report the first line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"INT8 quantization failed: {first}") from exc
+
+    return transform
 
 
 def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportResult:
@@ -117,7 +174,7 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportR
         dynamic=options.dynamic,
         batch=1 if options.dynamic else options.batch,
         nms=options.nms,
-        precision="fp16" if options.half else "fp32",
+        precision="int8" if options.int8 else "fp16" if options.half else "fp32",
         score_threshold=options.score_threshold,
         iou_threshold=options.iou_threshold,
         max_det=options.max_det,
@@ -130,7 +187,9 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportR
     start = time.perf_counter()
     with torch.no_grad():
         if options.format == "onnx":
-            path = write_onnx(wrapper, out, metadata=metadata, exporter=options.exporter, opset=options.opset)
+            transform = _int8_transform(options, metadata) if options.int8 else None
+            path = write_onnx(wrapper, out, metadata=metadata, exporter=options.exporter,
+                              opset=options.opset, transform=transform)
         else:
             from detector.export.torchscript_export import write_torchscript
 

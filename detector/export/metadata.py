@@ -30,6 +30,7 @@ NMS_OUTPUTS = ("detections", "num_detections")
 # Inputs of an --nms graph with the exported defaults (older --nms files have none).
 NMS_INPUTS = ("score_threshold", "iou_threshold", "max_det", "class_mask")
 INPUT_NAME = "images"
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class ExportedModelError(CheckpointError):
@@ -51,7 +52,8 @@ class ExportMetadata:
         dynamic: batch, height and width are dynamic (multiples of 32).
         batch: the static batch size (1 when dynamic: any batch works).
         nms: NonMaxSuppression is in the graph (outputs `detections`, `num_detections`).
-        precision: "fp32" or "fp16" weights and activations.
+        precision: "fp32" or "fp16" weights and activations, or "int8" (QDQ: int8
+            weights and 8-bit activations, the decode tail in float; detector/export/int8.py).
         score_threshold, iou_threshold, max_det: the graph's NMS settings with `nms`,
             else the defaults recommended with the file.
         mean, std: RGB normalisation (0..1 units) applied inside the graph.
@@ -59,6 +61,9 @@ class ExportMetadata:
         checkpoint_sha256: hash of the source checkpoint file.
         exporter: which torch exporter built the graph, with the torch version.
         opset: ONNX opset (0 for TorchScript).
+        calibration_images: int8: training images the activation ranges came from (else 0).
+        calibration_seed: int8: the seed that drew them.
+        quantization: int8: how (format, types, reduce_range and why, nodes left in float).
     """
 
     names: list[str]
@@ -77,6 +82,9 @@ class ExportMetadata:
     checkpoint_sha256: str = ""
     exporter: str = ""
     opset: int = 0
+    calibration_images: int = 0
+    calibration_seed: int = 0
+    quantization: str = ""
 
     @property
     def output_names(self) -> tuple[str, str]:
@@ -135,6 +143,8 @@ class ExportMetadata:
             raise ExportedModelError(f"{source}: detector metadata has no class names")
         if meta.image_size <= 0 or meta.image_size % 32:
             raise ExportedModelError(f"{source}: metadata image_size {meta.image_size} is not a multiple of 32")
-        if meta.precision not in ("fp32", "fp16"):
-            raise ExportedModelError(f"{source}: metadata precision {meta.precision!r} is not fp32 or fp16")
+        if meta.precision not in PRECISIONS:
+            raise ExportedModelError(
+                f"{source}: metadata precision {meta.precision!r} is not one of "
+                f"{', '.join(PRECISIONS)}")
         return meta

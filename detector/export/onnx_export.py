@@ -22,7 +22,9 @@ import io
 import logging
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -82,7 +84,7 @@ def _export_graph(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, *
 
 
 def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMetadata, exporter: str = "dynamo",
-               opset: int = 18) -> Path:
+               opset: int = 18, transform: Callable[[Any], Any] | None = None) -> Path:
     """Export `wrapper` (a `DecodedDetector`) to `out` atomically.
 
     Args:
@@ -92,6 +94,8 @@ def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMet
             `dynamic`, `nms` and thresholds also shape the graph.
         exporter: "dynamo" (torch.onnx.export(dynamo=True)) or "torchscript" (dynamo=False).
         opset: ONNX opset version.
+        transform: rewrites the dense graph (onnx.ModelProto -> onnx.ModelProto) before the
+            NMS tail and metadata go in: INT8 quantization (`detector.export.int8`).
 
     Returns:
         The written path.
@@ -119,6 +123,8 @@ def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMet
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"torch.onnx.export ({exporter}) failed: {first}") from exc
         model = onnx.load(str(raw_path))
+    if transform is not None:
+        model = transform(model)
     if metadata.nms:
         append_nms(model, score_threshold=metadata.score_threshold, iou_threshold=metadata.iou_threshold,
                    max_det=metadata.max_det, num_classes=len(metadata.names))

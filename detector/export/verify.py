@@ -15,6 +15,13 @@ max(|reference|, 0.01) for scores, so near-zero values do not blow them up.
 A verification passes only on evidence: at least `MIN_DETECTIONS` checkpoint
 detections compared, the matched fraction, the largest box and score
 differences and (with data) the AP difference all within `TOLERANCES`.
+
+An INT8 file rounds every activation, so its boxes and scores differ from the
+checkpoint's by design: its verdict is the AP drop on the whole val split
+(AP checkpoint - AP exported <= `INT8_AP_DROP`), which needs `data_config`,
+the `MIN_DETECTIONS` evidence, and a checkpoint AP of at least
+`2 * INT8_AP_DROP` (below that, a file that detects nothing would pass). The
+differences and the matched fraction are printed for information.
 """
 
 from __future__ import annotations
@@ -45,18 +52,26 @@ class Tolerances:
         ap: largest |AP difference| (with data).
         box: largest |box coordinate difference|, as a fraction of the input side.
         score: largest |score difference|.
+        ap_drop_only: the verdict is the AP drop alone (`ap` bounds AP checkpoint - AP
+            exported); matched, box and score are not part of it (INT8).
     """
 
     matched: float
     ap: float
     box: float
     score: float
+    ap_drop_only: bool = False
 
 
+# INT8: the largest AP drop (COCO AP, 0..1) a quantized file may cost. 0.015 is the
+# issue's bound; docs/benchmarks.md "INT8" has what it costs on the shapes and dense sets.
+INT8_AP_DROP = 0.015
 # fp32: ~20x the largest differences measured (0.0012 px at 320 px, scores 8.4e-6);
 # fp16: measured on this package's models with ONNX Runtime's CPU provider (docs/export.md).
 TOLERANCES = {"fp32": Tolerances(matched=0.995, ap=0.002, box=1e-4, score=1e-4),
-              "fp16": Tolerances(matched=0.95, ap=0.01, box=0.1, score=0.02)}
+              "fp16": Tolerances(matched=0.95, ap=0.01, box=0.1, score=0.02),
+              "int8": Tolerances(matched=0.0, ap=INT8_AP_DROP, box=1.0, score=1.0,
+                                 ap_drop_only=True)}
 
 
 @dataclass
@@ -81,6 +96,8 @@ class VerifyReport:
     reference_detections: int = 0
     ap_checkpoint: float | None = None
     ap_exported: float | None = None
+    ap50_checkpoint: float | None = None
+    ap50_exported: float | None = None
 
     @property
     def matched_fraction(self) -> float:
@@ -98,6 +115,12 @@ class VerifyReport:
         return self.ap_exported - self.ap_checkpoint
 
     @property
+    def ap50_diff(self) -> float | None:
+        if self.ap50_checkpoint is None or self.ap50_exported is None:
+            return None
+        return self.ap50_exported - self.ap50_checkpoint
+
+    @property
     def evidence(self) -> str | None:
         """Why the images prove nothing (too few detections to compare), or None."""
         if self.reference_detections >= MIN_DETECTIONS:
@@ -112,6 +135,8 @@ class VerifyReport:
         """Each bound the measurements break (empty: PASS)."""
         bounds = self.tolerances
         failed = [self.evidence] if self.evidence else []
+        if bounds.ap_drop_only:
+            return failed + self._ap_drop_failures()
         if self.matched_fraction < bounds.matched:
             failed.append("detections matched")
         if self.box_abs > self.box_limit_px:
@@ -122,6 +147,18 @@ class VerifyReport:
             failed.append("AP diff")
         return failed
 
+    def _ap_drop_failures(self) -> list[str]:
+        if self.ap_diff is None:
+            return ["no AP: an INT8 file is verified by its AP drop, pass --data CONFIG"]
+        failed = []
+        least = 2 * self.tolerances.ap
+        if self.ap_checkpoint < least:
+            failed.append(f"no evidence: checkpoint AP {self.ap_checkpoint:.4f} < {least:.4f} "
+                          "(a file that detects nothing would pass)")
+        if -self.ap_diff > self.tolerances.ap:
+            failed.append("AP drop")
+        return failed
+
     @property
     def passed(self) -> bool:
         return not self.failures
@@ -130,6 +167,8 @@ class VerifyReport:
         """The short table `detector export` prints."""
         what = "dense outputs" if self.dense else "matched detections"
         bounds = self.tolerances
+        if bounds.ap_drop_only:
+            return self._drop_table(what)
         lines = [
             f"verify {self.exported} ({self.precision}, {self.runtime}) against {self.checkpoint} "
             f"on {self.images} {self.source}",
@@ -148,12 +187,43 @@ class VerifyReport:
                 f"  {'AP checkpoint':<26} {self.ap_checkpoint:>14.4f}",
                 f"  {'AP exported':<26} {self.ap_exported:>14.4f}",
                 f"  {'AP diff':<26} {self.ap_diff:>+14.4f}  |diff| <= {bounds.ap:.4f}",
-            ]
-        if self.evidence:
-            lines.append(f"  {self.evidence}")
+            ] + self._ap50_lines()
+        return "\n".join(lines + self._verdict_lines())
+
+    def _ap50_lines(self) -> list[str]:
+        if self.ap50_diff is None:
+            return []
+        return [f"  {'AP50 checkpoint':<26} {self.ap50_checkpoint:>14.4f}",
+                f"  {'AP50 exported':<26} {self.ap50_exported:>14.4f}",
+                f"  {'AP50 diff':<26} {self.ap50_diff:>+14.4f}"]
+
+    def _verdict_lines(self) -> list[str]:
+        lines = [f"  {self.evidence}"] if self.evidence else []
         reasons = [f for f in self.failures if f != self.evidence] or ["no evidence"]
         lines.append("  result: " + ("PASS" if self.passed else f"FAIL ({', '.join(reasons)})"))
-        return "\n".join(lines)
+        return lines
+
+    def _drop_table(self, what: str) -> str:
+        """The INT8 table: the AP drop is the verdict, the differences are information."""
+        info = "information: not part of the INT8 verdict"
+        lines = [
+            f"verify {self.exported} ({self.precision}, {self.runtime}) against "
+            f"{self.checkpoint} on {self.images} {self.source}",
+            f"  {'':<26} {'value':>14}  tolerance",
+            f"  {'boxes max abs diff':<26} {self.box_abs:>11.3g} px  ({what}; {info})",
+            f"  {'scores max abs diff':<26} {self.score_abs:>14.3g}  ({info})",
+            f"  {'detections matched':<26} {100 * self.matched_fraction:>13.2f}%  "
+            f"({self.matched}/{self.total}; checkpoint {self.reference_detections}, "
+            f"need >= {MIN_DETECTIONS})",
+        ]
+        if self.ap_diff is not None:
+            lines += [
+                f"  {'AP checkpoint':<26} {self.ap_checkpoint:>14.4f}  "
+                f">= {2 * self.tolerances.ap:.4f}",
+                f"  {'AP exported':<26} {self.ap_exported:>14.4f}",
+                f"  {'AP drop':<26} {-self.ap_diff:>+14.4f}  <= {self.tolerances.ap:.4f}",
+            ] + self._ap50_lines()
+        return "\n".join(lines + self._verdict_lines())
 
 
 def match_detections(reference, candidate) -> tuple[int, int, list[tuple[int, int]]]:
@@ -293,13 +363,15 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
         reference_detections=reference_count,
     )
     if cfg is not None:
-        report.ap_checkpoint, report.ap_exported = _split_ap(cfg, reference, candidate, meta, str(exported))
+        ours, theirs = _split_ap(cfg, reference, candidate, meta, str(exported))
+        report.ap_checkpoint, report.ap50_checkpoint = ours
+        report.ap_exported, report.ap50_exported = theirs
     return report
 
 
-def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, float]:
-    """COCO AP of both detectors on the whole val split at the eval thresholds (an older --nms
-    graph keeps its own)."""
+def _split_ap(cfg, reference, candidate, meta, source: str) -> list[tuple[float, float]]:
+    """COCO (AP, AP50) of both detectors on the whole val split at the eval thresholds (an older
+    --nms graph keeps its own)."""
     from detector.data.catalog import category_ids as dataset_category_ids
     from detector.evaluation.dataset_predict import predict_split
     from detector.evaluation.evaluator import evaluate_detections
@@ -321,5 +393,5 @@ def _split_ap(cfg, reference, candidate, meta, source: str) -> tuple[float, floa
         ids = dataset_category_ids(cfg.data)
         result = evaluate_detections(records.records, predictions, names, category_ids=ids, voc_metric="none",
                                      dataset_format=cfg.data.format)
-        aps.append(float(result.stats["AP"]))
-    return aps[0], aps[1]
+        aps.append((float(result.stats["AP"]), float(result.stats["AP50"])))
+    return aps

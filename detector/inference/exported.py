@@ -97,10 +97,13 @@ class OnnxRuntimeBackend:
         optimization: ORT graph optimisation level name ("all", "extended", "basic", "disable").
         io_binding: bind the input and outputs to torch tensors on the session's
             device; default: on a GPU (there it saves two host copies per batch).
+        providers: these execution providers instead of `onnx_providers(device, ...)`'s
+            (`detector benchmark` measures CUDA and TensorRT one at a time).
     """
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "auto", threads: int | None = None,
-                 optimization: str = "all", io_binding: bool | None = None) -> None:
+                 optimization: str = "all", io_binding: bool | None = None,
+                 providers: list[Provider] | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -110,7 +113,7 @@ class OnnxRuntimeBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportedModelError(f"{path}: exported model not found")
-        providers = onnx_providers(device, ort.get_available_providers())
+        providers = providers or onnx_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
