@@ -1,6 +1,6 @@
 """Same as `detector detect ...`: a thin wrapper of the package's command.
 
-    python tools/detect.py --help
+python tools/detect.py --help
 """
 
 from detector.commands.detect import detect

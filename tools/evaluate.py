@@ -1,6 +1,6 @@
 """Same as `detector evaluate ...`: a thin wrapper of the package's command.
 
-    python tools/evaluate.py --help
+python tools/evaluate.py --help
 """
 
 from detector.commands.evaluate import evaluate

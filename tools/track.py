@@ -1,6 +1,6 @@
 """Same as `detector track ...`: a thin wrapper of the package's command.
 
-    python tools/track.py --help
+python tools/track.py --help
 """
 
 from detector.commands.track import track

@@ -1,6 +1,6 @@
 """Same as `detector train ...`: a thin wrapper of the package's command.
 
-    python tools/train.py --help
+python tools/train.py --help
 """
 
 from detector.commands.train import train

@@ -24,12 +24,26 @@ import click
 
 @click.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set train.epochs=10 (repeatable).")
-@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
-              help="Continue the run in this directory from its weights/last.pt.")
-@click.option("--device", default=None, help="Training device: auto, cpu, cuda or cuda:N (sets train.device).")
-def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None, device: str | None) -> None:
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set train.epochs=10 (repeatable).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Continue the run in this directory from its weights/last.pt.",
+)
+@click.option(
+    "--device", default=None, help="Training device: auto, cpu, cuda or cuda:N (sets train.device)."
+)
+def train(
+    config: str | None, overrides: tuple[str, ...], resume_dir: str | None, device: str | None
+) -> None:
     """Train on the dataset CONFIG describes; writes config.yaml, results.csv, weights/ and plots/.
 
     With --resume, CONFIG is optional: the run's stored config is used.
@@ -47,7 +61,9 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
     overrides_list = list(overrides) + ([f"train.device={device}"] if device else [])
     try:
         if resume_dir is not None:
-            cfg, ckpt, changes = prepare_resume(resume_dir, config_path=config, overrides=overrides_list)
+            cfg, ckpt, changes = prepare_resume(
+                resume_dir, config_path=config, overrides=overrides_list
+            )
         elif config is None:
             raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
         else:
@@ -58,8 +74,16 @@ def train(config: str | None, overrides: tuple[str, ...], resume_dir: str | None
             click.echo(str(exc), err=True)
         raise SystemExit(exc.exit_code) from None
     # ValueError covers data errors (unreadable split files, unknown classes) named by the readers.
-    except (ConfigError, CheckpointError, ResumeError, NonFiniteLossError, TrainingError, FileExistsError,
-            FileNotFoundError, ValueError) as exc:
+    except (
+        ConfigError,
+        CheckpointError,
+        ResumeError,
+        NonFiniteLossError,
+        TrainingError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         raise click.ClickException(str(exc)) from exc
     if run_dir is not None:  # None on ranks other than 0 under torchrun
         click.echo(str(run_dir))

@@ -76,8 +76,11 @@ def tile_grid(width: int, height: int, size: int, overlap: float) -> list[Window
         raise ValueError(f"tile_grid: overlap must be in [0, 1), got {overlap}")
     stride = size - math.floor(overlap * size)
     tile_width, tile_height = min(size, width), min(size, height)
-    return [(x, y, x + tile_width, y + tile_height)
-            for y in _starts(height, size, stride) for x in _starts(width, size, stride)]
+    return [
+        (x, y, x + tile_width, y + tile_height)
+        for y in _starts(height, size, stride)
+        for x in _starts(width, size, stride)
+    ]
 
 
 def cut_boxes(
@@ -105,8 +108,15 @@ def cut_boxes(
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     x1, y1, x2, y2 = window
-    clipped = np.stack([boxes[:, 0].clip(x1, x2), boxes[:, 1].clip(y1, y2),
-                        boxes[:, 2].clip(x1, x2), boxes[:, 3].clip(y1, y2)], axis=1)
+    clipped = np.stack(
+        [
+            boxes[:, 0].clip(x1, x2),
+            boxes[:, 1].clip(y1, y2),
+            boxes[:, 2].clip(x1, x2),
+            boxes[:, 3].clip(y1, y2),
+        ],
+        axis=1,
+    )
     sides = clipped[:, 2:] - clipped[:, :2]  # [N, 2]
     inside = (sides > 0).all(axis=1)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -118,13 +128,27 @@ def cut_boxes(
     return shifted.astype(np.float32), np.asarray(labels, np.int64)[inside], flags
 
 
-def tile_record(record: SampleRecord, window: Window, *, min_area_ratio: float,
-                min_box_size: float) -> SampleRecord:
+def tile_record(
+    record: SampleRecord, window: Window, *, min_area_ratio: float, min_box_size: float
+) -> SampleRecord:
     """`record` cut to `window`: a record of the tile (its `window` set, boxes in tile pixels)."""
-    boxes, labels, ignore = cut_boxes(record.boxes, record.labels, record.ignore, window,
-                                      min_area_ratio=min_area_ratio, min_box_size=min_box_size)
-    return dataclasses.replace(record, width=window[2] - window[0], height=window[3] - window[1],
-                               boxes=boxes, labels=labels, ignore=ignore, window=window)
+    boxes, labels, ignore = cut_boxes(
+        record.boxes,
+        record.labels,
+        record.ignore,
+        window,
+        min_area_ratio=min_area_ratio,
+        min_box_size=min_box_size,
+    )
+    return dataclasses.replace(
+        record,
+        width=window[2] - window[0],
+        height=window[3] - window[1],
+        boxes=boxes,
+        labels=labels,
+        ignore=ignore,
+        window=window,
+    )
 
 
 @dataclass
@@ -144,9 +168,11 @@ class TilingSummary:
     def __str__(self) -> str:
         empty = self.tiles - self.tiles_with_objects
         full = f" + {self.full_images} whole images" if self.full_images else ""
-        return (f"{self.images} images -> {self.tiles} tiles: {self.tiles_with_objects} with "
-                f"objects, {self.empty_kept} of {empty} empty kept{full} = {self.samples} samples "
-                "per epoch")
+        return (
+            f"{self.images} images -> {self.tiles} tiles: {self.tiles_with_objects} with "
+            f"objects, {self.empty_kept} of {empty} empty kept{full} = {self.samples} samples "
+            "per epoch"
+        )
 
 
 def _full_image_record(record: SampleRecord, network_size: int) -> SampleRecord:
@@ -186,23 +212,32 @@ def training_samples(
     Raises:
         ValueError: nothing to train on (every tile empty, empty_rate 0, no whole images).
     """
-    tiles = [tile_record(record, window, min_area_ratio=min_area_ratio, min_box_size=min_box_size)
-             for record in records
-             for window in tile_grid(record.width, record.height, size, overlap)]
+    tiles = [
+        tile_record(record, window, min_area_ratio=min_area_ratio, min_box_size=min_box_size)
+        for record in records
+        for window in tile_grid(record.width, record.height, size, overlap)
+    ]
     # Empty: no target (no box, or only ignored ones).
     empty = [index for index, tile in enumerate(tiles) if tile.ignore.all()]
     keep = round(empty_rate * len(empty))
     chosen = {empty[int(j)] for j in np.random.default_rng(seed).permutation(len(empty))[:keep]}
     empty_set = set(empty)
-    samples = [tile for index, tile in enumerate(tiles)
-               if index not in empty_set or index in chosen]
+    samples = [
+        tile for index, tile in enumerate(tiles) if index not in empty_set or index in chosen
+    ]
     if full_images:
         samples += [_full_image_record(record, network_size) for record in records]
-    summary = TilingSummary(images=len(records), tiles=len(tiles),
-                            tiles_with_objects=len(tiles) - len(empty), empty_kept=keep,
-                            full_images=len(records) if full_images else 0)
+    summary = TilingSummary(
+        images=len(records),
+        tiles=len(tiles),
+        tiles_with_objects=len(tiles) - len(empty),
+        empty_kept=keep,
+        full_images=len(records) if full_images else 0,
+    )
     if not samples:
-        raise ValueError(f"data.slice: all {summary.tiles} tiles hold no object, "
-                         "data.slice.empty_rate is 0 and data.slice.full_images is false: "
-                         "nothing to train on")
+        raise ValueError(
+            f"data.slice: all {summary.tiles} tiles hold no object, "
+            "data.slice.empty_rate is 0 and data.slice.full_images is false: "
+            "nothing to train on"
+        )
     return samples, summary

@@ -294,8 +294,11 @@ def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(
         ("augment=[{name: hflip}]", "augment: None -> [{'name': 'hflip'}]"),
         ("train.multi_scale=[32, 96]", "train.multi_scale: None -> [32, 96]"),
         ("train.close_mosaic=1", "train.close_mosaic: 0 -> 1"),
-        ("data.slice={size: 64}", "data.slice: None -> {'size': 64, 'overlap': 0.2, "
-                                  "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': True}"),
+        (
+            "data.slice={size: 64}",
+            "data.slice: None -> {'size': 64, 'overlap': 0.2, "
+            "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': True}",
+        ),
     ):
         with pytest.raises(ResumeError) as info:
             prepare_resume(run, overrides=[override])

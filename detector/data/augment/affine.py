@@ -38,8 +38,10 @@ def build_affine(params: dict[str, float], fill: int) -> A.Affine:
     return A.Affine(
         rotate=(-params["degrees"], params["degrees"]),
         shear={"x": (-params["shear"], params["shear"]), "y": (-params["shear"], params["shear"])},
-        translate_percent={"x": (-params["translate"], params["translate"]),
-                           "y": (-params["translate"], params["translate"])},
+        translate_percent={
+            "x": (-params["translate"], params["translate"]),
+            "y": (-params["translate"], params["translate"]),
+        },
         scale=(1.0 - params["scale"], 1.0 + params["scale"]),
         keep_ratio=True,
         rotate_method=ROTATED_BOX_METHOD,

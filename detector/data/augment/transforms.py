@@ -76,8 +76,14 @@ from detector.data.letterbox import (
     letterbox_image,
 )
 
-__all__ = ["DEFAULT_AUGMENT", "EvalTransform", "TrainTransform", "TransformedSample",
-           "build_eval_transform", "build_train_transform"]
+__all__ = [
+    "DEFAULT_AUGMENT",
+    "EvalTransform",
+    "TrainTransform",
+    "TransformedSample",
+    "build_eval_transform",
+    "build_train_transform",
+]
 
 
 @dataclass
@@ -115,20 +121,29 @@ def _build_albumentation(name: str, params: dict[str, float]) -> A.BasicTransfor
     builders: dict[str, Callable[[], A.BasicTransform]] = {
         "crop": lambda: A.BBoxSafeRandomCrop(erosion_rate=params["erosion_rate"], p=params["p"]),
         "border_crop": lambda: A.RandomCropFromBorders(
-            crop_left=params["max_fraction"], crop_right=params["max_fraction"],
-            crop_top=params["max_fraction"], crop_bottom=params["max_fraction"], p=params["p"],
+            crop_left=params["max_fraction"],
+            crop_right=params["max_fraction"],
+            crop_top=params["max_fraction"],
+            crop_bottom=params["max_fraction"],
+            p=params["p"],
         ),
         "hflip": lambda: A.HorizontalFlip(p=params["p"]),
         "vflip": lambda: build_vflip(params),
         "hsv": lambda: A.HueSaturationValue(
-            hue_shift_limit=params["hue"], sat_shift_limit=params["saturation"],
-            val_shift_limit=params["value"], p=params["p"],
+            hue_shift_limit=params["hue"],
+            sat_shift_limit=params["saturation"],
+            val_shift_limit=params["value"],
+            p=params["p"],
         ),
         "brightness_contrast": lambda: A.RandomBrightnessContrast(
-            brightness_limit=params["brightness"], contrast_limit=params["contrast"], p=params["p"],
+            brightness_limit=params["brightness"],
+            contrast_limit=params["contrast"],
+            p=params["p"],
         ),
         "rgb_shift": lambda: A.RGBShift(
-            r_shift_limit=params["shift"], g_shift_limit=params["shift"], b_shift_limit=params["shift"],
+            r_shift_limit=params["shift"],
+            g_shift_limit=params["shift"],
+            b_shift_limit=params["shift"],
             p=params["p"],
         ),
     }
@@ -144,8 +159,9 @@ class TrainTransform:
     dataset applies them (detector/data/augment/multi_image.py).
     """
 
-    def __init__(self, parsed: list[tuple[str, dict[str, float]]], image_size: int,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, parsed: list[tuple[str, dict[str, float]]], image_size: int, seed: int | None = None
+    ) -> None:
         self.parsed = parsed
         self.image_size = image_size
         entries = dict(parsed)
@@ -174,7 +190,11 @@ class TrainTransform:
         self._seeded = None  # handed to a Compose when it is next used (~15 us)
 
     def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray,
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        ignore: np.ndarray,
         image_size: int | None = None,
     ) -> TransformedSample:
         """Augment one sample.
@@ -196,9 +216,16 @@ class TrainTransform:
         # Boxes enter albumentations normalised, clipped and non-degenerate, i.e. in
         # its own internal format: its pascal_voc conversion, clipping and invalid-box
         # filter cost more per call than this numpy (~0.1 ms per image together).
-        normalised = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / (width, height, width, height)
+        normalised = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / (
+            width,
+            height,
+            width,
+            height,
+        )
         np.clip(normalised, 0.0, 1.0, out=normalised)
-        valid = np.flatnonzero((normalised[:, 2] > normalised[:, 0]) & (normalised[:, 3] > normalised[:, 1]))
+        valid = np.flatnonzero(
+            (normalised[:, 2] > normalised[:, 0]) & (normalised[:, 3] > normalised[:, 1])
+        )
         # Each box carries its index as a fifth column (extra columns travel with
         # their box), so labels and ignore flags are selected by it afterwards and
         # can never fall out of step; cheaper than a `label_fields` entry, which
@@ -260,10 +287,15 @@ def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) 
     if scale_jitter is None:
         # letterbox.resize_image, as evaluation and Detector resize: the same pixels.
         resize = FitLongestSide(image_size)
-        place = [A.PadIfNeeded(
-            min_height=image_size, min_width=image_size, position="center",
-            border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
-        )]
+        place = [
+            A.PadIfNeeded(
+                min_height=image_size,
+                min_width=image_size,
+                position="center",
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=PAD_VALUE,
+            )
+        ]
     else:
         sizes = _scale_choices(image_size, scale_jitter["min_scale"], scale_jitter["max_scale"])
         resize = FitLongestSide(sizes)
@@ -286,7 +318,8 @@ def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) 
     )
     # Shape checks guard masks against images of another size; we pass one image only.
     return with_quick_box_check(
-        A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False))
+        A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False)
+    )
 
 
 def build_train_transform(

@@ -44,7 +44,9 @@ class ReadStats:
         self.size_mismatches += other.size_mismatches
 
 
-def check_boxes_xyxy(boxes: np.ndarray, where: str, object_names: list[str] | None = None) -> np.ndarray:
+def check_boxes_xyxy(
+    boxes: np.ndarray, where: str, object_names: list[str] | None = None
+) -> np.ndarray:
     """Reject non-finite and inverted boxes.
 
     Args:

@@ -77,10 +77,20 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
     Call `set_epoch(epoch)` before each epoch (the trainer does).
     """
 
-    def __init__(self, sampler: Sampler[int], seed: int, rank: int = 0, *, batch_size: int = 1,
-                 image_size: int | None = None, multi_scale: tuple[int, int] | list[int] | None = None) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        seed: int,
+        rank: int = 0,
+        *,
+        batch_size: int = 1,
+        image_size: int | None = None,
+        multi_scale: tuple[int, int] | list[int] | None = None,
+    ) -> None:
         if not isinstance(sampler, Sized):
-            raise TypeError(f"SeededSampler: the wrapped sampler {type(sampler).__name__} has no len()")
+            raise TypeError(
+                f"SeededSampler: the wrapped sampler {type(sampler).__name__} has no len()"
+            )
         if batch_size < 1:
             raise ValueError(f"SeededSampler: batch_size must be at least 1, got {batch_size}")
         self.sampler = sampler
@@ -131,7 +141,9 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
 
     def __iter__(self) -> Iterator[tuple[int, int, SamplePlan]]:
         # Two independent children of one epoch seed: shuffling and per-sample seeds.
-        epoch_seed = np.random.SeedSequence(self.seed % _SEED_BITS, spawn_key=(self.rank, self.epoch))
+        epoch_seed = np.random.SeedSequence(
+            self.seed % _SEED_BITS, spawn_key=(self.rank, self.epoch)
+        )
         order_seed, sample_seeds = epoch_seed.spawn(2)
         generator = getattr(self.sampler, "generator", None)
         if isinstance(generator, torch.Generator):
@@ -140,7 +152,11 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
         seeds = sample_seeds.generate_state(len(self.sampler), np.uint64).tolist()
         sizes = self.batch_sizes()
         plans = [SamplePlan(self.mosaic, size) for size in sizes]
-        triples = ((index, sample_seed, plans[position // self.batch_size])
-                   for position, (index, sample_seed) in enumerate(zip(iter(self.sampler), seeds, strict=True)))
+        triples = (
+            (index, sample_seed, plans[position // self.batch_size])
+            for position, (index, sample_seed) in enumerate(
+                zip(iter(self.sampler), seeds, strict=True)
+            )
+        )
         # The whole epoch's order is drawn, then the consumed head dropped: same tail.
         return itertools.islice(triples, self.start, None)
