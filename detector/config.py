@@ -726,7 +726,8 @@ def _check_multi_scale(value: list[int] | None) -> None:
 def _check_progressive(
     value: ProgressiveResize | None, image_size: int, multi_scale: list[int] | None
 ) -> None:
-    """null, or a side that is a multiple of 32 in [32, model.image_size) and a fraction in (0, 1)."""
+    """null, or a side that is a multiple of 32 in [32, model.image_size)
+    and a fraction in (0, 1)."""
     if value is None:
         return
     if multi_scale is not None:

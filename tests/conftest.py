@@ -96,7 +96,8 @@ def _tiny_training(
 
 @pytest.fixture(scope="session")
 def tiny_training() -> Callable[..., dict[str, Any]]:
-    """Factory for the smallest real training config: `tiny_training(data_root, run_dir, **train)`."""
+    """Factory for the smallest real training config:
+    `tiny_training(data_root, run_dir, **train)`."""
     return _tiny_training
 
 

@@ -151,9 +151,9 @@ def test_pickle_with_code_is_refused_as_not_ours_without_unsafe_advice(tmp_path:
         with pytest.raises(CheckpointError) as info:
             load_checkpoint(file)
         message = str(info.value)
-        assert (
-            message
-            == f"{file}: not a checkpoint of this package (or unsafe): loading it would run posix.system"
+        assert message == (
+            f"{file}: not a checkpoint of this package (or unsafe): "
+            "loading it would run posix.system"
         )
         assert "weights_only" not in message and "\n" not in message
 

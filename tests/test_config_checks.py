@@ -168,7 +168,8 @@ def test_duplicated_section_names_key_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == (
-        f"{path}: line 5: duplicated key 'train' (first given at line 1; YAML would keep only the last)"
+        f"{path}: line 5: duplicated key 'train' "
+        "(first given at line 1; YAML would keep only the last)"
     )
 
 
@@ -281,7 +282,8 @@ def test_eval_range_check_agrees_with_detector(key: str, value: float) -> None:
 
 @pytest.mark.parametrize("value", ["1", "30", "0.5"])
 def test_bare_number_save_period_names_the_accepted_forms(tmp_path: Path, value: str) -> None:
-    """`save_period: 1` (other toolkits: every epoch) was refused with "expected a string, got 1"."""
+    """`save_period: 1` (other toolkits: every epoch) was refused
+    with "expected a string, got 1"."""
     path = tmp_path / "c.yaml"
     path.write_text(f"train:\n  save_period: {value}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:

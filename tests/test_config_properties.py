@@ -104,7 +104,8 @@ def config_documents(draw: st.DrawFn) -> Any:
 
 @st.composite
 def edited_shapes(draw: st.DrawFn) -> str:
-    """configs/shapes.yaml with a few random edits (truncation, inserted YAML syntax, duplicated lines)."""
+    """configs/shapes.yaml with a few random edits
+    (truncation, inserted YAML syntax, duplicated lines)."""
     text = SHAPES
     for _ in range(draw(st.integers(1, 3))):
         position = draw(st.integers(0, len(text)))

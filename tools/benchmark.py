@@ -5,11 +5,11 @@
     python tools/benchmark.py eval                      # our evaluate path vs pycocotools alone
     python tools/benchmark.py train                     # training images/s and data-wait fraction
     python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
-    python tools/benchmark.py track                     # tracker cost, detect vs track fps, tracking scores
-    python tools/benchmark.py handover                  # memfd batch hand-over vs torch's, training img/s
+    python tools/benchmark.py track                     # tracker cost, detect vs track fps, scores
+    python tools/benchmark.py handover                  # memfd batch hand-over vs torch's, img/s
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
-    python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
+    python tools/benchmark.py ladder                    # ladder cost, speed, AP at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
 
 Results and the exact commands are recorded in docs/benchmarks.md.

@@ -2,7 +2,7 @@
 
 Standard library only, so it runs on a machine with nothing but Python and pip:
 
-    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect and track on a video
+    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect, track a video
     python3 tools/bootstrap.py test    # the whole pytest suite (what CI runs)
 
 The environment lives in `.venv/` at the repository root and is reinstalled only
@@ -102,7 +102,8 @@ def run_tests(python: Path, extra: list[str]) -> int:
 
 
 def run_demo(python: Path) -> int:
-    """Train on the embedded synthetic dataset, evaluate, detect and track on a video, score the tracks."""
+    """Train on the embedded synthetic dataset, evaluate,
+    detect and track on a video, score the tracks."""
     detector = [str(python), "-m", "detector"]
     run_dir = ROOT / DEMO_RUN
     steps = [

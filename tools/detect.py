@@ -1,6 +1,8 @@
 """Same as `detector detect ...`: a thin wrapper of the package's command.
 
-python tools/detect.py --help
+Usage:
+
+    python tools/detect.py --help
 """
 
 from detector.commands.detect import detect

@@ -1,6 +1,8 @@
 """Same as `detector evaluate ...`: a thin wrapper of the package's command.
 
-python tools/evaluate.py --help
+Usage:
+
+    python tools/evaluate.py --help
 """
 
 from detector.commands.evaluate import evaluate

@@ -1,6 +1,8 @@
 """Same as `detector export ...`: a thin wrapper of the package's command.
 
-python tools/export.py --help
+Usage:
+
+    python tools/export.py --help
 """
 
 from detector.commands.export import export

@@ -1,6 +1,8 @@
 """Same as `detector track ...`: a thin wrapper of the package's command.
 
-python tools/track.py --help
+Usage:
+
+    python tools/track.py --help
 """
 
 from detector.commands.track import track

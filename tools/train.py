@@ -1,6 +1,8 @@
 """Same as `detector train ...`: a thin wrapper of the package's command.
 
-python tools/train.py --help
+Usage:
+
+    python tools/train.py --help
 """
 
 from detector.commands.train import train

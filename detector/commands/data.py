@@ -1,9 +1,11 @@
 """`detector data ...`: dataset utilities.
 
-detector data check configs/voc.yaml
-detector data preview configs/shapes.yaml --out preview.jpg
-detector data synth datasets/shapes
-detector data video configs/shapes.yaml --out demo.mp4
+Usage:
+
+    detector data check configs/voc.yaml
+    detector data preview configs/shapes.yaml --out preview.jpg
+    detector data synth datasets/shapes
+    detector data video configs/shapes.yaml --out demo.mp4
 """
 
 from __future__ import annotations

@@ -28,14 +28,16 @@ def _format_split(report: SplitReport, names: list[str]) -> list[str]:
     stats = report.read_stats
     lines = [
         f"[{report.split}] {report.num_entries} entr{'y' if report.num_entries == 1 else 'ies'}",
-        f"  images:        {report.num_images} usable, {report.num_empty} without objects (kept as negatives)",
+        f"  images:        {report.num_images} usable, {report.num_empty} without objects "
+        "(kept as negatives)",
         f"  boxes:         {report.num_boxes} used, {report.num_ignored} ignored (difficult/crowd)",
-        f"  box policy:    {stats.boxes_clipped} clipped to the image, {stats.boxes_dropped} dropped "
-        f"(under data.min_box_size or zero-size)",
+        f"  box policy:    {stats.boxes_clipped} clipped to the image, "
+        f"{stats.boxes_dropped} dropped (under data.min_box_size or zero-size)",
     ]
     if stats.size_mismatches:
         lines.append(
-            f"  size:          {stats.size_mismatches} annotated sizes differ from the image (image used)"
+            f"  size:          {stats.size_mismatches} annotated sizes differ from the image "
+            "(image used)"
         )
     if stats.missing_label_files:
         lines.append(
@@ -44,16 +46,18 @@ def _format_split(report: SplitReport, names: list[str]) -> list[str]:
     width = max([len(name) for name in names] + [5])
     lines.append(f"  {'class':<{width}}  {'boxes':>8}  {'ignored':>8}")
     for name in names:
-        lines.append(
-            f"  {name:<{width}}  {report.boxes_per_class.get(name, 0):>8}  {report.ignored_per_class.get(name, 0):>8}"
-        )
+        boxes = report.boxes_per_class.get(name, 0)
+        ignored = report.ignored_per_class.get(name, 0)
+        lines.append(f"  {name:<{width}}  {boxes:>8}  {ignored:>8}")
     sizes = report.box_sizes
     if sizes is None:
         lines.append("  box sizes:     no boxes")
     else:
         lines += [
-            f"  box width  px: min {sizes.width_min:.1f}  median {sizes.width_median:.1f}  max {sizes.width_max:.1f}",
-            f"  box height px: min {sizes.height_min:.1f}  median {sizes.height_median:.1f}  max {sizes.height_max:.1f}",
+            f"  box width  px: min {sizes.width_min:.1f}  median {sizes.width_median:.1f}  "
+            f"max {sizes.width_max:.1f}",
+            f"  box height px: min {sizes.height_min:.1f}  median {sizes.height_median:.1f}  "
+            f"max {sizes.height_max:.1f}",
             f"  box area:      small {sizes.small}  medium {sizes.medium}  large {sizes.large}"
             " (COCO: < 32^2, < 96^2, larger)",
         ]

@@ -83,7 +83,8 @@ def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int, ki
 @click.option("--size", default="320x240", show_default=True, help="Frame size WIDTHxHEIGHT.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def video(config: str, out_path: str, frames: int, fps: float, size: str, seed: int) -> None:
-    """Render a video of moving shapes of CONFIG's classes and its MOT ground truth <stem>.gt.txt."""
+    """Render a video of moving shapes of CONFIG's classes,
+    and its MOT ground truth <stem>.gt.txt."""
     from detector.config import ConfigError, load_config
     from detector.data.synthetic.shapes_video import ground_truth_path, write_shapes_video
 

@@ -47,8 +47,8 @@ def evaluate_tracks(gt: str, pred: str, num_frames: int | None, json_path: str |
     combined = table.combined
     click.echo(
         f"HOTA {combined['HOTA']:.4f}  DetA {combined['DetA']:.4f}  AssA {combined['AssA']:.4f}  "
-        f"MOTA {combined['MOTA']:.4f}  IDF1 {combined['IDF1']:.4f}  ID switches {combined['IDSW']}  "
-        f"fragmentations {combined['Frag']}"
+        f"MOTA {combined['MOTA']:.4f}  IDF1 {combined['IDF1']:.4f}  "
+        f"ID switches {combined['IDSW']}  fragmentations {combined['Frag']}"
     )
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """`detector train`: train a detector from a YAML config, or continue a run.
 
     detector train configs/shapes.yaml
-    detector train configs/voc.yaml --set train.epochs=50 --set model.backbone=resnet50 --device cuda:1
+    detector train configs/voc.yaml --set train.epochs=50 --set model.backbone=resnet50
+    detector train configs/voc.yaml --device cuda:1
     detector train --resume runs/train/exp                     # continue exactly where it stopped
     detector train --resume runs/train/exp --set train.epochs=80   # ... and train longer
     torchrun --nproc_per_node=4 -m detector train configs/voc.yaml  # DDP, one process per GPU

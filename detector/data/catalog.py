@@ -11,8 +11,9 @@ datasets/README.md). Several entries are concatenated (VOC 2007 + 2012).
 
 Skip policy: every image is checked at start-up (exists, not empty, readable
 header, JPEG/PNG end marker present, at most `data.max_image_pixels`, at least
-10 px a side; with `decode=True` it is fully decoded, which also finds broken data). A bad image becomes a `SkippedSample(path, reason)` in
-`SplitRecords.skipped`; callers print the count and the list (`format_skipped`).
+10 px a side; with `decode=True` it is fully decoded, which also finds broken data).
+A bad image becomes a `SkippedSample(path, reason)` in `SplitRecords.skipped`;
+callers print the count and the list (`format_skipped`).
 Annotation errors are not skipped: they raise `ValueError` naming the file.
 The box policy (clip, drop under `data.min_box_size`) is in
 `detector.data.formats.annotations`.

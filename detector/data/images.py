@@ -1,7 +1,7 @@
 """Robust image loading: EXIF orientation, 8-bit RGB from any common layout, clear errors.
 
     from detector.data.images import read_image_rgb, read_image_size
-    image = read_image_rgb("datasets/VOCdevkit/VOC2007/JPEGImages/000005.jpg")  # uint8 [H, W, 3] RGB
+    image = read_image_rgb("datasets/VOCdevkit/VOC2007/JPEGImages/000005.jpg")  # uint8 HxWx3 RGB
     height, width = read_image_size("photo.jpg")  # header only, EXIF-aware
 
 Skip policy (what the data pipeline does with a bad image):

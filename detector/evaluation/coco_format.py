@@ -314,7 +314,8 @@ def load_coco_results(
     image_ids: Iterable[int] | None = None,
     image_aliases: Mapping[str, int] | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
-    """Read a COCO results JSON file into per-image predictions (see `coco_results_to_predictions`)."""
+    """Read a COCO results JSON file into per-image predictions
+    (see `coco_results_to_predictions`)."""
     path = Path(path)
     if not path.is_file():
         raise CocoFormatError(f"{path}: predictions file not found")

@@ -1,7 +1,9 @@
 """ResNet backbone, grid YOLO head, loss and their builders.
 
-from detector.model import build_model, build_loss
-model = build_model(cfg.model, num_classes)
+Usage:
+
+    from detector.model import build_model, build_loss
+    model = build_model(cfg.model, num_classes)
 """
 
 from detector.model.build import build_loss, build_model

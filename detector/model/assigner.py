@@ -49,7 +49,8 @@ class Assignment:
         fg_mask: [B, A] bool, positive cells.
         matched_gt: [B, A] int64, index of the assigned box in the padded [B, M] targets
             (0 where not positive).
-        matched_iou: [B, A] float, IoU of the cell's predicted box with its box (0 where not positive).
+        matched_iou: [B, A] float, IoU of the cell's predicted box with its box
+            (0 where not positive).
     """
 
     fg_mask: torch.Tensor

@@ -220,7 +220,8 @@ class ResNetBackbone(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Args: x float [B, 3, H, W], normalised. Returns C3 [B, c3, H/8, W/8], C4 (/16), C5 (/32)."""
+        """Args: x float [B, 3, H, W], normalised.
+        Returns C3 [B, c3, H/8, W/8], C4 (/16), C5 (/32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c2 = self.layer1(x)
         c3 = self.layer2(c2)

@@ -1,13 +1,15 @@
 """The one place where the `model:` config becomes a model and a loss.
 
-from detector.config import load_config
-from detector.model.build import build_model, build_loss
-cfg = load_config("configs/shapes.yaml")
-model = build_model(cfg.model, num_classes=5)
-loss_fn = build_loss(cfg.model, num_classes=5)
+Usage:
 
-from detector.checkpoint import load_checkpoint
-model, cfg = model_from_checkpoint(load_checkpoint("best.pt"), device="cpu")  # eval mode
+    from detector.config import load_config
+    from detector.model.build import build_model, build_loss
+    cfg = load_config("configs/shapes.yaml")
+    model = build_model(cfg.model, num_classes=5)
+    loss_fn = build_loss(cfg.model, num_classes=5)
+
+    from detector.checkpoint import load_checkpoint
+    model, cfg = model_from_checkpoint(load_checkpoint("best.pt"), device="cpu")  # eval mode
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
         )
     if model_cfg.pretrained and model_cfg.width != 1.0:
         raise ValueError(
-            f"model.width={model_cfg.width:g} with model.pretrained: ImageNet ResNet weights exist at width 1.0 only"
+            f"model.width={model_cfg.width:g} with model.pretrained: "
+            "ImageNet ResNet weights exist at width 1.0 only"
         )
     backbone = ResNetBackbone(
         depth=BACKBONES[model_cfg.backbone],

@@ -94,7 +94,8 @@ def select_detections(
         or scores.shape[:2] != boxes.shape[:2]
     ):
         raise ValueError(
-            f"boxes must be [B, A, 4] and scores [B, A, C], got {list(boxes.shape)} and {list(scores.shape)}"
+            f"boxes must be [B, A, 4] and scores [B, A, C], "
+            f"got {list(boxes.shape)} and {list(scores.shape)}"
         )
     batch, num_anchors, num_classes = scores.shape
     boxes, scores = boxes.float(), scores.float()

@@ -53,7 +53,8 @@ def make_grid(
     largest = max(strides)
     if height <= 0 or width <= 0 or height % largest or width % largest:
         raise ValueError(
-            f"input size {height}x{width} must be a positive multiple of the largest stride {largest}"
+            f"input size {height}x{width} must be a positive multiple of the largest stride "
+            f"{largest}"
         )
     centers, anchor_strides = [], []
     for stride in strides:
@@ -76,7 +77,8 @@ def square_size_from_anchors(num_anchors: int, strides: tuple[int, ...] | list[i
     side = round(math.sqrt(num_anchors / sum(1.0 / s**2 for s in strides)))
     if side <= 0 or side % max(strides) or sum((side // s) ** 2 for s in strides) != num_anchors:
         raise ValueError(
-            f"{num_anchors} grid cells do not come from a square input with strides {list(strides)}; "
+            f"{num_anchors} grid cells do not come from a square input with strides "
+            f"{list(strides)}; "
             "pass input_size=(height, width)"
         )
     return side
@@ -103,7 +105,8 @@ def decode_boxes(
 def encode_boxes(
     boxes: torch.Tensor, centers: torch.Tensor, anchor_strides: torch.Tensor
 ) -> torch.Tensor:
-    """Inverse of `decode_boxes` for boxes with positive width and height: xyxy [..., 4] -> raw [..., 4]."""
+    """Inverse of `decode_boxes` for boxes with positive width and height:
+    xyxy [..., 4] -> raw [..., 4]."""
     stride = anchor_strides.unsqueeze(-1)
     center = (boxes[..., :2] + boxes[..., 2:]) / 2
     size = (boxes[..., 2:] - boxes[..., :2]).clamp(min=1e-6)

@@ -8,10 +8,10 @@
 labels int64 [N], ignore bool [N]}``. The terms, each already multiplied by its
 weight and divided by the number of positive cells (at least 1):
 
-    loss_box  box_weight * sum(1 - CIoU(pred, gt))                      over positives
-    loss_obj  obj_weight * sum(BCE(objectness, positive))               over all cells but ignored ones
-    loss_cls  cls_weight * sum(BCE(class logits, one_hot * IoU))        over positives
-    loss_l1   l1_weight  * sum(|raw box - encoded gt|)                  over positives (0 by default)
+    loss_box  box_weight * sum(1 - CIoU(pred, gt))                 over positives
+    loss_obj  obj_weight * sum(BCE(objectness, positive))          over all cells but ignored ones
+    loss_cls  cls_weight * sum(BCE(class logits, one_hot * IoU))   over positives
+    loss_l1   l1_weight  * sum(|raw box - encoded gt|)             over positives (0 by default)
     loss      their sum; num_fg: the number of positives (not differentiable)
 
 Ignored boxes (VOC difficult, COCO crowd) are not assigned; cells whose centre lies
@@ -70,7 +70,8 @@ class YOLOLoss(nn.Module):
         num_classes: C.
         strides: the model's strides (same order as its raw cells).
         box_weight, obj_weight, cls_weight, l1_weight: term weights.
-        center_radius, topk_candidates, iou_weight, min_positives: assignment settings (see assigner.py).
+        center_radius, topk_candidates, iou_weight, min_positives: assignment settings
+            (see assigner.py).
     """
 
     def __init__(

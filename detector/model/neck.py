@@ -63,7 +63,8 @@ class PANNeck(nn.Module):
     def forward(
         self, features: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Args: (C3, C4, C5) at strides 8, 16, 32. Returns (N3, N4, N5), same sizes, `channels` wide."""
+        """Args: (C3, C4, C5) at strides 8, 16, 32. Returns (N3, N4, N5),
+        same sizes, `channels` wide."""
         l3, l4, l5 = (lateral(f) for lateral, f in zip(self.lateral, features, strict=True))
         # nearest upsampling to the exact target size also covers odd grid sizes
         p4 = self.top_down[0](l4 + F.interpolate(l5, size=l4.shape[-2:], mode="nearest"))

@@ -1,7 +1,7 @@
 """YOLODetector: ResNet backbone -> PAN neck -> decoupled grid head.
 
     model = YOLODetector(backbone=ResNetBackbone(depth=18), num_classes=5)
-    raw = model(images)                     # images uint8/float 0..255 RGB [B, 3, H, W] -> [B, A, 4 + 1 + C]
+    raw = model(images)  # images uint8/float 0..255 RGB [B, 3, H, W] -> [B, A, 4 + 1 + C]
     dets = model.decode(raw, score_threshold=0.25, iou_threshold=0.6, max_det=100)
 
 Usually built from a config with `detector.model.build.build_model`. `forward`

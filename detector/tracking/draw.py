@@ -1,8 +1,10 @@
 """Draw tracks on a BGR frame: one colour per track id, "#id name score" tags and a short trail.
 
-trails = Trails(length=30)
-trails.update(result)                 # after each frame's TrackedDetections
-draw_tracks(frame_bgr, result, trails)
+Usage:
+
+    trails = Trails(length=30)
+    trails.update(result)                 # after each frame's TrackedDetections
+    draw_tracks(frame_bgr, result, trails)
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class Trails:
 def draw_tracks(
     image: np.ndarray, result: Any, trails: Trails | None = None, thickness: int | None = None
 ) -> np.ndarray:
-    """Draw tracked boxes (id colour, "#id name score"), untracked ones thin grey, and trails; in place.
+    """Draw tracked boxes (id colour, "#id name score"), untracked ones thin grey, and trails;
+    in place.
 
     Args:
         image: BGR uint8 [H, W, 3].

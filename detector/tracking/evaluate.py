@@ -1,7 +1,7 @@
 """Score tracking results against ground truth: one pair of MOT files or two folders.
 
-    table = evaluate_tracks("gt.txt", "pred.txt")           # one sequence, named by the file stem
-    table = evaluate_tracks("gt_dir/", "pred_dir/")         # every gt_dir/<seq>.txt with pred_dir/<seq>.txt
+    table = evaluate_tracks("gt.txt", "pred.txt")    # one sequence, named by the file stem
+    table = evaluate_tracks("gt_dir/", "pred_dir/")  # each gt_dir/<seq>.txt with pred_dir/<seq>.txt
     table.combined["HOTA"], [row["IDF1"] for row in table.sequences]
 
 Sequences are scored separately and pooled (`metrics.combine`); each sequence

@@ -81,7 +81,8 @@ def sequence_data(
         if len(outside):
             first = int(outside[0])
             raise MotFormatError(
-                f"{rows.path}:{int(rows.lines[first])}: frame {int(rows.frames[first])} is past the "
+                f"{rows.path}:{int(rows.lines[first])}: "
+                f"frame {int(rows.frames[first])} is past the "
                 f"sequence's last frame {num_frames} (the ground truth's last frame, or --frames)"
             )
     gt_ids, gt_boxes, num_gt_ids = _per_frame(gt, gt.marks != 0, num_frames)

@@ -1,4 +1,5 @@
-"""Tracking over a frame source: the per-frame stage that `detector track` and `Detector.track` share.
+"""Tracking over a frame source:
+the per-frame stage that `detector track` and `Detector.track` share.
 
     det = Detector.from_checkpoint("best.pt", score_threshold=0.1)
     for frame, result in det.track("video.mp4", track_buffer=1.0):

@@ -197,7 +197,8 @@ class ByteTracker:
         )
         if len(scores) != len(boxes) or len(labels) != len(boxes):
             raise ValueError(
-                f"boxes, scores and labels differ in length: {len(boxes)}, {len(scores)}, {len(labels)}"
+                "boxes, scores and labels differ in length: "
+                f"{len(boxes)}, {len(scores)}, {len(labels)}"
             )
         return boxes, scores, labels
 

@@ -1,4 +1,5 @@
-"""`tools/benchmark.py recipe`: variants toggle one change, and the harness runs end to end at tiny sizes."""
+"""`tools/benchmark.py recipe`: variants toggle one change,
+and the harness runs end to end at tiny sizes."""
 
 from __future__ import annotations
 

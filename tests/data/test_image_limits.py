@@ -63,7 +63,8 @@ def test_pil_decompression_bomb_is_an_image_read_error(tmp_path: Path) -> None:
 def test_header_over_the_default_limit_is_refused_before_decoding(tmp_path: Path) -> None:
     path = bomb_png(tmp_path / "big.png", 12_000, 9_000)  # 108 MP: under PIL's error, over ours
     expected = (
-        f"header claims 12000x9000 = 108000000 pixels, over the limit of {DEFAULT_MAX_IMAGE_PIXELS} "
+        "header claims 12000x9000 = 108000000 pixels, "
+        f"over the limit of {DEFAULT_MAX_IMAGE_PIXELS} "
         "(data.max_image_pixels; a decompression bomb?)"
     )
     for read in (read_image_size, read_image_rgb):

@@ -1,4 +1,5 @@
-"""Tiles: the grid rule (properties and hand cases), boxes cut to a tile, an epoch's tile samples."""
+"""Tiles: the grid rule (properties and hand cases), boxes cut to a tile,
+an epoch's tile samples."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """SimOTA assignment: hand-built cases and a slow per-box reference over random inputs.
 
-.venv/bin/python -m pytest tests/model/test_assigner.py -q
+Run:
+
+    .venv/bin/python -m pytest tests/model/test_assigner.py -q
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """ResNet backbone: torchvision key names and shapes, strict loading, freezing.
 
-.venv/bin/python -m pytest tests/model/test_backbone.py -q
+Run:
+
+    .venv/bin/python -m pytest tests/model/test_backbone.py -q
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def _bn(prefix: str, channels: int) -> dict[str, list[int]]:
 
 
 def torchvision_resnet_shapes(name: str) -> dict[str, list[int]]:
-    """Key -> shape of torchvision's `resnetNN().state_dict()`, written out from the paper's table."""
+    """Key -> shape of torchvision's `resnetNN().state_dict()`,
+    written out from the paper's table."""
     kind, blocks, expansion = _TORCHVISION[name]
     table = {"conv1.weight": [64, 3, 7, 7], **_bn("bn1", 64)}
     in_channels = 64

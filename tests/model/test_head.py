@@ -1,6 +1,8 @@
 """Grid, private box encoding and decode: hand-computed cases.
 
-.venv/bin/python -m pytest tests/model/test_head.py -q
+Run:
+
+    .venv/bin/python -m pytest tests/model/test_head.py -q
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The model ladder (`model.width`) and BatchNorm folding.
 
-.venv/bin/python -m pytest tests/model/test_ladder.py -q
+Run:
+
+    .venv/bin/python -m pytest tests/model/test_ladder.py -q
 """
 
 from __future__ import annotations
@@ -184,5 +186,6 @@ def test_train_compile_falls_back_to_eager_without_a_compiler(
     lines: list[str] = []
     assert compile_for_training(nn.Linear(2, 2), torch.device("cpu"), lines.append) is None
     assert lines == [
-        "train.compile: off, no C++ compiler (g++, c++, clang++ or $CXX) on PATH; training runs eager"
+        "train.compile: off, no C++ compiler (g++, c++, clang++ or $CXX) on PATH; "
+        "training runs eager"
     ]

@@ -1,6 +1,8 @@
 """YOLOLoss: hand-computed values, empty and degenerate targets, ignored boxes, gradients.
 
-.venv/bin/python -m pytest tests/model/test_loss.py -q
+Run:
+
+    .venv/bin/python -m pytest tests/model/test_loss.py -q
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """YOLODetector end to end: shapes, batch = one by one, config mapping, a tiny overfit.
 
-.venv/bin/python -m pytest tests/model/test_model.py -q
+Run:
+
+    .venv/bin/python -m pytest tests/model/test_model.py -q
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ def test_memory_stays_flat_over_10k_frames() -> None:
 
 
 def test_fuse_score_weighs_the_stage_one_gate_by_score() -> None:
-    # Stage 1 on IoU alone matches a 0.55-score box at IoU 0.33; IoU x score (0.18) is under the 0.2 gate.
+    # Stage 1 on IoU alone matches a 0.55-score box at IoU 0.33;
+    # IoU x score (0.18) is under the 0.2 gate.
     def second_frame(fuse: bool) -> int:
         tracker = ByteTracker(fuse_score=fuse, min_hits=1)
         tracker.update(np.array([box(50, 50)]), np.array([0.9]), None, 0.0)

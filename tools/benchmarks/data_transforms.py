@@ -1,4 +1,5 @@
-"""Per-transform CPU cost of the training pipeline: each `augment:` entry alone vs a plain letterbox.
+"""Per-transform CPU cost of the training pipeline:
+each `augment:` entry alone vs a plain letterbox.
 
     python tools/benchmark.py data configs/shapes.yaml --per-transform
 
@@ -21,7 +22,8 @@ from typing import Any
 
 import click
 
-# (label, augment list, multi_scale as fractions of S or None); probabilities 1 show the cost when applied.
+# (label, augment list, multi_scale as fractions of S or None);
+# probabilities 1 show the cost when applied.
 VARIANTS: list[tuple[str, list[dict[str, Any]] | None, tuple[float, float] | None]] = [
     ("letterbox", [], None),
     ("crop", [{"name": "crop", "p": 1.0}], None),

@@ -214,8 +214,8 @@ def detect(
             f"{repeats} repeats (medians), torch {torch.__version__}" + _ort_version(backend_list)
         )
         click.echo(
-            f"{'size':>5} {'threads':>7} {'backend':>20} {'forward fr/s':>13} {'end-to-end fr/s':>16} "
-            f"{'ratio':>6}"
+            f"{'size':>5} {'threads':>7} {'backend':>20} {'forward fr/s':>13} "
+            f"{'end-to-end fr/s':>16} {'ratio':>6}"
         )
         for size in (int(s) for s in sizes.split(",")):
             for count in thread_list:

@@ -27,7 +27,8 @@ import numpy as np
 
 
 def synthetic_set(num_images: int, num_classes: int, seed: int = 0) -> tuple[list, dict, list[str]]:
-    """Records with 0-10 boxes of mixed sizes, and predictions: jittered truths plus false positives."""
+    """Records with 0-10 boxes of mixed sizes, and predictions:
+    jittered truths plus false positives."""
     from detector.data.record import SampleRecord
 
     rng = np.random.default_rng(seed)

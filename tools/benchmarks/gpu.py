@@ -48,7 +48,8 @@ def _imports(name: str) -> bool:
 def _parts(
     backbone: str, image_size: int, batch_size: int, device: torch.device, num_classes: int = 5
 ):
-    """Model, loss, optimizer, schedule (bf16 AMP on CUDA, channels_last from build_model) and train config."""
+    """Model, loss, optimizer, schedule and train config
+    (bf16 AMP on CUDA, channels_last from build_model)."""
     from detector.config import Config
     from detector.model.build import build_loss, build_model
     from detector.training.engine import build_train_parts
@@ -87,7 +88,8 @@ def synthetic_batches(
 
 
 def train_rates(parts, loader, train_cfg, repeats: int) -> tuple[float, float]:
-    """Median images/s and data-wait fraction of `repeats` passes of `train_one_epoch` (after one warm-up)."""
+    """Median images/s and data-wait fraction of `repeats` passes of `train_one_epoch`
+    (after one warm-up)."""
     from detector.training.engine import NanGuard, TrainState, train_one_epoch
 
     rates, waits = [], []
@@ -144,7 +146,8 @@ def detect_fps(
 
 
 def nms_seconds(num_boxes: int, device: torch.device, repeats: int) -> dict[str, float]:
-    """Median seconds of batched NMS: ours on `device`, ours on CPU, torchvision's on `device` if it imports."""
+    """Median seconds of batched NMS: ours on `device`, ours on CPU,
+    torchvision's on `device` if it imports."""
     from detector.postprocess import batched_nms
 
     boxes, scores, labels = clustered_boxes(num_boxes, generator=torch.Generator().manual_seed(0))
@@ -202,11 +205,14 @@ def run_all(
     onnx_path: Path | None,
     echo=click.echo,
 ) -> None:
-    """Measure and print every figure on `device` (the CLI uses the GPU sizes; tests tiny CPU ones)."""
+    """Measure and print every figure on `device`
+    (the CLI uses the GPU sizes; tests tiny CPU ones)."""
     torch.backends.cudnn.benchmark = True  # fixed input sizes
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     echo(
-        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-        f"torch {torch.__version__}, {image_size} px, batch {batch_size}, {steps} steps x {repeats} repeats"
+        f"device {device} ({device_name}), "
+        f"torch {torch.__version__}, {image_size} px, batch {batch_size}, "
+        f"{steps} steps x {repeats} repeats"
     )
     have_albumentations = _imports("albumentations")
     with tempfile.TemporaryDirectory(prefix="detector-gpu-bench-") as tmp:
@@ -232,7 +238,8 @@ def run_all(
             echo(f"{backbone + ' synthetic on-device batches':<40}{ips:>10.1f}{wait:>10.1%}")
             if root is None:
                 echo(
-                    f"{backbone + f' DataLoader x{workers}':<40}  skipped: albumentations does not import "
+                    f"{backbone + f' DataLoader x{workers}':<40}  "
+                    "skipped: albumentations does not import "
                     "(carry its wheels, docs/benchmarks.md 'GPU')"
                 )
                 continue

@@ -1,6 +1,6 @@
 """Benchmark: does the memfd batch hand-over pay for itself? Training images/s with and without it.
 
-    python tools/benchmark.py handover                    # resnet18, 448 px, 2 workers, batch 4, 24 steps
+    python tools/benchmark.py handover   # resnet18, 448 px, 2 workers, batch 4, 24 steps
     python tools/benchmark.py handover --steps 40 --repeats 5
 
 Two training DataLoaders over the same generated 500x375 JPEGs (VOC-sized, the
@@ -91,8 +91,9 @@ def handover(
             model, loss_fn, cfg.train, device=torch_device, steps_per_epoch=steps
         )
         click.echo(
-            f"{backbone} {image_size}px on {torch_device}, batch {batch_size}, {steps} steps x {repeats} "
-            f"repeats per mode, {workers} workers, torch threads {torch.get_num_threads()}"
+            f"{backbone} {image_size}px on {torch_device}, batch {batch_size}, "
+            f"{steps} steps x {repeats} repeats per mode, {workers} workers, "
+            f"torch threads {torch.get_num_threads()}"
         )
 
         train_ips: dict[str, list[float]] = {mode: [] for mode in MODES}

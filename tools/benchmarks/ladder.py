@@ -1,7 +1,7 @@
 """Benchmark: the model ladder, side by side: cost, speed, and AP at equal wall-clock.
 
     python tools/benchmark.py ladder                          # cost + speed of every preset, 256 px
-    python tools/benchmark.py ladder --accuracy --minutes 30  # + AP at a 30-minute budget, both sets
+    python tools/benchmark.py ladder --accuracy --minutes 30  # + AP at a 30-min budget, both sets
     python tools/benchmark.py ladder --presets r18,r18-0.25 --sets dense --accuracy --minutes 5
     python tools/benchmark.py ladder --table-only             # print what --out holds
 
@@ -282,7 +282,8 @@ def train_for_budget(cfg: Any, run_dir: Path, epochs: int) -> dict[str, float]:
 def _stored_speeds(
     results: dict[str, Any], cfgs: dict[tuple[str, str], Any]
 ) -> dict[tuple[str, str], float]:
-    """Training img/s per (set, preset) from an earlier run's results.json; a missing one is an error."""
+    """Training img/s per (set, preset) from an earlier run's results.json;
+    a missing one is an error."""
     stored = results.get("speed", {})
     missing = [f"{s}/{p}" for s, p in cfgs if p not in stored.get(s, {})]
     if missing:
@@ -319,7 +320,8 @@ def _print_table(results: dict[str, Any], presets: list[str], set_names: list[st
         rows = speed.get(set_name, {})
         reference = rows.get(presets[0])
         click.echo(
-            f"\n{set_name}: training img/s (x {presets[0]}), and at equal wall-clock: epochs, AP, AP50"
+            f"\n{set_name}: training img/s (x {presets[0]}), "
+            "and at equal wall-clock: epochs, AP, AP50"
         )
         extra = [name for name in rows if name not in presets and name.startswith(f"{presets[0]}+")]
         for preset in [*presets, *extra]:
@@ -331,7 +333,8 @@ def _print_table(results: dict[str, Any], presets: list[str], set_names: list[st
             ):
                 row = by_preset.get(preset)
                 line += (
-                    f"   {budget} min: {row['epochs']:>3} ep AP {row['AP']:.3f} AP50 {row['AP50']:.3f}"
+                    f"   {budget} min: {row['epochs']:>3} ep "
+                    f"AP {row['AP']:.3f} AP50 {row['AP50']:.3f}"
                     if row
                     else f"   {budget} min: -"
                 )
@@ -391,7 +394,10 @@ def _csv(text: str, known: dict[str, Any], hint: str) -> list[str]:
 @click.option(
     "--reuse-speeds",
     is_flag=True,
-    help="take training img/s from --out/results.json (a longer budget at the ratios of an earlier run)",
+    help=(
+        "take training img/s from --out/results.json "
+        "(a longer budget at the ratios of an earlier run)"
+    ),
 )
 @click.option(
     "--emulate-avx2", is_flag=True, help="oneDNN limited to AVX2 (the slower machine kind's ISA)"
@@ -481,7 +487,7 @@ def ladder(
             )[preset] = row
             results_path.write_text(json.dumps(results, indent=1))
             click.echo(
-                f"{set_name:<7} {preset:<13} {epochs} epochs  AP {row['AP']:.3f}  AP50 {row['AP50']:.3f}  "
-                f"wall {row['wall_s']:.0f} s"
+                f"{set_name:<7} {preset:<13} {epochs} epochs  "
+                f"AP {row['AP']:.3f}  AP50 {row['AP50']:.3f}  wall {row['wall_s']:.0f} s"
             )
     _print_table(results, preset_names, set_names)

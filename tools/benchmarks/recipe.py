@@ -264,7 +264,8 @@ def recipe(
                 results_path.write_text(json.dumps(results, indent=1))
                 click.echo(
                     f"{set_name:<7} {variant.name:<24} {run_epochs} epochs  AP {row['AP']:.3f}  "
-                    f"AP50 {row['AP50']:.3f}  train {row['train_s']:.0f} s  wall {row['wall_s']:.0f} s"
+                    f"AP50 {row['AP50']:.3f}  train {row['train_s']:.0f} s  "
+                    f"wall {row['wall_s']:.0f} s"
                 )
         if epochs_factor:
             for set_name, cfg in cfgs.items():
@@ -276,7 +277,8 @@ def recipe(
                 results["accuracy"].setdefault(set_name, {})[name] = row
                 results_path.write_text(json.dumps(results, indent=1))
                 click.echo(
-                    f"{set_name:<7} {name:<24} {longer} epochs  AP {row['AP']:.3f}  AP50 {row['AP50']:.3f}"
+                    f"{set_name:<7} {name:<24} {longer} epochs  "
+                    f"AP {row['AP']:.3f}  AP50 {row['AP50']:.3f}"
                 )
     if not accuracy_only:
         speeds = _throughput(cfgs, variants, steps, repeats, out)

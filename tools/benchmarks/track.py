@@ -1,6 +1,6 @@
 """Tracking benchmark: tracker cost per frame, detect vs track frames/s, and tracking scores.
 
-    python tools/benchmark.py track                                   # random-weight detector (speed only)
+    python tools/benchmark.py track   # random-weight detector (speed only)
     python tools/benchmark.py track --checkpoint runs/demo/weights/best.pt --threads 1
 
 1. `ByteTracker.update` time per frame at 10, 100 and 500 detections (objects
@@ -63,7 +63,8 @@ def update_ms(count: int, frames: int = 150, warmup: int = 20) -> float:
 
 
 class _Recorder:
-    """A `run_detection` transform that keeps each frame's detections and times the tracking stage."""
+    """A `run_detection` transform that keeps each frame's detections
+    and times the tracking stage."""
 
     def __init__(self, stage: Any = None) -> None:
         self.stage = stage
@@ -83,7 +84,8 @@ class _Recorder:
 def run_video(
     detector: Any, video: Path, out_dir: Path, mot_path: Path | None
 ) -> tuple[float, _Recorder]:
-    """One end-to-end run (`detect` path when mot_path is None, else `track`); returns (fps, recorder)."""
+    """One end-to-end run (`detect` path when mot_path is None, else `track`);
+    returns (fps, recorder)."""
     from detector.inference.runner import run_detection
     from detector.inference.sources import open_source
     from detector.tracking.stream import TrackingStage
@@ -129,7 +131,8 @@ def replay_scores(
 
 
 def ground_truth_detections(gt_path: Path, flip: float, seed: int = 0) -> list:
-    """The visible (mark 1) ground-truth boxes as detections (score 0.9); `flip` of labels changed."""
+    """The visible (mark 1) ground-truth boxes as detections (score 0.9);
+    `flip` of labels changed."""
     from detector.tracking.mot import read_mot
 
     rng = np.random.default_rng(seed)
@@ -231,8 +234,8 @@ def track(
         per_frame = [len(s) for _, s, _ in recorder.detections]
         click.echo(
             f"\nvideo {width}x{height} x {frames} frames, device {detector.device}, torch threads "
-            f"{torch.get_num_threads()}, {repeats} repeats (medians), {statistics.mean(per_frame):.1f} "
-            f"detections/frame"
+            f"{torch.get_num_threads()}, {repeats} repeats (medians), "
+            f"{statistics.mean(per_frame):.1f} detections/frame"
         )
         click.echo(f"  detect end-to-end   {d_med:8.1f} frames/s")
         click.echo(
@@ -242,7 +245,8 @@ def track(
             f"  tracking stage      {100 * statistics.median(shares):8.2f} % of the track run"
         )
         click.echo(
-            f"  at 100 dets/frame   {100 * costs[100] / (costs[100] + 1000 / d_med):8.2f} % of a frame "
+            "  at 100 dets/frame   "
+            f"{100 * costs[100] / (costs[100] + 1000 / d_med):8.2f} % of a frame "
             f"(update {costs[100]:.2f} ms vs detect {1000 / d_med:.1f} ms)"
         )
 

@@ -72,8 +72,9 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
             runs[(backbone, size)] = (cfg, loader, parts)
         amp = runs[CASES[0]][2].amp_dtype
         click.echo(
-            f"device {torch_device}, AMP {amp or 'off'}, batch {batch_size}, {steps} steps x {repeats} "
-            f"repeats, {workers} workers, torch threads {torch.get_num_threads()}"
+            f"device {torch_device}, AMP {amp or 'off'}, batch {batch_size}, "
+            f"{steps} steps x {repeats} repeats, {workers} workers, "
+            f"torch threads {torch.get_num_threads()}"
         )
 
         results: dict[tuple[str, int], dict[str, list[float]]] = {
@@ -99,7 +100,8 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
 
     reference = statistics.median(results[CASES[0]]["ips"])
     click.echo(
-        f"{'backbone':<10}{'size':>6}{'median img/s':>14}{'min':>8}{'max':>8}{'data wait':>11}{'cost vs r18@256':>17}"
+        f"{'backbone':<10}{'size':>6}{'median img/s':>14}{'min':>8}{'max':>8}"
+        f"{'data wait':>11}{'cost vs r18@256':>17}"
     )
     for (backbone, size), values in results.items():
         median = statistics.median(values["ips"])

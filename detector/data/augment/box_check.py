@@ -1,7 +1,9 @@
 """A faster validity check for albumentations' boxes (same accept/reject, same errors).
 
-from detector.data.augment.box_check import with_quick_box_check
-compose = with_quick_box_check(A.Compose([...], bbox_params=...))
+Usage:
+
+    from detector.data.augment.box_check import with_quick_box_check
+    compose = with_quick_box_check(A.Compose([...], bbox_params=...))
 """
 
 from __future__ import annotations

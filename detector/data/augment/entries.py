@@ -107,7 +107,8 @@ def parse_augment(augment: list[dict[str, Any]]) -> list[tuple[str, dict[str, fl
                 continue
             if key not in params:
                 raise ValueError(
-                    f"{where}.{key}: unknown parameter for {name} (known: {', '.join(sorted(params))})"
+                    f"{where}.{key}: unknown parameter for {name} "
+                    f"(known: {', '.join(sorted(params))})"
                 )
             if (
                 isinstance(value, bool)

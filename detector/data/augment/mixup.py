@@ -23,7 +23,8 @@ from detector.data.augment.transforms import TransformedSample
 def blend_samples(
     first: TransformedSample, second: TransformedSample, weight: float
 ) -> TransformedSample:
-    """Blend two samples of the same input side (see the module docstring); `first`'s letterbox is kept."""
+    """Blend two samples of the same input side (see the module docstring);
+    `first`'s letterbox is kept."""
     if first.image.shape != second.image.shape:
         raise ValueError(
             f"mixup: images of different shapes {first.image.shape} and {second.image.shape}"

@@ -2,7 +2,8 @@
 
     from detector.data.augment.mosaic import mosaic_centre, place_mosaic
     centre = mosaic_centre(rng, size=448, centre_range=0.5)
-    tiled = place_mosaic(images, boxes, centre, size=448, fill=114, min_visibility=0.3, min_size=2.0)
+    tiled = place_mosaic(images, boxes, centre, size=448, fill=114,
+                         min_visibility=0.3, min_size=2.0)
     tiled.image.shape   # (448, 448, 3); tiled.boxes [N, 4] xyxy; tiled.source, tiled.box_index [N]
 
 Geometry (S = the batch's input side): each image is resized so its longer side is

@@ -1,8 +1,9 @@
 """Training samples built from several images: mosaic and mixup around the usual pipeline.
 
     from detector.data.augment.multi_image import augment_sample
-    sample = augment_sample(transform, (image, boxes, labels, ignore), load, num_records=len(records),
-                            sample_seed=seed, mosaic=True, image_size=448)
+    sample = augment_sample(transform, (image, boxes, labels, ignore), load,
+                            num_records=len(records), sample_seed=seed, mosaic=True,
+                            image_size=448)
 
 `load(index)` returns (image, boxes, labels, ignore) of a record, for partner
 images; the sample's own record comes decoded (decoding failures
@@ -46,7 +47,8 @@ Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # image, boxes, 
 def _applied(
     params: dict[str, float] | None, sample_seed: int, stream: int
 ) -> np.random.Generator | None:
-    """The entry's own generator for this sample when it is configured and its p-draw says apply, else None."""
+    """The entry's own generator for this sample when it is configured
+    and its p-draw says apply, else None."""
     if params is None:
         return None
     rng = np.random.default_rng([sample_seed, stream])
@@ -96,7 +98,8 @@ def single_sample(
     mosaic: bool,
     image_size: int,
 ) -> TransformedSample:
-    """One sample: the record `first` (or its mosaic, when planned and drawn) through the pipeline."""
+    """One sample: the record `first` (or its mosaic, when planned and drawn)
+    through the pipeline."""
     height, width = first[0].shape[:2]
     tiled = (
         _mosaic_input(transform, load, first, num_records, sample_seed, image_size)
@@ -120,7 +123,8 @@ def augment_sample(
     mosaic: bool,
     image_size: int,
 ) -> TransformedSample:
-    """A training sample for (index, sample_seed) under the sampler's plan (mosaic on/off, input side).
+    """A training sample for (index, sample_seed) under the sampler's plan
+    (mosaic on/off, input side).
 
     Args:
         transform: the training pipeline (its `mosaic` entry, if any, says p and centre_range).

@@ -92,7 +92,8 @@ class RandomPlace(A.DualTransform):
     def get_params_dependent_on_data(
         self, params: dict[str, Any], data: dict[str, Any]
     ) -> dict[str, Any]:
-        """Draw the offsets (top, left) of the image's first pixel in the canvas (negative: cropped)."""
+        """Draw the offsets (top, left) of the image's first pixel in the canvas
+        (negative: cropped)."""
         height, width = params["shape"][:2]
         return {
             "top": self._offset(height),
@@ -126,7 +127,8 @@ class RandomPlace(A.DualTransform):
     def apply_to_bboxes(
         self, bboxes: np.ndarray, top: int, left: int, height: int, width: int, **params: Any
     ) -> np.ndarray:
-        """Shift normalised xyxy boxes (albumentations format, extra columns kept) into the canvas."""
+        """Shift normalised xyxy boxes into the canvas
+        (albumentations format, extra columns kept)."""
         shifted = bboxes.copy()
         shifted[:, [0, 2]] = (bboxes[:, [0, 2]] * width + left) / self.size
         shifted[:, [1, 3]] = (bboxes[:, [1, 3]] * height + top) / self.size

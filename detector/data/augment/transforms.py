@@ -9,20 +9,24 @@ Each `augment:` entry is `{name: <transform>, <param>: <value>, ...}`; parameter
 left out take the values shown:
 
     crop                {p: 0.5, erosion_rate: 0.0}         random crop that keeps every box whole
-    border_crop         {p: 0.5, max_fraction: 0.2}         free crop of up to this fraction per side
+    border_crop         {p: 0.5, max_fraction: 0.2}         free crop, up to this fraction a side
     scale_jitter        {min_scale: 0.75, max_scale: 1.25}  longest side -> image_size * U(min, max)
                                                             (4 px steps), placed at a random offset
     hflip               {p: 0.5}                            horizontal mirror
-    vflip               {p: 0.5}                            vertical mirror (aerial, medical; off by default)
+    vflip               {p: 0.5}                            vertical mirror (aerial, medical);
+                                                            off by default
     affine              {p: 0.5, degrees: 10, shear: 2, translate: 0.1, scale: 0.0}
-                                                            rotation/shear in degrees, translation as a
-                                                            fraction of S, scale factor 1 +- scale
+                                                            rotation and shear in degrees,
+                                                            translation as a fraction of S,
+                                                            scale factor 1 +- scale
                                                             (detector/data/augment/affine.py)
     hsv                 {p: 0.5, hue: 10, saturation: 40, value: 30}   shifts in OpenCV uint8 units
     brightness_contrast {p: 0.5, brightness: 0.2, contrast: 0.2}       fractions of the range
     rgb_shift           {p: 0.5, shift: 15}                 per-channel shift in grey levels
-    mosaic              {p: 0.5, centre_range: 0.5}         four images in one (detector/data/augment/mosaic.py)
-    mixup               {p: 0.1, alpha: 8.0}                two samples blended (detector/data/augment/mixup.py)
+    mosaic              {p: 0.5, centre_range: 0.5}         four images in one
+                                                            (detector/data/augment/mosaic.py)
+    mixup               {p: 0.1, alpha: 8.0}                two samples blended
+                                                            (detector/data/augment/mixup.py)
     box_filter          {min_visibility: 0.3, min_size: 2.0} drop policy (not a transform)
 
 Names, defaults and range checks live in detector/data/augment/entries.py.
@@ -268,7 +272,8 @@ class EvalTransform:
 
 
 def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) -> A.Compose:
-    """The albumentations pipeline of parsed entries for S = `image_size` (order: module docstring)."""
+    """The albumentations pipeline of parsed entries for S = `image_size`
+    (order: module docstring)."""
     box_filter = dict(PARAMS["box_filter"])
     scale_jitter = affine = None
     crops, others = [], []

@@ -24,7 +24,8 @@ import numpy as np
 
 
 class AnnotationError(ValueError):
-    """Annotation content that cannot be read; the message starts with the file (and names the entry)."""
+    """Annotation content that cannot be read; the message starts with the file
+    (and names the entry)."""
 
 
 @dataclass

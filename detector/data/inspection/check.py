@@ -82,7 +82,8 @@ class CheckReport:
     def problems(self) -> list[str]:
         """Reasons the dataset cannot be trained on; empty when it can."""
         return [
-            f"{report.split}: no usable image ({report.num_entries} entries, {len(report.skipped)} skipped)"
+            f"{report.split}: no usable image ({report.num_entries} entries, "
+            f"{len(report.skipped)} skipped)"
             for report in self.splits
             if report.num_images == 0
         ]

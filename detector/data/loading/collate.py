@@ -52,7 +52,8 @@ def collate_batch(samples: list[dict[str, Any]], *, reuse_segments: bool = True)
 
     Returns:
         {images: uint8 Tensor[B, 3, S, S], targets: B dicts of boxes float32 [N_i, 4],
-        labels int64 [N_i], ignore bool [N_i], metas: B dicts}; see detector/data/loading/dataset.py.
+        labels int64 [N_i], ignore bool [N_i], metas: B dicts}; see
+        detector/data/loading/dataset.py.
 
     Raises:
         ValueError: an image of another size or dtype, or boxes/labels/ignore of

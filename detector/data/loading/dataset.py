@@ -146,8 +146,9 @@ class DetectionDataset(Dataset):
                 warnings.warn(
                     f"{path}: cannot decode ({reason}); skipping it", RuntimeWarning, stacklevel=2
                 )
+        last = replaced[-1] if replaced else "?"
         raise UndecodableImagesError(
-            f"{len(replaced)} images in a row failed to decode (last: {replaced[-1] if replaced else '?'}); "
+            f"{len(replaced)} images in a row failed to decode (last: {last}); "
             "run `detector data check --decode` on the dataset"
         )
 
@@ -234,8 +235,8 @@ def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: 
         return requested
     if announce:
         print(
-            f"train.workers: {requested} is more than the CPUs available to this process ({share}); "
-            f"using {share}",
+            f"train.workers: {requested} is more than the CPUs available to this process "
+            f"({share}); using {share}",
             file=sys.stderr,
         )
     return share

@@ -1,8 +1,10 @@
 """Process memory tuning for DataLoader workers (Linux/glibc; elsewhere these do nothing).
 
-from detector.data.loading.memory import keep_freed_memory, prefault
-keep_freed_memory()   # in a worker's init
-prefault(array)       # map a fresh buffer's pages in one call
+Usage:
+
+    from detector.data.loading.memory import keep_freed_memory, prefault
+    keep_freed_memory()   # in a worker's init
+    prefault(array)       # map a fresh buffer's pages in one call
 """
 
 from __future__ import annotations

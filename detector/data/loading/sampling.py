@@ -7,7 +7,7 @@
     sampler.set_epoch(3)
     sampler.set_mosaic(False)   # train.close_mosaic: this epoch without mosaic
     list(sampler)   # [(index, sample_seed, SamplePlan(mosaic, image_size)), ...]
-    sampler.set_epoch(3, start=64)   # the same epoch without its first 64 samples (mid-epoch resume)
+    sampler.set_epoch(3, start=64)   # mid-epoch resume: the same epoch without its first 64 samples
 
 The sampler runs in the main process and hands every index out together with a seed
 that is a pure function of (seed, rank, epoch, position in the epoch). The dataset
@@ -46,7 +46,8 @@ _SIZE_STREAM = 0x53495A45  # "SIZE": tags the per-batch size stream
 
 
 class SamplePlan(NamedTuple):
-    """What the main process decides for one sample: mosaic on/off and the input side (None: default)."""
+    """What the main process decides for one sample:
+    mosaic on/off and the input side (None: default)."""
 
     mosaic: bool
     image_size: int | None
@@ -104,7 +105,8 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
         self.start = 0
 
     def set_mosaic(self, enabled: bool) -> None:
-        """Turn mosaic on or off for the samples this sampler yields from now on (train.close_mosaic)."""
+        """Turn mosaic on or off for the samples this sampler yields from now on
+        (train.close_mosaic)."""
         self.mosaic = bool(enabled)
 
     def set_image_size(self, side: int | None) -> None:

@@ -207,7 +207,8 @@ def unpack_targets(
 def worker_batch(
     image_shape: tuple[int, int, int], samples: list[dict[str, Any]], metas: list[Any]
 ) -> WorkerBatch | None:
-    """A batch for `samples` whose uninitialised uint8 images [B, *image_shape] live in a pooled segment.
+    """A batch for `samples` whose uninitialised uint8 images [B, *image_shape]
+    live in a pooled segment.
 
     The caller fills `batch["images"]`. Returns None where memfd is unavailable (the
     caller then uses torch's own sharing).

@@ -56,7 +56,8 @@ def dense_image_size(rng: np.random.Generator, image_size: int) -> tuple[int, in
 
 
 def class_weights(num_classes: int) -> np.ndarray:
-    """Drawing probability of each class: equal, except the last one at RARE_CLASS_WEIGHT of the others."""
+    """Drawing probability of each class:
+    equal, except the last one at RARE_CLASS_WEIGHT of the others."""
     if num_classes < 1:
         raise ValueError("need at least one class")
     weights = np.ones(num_classes)
@@ -112,7 +113,8 @@ def draw_mask(
 
 
 def _radius(rng: np.random.Generator, short_side: int) -> float:
-    """Log-uniform radius in [MIN_RADIUS, MAX_RADIUS_FRACTION * short_side] (as many small as large)."""
+    """Log-uniform radius in [MIN_RADIUS, MAX_RADIUS_FRACTION * short_side]
+    (as many small as large)."""
     high = max(MIN_RADIUS + 1, MAX_RADIUS_FRACTION * short_side)
     return float(np.exp(rng.uniform(np.log(MIN_RADIUS), np.log(high))))
 

@@ -1,7 +1,7 @@
 """The embedded synthetic datasets (VOC layout) and the mp4 writer of the demo video.
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200
-    detector data synth datasets/dense --kind dense --image-size 640 --names circle,square,triangle,star
+    detector data synth datasets/dense --kind dense --image-size 640 --names circle,square,star
     detector data synth datasets/aerial --kind aerial --image-size 2048 --num-train 200 --num-val 40
     generate_shapes_dataset("datasets/shapes", num_train=1000, num_val=200, image_size=192,
                             seed=0, names=["circle", "square", "triangle", "star", "ring"])
@@ -58,7 +58,8 @@ def _voc_xml(
         objects.append(
             f"  <object>\n    <name>{names[label]}</name>\n    <pose>Unspecified</pose>\n"
             f"    <truncated>0</truncated>\n    <difficult>0</difficult>\n"
-            f"    <bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>\n"
+            f"    <bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>\n"
             f"  </object>\n"
         )
     return (

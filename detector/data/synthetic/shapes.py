@@ -206,7 +206,8 @@ def free_spot(
     max_cover: float,
     attempts: int = 20,
 ) -> tuple[float, float, float] | None:
-    """A centre and radius whose square overlaps `boxes` little enough, or None after `attempts` tries.
+    """A centre and radius whose square overlaps `boxes` little enough,
+    or None after `attempts` tries.
 
     Each try draws a radius (`draw_radius`), then a centre keeping 70% of the radius
     inside the image; it is taken when its square's IoU with every box is below

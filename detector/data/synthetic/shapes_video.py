@@ -39,7 +39,8 @@ MIN_VISIBILITY = 0.25
 
 @dataclass
 class VideoObject:
-    """One object in one frame: id (1-based), class index, xyxy box in the image, visible fraction."""
+    """One object in one frame: id (1-based), class index,
+    xyxy box in the image, visible fraction."""
 
     track_id: int
     label: int

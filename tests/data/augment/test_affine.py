@@ -1,4 +1,5 @@
-"""affine and vflip: hand-computed boxes, the ellipse rule for rotated boxes, the size policy, seeding."""
+"""affine and vflip: hand-computed boxes, the ellipse rule for rotated boxes,
+the size policy, seeding."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_rotated_box_uses_the_inscribed_ellipse() -> None:
 
 
 def test_rotated_rectangle_box_is_the_rotated_ellipse_box() -> None:
-    """Ellipse semi-axes a=20, b=5 at angle t: box half-sizes sqrt(a²cos²t + b²sin²t), sqrt(a²sin²t + b²cos²t)."""
+    """Ellipse semi-axes a=20, b=5 at angle t:
+    box half-sizes sqrt(a²cos²t + b²sin²t), sqrt(a²sin²t + b²cos²t)."""
     transform = build_train_transform(
         [_affine(degrees=30.0), {"name": "box_filter", "min_size": 0}], 128, seed=3
     )
@@ -82,7 +84,8 @@ def test_rotated_rectangle_box_is_the_rotated_ellipse_box() -> None:
 
 
 def test_translate_and_scale_hand_computed() -> None:
-    """scale 0.5 -> factor in [0.5, 1.5] about the centre; translate moves the box by the same vector as pixels."""
+    """scale 0.5 -> factor in [0.5, 1.5] about the centre;
+    translate moves the box by the same vector as pixels."""
     transform = build_train_transform(
         [_affine(scale=0.5, translate=0.2), {"name": "box_filter", "min_size": 0}], 100, seed=1
     )
@@ -102,7 +105,8 @@ def test_translate_and_scale_hand_computed() -> None:
 
 
 def _label_colour(label: int) -> np.ndarray:
-    """A colour per label, 14 levels apart in R and G, so interpolation cannot turn one into another."""
+    """A colour per label, 14 levels apart in R and G,
+    so interpolation cannot turn one into another."""
     return np.array([30 + 14 * label, 240 - 14 * label, 200], np.uint8)
 
 

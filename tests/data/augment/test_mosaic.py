@@ -1,4 +1,5 @@
-"""Mosaic: hand-computed tiles and boxes for a fixed centre; label alignment, box policy, seeding."""
+"""Mosaic: hand-computed tiles and boxes for a fixed centre;
+label alignment, box policy, seeding."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ def test_four_images_fixed_centre_hand_computed() -> None:
     """S = 64, window [32, 96) of the 128 px canvas, centre (60, 70).
 
     image 0: 32x64 (scale 1) at canvas x -4..60, y 38..70 -> output x -36..28, y 6..38
-    image 1: 128x64 (scale 0.5 -> 64 high, 32 wide) at x 60..92, y 6..70 -> output x 28..60, y -26..38
+    image 1: 128x64 (scale 0.5 -> 64 high, 32 wide) at x 60..92, y 6..70
+             -> output x 28..60, y -26..38
     image 2: 64x64 (scale 1) at x -4..60, y 70..134 -> output x -36..28, y 38..102
-    image 3: 16x32 (scale 2 -> 32 high, 64 wide) at x 60..124, y 70..102 -> output x 28..92, y 38..70
+    image 3: 16x32 (scale 2 -> 32 high, 64 wide) at x 60..124, y 70..102
+             -> output x 28..92, y 38..70
     """
     images = [_solid(32, 64, 10), _solid(128, 64, 20), _solid(64, 64, 30), _solid(16, 32, 40)]
     boxes = [
@@ -75,7 +78,8 @@ def test_four_images_fixed_centre_hand_computed() -> None:
 
 def test_min_size_policy_drops_thin_slivers() -> None:
     images = [_solid(64, 64, v) for v in (1, 2, 3, 4)]
-    # Image 3 at output x, y = X + 32, Y + 32 (centre 64, 64): the box at X 31..33 is 1 px wide after the clip.
+    # Image 3 at output x, y = X + 32, Y + 32 (centre 64, 64):
+    # the box at X 31..33 is 1 px wide after the clip.
     boxes = [np.zeros((0, 4))] * 3 + [np.array([[0, 0, 10, 10], [31, 0, 33, 10]])]
     tiles = place_mosaic(images, boxes, (64, 64), 64, fill=114, min_visibility=0.0, min_size=2.0)
     np.testing.assert_allclose(tiles.boxes, [[32, 32, 42, 42]])
@@ -104,7 +108,8 @@ def test_place_mosaic_needs_four_images() -> None:
 
 
 def _coloured_records(count: int, seed: int) -> list[tuple]:
-    """Records whose boxes are filled with a grey level that encodes their label (50 + 10 * label)."""
+    """Records whose boxes are filled with a grey level that encodes their label
+    (50 + 10 * label)."""
     rng = np.random.default_rng(seed)
     records, label = [], 0
     for _ in range(count):

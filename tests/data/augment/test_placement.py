@@ -25,7 +25,8 @@ def _bbox_params() -> A.BboxParams:
 
 
 def _reference(image: np.ndarray, boxes: np.ndarray, top: int, left: int) -> dict:
-    """Pad to reach the canvas where the image starts inside it, then crop where it starts before it."""
+    """Pad to reach the canvas where the image starts inside it,
+    then crop where it starts before it."""
     height, width = image.shape[:2]
     pad_top, pad_left = max(top, 0), max(left, 0)
     pad_bottom = max(SIZE - pad_top - height, 0)

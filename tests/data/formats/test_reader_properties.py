@@ -93,7 +93,8 @@ VALID_VOC = (
 
 @st.composite
 def corrupted_text(draw: st.DrawFn, valid: str) -> str:
-    """`valid` with a few random edits: truncation, a slice replaced by nasty text, or insertions."""
+    """`valid` with a few random edits:
+    truncation, a slice replaced by nasty text, or insertions."""
     text = valid
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["truncate", "replace", "insert"]))
@@ -110,15 +111,18 @@ def corrupted_text(draw: st.DrawFn, valid: str) -> str:
 
 @st.composite
 def voc_values(draw: st.DrawFn) -> str:
-    """A well-formed XML whose values (names, coordinates, filename, size) are random or plausible."""
+    """A well-formed XML whose values (names, coordinates, filename, size)
+    are random or plausible."""
 
     def value() -> str:
         raw = draw(st.one_of(st.integers(-5, 100).map(str), TEXT))
         return raw.replace("&", "&amp;").replace("<", "&lt;").replace("\x00", "")
 
     objects = "".join(
-        f"<object><name>{draw(st.sampled_from(NAMES + ['bird']))}</name><difficult>{value()}</difficult>"
-        f"<bndbox><xmin>{value()}</xmin><ymin>{value()}</ymin><xmax>{value()}</xmax><ymax>{value()}</ymax>"
+        f"<object><name>{draw(st.sampled_from(NAMES + ['bird']))}</name>"
+        f"<difficult>{value()}</difficult>"
+        f"<bndbox><xmin>{value()}</xmin><ymin>{value()}</ymin>"
+        f"<xmax>{value()}</xmax><ymax>{value()}</ymax>"
         "</bndbox></object>"
         for _ in range(draw(st.integers(0, 2)))
     )

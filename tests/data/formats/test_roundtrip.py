@@ -1,4 +1,5 @@
-"""One dataset in three formats gives the same records: VOC -> COCO JSON -> records, YOLO -> records."""
+"""One dataset in three formats gives the same records:
+VOC -> COCO JSON -> records, YOLO -> records."""
 
 from __future__ import annotations
 

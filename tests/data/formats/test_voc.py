@@ -34,7 +34,10 @@ def voc_xml(objects: list[str], size: tuple[int, int] | None = None) -> str:
         if size is None
         else f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
     )
-    return f"<annotation><folder>VOC</folder><filename>x.jpg</filename>{size_xml}{''.join(objects)}</annotation>"
+    return (
+        "<annotation><folder>VOC</folder><filename>x.jpg</filename>"
+        f"{size_xml}{''.join(objects)}</annotation>"
+    )
 
 
 def add_sample(base: Path, image_id: str, xml: str, width: int = 64, height: int = 48) -> Path:

@@ -1,4 +1,5 @@
-"""`detector data check CONFIG` through click's CliRunner: counts, skipped files, box sizes, exit codes."""
+"""`detector data check CONFIG` through click's CliRunner:
+counts, skipped files, box sizes, exit codes."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def add(base: Path, image_id: str, objects: list[str], size: tuple[int, int] = (
 
 
 def make_dataset(tmp_path: Path) -> Path:
-    """train: 3 usable images (one empty) + one 0-byte file; val: 1 image. Returns the config path."""
+    """train: 3 usable images (one empty) + one 0-byte file;
+    val: 1 image. Returns the config path."""
     base = tmp_path / "voc data"  # a space in the root, on purpose
     add(
         base,

@@ -153,6 +153,7 @@ def test_advice_names_the_magnification_when_objects_are_tiny_even_in_the_image(
     )
     assert _tile_advice(report, 512, sliced=False) == (
         "suggestion: 100% of the train objects are under 8 px at model.image_size 512 after the "
-        "letterbox; train on tiles with data.slice: {size: 256} (tiles are magnified 2.0x to the 512 px "
-        "input) and detect with --slice 256 (docs/sliced-training.md)"
+        "letterbox; train on tiles with data.slice: {size: 256} "
+        "(tiles are magnified 2.0x to the 512 px input) "
+        "and detect with --slice 256 (docs/sliced-training.md)"
     )

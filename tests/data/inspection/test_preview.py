@@ -15,7 +15,8 @@ from detector.data.inspection.preview import class_colour, draw_boxes, tile_grid
 def _config_file(tmp_path: Path) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(
-        f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n  train: [ImageSets/Main/train.txt]\n"
+        f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n"
+        "  train: [ImageSets/Main/train.txt]\n"
         "  val: [ImageSets/Main/val.txt]\n  names: [circle, square, triangle, star, ring]\n"
         "  synthetic: {num_train: 6, num_val: 1, image_size: 64, seed: 0}\n"
         "model:\n  image_size: 64\n"
@@ -150,7 +151,8 @@ def test_preview_with_data_slice_shows_the_tile_overview_then_tiles(tmp_path: Pa
 
     config = tmp_path / "aerial.yaml"
     config.write_text(
-        f"data:\n  format: voc\n  root: {tmp_path / 'aerial'}\n  train: [ImageSets/Main/train.txt]\n"
+        f"data:\n  format: voc\n  root: {tmp_path / 'aerial'}\n"
+        "  train: [ImageSets/Main/train.txt]\n"
         "  val: [ImageSets/Main/val.txt]\n  names: [circle, square, star]\n"
         "  synthetic: {kind: aerial, num_train: 1, num_val: 1, image_size: 512, seed: 0}\n"
         "  slice: {size: 128, overlap: 0.2, empty_rate: 1.0, full_images: false}\n"

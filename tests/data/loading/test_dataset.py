@@ -1,4 +1,5 @@
-"""Dataset, collate and DataLoader: batch format, bad files at load time, per-sample seeds in any worker."""
+"""Dataset, collate and DataLoader: batch format, bad files at load time,
+per-sample seeds in any worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sample plans (mosaic switch, per-batch input side): worker-count independence, persistent workers."""
+"""Sample plans (mosaic switch, per-batch input side):
+worker-count independence, persistent workers."""
 
 from __future__ import annotations
 

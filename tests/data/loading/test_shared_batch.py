@@ -1,4 +1,5 @@
-"""Pooled shared-memory batches: correct after the trip, reused only once freed, never overwritten while held."""
+"""Pooled shared-memory batches: correct after the trip,
+reused only once freed, never overwritten while held."""
 
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def test_a_larger_batch_gets_a_large_enough_segment() -> None:
 
 
 def test_batches_of_changing_sides_multi_scale_stay_correct_and_bounded() -> None:
-    """Multi-scale: every batch may have another S; a too-small free segment is replaced, never overrun."""
+    """Multi-scale: every batch may have another S;
+    a too-small free segment is replaced, never overrun."""
     received = []
     for step, side in enumerate([16, 48, 32, 48, 16, 64, 32, 64]):
         samples = [

@@ -1,4 +1,5 @@
-"""Training on tiles (data.slice): tiles cut before augmentation, ignored cut boxes reach the loss."""
+"""Training on tiles (data.slice): tiles cut before augmentation,
+ignored cut boxes reach the loss."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Aerial synthetic set: image sizes, object-size distribution, clusters, determinism, boxes inside."""
+"""Aerial synthetic set: image sizes, object-size distribution,
+clusters, determinism, boxes inside."""
 
 from __future__ import annotations
 

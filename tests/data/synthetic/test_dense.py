@@ -1,4 +1,5 @@
-"""Dense synthetic set: density, small objects, a 10x rarer class, large images, clutter, determinism."""
+"""Dense synthetic set: density, small objects, a 10x rarer class,
+large images, clutter, determinism."""
 
 from __future__ import annotations
 

@@ -199,7 +199,8 @@ def test_synth_command_writes_the_dataset(tmp_path: Path) -> None:
 
 def _config_file(tmp_path: Path, synthetic_section: bool = True) -> Path:
     text = (
-        f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n  train: [ImageSets/Main/train.txt]\n"
+        f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n"
+        "  train: [ImageSets/Main/train.txt]\n"
         f"  names: [circle, star, ring]\n"
     )
     if synthetic_section:
