@@ -63,8 +63,10 @@ def _state_dict(value: Any) -> str | None:
         return f"expected a state dict (name -> tensor), got {type(value).__name__}"
     for name, tensor in value.items():
         if not isinstance(name, str) or not torch.is_tensor(tensor):
-            return (f"expected a state dict (name -> tensor), but {name!r} holds a "
-                    f"{type(tensor).__name__}")
+            return (
+                f"expected a state dict (name -> tensor), but {name!r} holds a "
+                f"{type(tensor).__name__}"
+            )
     return None
 
 
@@ -75,8 +77,11 @@ def _string_list(value: Any) -> str | None:
 
 
 def _three_numbers(value: Any) -> str | None:
-    if (not isinstance(value, list) or len(value) != 3
-            or not all(_is_number(item) for item in value)):
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(_is_number(item) for item in value)
+    ):
         got = repr(value) if isinstance(value, list) else type(value).__name__
         return f"expected a list of 3 numbers, got {got}"
     return None
@@ -88,6 +93,7 @@ def _int_at_least(minimum: int) -> Check:
         if is_int and value >= minimum:
             return None
         return f"expected an integer >= {minimum}, got {value!r}"
+
     return check
 
 
@@ -105,13 +111,22 @@ def _mapping_with(*keys: str) -> Check:
             return f"expected a mapping, got {type(value).__name__}"
         missing = [key for key in keys if key not in value]
         return f"mapping lacks {', '.join(missing)}" if missing else None
+
     return check
 
 
 # The `train_state` counters every last.pt holds (`training.engine.TrainState`); fields the
 # dataclass has beyond these are optional in a file and take their default when absent.
-TRAIN_STATE_KEYS = ("planned_epochs", "epoch", "step", "best_ap", "best_epoch",
-                    "epochs_without_improvement", "elapsed_s", "finished")
+TRAIN_STATE_KEYS = (
+    "planned_epochs",
+    "epoch",
+    "step",
+    "best_ap",
+    "best_epoch",
+    "epochs_without_improvement",
+    "elapsed_s",
+    "finished",
+)
 
 INFERENCE_TYPES: dict[str, Check] = {
     "model": _state_dict,
@@ -126,8 +141,9 @@ INFERENCE_TYPES: dict[str, Check] = {
 TRAINING_TYPES: dict[str, Check] = {
     "train_model": _state_dict,
     "optimizer": _mapping_with("state", "param_groups"),
-    "scheduler": _mapping_with("base_lr", "end_lr", "warmup_steps", "total_steps", "start_step",
-                               "start_lr"),
+    "scheduler": _mapping_with(
+        "base_lr", "end_lr", "warmup_steps", "total_steps", "start_step", "start_lr"
+    ),
     "scaler": _mapping_with(),
     "ema": _mapping_with(),
     "rng": _mapping_with("python", "numpy", "torch"),
@@ -137,8 +153,9 @@ TRAINING_TYPES: dict[str, Check] = {
 }
 # Optional: last.pt files written without mid-epoch saves lack it.
 OPTIONAL_TYPES: dict[str, Check] = {
-    "epoch_progress": _mapping_with("batches_done", "sums", "finite_batches", "skipped_steps",
-                                    "images_seen"),
+    "epoch_progress": _mapping_with(
+        "batches_done", "sums", "finite_batches", "skipped_steps", "images_seen"
+    ),
 }
 INFERENCE_KEYS = tuple(INFERENCE_TYPES)
 TRAINING_KEYS = tuple(TRAINING_TYPES)
@@ -203,12 +220,14 @@ def load_checkpoint(path: str | Path, *, require_training_state: bool = False) -
         raise CheckpointError(f"{path}: {_load_failure(exc)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(
-            f"{path}: not a detector checkpoint (a {type(ckpt).__name__}, not a dict)")
+            f"{path}: not a detector checkpoint (a {type(ckpt).__name__}, not a dict)"
+        )
     required = INFERENCE_KEYS + (TRAINING_KEYS if require_training_state else ())
     missing = [key for key in required if key not in ckpt]
     if missing:
         raise CheckpointError(
-            f"{path}: not a detector checkpoint (missing keys {', '.join(missing)})")
+            f"{path}: not a detector checkpoint (missing keys {', '.join(missing)})"
+        )
     errors = checkpoint_type_errors(ckpt, training=require_training_state)
     if errors:
         raise CheckpointError(f"{path}: not a detector checkpoint (key {errors[0]})")
@@ -248,7 +267,8 @@ def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
     return [
         name
         for name, tensor in state_dict.items()
-        if torch.is_tensor(tensor) and tensor.is_floating_point()
+        if torch.is_tensor(tensor)
+        and tensor.is_floating_point()
         and not bool(torch.isfinite(tensor).all())
     ]
 

@@ -300,14 +300,17 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - known, key=str)
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"
-        )
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     missing = [name for name in required if name not in values]
     if missing:
-        raise ConfigError(f"{where or 'config'}: missing key {missing[0]} (needs: {', '.join(required)})")
+        raise ConfigError(
+            f"{where or 'config'}: missing key {missing[0]} (needs: {', '.join(required)})"
+        )
     kwargs = {
         name: _convert(value, hints[name], f"{where}.{name}" if where else name)
         for name, value in values.items()
@@ -383,13 +386,15 @@ def _drop_removed_keys(raw: dict[str, Any]) -> dict[str, Any]:
             continue
         if part[key] != only_value:
             raise ConfigError(
-                f"{section}.{key}: {part[key]!r}: this key was removed ({why}); delete it")
+                f"{section}.{key}: {part[key]!r}: this key was removed ({why}); delete it"
+            )
         raw[section] = {name: value for name, value in part.items() if name != key}
     return raw
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "<dict>",
-                     overrides: list[str] | None = None) -> Config:
+def config_from_dict(
+    raw: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None
+) -> Config:
     """Build and validate a Config from a plain dict; errors name `source`."""
     raw = dict(raw or {})
     for override in overrides or []:
@@ -417,7 +422,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+            f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
@@ -476,14 +482,17 @@ def parse_save_period(value: str | float | None) -> SavePeriod | None:
         # `save_period: 1` means "every epoch" elsewhere; here last.pt is written at every
         # epoch end anyway, and a unitless number would leave minutes vs steps to a guess.
         is_int = isinstance(value, int) and not isinstance(value, bool)
-        steps = f" or \"{value} steps\"" if is_int else ""
-        raise ConfigError(f"train.save_period: {value!r} has no unit; last.pt is written at every "
-                          f"epoch end anyway (null, the default); to save inside epochs too write "
-                          f"e.g. \"{value:g} min\"{steps} (the forms: \"30 min\", \"500 steps\")")
+        steps = f' or "{value} steps"' if is_int else ""
+        raise ConfigError(
+            f"train.save_period: {value!r} has no unit; last.pt is written at every "
+            f"epoch end anyway (null, the default); to save inside epochs too write "
+            f'e.g. "{value:g} min"{steps} (the forms: "30 min", "500 steps")'
+        )
     match = _FORM.match(value)
     if match is None:
-        raise ConfigError(f"train.save_period: {value!r} is not a period; write e.g. \"30 min\" "
-                          "or \"500 steps\"")
+        raise ConfigError(
+            f'train.save_period: {value!r} is not a period; write e.g. "30 min" or "500 steps"'
+        )
     number, unit = float(match.group(1)), match.group(2).lower()
     if number <= 0:
         raise ConfigError(f"train.save_period: {value!r} must be positive")
@@ -496,6 +505,7 @@ def parse_save_period(value: str | float | None) -> SavePeriod | None:
 
 # Value checks (`check_config_ranges`), run by `config_from_dict` after the types.
 
+
 def _error(key: str, message: str) -> ConfigError:
     return ConfigError(f"{key}: {message}")
 
@@ -507,8 +517,16 @@ def _get(cfg: Config, key: str) -> Any:
     return value
 
 
-def _number(cfg: Config, key: str, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+def _number(
+    cfg: Config,
+    key: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
     """Check that a numeric key is finite and inside [low, high] (open ends when asked)."""
     value = _get(cfg, key)
     if value is None and optional:
@@ -544,10 +562,15 @@ def _check_data(cfg: Config) -> None:
         for index, entry in enumerate(getattr(data, split)):
             key = f"data.{split}[{index}]"
             if data.format == "coco":
-                if not (isinstance(entry, dict) and set(entry) == {"images", "annotations"}
-                        and all(isinstance(v, str) and v for v in entry.values())):
-                    raise _error(key, "a coco entry is {images: DIR, annotations: FILE.json}, "
-                                      f"got {entry!r}")
+                if not (
+                    isinstance(entry, dict)
+                    and set(entry) == {"images", "annotations"}
+                    and all(isinstance(v, str) and v for v in entry.values())
+                ):
+                    raise _error(
+                        key,
+                        f"a coco entry is {{images: DIR, annotations: FILE.json}}, got {entry!r}",
+                    )
             elif not isinstance(entry, str) or not entry.strip():
                 raise _error(key, f"a {data.format} entry is a path string, got {entry!r}")
     if data.slice is not None:
@@ -559,18 +582,20 @@ def _check_data(cfg: Config) -> None:
         _number(cfg, "data.synthetic.seed", low=0)
         least = {"dense": 64, "aerial": 256}.get(data.synthetic.kind, 32)
         if data.synthetic.image_size < least:
-            raise _error("data.synthetic.image_size",
-                         f"{data.synthetic.image_size} must be >= {least} "
-                         f"for kind {data.synthetic.kind}")
+            raise _error(
+                "data.synthetic.image_size",
+                f"{data.synthetic.image_size} must be >= {least} for kind {data.synthetic.kind}",
+            )
 
 
 def _check_slice(cfg: Config) -> None:
     """data.slice: a tile of >= 32 px, a multiple of the largest stride; fractions in range."""
     size = cfg.data.slice.size
     if size < 32 or size % 32:
-        raise _error("data.slice.size",
-                     f"{size} must be a multiple of 32 (the model's largest stride) "
-                     "and at least 32")
+        raise _error(
+            "data.slice.size",
+            f"{size} must be a multiple of 32 (the model's largest stride) and at least 32",
+        )
     _number(cfg, "data.slice.overlap", low=0, high=1, high_open=True)
     _number(cfg, "data.slice.min_area_ratio", low=0, high=1)
     _number(cfg, "data.slice.empty_rate", low=0, high=1)
@@ -617,23 +642,40 @@ def _check_pretrained_name(value: str | None, backbone: Backbone) -> None:
     available = IMAGENET_WEIGHTS[backbone]
     if value not in PRETRAINED_NAMES:
         v2 = " and ".join(b for b, names in IMAGENET_WEIGHTS.items() if "imagenet-v2" in names)
-        raise _error("model.pretrained", f"{value!r} is not a weight name: use imagenet, "
-                     f"imagenet-v2 ({v2} only), a path to a local .pth file, or null")
+        raise _error(
+            "model.pretrained",
+            f"{value!r} is not a weight name: use imagenet, "
+            f"imagenet-v2 ({v2} only), a path to a local .pth file, or null",
+        )
     if value not in available:
-        raise _error("model.pretrained", f"{value!r}: torchvision publishes no such file for "
-                     f"{backbone} (it has: {', '.join(available)})")
+        raise _error(
+            "model.pretrained",
+            f"{value!r}: torchvision publishes no such file for "
+            f"{backbone} (it has: {', '.join(available)})",
+        )
 
 
 def _check_train(cfg: Config) -> None:
     train = cfg.train
     if not DEVICE_PATTERN.fullmatch(train.device):
-        raise _error("train.device",
-                     f"{train.device!r} is not a device: auto, cpu, mps, cuda or cuda:N")
-    for key in ("train.epochs", "train.batch_size", "train.accumulate", "train.eval_interval",
-                "train.max_nan_skips"):
+        raise _error(
+            "train.device", f"{train.device!r} is not a device: auto, cpu, mps, cuda or cuda:N"
+        )
+    for key in (
+        "train.epochs",
+        "train.batch_size",
+        "train.accumulate",
+        "train.eval_interval",
+        "train.max_nan_skips",
+    ):
         _number(cfg, key, low=1)
-    for key in ("train.workers", "train.seed", "train.early_stop_patience", "train.weight_decay",
-                "train.warmup_epochs"):
+    for key in (
+        "train.workers",
+        "train.seed",
+        "train.early_stop_patience",
+        "train.weight_decay",
+        "train.warmup_epochs",
+    ):
         _number(cfg, key, low=0)
     _number(cfg, "train.lr", low=0, low_open=True)
     _number(cfg, "train.momentum", low=0, high=1, high_open=True)
@@ -654,14 +696,18 @@ def _check_close_mosaic(value: int | float) -> None:
     """An integer >= 0 (epochs) or a fraction strictly between 0 and 1 of the planned epochs."""
     if isinstance(value, int):
         if value < 0:
-            raise _error("train.close_mosaic",
-                         f"{value} epochs must be >= 0 (0: keep mosaic to the end)")
+            raise _error(
+                "train.close_mosaic", f"{value} epochs must be >= 0 (0: keep mosaic to the end)"
+            )
         return
     if not math.isfinite(value) or not 0 < value < 1:
         integral = math.isfinite(value) and value >= 1 and value == int(value)
         whole = f"; for {value:g} epochs write the integer {int(value)}" if integral else ""
-        raise _error("train.close_mosaic", f"{value} is neither an integer number of epochs nor a "
-                     f"fraction strictly between 0 and 1 of the planned epochs{whole}")
+        raise _error(
+            "train.close_mosaic",
+            f"{value} is neither an integer number of epochs nor a "
+            f"fraction strictly between 0 and 1 of the planned epochs{whole}",
+        )
 
 
 def _check_multi_scale(value: list[int] | None) -> None:
@@ -677,20 +723,30 @@ def _check_multi_scale(value: list[int] | None) -> None:
         raise _error("train.multi_scale", f"{value} holds no multiple of 32 (input sides must be)")
 
 
-def _check_progressive(value: ProgressiveResize | None, image_size: int,
-                       multi_scale: list[int] | None) -> None:
-    """null, or a side that is a multiple of 32 in [32, model.image_size) and a fraction in (0, 1)."""
+def _check_progressive(
+    value: ProgressiveResize | None, image_size: int, multi_scale: list[int] | None
+) -> None:
+    """null, or a side that is a multiple of 32 in [32, model.image_size)
+    and a fraction in (0, 1)."""
     if value is None:
         return
     if multi_scale is not None:
-        raise _error("train.progressive", "cannot be combined with train.multi_scale "
-                     "(both choose the batch's input side); set one of them to null")
+        raise _error(
+            "train.progressive",
+            "cannot be combined with train.multi_scale "
+            "(both choose the batch's input side); set one of them to null",
+        )
     if value.size % 32 or not 32 <= value.size < image_size:
-        raise _error("train.progressive.size", f"{value.size} must be a multiple of 32, at least "
-                     f"32 and below model.image_size ({image_size})")
+        raise _error(
+            "train.progressive.size",
+            f"{value.size} must be a multiple of 32, at least "
+            f"32 and below model.image_size ({image_size})",
+        )
     if not math.isfinite(value.fraction) or not 0 < value.fraction < 1:
-        raise _error("train.progressive.fraction",
-                     f"{value.fraction} must be strictly between 0 and 1 (share of the planned epochs)")
+        raise _error(
+            "train.progressive.fraction",
+            f"{value.fraction} must be strictly between 0 and 1 (share of the planned epochs)",
+        )
 
 
 def _check_eval(cfg: Config) -> None:

@@ -56,22 +56,39 @@ def offline_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     blocker.close()
 
 
-def _tiny_training(data_root: Path, run_dir: Path | None = None, *, num_train: int = 4,
-                   **train: object) -> dict[str, Any]:
+def _tiny_training(
+    data_root: Path, run_dir: Path | None = None, *, num_train: int = 4, **train: object
+) -> dict[str, Any]:
     """The smallest real training run, as a raw config dict.
 
     resnet18 at 64 px with 16-channel neck/head, on `num_train` synthetic images
     (generated into `data_root` on first use), batch 2, CPU, no workers; `train`
     overrides any `train:` key.
     """
-    settings: dict[str, Any] = {"epochs": 1, "batch_size": 2, "workers": 0, "device": "cpu", **train}
+    settings: dict[str, Any] = {
+        "epochs": 1,
+        "batch_size": 2,
+        "workers": 0,
+        "device": "cpu",
+        **train,
+    }
     if run_dir is not None:
         settings["run_dir"] = str(run_dir)
     return {
-        "data": {"format": "voc", "root": str(data_root), "train": ["ImageSets/Main/train.txt"],
-                 "val": ["ImageSets/Main/val.txt"], "names": ["circle", "square"],
-                 "synthetic": {"num_train": num_train, "num_val": 2, "image_size": 64, "seed": 0}},
-        "model": {"backbone": "resnet18", "image_size": 64, "neck_channels": 16, "head_channels": 16},
+        "data": {
+            "format": "voc",
+            "root": str(data_root),
+            "train": ["ImageSets/Main/train.txt"],
+            "val": ["ImageSets/Main/val.txt"],
+            "names": ["circle", "square"],
+            "synthetic": {"num_train": num_train, "num_val": 2, "image_size": 64, "seed": 0},
+        },
+        "model": {
+            "backbone": "resnet18",
+            "image_size": 64,
+            "neck_channels": 16,
+            "head_channels": 16,
+        },
         "train": settings,
         "eval": {"batch_size": 2},
     }
@@ -79,17 +96,22 @@ def _tiny_training(data_root: Path, run_dir: Path | None = None, *, num_train: i
 
 @pytest.fixture(scope="session")
 def tiny_training() -> Callable[..., dict[str, Any]]:
-    """Factory for the smallest real training config: `tiny_training(data_root, run_dir, **train)`."""
+    """Factory for the smallest real training config:
+    `tiny_training(data_root, run_dir, **train)`."""
     return _tiny_training
 
 
 @pytest.fixture
 def tiny_training_yaml(tmp_path: Path) -> Callable[..., Path]:
     """Factory writing `tiny_training(...)` to a YAML file in tmp_path; returns its path."""
+
     def write(name: str, data_root: Path, run_dir: Path | None = None, **kwargs: object) -> Path:
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(_tiny_training(data_root, run_dir, **kwargs)), encoding="utf-8")
+        path.write_text(
+            yaml.safe_dump(_tiny_training(data_root, run_dir, **kwargs)), encoding="utf-8"
+        )
         return path
+
     return write
 
 
@@ -108,8 +130,16 @@ def trained_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     tmp = tmp_path_factory.mktemp("trained_tiny")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    settings = _tiny_training(tmp / "data", tmp / "run", num_train=8, epochs=15, ema=False,
-                              optimizer="adamw", lr=0.01, warmup_epochs=0.5)
+    settings = _tiny_training(
+        tmp / "data",
+        tmp / "run",
+        num_train=8,
+        epochs=15,
+        ema=False,
+        optimizer="adamw",
+        lr=0.01,
+        warmup_epochs=0.5,
+    )
     settings["data"]["val"] = ["ImageSets/Main/train.txt"]
     settings["data"]["synthetic"]["image_size"] = 90
     settings["augment"] = []  # no augmentation: the 8 images are learned within seconds

@@ -50,7 +50,9 @@ def test_save_then_load_round_trips_and_leaves_no_temp_file(tmp_path: Path) -> N
     assert torch.load(path, weights_only=True)["epoch"] == 1
 
 
-def test_failure_mid_write_keeps_previous_checkpoint_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_mid_write_keeps_previous_checkpoint_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(_minimal_state(1.0), path)
     real_save = torch.save
@@ -67,7 +69,9 @@ def test_failure_mid_write_keeps_previous_checkpoint_and_no_temp(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_failing_rename_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_rename_keeps_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(_minimal_state(1.0), path)
 
@@ -103,7 +107,11 @@ def test_process_killed_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> 
     assert torch.equal(load_checkpoint(path)["model"]["weight"], torch.ones(3))
     # The kill leaves the temp file; it is hidden (dot-prefixed), never mistaken for last.pt.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.pt"]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".last.pt.") and leftovers[0].endswith(".tmp")
+    assert (
+        len(leftovers) == 1
+        and leftovers[0].startswith(".last.pt.")
+        and leftovers[0].endswith(".tmp")
+    )
     save_checkpoint(_minimal_state(2.0), path)  # the next save sweeps it away
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
@@ -143,7 +151,10 @@ def test_pickle_with_code_is_refused_as_not_ours_without_unsafe_advice(tmp_path:
         with pytest.raises(CheckpointError) as info:
             load_checkpoint(file)
         message = str(info.value)
-        assert message == f"{file}: not a checkpoint of this package (or unsafe): loading it would run posix.system"
+        assert message == (
+            f"{file}: not a checkpoint of this package (or unsafe): "
+            "loading it would run posix.system"
+        )
         assert "weights_only" not in message and "\n" not in message
 
 
@@ -153,14 +164,20 @@ def test_pickle_with_code_is_refused_as_not_ours_without_unsafe_advice(tmp_path:
         ("names", 3, "names: expected a list of strings, got int"),
         ("names", ["a", 2], "names: expected a list of strings, got list"),
         ("model", [torch.ones(1)], "model: expected a state dict (name -> tensor), got list"),
-        ("model", {"w": 1.5}, "model: expected a state dict (name -> tensor), but 'w' holds a float"),
+        (
+            "model",
+            {"w": 1.5},
+            "model: expected a state dict (name -> tensor), but 'w' holds a float",
+        ),
         ("image_size", "64", "image_size: expected an integer >= 1, got '64'"),
         ("mean", [0.5, 0.5], "mean: expected a list of 3 numbers, got [0.5, 0.5]"),
         ("epoch", True, "epoch: expected an integer >= 0, got True"),
         ("config", "train: {}", "config: expected a mapping, got str"),
     ],
 )
-def test_right_keys_wrong_types_name_file_and_key(tmp_path: Path, key: str, value: object, expected: str) -> None:
+def test_right_keys_wrong_types_name_file_and_key(
+    tmp_path: Path, key: str, value: object, expected: str
+) -> None:
     state = _minimal_state()
     state[key] = value
     save_checkpoint(state, tmp_path / "best.pt")
@@ -170,11 +187,23 @@ def test_right_keys_wrong_types_name_file_and_key(tmp_path: Path, key: str, valu
 
 
 def test_training_keys_wrong_types_are_refused(tmp_path: Path) -> None:
-    state = {**_minimal_state(), "train_model": {"w": torch.ones(1)}, "optimizer": {"state": {}, "param_groups": []},
-             "scheduler": {"base_lr": 0.1}, "scaler": {}, "ema": {}, "rng": capture_rng_state(), "finished": False,
-             "step": 3, "train_state": {}}
+    state = {
+        **_minimal_state(),
+        "train_model": {"w": torch.ones(1)},
+        "optimizer": {"state": {}, "param_groups": []},
+        "scheduler": {"base_lr": 0.1},
+        "scaler": {},
+        "ema": {},
+        "rng": capture_rng_state(),
+        "finished": False,
+        "step": 3,
+        "train_state": {},
+    }
     save_checkpoint(state, tmp_path / "last.pt")
-    with pytest.raises(CheckpointError, match=r"last.pt: not a detector checkpoint \(key scheduler: mapping lacks end_lr"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"last.pt: not a detector checkpoint \(key scheduler: mapping lacks end_lr",
+    ):
         load_checkpoint(tmp_path / "last.pt", require_training_state=True)
     load_checkpoint(tmp_path / "last.pt")  # its inference keys alone are fine
 
@@ -197,7 +226,9 @@ def test_next_save_removes_stale_temp_files_of_ours_only(tmp_path: Path) -> None
     for path in stale + others:
         path.write_bytes(b"partial")
     save_checkpoint(_minimal_state(), tmp_path / "last.pt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.pt"] + [p.name for p in others])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["last.pt"] + [p.name for p in others]
+    )
 
 
 def test_wrong_content_is_reported_with_missing_keys(tmp_path: Path) -> None:
@@ -213,8 +244,12 @@ def test_wrong_content_is_reported_with_missing_keys(tmp_path: Path) -> None:
 
 
 def test_non_finite_tensors_names_the_bad_ones() -> None:
-    state = {"a": torch.ones(2), "b": torch.tensor([1.0, float("nan")]), "c": torch.tensor([float("inf")]),
-             "n": torch.tensor(3)}
+    state = {
+        "a": torch.ones(2),
+        "b": torch.tensor([1.0, float("nan")]),
+        "c": torch.tensor([float("inf")]),
+        "n": torch.tensor(3),
+    }
     assert non_finite_tensors(state) == ["b", "c"]
 
 
@@ -233,7 +268,9 @@ def test_model_from_checkpoint_rebuilds_the_model(tmp_path: Path) -> None:
 
     cfg = Config()
     cfg.model.image_size = 64
-    cfg.model.pretrained = "/nonexistent/resnet18.pth"  # must be ignored: the checkpoint has every weight
+    cfg.model.pretrained = (
+        "/nonexistent/resnet18.pth"  # must be ignored: the checkpoint has every weight
+    )
     torch.manual_seed(0)
     cfg_build = Config()
     cfg_build.model.image_size = 64

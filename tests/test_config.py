@@ -19,7 +19,9 @@ def test_shipped_configs_load_and_round_trip(name: str) -> None:
 
 
 def test_override_sets_nested_value_with_yaml_types() -> None:
-    cfg = load_config(CONFIGS / "shapes.yaml", ["train.epochs=3", "model.pretrained=null", "train.lr=1e-3"])
+    cfg = load_config(
+        CONFIGS / "shapes.yaml", ["train.epochs=3", "model.pretrained=null", "train.lr=1e-3"]
+    )
     assert cfg.train.epochs == 3
     assert cfg.model.pretrained is None
     assert cfg.train.lr == pytest.approx(1e-3)
@@ -61,8 +63,10 @@ def test_config_imports_nothing_else_of_the_package() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, detector.config; "
-            "print(sorted(m for m in sys.modules if m.startswith(('detector.', 'torch'))))")
+    code = (
+        "import sys, detector.config; "
+        "print(sorted(m for m in sys.modules if m.startswith(('detector.', 'torch'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['detector.config']"
 
@@ -71,7 +75,9 @@ def test_choice_sets_are_checked_while_building() -> None:
     from detector.config import OPTIMIZERS, ConfigError, config_from_dict
 
     assert config_from_dict({"train": {"optimizer": OPTIMIZERS[-1]}}).train.optimizer == "adamw"
-    with pytest.raises(ConfigError, match=r"train.optimizer: 'adam' is not one of \['adamw', 'sgd'\]"):
+    with pytest.raises(
+        ConfigError, match=r"train.optimizer: 'adam' is not one of \['adamw', 'sgd'\]"
+    ):
         config_from_dict({"train": {"optimizer": "adam"}}, source="x.yaml")
     with pytest.raises(ConfigError, match="model.backbone: expected a string, got 18"):
         config_from_dict({"model": {"backbone": 18}})

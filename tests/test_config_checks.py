@@ -60,11 +60,17 @@ BAD_VALUES = [
     ("model.head_channels=-8", "model.head_channels", "must be in [1, inf]"),
     ("model.head_convs=-1", "model.head_convs", "must be in [0, inf]"),
     ("model.pretrained=''", "model.pretrained", "empty path"),
-    ("model.pretrained=imagenet-v2", "model.pretrained",
-     "'imagenet-v2': torchvision publishes no such file for resnet18 (it has: imagenet)"),
+    (
+        "model.pretrained=imagenet-v2",
+        "model.pretrained",
+        "'imagenet-v2': torchvision publishes no such file for resnet18 (it has: imagenet)",
+    ),
     ("model.pretrained=ImageNet", "model.pretrained", "'ImageNet' is not a weight name"),
-    ("model.pretrained=imagenet1k", "model.pretrained",
-     "use imagenet, imagenet-v2 (resnet50 and resnet101 only)"),
+    (
+        "model.pretrained=imagenet1k",
+        "model.pretrained",
+        "use imagenet, imagenet-v2 (resnet50 and resnet101 only)",
+    ),
     ("model.pretrained=imagenet", "model.width", "weights exist at width 1.0 only"),
     ("data.min_box_size=-1", "data.min_box_size", "must be in [0, inf]"),
     ("data.max_image_pixels=0", "data.max_image_pixels", "must be in [1, inf]"),
@@ -75,7 +81,11 @@ BAD_VALUES = [
     ("data.train=[{images: x}]", "data.train[0]", "a voc entry is a path string"),
     ("data.synthetic.num_train=0", "data.synthetic.num_train", "must be in [1, inf]"),
     ("data.synthetic.image_size=8", "data.synthetic.image_size", "must be in [32, inf]"),
-    ("data.slice.size=16", "data.slice.size", "must be a multiple of 32 (the model's largest stride)"),
+    (
+        "data.slice.size=16",
+        "data.slice.size",
+        "must be a multiple of 32 (the model's largest stride)",
+    ),
     ("data.slice.size=500", "data.slice.size", "must be a multiple of 32"),
     ("data.slice.overlap=1.0", "data.slice.overlap", "must be in [0, 1)"),
     ("data.slice.overlap=-0.1", "data.slice.overlap", "must be in [0, 1)"),
@@ -97,13 +107,19 @@ def test_bad_value_is_refused_naming_file_and_key(override: str, key: str, reaso
 
 
 def test_pretrained_names_and_paths_accepted_where_torchvision_has_the_file() -> None:
-    for backbone, name in [("resnet18", "imagenet"), ("resnet34", "imagenet"),
-                           ("resnet50", "imagenet-v2"), ("resnet101", "imagenet-v2")]:
+    for backbone, name in [
+        ("resnet18", "imagenet"),
+        ("resnet34", "imagenet"),
+        ("resnet50", "imagenet-v2"),
+        ("resnet101", "imagenet-v2"),
+    ]:
         cfg = config_from_dict({"model": {"backbone": backbone, "pretrained": name}})
         assert cfg.model.pretrained == name
     for path in ("weights/imagenet.pth", "imagenet-v2.pth", "/data/ImageNet/resnet18.pth"):
         assert config_from_dict({"model": {"pretrained": path}}).model.pretrained == path
-    with pytest.raises(ConfigError, match=r"^<dict>: model\.pretrained: 'imagenet-v2': .* resnet34"):
+    with pytest.raises(
+        ConfigError, match=r"^<dict>: model\.pretrained: 'imagenet-v2': .* resnet34"
+    ):
         config_from_dict({"model": {"backbone": "resnet34", "pretrained": "imagenet-v2"}})
 
 
@@ -122,16 +138,21 @@ def test_close_mosaic_and_multi_scale_spellings_accepted() -> None:
         assert config_from_dict({"train": {"close_mosaic": value}}).train.close_mosaic == value
     assert isinstance(config_from_dict({"train": {"close_mosaic": 3}}).train.close_mosaic, int)
     assert config_from_dict({"train": {"multi_scale": [320, 576]}}).train.multi_scale == [320, 576]
-    assert config_from_dict({"train": {"multi_scale": [300, 330]}}).train.multi_scale == [300, 330]  # holds 320
+    assert config_from_dict({"train": {"multi_scale": [300, 330]}}).train.multi_scale == [
+        300,
+        330,
+    ]  # holds 320
     assert config_from_dict({"train": {"multi_scale": None}}).train.multi_scale is None
 
 
 def test_boundary_values_accepted() -> None:
-    cfg = config_from_dict({
-        "eval": {"iou_threshold": 1.0, "score_threshold": 0.0, "max_det": 1},
-        "train": {"workers": 0, "ema_decay": 0.0, "time_limit": 0.5, "grad_clip": None},
-        "model": {"frozen_stages": 5},
-    })
+    cfg = config_from_dict(
+        {
+            "eval": {"iou_threshold": 1.0, "score_threshold": 0.0, "max_det": 1},
+            "train": {"workers": 0, "ema_decay": 0.0, "time_limit": 0.5, "grad_clip": None},
+            "model": {"frozen_stages": 5},
+        }
+    )
     assert (cfg.eval.iou_threshold, cfg.train.workers, cfg.model.frozen_stages) == (1.0, 0, 5)
 
 
@@ -147,7 +168,8 @@ def test_duplicated_section_names_key_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == (
-        f"{path}: line 5: duplicated key 'train' (first given at line 1; YAML would keep only the last)"
+        f"{path}: line 5: duplicated key 'train' "
+        "(first given at line 1; YAML would keep only the last)"
     )
 
 
@@ -180,11 +202,15 @@ def test_non_utf8_config_is_named(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_train_with_bad_iou_threshold_fails_before_the_run_directory(tmp_path: Path, monkeypatch) -> None:
+def test_train_with_bad_iou_threshold_fails_before_the_run_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
     """Before this check, `eval.iou_threshold: 7` trained a whole epoch, then failed in NMS."""
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "bad.yaml"
-    config.write_text((CONFIGS / "shapes.yaml").read_text().replace("iou_threshold: 0.6", "iou_threshold: 7"))
+    config.write_text(
+        (CONFIGS / "shapes.yaml").read_text().replace("iou_threshold: 0.6", "iou_threshold: 7")
+    )
     result = CliRunner().invoke(main, ["train", str(config), "--set", "train.run_dir=runs/x"])
     assert result.exit_code != 0
     assert f"{config}: eval.iou_threshold: 7.0 must be in (0, 1]" in result.output
@@ -211,7 +237,9 @@ def test_removed_model_strides_with_its_only_value_still_loads() -> None:
 
     cfg = config_from_dict({"model": {"strides": [8, 16, 32], "image_size": 64}}, source="old.pt")
     assert cfg.model.image_size == 64 and "strides" not in config_to_dict(cfg)["model"]
-    with pytest.raises(ConfigError, match=r"old.pt: model.strides: \[8, 16\]: this key was removed .*; delete it"):
+    with pytest.raises(
+        ConfigError, match=r"old.pt: model.strides: \[8, 16\]: this key was removed .*; delete it"
+    ):
         config_from_dict({"model": {"strides": [8, 16]}}, source="old.pt")
 
 
@@ -222,11 +250,14 @@ class _NoBackend:
     device = "cpu"
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    *[("iou_threshold", v) for v in (-0.1, 0.0, 1e-9, 0.5, 1.0, 1.0 + 1e-9)],
-    *[("score_threshold", v) for v in (-1e-9, 0.0, 0.5, 1.0, 1.0 + 1e-9)],
-    *[("max_det", v) for v in (0, 1, 300)],
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        *[("iou_threshold", v) for v in (-0.1, 0.0, 1e-9, 0.5, 1.0, 1.0 + 1e-9)],
+        *[("score_threshold", v) for v in (-1e-9, 0.0, 0.5, 1.0, 1.0 + 1e-9)],
+        *[("max_det", v) for v in (0, 1, 300)],
+    ],
+)
 def test_eval_range_check_agrees_with_detector(key: str, value: float) -> None:
     """A value the config accepts must not fail at the first validation (`Detector`), and back.
 
@@ -244,13 +275,15 @@ def test_eval_range_check_agrees_with_detector(key: str, value: float) -> None:
         detector_accepts = True
     except ValueError:
         detector_accepts = False
-    assert config_accepts == detector_accepts, f"eval.{key}={value}: config {config_accepts}, " \
-                                               f"Detector {detector_accepts}"
+    assert config_accepts == detector_accepts, (
+        f"eval.{key}={value}: config {config_accepts}, Detector {detector_accepts}"
+    )
 
 
 @pytest.mark.parametrize("value", ["1", "30", "0.5"])
 def test_bare_number_save_period_names_the_accepted_forms(tmp_path: Path, value: str) -> None:
-    """`save_period: 1` (other toolkits: every epoch) was refused with "expected a string, got 1"."""
+    """`save_period: 1` (other toolkits: every epoch) was refused
+    with "expected a string, got 1"."""
     path = tmp_path / "c.yaml"
     path.write_text(f"train:\n  save_period: {value}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:
@@ -263,7 +296,15 @@ def test_bare_number_save_period_names_the_accepted_forms(tmp_path: Path, value:
 
 def test_slice_boundary_values_accepted_and_absent_by_default() -> None:
     assert config_from_dict({}).data.slice is None
-    for spec in ({"size": 32, "overlap": 0.0, "min_area_ratio": 0.0, "empty_rate": 0.0},
-                 {"size": 2048, "overlap": 0.99, "min_area_ratio": 1.0, "empty_rate": 1.0, "full_images": False}):
+    for spec in (
+        {"size": 32, "overlap": 0.0, "min_area_ratio": 0.0, "empty_rate": 0.0},
+        {
+            "size": 2048,
+            "overlap": 0.99,
+            "min_area_ratio": 1.0,
+            "empty_rate": 1.0,
+            "full_images": False,
+        },
+    ):
         sliced = config_from_dict({"data": {"slice": spec}}).data.slice
         assert {key: getattr(sliced, key) for key in spec} == spec

@@ -156,9 +156,12 @@ def test_below_the_commands_nothing_imports_training() -> None:
     """The engine is the commands' to drive: inference, export and data share what they need
     with training through the first two layers (detector.checkpoint, not training's)."""
     allowed = {"training", "commands", "cli", "__main__", "__init__"}
-    found = [f"{module} -> {target}" for module, targets in sorted(import_graph().items())
-             for target in sorted(targets)
-             if target.startswith("detector.training") and _top(module) not in allowed]
+    found = [
+        f"{module} -> {target}"
+        for module, targets in sorted(import_graph().items())
+        for target in sorted(targets)
+        if target.startswith("detector.training") and _top(module) not in allowed
+    ]
     assert not found, "imports of detector.training below the commands:\n" + "\n".join(found)
 
 
@@ -175,4 +178,5 @@ def test_the_graph_sees_function_local_and_relative_imports(tmp_path: Path) -> N
     assert graph["detector.model.build"] == {"detector.model.head", "detector.config"}
     assert circles(graph) == [["detector.config", "detector.model.build", "detector.model.head"]]
     assert layer_violations(graph) == [
-        "detector.config -> detector.model.build (layer 0 imports layer 1)"]
+        "detector.config -> detector.model.build (layer 0 imports layer 1)"
+    ]

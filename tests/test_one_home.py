@@ -13,7 +13,8 @@ HOME = PACKAGE / "defaults.py"  # DEFAULT_SCORE_THRESHOLD, DEFAULT_IOU_THRESHOLD
 # A default written as a literal: `score_threshold: float = 0.25`, `default=0.45`, `max_det=300`.
 LITERAL_DEFAULT = re.compile(
     r"(score_threshold|iou_threshold|max_det)\b[^=]*=\s*(0\.25|0\.45|300)\b"
-    r"|default\s*=\s*(0\.25|0\.45|300)\b")
+    r"|default\s*=\s*(0\.25|0\.45|300)\b"
+)
 
 
 def _sources() -> list[Path]:
@@ -31,9 +32,12 @@ def _code_lines(path: Path) -> dict[int, str]:
 
 
 def test_inference_defaults_are_written_once() -> None:
-    found = [f"{path.relative_to(PACKAGE.parent)}:{number}: {line}"
-             for path in _sources() for number, line in _code_lines(path).items()
-             if LITERAL_DEFAULT.search(line)]
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}: {line}"
+        for path in _sources()
+        for number, line in _code_lines(path).items()
+        if LITERAL_DEFAULT.search(line)
+    ]
     assert not found, "literal inference defaults (use detector.defaults'):\n" + "\n".join(found)
 
 
@@ -49,8 +53,11 @@ def test_dead_and_repeated_helpers_are_gone() -> None:
 
     assert not hasattr(mot, "format_mot_line")  # never called; MotWriter writes the lines
     assert not hasattr(runner, "median_latency_ms")  # unused
-    definitions = [path.name for path in (PACKAGE.parent / "tools" / "benchmarks").glob("*.py")
-                   if re.search(r"^def _?sync\(", path.read_text(encoding="utf-8"), re.M)]
+    definitions = [
+        path.name
+        for path in (PACKAGE.parent / "tools" / "benchmarks").glob("*.py")
+        if re.search(r"^def _?sync\(", path.read_text(encoding="utf-8"), re.M)
+    ]
     assert len(definitions) == 1, definitions
 
 
@@ -64,8 +71,19 @@ def test_detect_track_and_detector_share_one_options_object() -> None:
 
     defaults = InferenceOptions()
     by_name = {param.name: param.default for param in detect.params}
-    for name in ("device", "score_threshold", "iou_threshold", "max_det", "out_dir", "json_path",
-                 "serve_port", "serve_host", "batch_size", "timeout", "max_image_pixels"):
+    for name in (
+        "device",
+        "score_threshold",
+        "iou_threshold",
+        "max_det",
+        "out_dir",
+        "json_path",
+        "serve_port",
+        "serve_host",
+        "batch_size",
+        "timeout",
+        "max_image_pixels",
+    ):
         assert by_name[name] == getattr(defaults, name), name
     keywords = inspect.signature(Detector.from_checkpoint).parameters
     settings = defaults.detector_settings()

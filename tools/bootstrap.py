@@ -2,7 +2,7 @@
 
 Standard library only, so it runs on a machine with nothing but Python and pip:
 
-    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect and track on a video
+    python3 tools/bootstrap.py demo    # synth data -> train -> evaluate -> detect, track a video
     python3 tools/bootstrap.py test    # the whole pytest suite (what CI runs)
 
 The environment lives in `.venv/` at the repository root and is reinstalled only
@@ -59,9 +59,11 @@ def _create_venv() -> None:
         # The interpreter exists by now: remove it, or the next run would trust a venv without pip.
         shutil.rmtree(VENV, ignore_errors=True)
         package = f"python{sys.version_info.major}.{sys.version_info.minor}-venv"
-        print(f"cannot create {VENV}: Python's ensurepip is missing (Debian and Ubuntu ship it in "
-              f"{package}); install it with `sudo apt install {package}` and run this again",
-              file=sys.stderr)
+        print(
+            f"cannot create {VENV}: Python's ensurepip is missing (Debian and Ubuntu ship it in "
+            f"{package}); install it with `sudo apt install {package}` and run this again",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 
@@ -69,7 +71,9 @@ def ensure_environment() -> Path:
     """Create `.venv` and install the package with its dev extras if needed."""
     torch_spec = os.environ.get("TORCH_SPEC", DEFAULT_TORCH_SPEC)
     fingerprint = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + torch_spec.encode() + " ".join(TEST_REFERENCES).encode()
+        (ROOT / "pyproject.toml").read_bytes()
+        + torch_spec.encode()
+        + " ".join(TEST_REFERENCES).encode()
     ).hexdigest()
     python = _venv_python()
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == fingerprint:
@@ -98,28 +102,61 @@ def run_tests(python: Path, extra: list[str]) -> int:
 
 
 def run_demo(python: Path) -> int:
-    """Train on the embedded synthetic dataset, evaluate, detect and track on a video, score the tracks."""
+    """Train on the embedded synthetic dataset, evaluate,
+    detect and track on a video, score the tracks."""
     detector = [str(python), "-m", "detector"]
     run_dir = ROOT / DEMO_RUN
     steps = [
-        detector + ["train", DEMO_CONFIG, "--set", f"train.run_dir={DEMO_RUN}", "--set", "train.exist_ok=true"],
+        detector
+        + [
+            "train",
+            DEMO_CONFIG,
+            "--set",
+            f"train.run_dir={DEMO_RUN}",
+            "--set",
+            "train.exist_ok=true",
+        ],
         detector + ["evaluate", f"{DEMO_RUN}/weights/best.pt", "--json", f"{DEMO_RUN}/eval.json"],
         detector + ["data", "video", DEMO_CONFIG, "--out", f"{DEMO_RUN}/demo_input.mp4"],
-        detector + ["detect", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
-                    "--out", f"{DEMO_RUN}/detect", "--save-json", f"{DEMO_RUN}/detect/detections.json"],
+        detector
+        + [
+            "detect",
+            f"{DEMO_RUN}/weights/best.pt",
+            f"{DEMO_RUN}/demo_input.mp4",
+            "--out",
+            f"{DEMO_RUN}/detect",
+            "--save-json",
+            f"{DEMO_RUN}/detect/detections.json",
+        ],
         # Tracking on the same video, scored against the ground truth `data video` wrote beside it.
-        detector + ["track", f"{DEMO_RUN}/weights/best.pt", f"{DEMO_RUN}/demo_input.mp4",
-                    "--out", f"{DEMO_RUN}/track", "--save-mot", f"{DEMO_RUN}/track/demo_input.mot.txt"],
-        detector + ["evaluate-tracks", f"{DEMO_RUN}/demo_input.gt.txt", f"{DEMO_RUN}/track/demo_input.mot.txt",
-                    "--json", f"{DEMO_RUN}/track/scores.json"],
+        detector
+        + [
+            "track",
+            f"{DEMO_RUN}/weights/best.pt",
+            f"{DEMO_RUN}/demo_input.mp4",
+            "--out",
+            f"{DEMO_RUN}/track",
+            "--save-mot",
+            f"{DEMO_RUN}/track/demo_input.mot.txt",
+        ],
+        detector
+        + [
+            "evaluate-tracks",
+            f"{DEMO_RUN}/demo_input.gt.txt",
+            f"{DEMO_RUN}/track/demo_input.mot.txt",
+            "--json",
+            f"{DEMO_RUN}/track/scores.json",
+        ],
     ]
     for step in steps:
         print("+", " ".join(step[1:]), flush=True)
         code = subprocess.run(step, cwd=ROOT).returncode
         if code != 0:
             return code
-    print(f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/; "
-          f"tracks: {run_dir / 'track'}/ (scores above, and in {run_dir / 'track' / 'scores.json'})")
+    print(
+        f"\nDone. Metrics: {run_dir / 'eval.json'}; annotated video: {run_dir / 'detect'}/; "
+        f"tracks: {run_dir / 'track'}/ (scores above, and in {run_dir / 'track' / 'scores.json'})"
+    )
     return 0
 
 

@@ -1,5 +1,7 @@
 """Same as `detector detect ...`: a thin wrapper of the package's command.
 
+Usage:
+
     python tools/detect.py --help
 """
 

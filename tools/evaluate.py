@@ -1,5 +1,7 @@
 """Same as `detector evaluate ...`: a thin wrapper of the package's command.
 
+Usage:
+
     python tools/evaluate.py --help
 """
 

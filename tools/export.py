@@ -1,5 +1,7 @@
 """Same as `detector export ...`: a thin wrapper of the package's command.
 
+Usage:
+
     python tools/export.py --help
 """
 

@@ -1,5 +1,7 @@
 """Same as `detector track ...`: a thin wrapper of the package's command.
 
+Usage:
+
     python tools/track.py --help
 """
 

@@ -1,5 +1,7 @@
 """Same as `detector train ...`: a thin wrapper of the package's command.
 
+Usage:
+
     python tools/train.py --help
 """
 

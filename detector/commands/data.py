@@ -1,5 +1,7 @@
 """`detector data ...`: dataset utilities.
 
+Usage:
+
     detector data check configs/voc.yaml
     detector data preview configs/shapes.yaml --out preview.jpg
     detector data synth datasets/shapes

@@ -18,12 +18,26 @@ import click
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Image file to write (.jpg or .png).")
-@click.option("--num", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Picks samples and seeds augmentation.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. --set model.image_size=320 (repeatable).")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Image file to write (.jpg or .png).",
+)
+@click.option(
+    "--num", type=click.IntRange(min=1), default=16, show_default=True, help="Number of samples."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Picks samples and seeds augmentation."
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set model.image_size=320 (repeatable).",
+)
 def preview(config: str, out_path: str, num: int, seed: int, overrides: tuple[str, ...]) -> None:
     """Write a grid of augmented training samples with their boxes to --out."""
     import cv2

@@ -20,10 +20,20 @@ import click
 @click.command("evaluate-tracks")
 @click.argument("gt", type=click.Path())
 @click.argument("pred", type=click.Path())
-@click.option("--frames", "num_frames", type=click.IntRange(min=1), default=None,
-              help="Sequence length in frames (default: the ground truth's last frame).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the scores (per sequence and combined) to this JSON file.")
+@click.option(
+    "--frames",
+    "num_frames",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sequence length in frames (default: the ground truth's last frame).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the scores (per sequence and combined) to this JSON file.",
+)
 def evaluate_tracks(gt: str, pred: str, num_frames: int | None, json_path: str | None) -> None:
     """Score tracking results PRED against ground truth GT (MOT text files or folders)."""
     from detector.tracking.evaluate import evaluate_tracks as evaluate
@@ -35,11 +45,15 @@ def evaluate_tracks(gt: str, pred: str, num_frames: int | None, json_path: str |
         raise click.ClickException(str(exc)) from None
     click.echo(table.format())
     combined = table.combined
-    click.echo(f"HOTA {combined['HOTA']:.4f}  DetA {combined['DetA']:.4f}  AssA {combined['AssA']:.4f}  "
-               f"MOTA {combined['MOTA']:.4f}  IDF1 {combined['IDF1']:.4f}  ID switches {combined['IDSW']}  "
-               f"fragmentations {combined['Frag']}")
+    click.echo(
+        f"HOTA {combined['HOTA']:.4f}  DetA {combined['DetA']:.4f}  AssA {combined['AssA']:.4f}  "
+        f"MOTA {combined['MOTA']:.4f}  IDF1 {combined['IDF1']:.4f}  "
+        f"ID switches {combined['IDSW']}  fragmentations {combined['Frag']}"
+    )
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"sequences": table.sequences, "combined": combined}, indent=1),
-                                   encoding="utf-8")
+        Path(json_path).write_text(
+            json.dumps({"sequences": table.sequences, "combined": combined}, indent=1),
+            encoding="utf-8",
+        )
         click.echo(f"wrote {json_path}")

@@ -11,8 +11,9 @@ datasets/README.md). Several entries are concatenated (VOC 2007 + 2012).
 
 Skip policy: every image is checked at start-up (exists, not empty, readable
 header, JPEG/PNG end marker present, at most `data.max_image_pixels`, at least
-10 px a side; with `decode=True` it is fully decoded, which also finds broken data). A bad image becomes a `SkippedSample(path, reason)` in
-`SplitRecords.skipped`; callers print the count and the list (`format_skipped`).
+10 px a side; with `decode=True` it is fully decoded, which also finds broken data).
+A bad image becomes a `SkippedSample(path, reason)` in `SplitRecords.skipped`;
+callers print the count and the list (`format_skipped`).
 Annotation errors are not skipped: they raise `ValueError` naming the file.
 The box policy (clip, drop under `data.min_box_size`) is in
 `detector.data.formats.annotations`.
@@ -50,11 +51,15 @@ def _split_entries(data_cfg: DataConfig, split: str) -> list[Any]:
 
 def _coco_entry(entry: Any, where: str) -> tuple[str, str]:
     if not isinstance(entry, dict) or set(entry) != {"images", "annotations"}:
-        raise ValueError(f"{where}: a coco entry is {{images: DIR, annotations: FILE.json}}, got {entry!r}")
+        raise ValueError(
+            f"{where}: a coco entry is {{images: DIR, annotations: FILE.json}}, got {entry!r}"
+        )
     return str(entry["images"]), str(entry["annotations"])
 
 
-def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tuple[SplitRecords, ReadStats]:
+def read_split(
+    data_cfg: DataConfig, split: str, *, decode: bool = False
+) -> tuple[SplitRecords, ReadStats]:
     """Read a split and also return what the box policy changed.
 
     Args:
@@ -80,7 +85,9 @@ def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tup
     fmt = data_cfg.format
     names = list(data_cfg.names) if data_cfg.names is not None else None
     if names is None and fmt in ("voc", "yolo"):
-        raise ValueError(f"data.names is required for format {fmt} (the class names, in label order)")
+        raise ValueError(
+            f"data.names is required for format {fmt} (the class names, in label order)"
+        )
 
     stats = ReadStats()
     records: list[SampleRecord] = []
@@ -92,7 +99,10 @@ def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tup
             part, part_skipped, names = read_coco(
                 resolve_data_path(data_cfg.root, images_dir),
                 resolve_data_path(data_cfg.root, annotation_file),
-                names=names, min_box_size=data_cfg.min_box_size, decode=decode, stats=stats,
+                names=names,
+                min_box_size=data_cfg.min_box_size,
+                decode=decode,
+                stats=stats,
                 max_pixels=data_cfg.max_image_pixels,
             )
         else:
@@ -100,8 +110,11 @@ def read_split(data_cfg: DataConfig, split: str, *, decode: bool = False) -> tup
                 raise ValueError(f"{where}: a {fmt} entry is a path string, got {entry!r}")
             reader = read_voc_split if fmt == "voc" else read_yolo_source
             part, part_skipped = reader(
-                resolve_data_path(data_cfg.root, entry), names,  # type: ignore[arg-type]
-                min_box_size=data_cfg.min_box_size, decode=decode, stats=stats,
+                resolve_data_path(data_cfg.root, entry),
+                names,  # type: ignore[arg-type]
+                min_box_size=data_cfg.min_box_size,
+                decode=decode,
+                stats=stats,
                 max_pixels=data_cfg.max_image_pixels,
             )
             for record in part:  # ids unique over all entries of the split
@@ -141,7 +154,9 @@ def category_ids(data_cfg: DataConfig) -> list[int]:
         return default_category_ids(len(data_cfg.names or []))
     entries = list(data_cfg.val) + list(data_cfg.train)
     if not entries:
-        raise ValueError("data.val and data.train are empty: no COCO annotation file to read categories from")
+        raise ValueError(
+            "data.val and data.train are empty: no COCO annotation file to read categories from"
+        )
     _, annotation_file = _coco_entry(entries[0], "data.val[0]" if data_cfg.val else "data.train[0]")
     content = load_coco_json(resolve_data_path(data_cfg.root, annotation_file))
     return coco_category_ids(content["categories"], data_cfg.names)[1]
@@ -161,5 +176,7 @@ def format_skipped(skipped: list[SkippedSample], split: str, limit: int | None =
     shown = skipped if limit is None else skipped[:limit]
     lines += [f"  {sample.path}: {sample.reason}" for sample in shown]
     if len(shown) < len(skipped):
-        lines.append(f"  ... and {len(skipped) - len(shown)} more (detector data check lists them all)")
+        lines.append(
+            f"  ... and {len(skipped) - len(shown)} more (detector data check lists them all)"
+        )
     return "\n".join(lines)

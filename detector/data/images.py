@@ -1,7 +1,7 @@
 """Robust image loading: EXIF orientation, 8-bit RGB from any common layout, clear errors.
 
     from detector.data.images import read_image_rgb, read_image_size
-    image = read_image_rgb("datasets/VOCdevkit/VOC2007/JPEGImages/000005.jpg")  # uint8 [H, W, 3] RGB
+    image = read_image_rgb("datasets/VOCdevkit/VOC2007/JPEGImages/000005.jpg")  # uint8 HxWx3 RGB
     height, width = read_image_size("photo.jpg")  # header only, EXIF-aware
 
 Skip policy (what the data pipeline does with a bad image):
@@ -163,13 +163,16 @@ def _open_pil(source: str | Path | IO[bytes], path: str | Path, max_pixels: int)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source)
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"header claims too many pixels (decompression bomb?): {exc}") from None
+        raise ImageReadError(
+            path, f"header claims too many pixels (decompression bomb?): {exc}"
+        ) from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
         raise ImageReadError(
-            path, f"header claims {width}x{height} = {width * height} pixels, over the limit of "
-            f"{max_pixels} (data.max_image_pixels; a decompression bomb?)"
+            path,
+            f"header claims {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} (data.max_image_pixels; a decompression bomb?)",
         )
     return image
 
@@ -292,7 +295,9 @@ def read_image_rgb(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXE
     rgb = apply_exif_orientation(rgb, orientation)
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_IMAGE_SIDE:
-        raise ImageReadError(path, f"image is {width}x{height} px, under the {MIN_IMAGE_SIDE} px minimum")
+        raise ImageReadError(
+            path, f"image is {width}x{height} px, under the {MIN_IMAGE_SIDE} px minimum"
+        )
     return rgb
 
 
@@ -301,7 +306,9 @@ def _decode(path: str | Path, data: bytes, pil_image: Image.Image | None) -> np.
     try:
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. over OpenCV's own CV_IO_MAX_IMAGE_PIXELS
-        raise ImageReadError(path, f"OpenCV cannot decode it ({str(exc).strip().splitlines()[-1]})") from None
+        raise ImageReadError(
+            path, f"OpenCV cannot decode it ({str(exc).strip().splitlines()[-1]})"
+        ) from None
     if decoded is not None:
         return _cv2_to_rgb(_to_uint8(decoded))
     if pil_image is None:
@@ -313,7 +320,9 @@ def _decode(path: str | Path, data: bytes, pil_image: Image.Image | None) -> np.
         raise ImageReadError(path, f"cannot decode image ({exc})") from None
 
 
-def read_image_size(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
+def read_image_size(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[int, int]:
     """Size of an image in its displayed (EXIF-oriented) frame, from the header only.
 
     Args:
@@ -350,12 +359,19 @@ def read_image_size(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIX
     if orientation >= 5:
         width, height = height, width
     if min(height, width) < MIN_IMAGE_SIDE:
-        raise ImageReadError(path, f"image is {width}x{height} px, under the {MIN_IMAGE_SIDE} px minimum")
+        raise ImageReadError(
+            path, f"image is {width}x{height} px, under the {MIN_IMAGE_SIDE} px minimum"
+        )
     return height, width
 
 
-def probe_images(paths: list[Path], *, decode: bool = False, threads: int = 8,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> list[tuple[int, int] | ImageReadError]:
+def probe_images(
+    paths: list[Path],
+    *,
+    decode: bool = False,
+    threads: int = 8,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> list[tuple[int, int] | ImageReadError]:
     """Check many images at start-up.
 
     Args:

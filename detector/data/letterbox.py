@@ -95,12 +95,18 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if (height, width) == (orig_height, orig_width):
         return image
     if not _antialias(orig_height, orig_width, height, width):
-        resized = cv2.resize(np.ascontiguousarray(image), (width, height),
-                             interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR
+        )
         return resized.reshape(height, width, *image.shape[2:])
     pixels = torch.from_numpy(np.ascontiguousarray(image)).reshape(orig_height, orig_width, -1)
-    resized = F.interpolate(pixels.permute(2, 0, 1)[None], size=(height, width), mode="bilinear",
-                            align_corners=False, antialias=True)
+    resized = F.interpolate(
+        pixels.permute(2, 0, 1)[None],
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
+    )
     # torch returns planar memory: one copy to HxWxC here, or every later cv2/numpy step
     # (albumentations makes arrays contiguous in each transform) would copy it again.
     resized = np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
@@ -118,17 +124,24 @@ def resize_pixels(pixels: torch.Tensor, lb: Letterbox) -> torch.Tensor:
     if (lb.new_height, lb.new_width) == tuple(pixels.shape[-2:]):
         return pixels.float()
     shrink = _antialias(pixels.shape[-2], pixels.shape[-1], lb.new_height, lb.new_width)
-    resized = F.interpolate(pixels.float(), size=(lb.new_height, lb.new_width), mode="bilinear",
-                            align_corners=False, antialias=shrink)
+    resized = F.interpolate(
+        pixels.float(),
+        size=(lb.new_height, lb.new_width),
+        mode="bilinear",
+        align_corners=False,
+        antialias=shrink,
+    )
     return resized.round_().clamp_(0, 255)
 
 
-def letterbox_image(image: np.ndarray, size: int, fill: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+def letterbox_image(
+    image: np.ndarray, size: int, fill: int = PAD_VALUE
+) -> tuple[np.ndarray, Letterbox]:
     """Resize (`resize_image`) and pad an HxWxC uint8 image into `size` x `size`."""
     lb = compute_letterbox(image.shape[0], image.shape[1], size)
     resized = resize_image(image, lb.new_width, lb.new_height)
     out = np.full((size, size, image.shape[2]), fill, dtype=image.dtype)
-    out[lb.pad_top:lb.pad_top + lb.new_height, lb.pad_left:lb.pad_left + lb.new_width] = resized
+    out[lb.pad_top : lb.pad_top + lb.new_height, lb.pad_left : lb.pad_left + lb.new_width] = resized
     return out, lb
 
 

@@ -92,26 +92,39 @@ def records_to_coco(
         if image_id in seen:
             raise CocoFormatError(f"image id {image_id} appears twice ({record.image_path})")
         seen.add(image_id)
-        images.append({
-            "id": image_id, "width": int(record.width), "height": int(record.height),
-            "file_name": Path(record.image_path).name,
-        })
+        images.append(
+            {
+                "id": image_id,
+                "width": int(record.width),
+                "height": int(record.height),
+                "file_name": Path(record.image_path).name,
+            }
+        )
         if len(record.labels) and (record.labels.min() < 0 or record.labels.max() >= len(ids)):
             bad = int(record.labels[(record.labels < 0) | (record.labels >= len(ids))][0])
             raise CocoFormatError(f"{record.image_path}: label {bad} is outside 0..{len(ids) - 1}")
         xywh = boxes_xyxy_to_xywh(record.boxes)
         areas = (xywh[:, 2] * xywh[:, 3]).tolist()
-        for box, area, label, crowd in zip(xywh.tolist(), areas, record.labels.tolist(),
-                                           record.ignore.tolist(), strict=True):
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": ids[label],
-                "bbox": box, "area": area, "iscrowd": int(crowd),
-            })
+        for box, area, label, crowd in zip(
+            xywh.tolist(), areas, record.labels.tolist(), record.ignore.tolist(), strict=True
+        ):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": ids[label],
+                    "bbox": box,
+                    "area": area,
+                    "iscrowd": int(crowd),
+                }
+            )
     categories = [{"id": c, "name": n} for c, n in zip(ids, names, strict=True)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def _check_prediction(image_id: int, pred: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_prediction(
+    image_id: int, pred: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (boxes [K,4], scores [K], labels [K]) of one image's prediction dict, checked."""
     try:
         boxes = np.asarray(pred["boxes"], dtype=np.float64).reshape(-1, 4)
@@ -153,14 +166,21 @@ def predictions_to_coco_results(
     for image_id, pred in predictions.items():
         image_id = int(image_id)
         if known is not None and image_id not in known:
-            raise CocoFormatError(f"prediction for image id {image_id}, which is not in the ground truth")
+            raise CocoFormatError(
+                f"prediction for image id {image_id}, which is not in the ground truth"
+            )
         boxes, scores, labels = _check_prediction(image_id, pred)
         if len(labels) and (labels.min() < 0 or labels.max() >= len(ids)):
             bad = int(labels[(labels < 0) | (labels >= len(ids))][0])
-            raise CocoFormatError(f"prediction for image {image_id}: label {bad} is outside 0..{len(ids) - 1}")
-        for box, score, category in zip(boxes_xyxy_to_xywh(boxes).tolist(), scores.tolist(),
-                                        ids[labels].tolist(), strict=True):
-            results.append({"image_id": image_id, "category_id": category, "bbox": box, "score": score})
+            raise CocoFormatError(
+                f"prediction for image {image_id}: label {bad} is outside 0..{len(ids) - 1}"
+            )
+        for box, score, category in zip(
+            boxes_xyxy_to_xywh(boxes).tolist(), scores.tolist(), ids[labels].tolist(), strict=True
+        ):
+            results.append(
+                {"image_id": image_id, "category_id": category, "bbox": box, "score": score}
+            )
     return results
 
 
@@ -188,25 +208,41 @@ def _parse_result_entry(
     bbox must be 4 finite numbers with width and height >= 0; score finite.
     """
     where = f"{source}: entry {index}"
-    if not isinstance(item, Mapping) or not {"image_id", "category_id", "bbox", "score"} <= set(item):
+    if not isinstance(item, Mapping) or not {"image_id", "category_id", "bbox", "score"} <= set(
+        item
+    ):
         raise CocoFormatError(f"{where} is not a detection with image_id, category_id, bbox, score")
     image_id, category = item["image_id"], item["category_id"]
     if isinstance(image_id, str):
         alias = (image_aliases or {}).get(image_id)
         if alias is None or alias < 0:
-            why = "is ambiguous (several images share it)" if alias is not None else "matches no image"
+            why = (
+                "is ambiguous (several images share it)"
+                if alias is not None
+                else "matches no image"
+            )
             raise CocoFormatError(f"{source}: image id {image_id!r} (entry {index}) {why}")
         image_id = alias
     elif isinstance(image_id, bool) or not isinstance(image_id, int):
-        raise CocoFormatError(f"{where}: image_id {image_id!r} must be an integer or an image name string")
+        raise CocoFormatError(
+            f"{where}: image_id {image_id!r} must be an integer or an image name string"
+        )
     if isinstance(category, bool) or not isinstance(category, int):
         raise CocoFormatError(f"{where}: category_id {category!r} must be an integer")
     raw_box = item["bbox"]
-    if not isinstance(raw_box, (list, tuple)) or len(raw_box) != 4 or not all(map(_is_number, raw_box)):
-        raise CocoFormatError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {raw_box!r}")
+    if (
+        not isinstance(raw_box, (list, tuple))
+        or len(raw_box) != 4
+        or not all(map(_is_number, raw_box))
+    ):
+        raise CocoFormatError(
+            f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {raw_box!r}"
+        )
     bbox = [_finite(value) for value in raw_box]
     if None in bbox:
-        raise CocoFormatError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {raw_box!r}")
+        raise CocoFormatError(
+            f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {raw_box!r}"
+        )
     x, y, width, height = bbox  # type: ignore[misc]
     if width < 0 or height < 0:
         raise CocoFormatError(f"{where}: bbox width and height must be >= 0, got {raw_box!r}")
@@ -249,7 +285,9 @@ def coco_results_to_predictions(
     for index, item in enumerate(results):
         image_id, category, bbox, score = _parse_result_entry(item, index, source, image_aliases)
         if known_set is not None and image_id not in known_set:
-            raise CocoFormatError(f"{source}: image id {image_id} (entry {index}) is not in the ground truth")
+            raise CocoFormatError(
+                f"{source}: image id {image_id} (entry {index}) is not in the ground truth"
+            )
         if category not in label_of:
             raise CocoFormatError(
                 f"{source}: category id {category} (entry {index}) is not one of the dataset's "
@@ -258,7 +296,9 @@ def coco_results_to_predictions(
         grouped.setdefault(image_id, []).append((bbox, score, label_of[category]))
     predictions: dict[int, dict[str, np.ndarray]] = {}
     for image_id, items in grouped.items():
-        boxes = boxes_xywh_to_xyxy(np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4))
+        boxes = boxes_xywh_to_xyxy(
+            np.array([b for b, _, _ in items], dtype=np.float64).reshape(-1, 4)
+        )
         predictions[image_id] = {
             "boxes": boxes.astype(np.float32),
             "scores": np.array([s for _, s, _ in items], dtype=np.float32),
@@ -274,7 +314,8 @@ def load_coco_results(
     image_ids: Iterable[int] | None = None,
     image_aliases: Mapping[str, int] | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
-    """Read a COCO results JSON file into per-image predictions (see `coco_results_to_predictions`)."""
+    """Read a COCO results JSON file into per-image predictions
+    (see `coco_results_to_predictions`)."""
     path = Path(path)
     if not path.is_file():
         raise CocoFormatError(f"{path}: predictions file not found")

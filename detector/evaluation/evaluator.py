@@ -141,7 +141,9 @@ def run_cocoeval(coco_gt: COCO, coco_dt: COCO) -> tuple[COCOeval, str]:
     return coco_eval, table.getvalue()
 
 
-def per_class_ap(coco_eval: COCOeval, names: Sequence[str], category_ids: Sequence[int]) -> dict[str, dict[str, float]]:
+def per_class_ap(
+    coco_eval: COCOeval, names: Sequence[str], category_ids: Sequence[int]
+) -> dict[str, dict[str, float]]:
     """Per-class AP@[.5:.95] and AP@.5 from the accumulated precision array.
 
     precision is [T iou, R recall, K category, A area, M maxDets] with K in the order of
@@ -161,8 +163,10 @@ def per_class_ap(coco_eval: COCOeval, names: Sequence[str], category_ids: Sequen
     for name, category in zip(names, category_ids, strict=True):
         k = list(params.catIds).index(category)
         values = {}
-        for key, block in (("AP", precision[:, :, k, area_all, max_det]),
-                           ("AP50", precision[iou_50, :, k, area_all, max_det])):
+        for key, block in (
+            ("AP", precision[:, :, k, area_all, max_det]),
+            ("AP50", precision[iou_50, :, k, area_all, max_det]),
+        ):
             valid = block[block > -1]  # -1 marks "no ground truth", as in summarize()
             values[key] = float(np.mean(valid)) if valid.size else float("nan")
         values["num_gt"] = gt_counts[category]
@@ -234,8 +238,11 @@ def evaluate_detections(
 
 def format_table(result: EvalResult) -> str:
     """A readable text table: the 12 stats, then per-class AP, AP50 (and VOC AP50)."""
-    lines = ["  ".join(f"{key:>6}" for key in STAT_KEYS),
-             "  ".join(f"{result.stats[key]:6.3f}" for key in STAT_KEYS), ""]
+    lines = [
+        "  ".join(f"{key:>6}" for key in STAT_KEYS),
+        "  ".join(f"{result.stats[key]:6.3f}" for key in STAT_KEYS),
+        "",
+    ]
     voc_aps = result.voc["AP50"] if result.voc else None
     width = max([len("class")] + [len(name) for name in result.per_class])
     header = f"{'class':<{width}}  {'GT':>6}  {'AP':>6}  {'AP50':>6}"
@@ -247,11 +254,15 @@ def format_table(result: EvalResult) -> str:
         return f"{'-':>{size}}" if math.isnan(value) else f"{value:{size}.3f}"
 
     for name, values in result.per_class.items():
-        line = f"{name:<{width}}  {values['num_gt']:>6d}  {fmt(values['AP'])}  {fmt(values['AP50'])}"
+        line = (
+            f"{name:<{width}}  {values['num_gt']:>6d}  {fmt(values['AP'])}  {fmt(values['AP50'])}"
+        )
         if voc_aps is not None:
             line += f"  {fmt(voc_aps[name], 20)}"
         lines.append(line)
     if voc_aps is not None:
-        lines.append(f"{'mAP':<{width}}  {'':>6}  {fmt(result.stats['AP'])}  {fmt(result.stats['AP50'])}"
-                     f"  {fmt(result.voc['mAP'], 20)}")
+        lines.append(
+            f"{'mAP':<{width}}  {'':>6}  {fmt(result.stats['AP'])}  {fmt(result.stats['AP50'])}"
+            f"  {fmt(result.voc['mAP'], 20)}"
+        )
     return "\n".join(lines)

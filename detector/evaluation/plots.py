@@ -47,7 +47,9 @@ def confusion_matrix(
         pred = predictions.get(record.image_id, {})
         scores = np.asarray(pred.get("scores", np.zeros(0)), np.float64).reshape(-1)
         keep = scores >= score_threshold
-        pred_boxes = np.asarray(pred.get("boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)[keep]
+        pred_boxes = np.asarray(pred.get("boxes", np.zeros((0, 4))), np.float64).reshape(-1, 4)[
+            keep
+        ]
         pred_labels = np.asarray(pred.get("labels", np.zeros(0)), np.int64).reshape(-1)[keep]
         gt_boxes, gt_labels = record.boxes[~record.ignore], record.labels[~record.ignore]
         iou = box_iou_arrays(gt_boxes, pred_boxes)  # [G, D]
@@ -55,14 +57,19 @@ def confusion_matrix(
         pred_used = np.zeros(len(pred_boxes), bool)
         gt_index, pred_index = np.nonzero(iou >= iou_threshold)
         by_iou = np.argsort(-iou[gt_index, pred_index], kind="stable")
-        for g, d in zip(gt_index[by_iou], pred_index[by_iou], strict=True):  # greedy, highest IoU first
+        for g, d in zip(
+            gt_index[by_iou], pred_index[by_iou], strict=True
+        ):  # greedy, highest IoU first
             if not gt_used[g] and not pred_used[d]:
                 gt_used[g] = pred_used[d] = True
                 matrix[gt_labels[g], pred_labels[d]] += 1
         np.add.at(matrix, (gt_labels[~gt_used], background), 1)
         unmatched = ~pred_used
         if record.ignore.any() and unmatched.any():
-            on_ignored = box_iou_arrays(pred_boxes[unmatched], record.boxes[record.ignore]).max(axis=1) >= iou_threshold
+            on_ignored = (
+                box_iou_arrays(pred_boxes[unmatched], record.boxes[record.ignore]).max(axis=1)
+                >= iou_threshold
+            )
             unmatched[np.flatnonzero(unmatched)[on_ignored]] = False
         np.add.at(matrix, (background, pred_labels[unmatched]), 1)
     return matrix
@@ -83,18 +90,29 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     ax.set_ylabel("true")
     if len(labels) <= 30:  # counts stay readable
         for i, j in zip(*np.nonzero(matrix), strict=True):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if normalised[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if normalised[i, j] > 0.5 else "black",
+            )
     ax.set_title("confusion matrix")
     return _save(fig, path)
 
 
-def plot_pr_curves(coco_eval: Any, names: Sequence[str], category_ids: Sequence[int], path: str | Path) -> Path:
+def plot_pr_curves(
+    coco_eval: Any, names: Sequence[str], category_ids: Sequence[int], path: str | Path
+) -> Path:
     """Precision-recall at IoU 0.5 per class (and their mean), from an accumulated COCOeval."""
     params = coco_eval.params
     precision = coco_eval.eval["precision"]  # [T, R, K, A, M]
     iou_50 = int(np.argmin(np.abs(np.asarray(params.iouThrs) - 0.5)))
-    curves = precision[iou_50, :, :, params.areaRngLbl.index("all"), len(params.maxDets) - 1]  # [R, K]
+    curves = precision[
+        iou_50, :, :, params.areaRngLbl.index("all"), len(params.maxDets) - 1
+    ]  # [R, K]
     recall = np.asarray(params.recThrs)
     fig, ax = plt.subplots(figsize=(7, 6))
     with_gt = []
@@ -107,9 +125,20 @@ def plot_pr_curves(coco_eval: Any, names: Sequence[str], category_ids: Sequence[
         ax.plot(recall, curve, linewidth=1, alpha=0.7, label=label)
     if with_gt:
         mean_curve = np.mean(with_gt, axis=0)
-        ax.plot(recall, mean_curve, color="black", linewidth=2.5, label=f"all classes {mean_curve.mean():.3f}")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="recall", ylabel="precision",
-           title="precision-recall at IoU 0.5 (legend: AP50)")
+        ax.plot(
+            recall,
+            mean_curve,
+            color="black",
+            linewidth=2.5,
+            label=f"all classes {mean_curve.mean():.3f}",
+        )
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="recall",
+        ylabel="precision",
+        title="precision-recall at IoU 0.5 (legend: AP50)",
+    )
     ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)

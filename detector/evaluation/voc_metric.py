@@ -75,7 +75,9 @@ def _assign_detections(
     has no box of that class), gt_index (a global index over all records' boxes, -1
     when none) and gt_difficult.
     """
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("score", "label", "best_iou", "gt_index", "gt_difficult")}
+    columns: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("score", "label", "best_iou", "gt_index", "gt_difficult")
+    }
     offset = 0
     for record in records:
         pred = predictions.get(record.image_id)
@@ -97,10 +99,21 @@ def _assign_detections(
             columns["label"].append(labels)
             columns["best_iou"].append(best_iou)
             columns["gt_index"].append(np.where(has_gt, best + offset, -1))
-            columns["gt_difficult"].append(has_gt & record.ignore[best] if num_gt else np.zeros(len(boxes), bool))
+            columns["gt_difficult"].append(
+                has_gt & record.ignore[best] if num_gt else np.zeros(len(boxes), bool)
+            )
         offset += num_gt
-    dtypes = {"score": np.float64, "label": np.int64, "best_iou": np.float64, "gt_index": np.int64, "gt_difficult": bool}
-    return {k: np.concatenate(v).astype(dtypes[k]) if v else np.zeros(0, dtypes[k]) for k, v in columns.items()}
+    dtypes = {
+        "score": np.float64,
+        "label": np.int64,
+        "best_iou": np.float64,
+        "gt_index": np.int64,
+        "gt_difficult": bool,
+    }
+    return {
+        k: np.concatenate(v).astype(dtypes[k]) if v else np.zeros(0, dtypes[k])
+        for k, v in columns.items()
+    }
 
 
 def voc_ap_per_class(

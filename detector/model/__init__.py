@@ -1,5 +1,7 @@
 """ResNet backbone, grid YOLO head, loss and their builders.
 
+Usage:
+
     from detector.model import build_model, build_loss
     model = build_model(cfg.model, num_classes)
 """

@@ -49,7 +49,8 @@ class Assignment:
         fg_mask: [B, A] bool, positive cells.
         matched_gt: [B, A] int64, index of the assigned box in the padded [B, M] targets
             (0 where not positive).
-        matched_iou: [B, A] float, IoU of the cell's predicted box with its box (0 where not positive).
+        matched_iou: [B, A] float, IoU of the cell's predicted box with its box
+            (0 where not positive).
     """
 
     fg_mask: torch.Tensor
@@ -58,7 +59,10 @@ class Assignment:
 
 
 def candidate_mask(
-    centers: torch.Tensor, anchor_strides: torch.Tensor, gt_boxes: torch.Tensor, center_radius: float
+    centers: torch.Tensor,
+    anchor_strides: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    center_radius: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Which cells are candidates for which boxes.
 
@@ -141,7 +145,9 @@ def assign_targets(
     # summed over classes = sum_j -log(1 - p_j) + log(1 - p_c) - log(p_c).
     probs = pred_scores.float().clamp(1e-6, 1 - 1e-6)  # [B, A, C]
     negative_log = -torch.log1p(-probs)  # [B, A, C]
-    label_index = gt_labels.clamp(0, num_classes - 1).unsqueeze(1).expand(batch, num_anchors, num_gt)
+    label_index = (
+        gt_labels.clamp(0, num_classes - 1).unsqueeze(1).expand(batch, num_anchors, num_gt)
+    )
     p_label = probs.gather(2, label_index).transpose(1, 2)  # [B, M, A]
     cls_cost = negative_log.sum(-1).unsqueeze(1) + torch.log1p(-p_label) - torch.log(p_label)
 
@@ -164,7 +170,9 @@ def assign_targets(
 
     # Cells claimed by several boxes keep only the cheapest.
     fg_mask = matching.any(1)  # [B, A]
-    cheapest_gt = torch.where(matching, cost, torch.full_like(cost, float("inf"))).argmin(1)  # [B, A]
+    cheapest_gt = torch.where(matching, cost, torch.full_like(cost, float("inf"))).argmin(
+        1
+    )  # [B, A]
     matched_gt = torch.where(fg_mask, cheapest_gt, torch.zeros_like(cheapest_gt))
     matched_iou = ious.gather(1, matched_gt.unsqueeze(1)).squeeze(1) * fg_mask
     return Assignment(fg_mask=fg_mask, matched_gt=matched_gt, matched_iou=matched_iou)

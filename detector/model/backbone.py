@@ -33,6 +33,7 @@ def scaled_channels(channels: int, width: float) -> int:
         raise ValueError(f"width must be > 0, got {width}")
     return max(8, int(round(channels * width / 8)) * 8)
 
+
 # depth -> (block type, blocks per stage)
 _ARCHITECTURES: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ("basic", (2, 2, 2, 2)),
@@ -121,7 +122,9 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def _downsample(in_channels: int, out_channels: int, stride: int, frozen_bn: bool) -> nn.Module | None:
+def _downsample(
+    in_channels: int, out_channels: int, stride: int, frozen_bn: bool
+) -> nn.Module | None:
     """Projection shortcut (``downsample.0`` conv, ``downsample.1`` norm) when shapes change."""
     if stride == 1 and in_channels == out_channels:
         return None
@@ -147,7 +150,9 @@ class ResNetBackbone(nn.Module):
         out_channels: channels of (C3, C4, C5), e.g. (128, 256, 512) for ResNet-18.
     """
 
-    def __init__(self, *, depth: int, frozen_stages: int = 0, freeze_bn: bool = False, width: float = 1.0) -> None:
+    def __init__(
+        self, *, depth: int, frozen_stages: int = 0, freeze_bn: bool = False, width: float = 1.0
+    ) -> None:
         super().__init__()
         if depth not in _ARCHITECTURES:
             raise ValueError(f"ResNet depth {depth} is not one of {sorted(_ARCHITECTURES)}")
@@ -165,11 +170,15 @@ class ResNetBackbone(nn.Module):
         self.bn1 = _norm(in_channels, freeze_bn)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for index, (num_blocks, channels) in enumerate(zip(blocks, stage_channels, strict=True), start=1):
+        for index, (num_blocks, channels) in enumerate(
+            zip(blocks, stage_channels, strict=True), start=1
+        ):
             stride = 1 if index == 1 else 2
             layers = []
             for block_index in range(num_blocks):
-                layers.append(block(in_channels, channels, stride if block_index == 0 else 1, freeze_bn))
+                layers.append(
+                    block(in_channels, channels, stride if block_index == 0 else 1, freeze_bn)
+                )
                 in_channels = channels * block.expansion
             setattr(self, f"layer{index}", nn.Sequential(*layers))
         self.out_channels = tuple(c * block.expansion for c in stage_channels[1:])
@@ -211,7 +220,8 @@ class ResNetBackbone(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Args: x float [B, 3, H, W], normalised. Returns C3 [B, c3, H/8, W/8], C4 (/16), C5 (/32)."""
+        """Args: x float [B, 3, H, W], normalised.
+        Returns C3 [B, c3, H/8, W/8], C4 (/16), C5 (/32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c2 = self.layer1(x)
         c3 = self.layer2(c2)

@@ -1,5 +1,7 @@
 """The one place where the `model:` config becomes a model and a loss.
 
+Usage:
+
     from detector.config import load_config
     from detector.model.build import build_model, build_loss
     cfg = load_config("configs/shapes.yaml")
@@ -55,13 +57,18 @@ def build_model(model_cfg: ModelConfig, num_classes: int) -> YOLODetector:
             file could not be downloaded (one line naming the URL and the cache path).
     """
     if model_cfg.backbone not in BACKBONES:
-        raise ValueError(f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(BACKBONES)}")
+        raise ValueError(
+            f"model.backbone: {model_cfg.backbone!r} is not one of {sorted(BACKBONES)}"
+        )
     if model_cfg.pretrained and model_cfg.width != 1.0:
         raise ValueError(
-            f"model.width={model_cfg.width:g} with model.pretrained: ImageNet ResNet weights exist at width 1.0 only"
+            f"model.width={model_cfg.width:g} with model.pretrained: "
+            "ImageNet ResNet weights exist at width 1.0 only"
         )
     backbone = ResNetBackbone(
-        depth=BACKBONES[model_cfg.backbone], frozen_stages=model_cfg.frozen_stages, freeze_bn=model_cfg.freeze_bn,
+        depth=BACKBONES[model_cfg.backbone],
+        frozen_stages=model_cfg.frozen_stages,
+        freeze_bn=model_cfg.freeze_bn,
         width=model_cfg.width,
     )
     if model_cfg.pretrained:
@@ -87,8 +94,9 @@ def build_loss(model_cfg: ModelConfig, num_classes: int) -> YOLOLoss:
     return YOLOLoss(num_classes=num_classes, strides=STRIDES)
 
 
-def model_from_checkpoint(ckpt: dict[str, Any],
-                          device: str | torch.device = "cpu") -> tuple[YOLODetector, Config]:
+def model_from_checkpoint(
+    ckpt: dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[YOLODetector, Config]:
     """Build the model a checkpoint describes and load its inference weights.
 
     Needs nothing but the checkpoint: the backbone's `model.pretrained` path is
@@ -110,12 +118,14 @@ def model_from_checkpoint(ckpt: dict[str, Any],
     except ValueError as exc:
         raise CheckpointError(f"checkpoint holds an invalid config ({exc})") from exc
     names = list(ckpt["names"])
-    build_cfg = config_from_dict(ckpt["config"], source="checkpoint config",
-                                 overrides=["model.pretrained=null"])
+    build_cfg = config_from_dict(
+        ckpt["config"], source="checkpoint config", overrides=["model.pretrained=null"]
+    )
     model = build_model(build_cfg.model, len(names))
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"checkpoint weights do not fit the {cfg.model.backbone} model ({exc})") from exc
+            f"checkpoint weights do not fit the {cfg.model.backbone} model ({exc})"
+        ) from exc
     return model.to(device).eval(), cfg

@@ -87,15 +87,28 @@ def select_detections(
     Raises:
         ValueError: mismatched shapes, or a class index outside 0..C-1.
     """
-    if boxes.dim() != 3 or boxes.shape[-1] != 4 or scores.dim() != 3 or scores.shape[:2] != boxes.shape[:2]:
-        raise ValueError(f"boxes must be [B, A, 4] and scores [B, A, C], got {list(boxes.shape)} and {list(scores.shape)}")
+    if (
+        boxes.dim() != 3
+        or boxes.shape[-1] != 4
+        or scores.dim() != 3
+        or scores.shape[:2] != boxes.shape[:2]
+    ):
+        raise ValueError(
+            f"boxes must be [B, A, 4] and scores [B, A, C], "
+            f"got {list(boxes.shape)} and {list(scores.shape)}"
+        )
     batch, num_anchors, num_classes = scores.shape
     boxes, scores = boxes.float(), scores.float()
     class_ids = None
     if classes is not None:
         class_ids = torch.as_tensor(classes, dtype=torch.long, device=scores.device).unique()
-        if class_ids.numel() and not 0 <= int(class_ids.min()) <= int(class_ids.max()) < num_classes:
-            raise ValueError(f"classes {class_ids.tolist()}: indices must be in 0..{num_classes - 1}")
+        if (
+            class_ids.numel()
+            and not 0 <= int(class_ids.min()) <= int(class_ids.max()) < num_classes
+        ):
+            raise ValueError(
+                f"classes {class_ids.tolist()}: indices must be in 0..{num_classes - 1}"
+            )
         scores = scores.index_select(-1, class_ids)  # [B, A, C'] (C' = len(classes))
     choices = scores.shape[-1]
 
@@ -107,10 +120,21 @@ def select_detections(
         top_labels = class_ids[top_labels]
 
     image_index = torch.arange(batch, device=scores.device).repeat_interleave(k)
-    flat_boxes, flat_scores, flat_labels = top_boxes.reshape(-1, 4), top_scores.reshape(-1), top_labels.reshape(-1)
+    flat_boxes, flat_scores, flat_labels = (
+        top_boxes.reshape(-1, 4),
+        top_scores.reshape(-1),
+        top_labels.reshape(-1),
+    )
     kept_per_image = multi_image_nms(
-        flat_boxes, flat_scores, flat_labels, image_index, iou_threshold, num_images=batch,
-        score_threshold=score_threshold, max_det=max_det, class_agnostic=class_agnostic,
+        flat_boxes,
+        flat_scores,
+        flat_labels,
+        image_index,
+        iou_threshold,
+        num_images=batch,
+        score_threshold=score_threshold,
+        max_det=max_det,
+        class_agnostic=class_agnostic,
     )
     return [
         {"boxes": flat_boxes[kept], "scores": flat_scores[kept], "labels": flat_labels[kept]}
@@ -153,6 +177,12 @@ def decode_detections(
     """
     boxes, scores = decode_boxes_scores(raw, strides=strides, input_size=input_size)
     return select_detections(
-        boxes, scores, score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
-        class_agnostic=class_agnostic, pre_nms_topk=pre_nms_topk, classes=classes,
+        boxes,
+        scores,
+        score_threshold=score_threshold,
+        iou_threshold=iou_threshold,
+        max_det=max_det,
+        class_agnostic=class_agnostic,
+        pre_nms_topk=pre_nms_topk,
+        classes=classes,
     )

@@ -27,11 +27,17 @@ from torch import nn
 from detector.model.neck import ConvNormAct, DepthwiseConvNormAct
 
 PRIOR_PROBABILITY = 0.01  # initial objectness / class probability (RetinaNet's focal prior)
-MAX_LOG_SIZE = 10.0  # clamp of log(w/stride): exp(10) * 32 ~ 7e5 px, finite in fp32 and far past any image
+MAX_LOG_SIZE = (
+    10.0  # clamp of log(w/stride): exp(10) * 32 ~ 7e5 px, finite in fp32 and far past any image
+)
 
 
 def make_grid(
-    height: int, width: int, strides: tuple[int, ...] | list[int], *, device: torch.device | str | None = None,
+    height: int,
+    width: int,
+    strides: tuple[int, ...] | list[int],
+    *,
+    device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres and strides of all levels for an input of `height` x `width` pixels.
@@ -46,14 +52,19 @@ def make_grid(
     """
     largest = max(strides)
     if height <= 0 or width <= 0 or height % largest or width % largest:
-        raise ValueError(f"input size {height}x{width} must be a positive multiple of the largest stride {largest}")
+        raise ValueError(
+            f"input size {height}x{width} must be a positive multiple of the largest stride "
+            f"{largest}"
+        )
     centers, anchor_strides = [], []
     for stride in strides:
         ys = (torch.arange(height // stride, device=device, dtype=dtype) + 0.5) * stride
         xs = (torch.arange(width // stride, device=device, dtype=dtype) + 0.5) * stride
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         centers.append(torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), dim=1))
-        anchor_strides.append(torch.full((grid_x.numel(),), float(stride), device=device, dtype=dtype))
+        anchor_strides.append(
+            torch.full((grid_x.numel(),), float(stride), device=device, dtype=dtype)
+        )
     return torch.cat(centers), torch.cat(anchor_strides)
 
 
@@ -66,13 +77,16 @@ def square_size_from_anchors(num_anchors: int, strides: tuple[int, ...] | list[i
     side = round(math.sqrt(num_anchors / sum(1.0 / s**2 for s in strides)))
     if side <= 0 or side % max(strides) or sum((side // s) ** 2 for s in strides) != num_anchors:
         raise ValueError(
-            f"{num_anchors} grid cells do not come from a square input with strides {list(strides)}; "
+            f"{num_anchors} grid cells do not come from a square input with strides "
+            f"{list(strides)}; "
             "pass input_size=(height, width)"
         )
     return side
 
 
-def decode_boxes(box_raw: torch.Tensor, centers: torch.Tensor, anchor_strides: torch.Tensor) -> torch.Tensor:
+def decode_boxes(
+    box_raw: torch.Tensor, centers: torch.Tensor, anchor_strides: torch.Tensor
+) -> torch.Tensor:
     """Grid encoding -> xyxy boxes in input pixels.
 
     Args:
@@ -88,8 +102,11 @@ def decode_boxes(box_raw: torch.Tensor, centers: torch.Tensor, anchor_strides: t
     return torch.cat((center - size / 2, center + size / 2), dim=-1)
 
 
-def encode_boxes(boxes: torch.Tensor, centers: torch.Tensor, anchor_strides: torch.Tensor) -> torch.Tensor:
-    """Inverse of `decode_boxes` for boxes with positive width and height: xyxy [..., 4] -> raw [..., 4]."""
+def encode_boxes(
+    boxes: torch.Tensor, centers: torch.Tensor, anchor_strides: torch.Tensor
+) -> torch.Tensor:
+    """Inverse of `decode_boxes` for boxes with positive width and height:
+    xyxy [..., 4] -> raw [..., 4]."""
     stride = anchor_strides.unsqueeze(-1)
     center = (boxes[..., :2] + boxes[..., 2:]) / 2
     size = (boxes[..., 2:] - boxes[..., :2]).clamp(min=1e-6)
@@ -99,7 +116,9 @@ def encode_boxes(boxes: torch.Tensor, centers: torch.Tensor, anchor_strides: tor
 class _LevelHead(nn.Module):
     """Decoupled head for one level: a classification branch and a box + objectness branch."""
 
-    def __init__(self, in_channels: int, channels: int, num_classes: int, num_convs: int, depthwise: bool) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, num_classes: int, num_convs: int, depthwise: bool
+    ) -> None:
         super().__init__()
         conv = DepthwiseConvNormAct if depthwise else ConvNormAct
         self.stem = ConvNormAct(in_channels, channels, 1)
@@ -112,7 +131,9 @@ class _LevelHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         reg = self.reg_convs(x)
-        out = torch.cat((self.box_pred(reg), self.obj_pred(reg), self.cls_pred(self.cls_convs(x))), dim=1)
+        out = torch.cat(
+            (self.box_pred(reg), self.obj_pred(reg), self.cls_pred(self.cls_convs(x))), dim=1
+        )
         return out.flatten(2).transpose(1, 2)  # [B, H*W, 5 + C], row-major cells
 
 
@@ -130,7 +151,13 @@ class GridHead(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int, channels: int, num_classes: int, num_levels: int, num_convs: int = 2,
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        num_classes: int,
+        num_levels: int,
+        num_convs: int = 2,
         depthwise: bool = False,
     ) -> None:
         super().__init__()
@@ -138,7 +165,8 @@ class GridHead(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.levels = nn.ModuleList(
-            _LevelHead(in_channels, channels, num_classes, num_convs, depthwise) for _ in range(num_levels)
+            _LevelHead(in_channels, channels, num_classes, num_convs, depthwise)
+            for _ in range(num_levels)
         )
         self._init_biases()
 

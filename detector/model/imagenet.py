@@ -62,8 +62,9 @@ def imagenet_file_name(name: str, backbone: str) -> str:
     try:
         return IMAGENET_FILES[(backbone, name)]
     except KeyError:
-        raise PretrainedWeightsError(f"model.pretrained: {name!r}: torchvision publishes no such "
-                                     f"file for {backbone}") from None
+        raise PretrainedWeightsError(
+            f"model.pretrained: {name!r}: torchvision publishes no such file for {backbone}"
+        ) from None
 
 
 def weights_url(file_name: str) -> str:
@@ -101,7 +102,8 @@ def _one_line(text: object) -> str:
 def _download_failed(name: str, url: str, dest: Path, reason: str) -> WeightDownloadError:
     return WeightDownloadError(
         f"model.pretrained: {name}: cannot download {url} ({_one_line(reason)}); to work offline "
-        f"place that file at {dest}, or set model.pretrained to a local path")
+        f"place that file at {dest}, or set model.pretrained to a local path"
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -121,8 +123,16 @@ def _transfer(url: str, handle: BinaryIO, expected: str, progress: bool) -> str 
     with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
-                  desc=url.rpartition("/")[2], file=sys.stderr, leave=False) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            desc=url.rpartition("/")[2],
+            file=sys.stderr,
+            leave=False,
+        ) as bar:
             while block := response.read(_CHUNK):
                 handle.write(block)
                 digest.update(block)
@@ -132,8 +142,10 @@ def _transfer(url: str, handle: BinaryIO, expected: str, progress: bool) -> str 
         return f"the transfer ended after {received} of {total} bytes"
     actual = digest.hexdigest()
     if not actual.startswith(expected):
-        return (f"the downloaded file's SHA-256 starts {actual[:len(expected)]}, its name says "
-                f"{expected}")
+        return (
+            f"the downloaded file's SHA-256 starts {actual[: len(expected)]}, its name says "
+            f"{expected}"
+        )
     return None
 
 
@@ -191,9 +203,10 @@ def fetch_imagenet_weights(name: str, backbone: str, *, progress: bool = True) -
     actual = _file_sha256(dest)
     if not actual.startswith(expected):
         raise PretrainedWeightsError(
-            f"model.pretrained: {name}: {dest} has SHA-256 {actual[:len(expected)]}..., its name "
+            f"model.pretrained: {name}: {dest} has SHA-256 {actual[: len(expected)]}..., its name "
             f"says {expected}... (a damaged file or another file under this name); delete it to "
-            f"download {url} again, or set model.pretrained to a local path")
+            f"download {url} again, or set model.pretrained to a local path"
+        )
     return dest
 
 

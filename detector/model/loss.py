@@ -8,10 +8,10 @@
 labels int64 [N], ignore bool [N]}``. The terms, each already multiplied by its
 weight and divided by the number of positive cells (at least 1):
 
-    loss_box  box_weight * sum(1 - CIoU(pred, gt))                      over positives
-    loss_obj  obj_weight * sum(BCE(objectness, positive))               over all cells but ignored ones
-    loss_cls  cls_weight * sum(BCE(class logits, one_hot * IoU))        over positives
-    loss_l1   l1_weight  * sum(|raw box - encoded gt|)                  over positives (0 by default)
+    loss_box  box_weight * sum(1 - CIoU(pred, gt))                 over positives
+    loss_obj  obj_weight * sum(BCE(objectness, positive))          over all cells but ignored ones
+    loss_cls  cls_weight * sum(BCE(class logits, one_hot * IoU))   over positives
+    loss_l1   l1_weight  * sum(|raw box - encoded gt|)             over positives (0 by default)
     loss      their sum; num_fg: the number of positives (not differentiable)
 
 Ignored boxes (VOC difficult, COCO crowd) are not assigned; cells whose centre lies
@@ -70,7 +70,8 @@ class YOLOLoss(nn.Module):
         num_classes: C.
         strides: the model's strides (same order as its raw cells).
         box_weight, obj_weight, cls_weight, l1_weight: term weights.
-        center_radius, topk_candidates, iou_weight, min_positives: assignment settings (see assigner.py).
+        center_radius, topk_candidates, iou_weight, min_positives: assignment settings
+            (see assigner.py).
     """
 
     def __init__(
@@ -92,7 +93,11 @@ class YOLOLoss(nn.Module):
         self.strides = tuple(strides)
         self.box_weight, self.obj_weight = box_weight, obj_weight
         self.cls_weight, self.l1_weight = cls_weight, l1_weight
-        self.center_radius, self.topk_candidates, self.iou_weight = center_radius, topk_candidates, iou_weight
+        self.center_radius, self.topk_candidates, self.iou_weight = (
+            center_radius,
+            topk_candidates,
+            iou_weight,
+        )
         self.min_positives = min_positives
 
     def forward(
@@ -125,14 +130,23 @@ class YOLOLoss(nn.Module):
 
         gt_boxes, gt_labels, gt_valid, gt_ignored = pad_targets(targets, raw.device)
         valid_labels = gt_labels[gt_valid]
-        if valid_labels.numel() and (valid_labels.min() < 0 or valid_labels.max() >= self.num_classes):
+        if valid_labels.numel() and (
+            valid_labels.min() < 0 or valid_labels.max() >= self.num_classes
+        ):
             raise ValueError(f"target labels must be in [0, {self.num_classes - 1}]")
         with torch.no_grad():
             scores = (cls_logits.sigmoid() * obj_logits.sigmoid().unsqueeze(-1)).sqrt()
         assignment = assign_targets(
-            pred_boxes=pred_boxes.detach(), pred_scores=scores, centers=centers, anchor_strides=anchor_strides,
-            gt_boxes=gt_boxes, gt_labels=gt_labels, gt_valid=gt_valid,
-            center_radius=self.center_radius, topk_candidates=self.topk_candidates, iou_weight=self.iou_weight,
+            pred_boxes=pred_boxes.detach(),
+            pred_scores=scores,
+            centers=centers,
+            anchor_strides=anchor_strides,
+            gt_boxes=gt_boxes,
+            gt_labels=gt_labels,
+            gt_valid=gt_valid,
+            center_radius=self.center_radius,
+            topk_candidates=self.topk_candidates,
+            iou_weight=self.iou_weight,
             min_positives=self.min_positives,
         )
         fg = assignment.fg_mask  # [B, A]
@@ -147,28 +161,39 @@ class YOLOLoss(nn.Module):
             inside = (x > b[..., 0:1]) & (x < b[..., 2:3]) & (y > b[..., 1:2]) & (y < b[..., 3:4])
             in_ignored = (inside & gt_ignored.unsqueeze(-1)).any(1)  # [B, A]
             obj_weight = obj_weight.masked_fill(in_ignored & ~fg, 0.0)
-        loss_obj = F.binary_cross_entropy_with_logits(
-            obj_logits, fg.float(), weight=obj_weight, reduction="sum"
-        ) / normaliser
+        loss_obj = (
+            F.binary_cross_entropy_with_logits(
+                obj_logits, fg.float(), weight=obj_weight, reduction="sum"
+            )
+            / normaliser
+        )
 
         batch_index, anchor_index = fg.nonzero(as_tuple=True)
         gt_index = assignment.matched_gt[batch_index, anchor_index]
         matched_boxes = gt_boxes[batch_index, gt_index]  # [F, 4]
         # `* 0` terms keep every output in the graph when there are no positives,
         # so backward() and DDP's gradient sync behave the same on empty batches.
-        zero = (raw[..., :4].sum() + raw[..., 5:].sum()).mul(0.0).abs()  # abs: +0.0, not -0.0, in logs
+        zero = (
+            (raw[..., :4].sum() + raw[..., 5:].sum()).mul(0.0).abs()
+        )  # abs: +0.0, not -0.0, in logs
         ciou = complete_box_iou_aligned(pred_boxes[batch_index, anchor_index], matched_boxes)
         loss_box = (1.0 - ciou).sum() / normaliser + zero
 
         cls_target = F.one_hot(gt_labels[batch_index, gt_index], self.num_classes).float()
         cls_target = cls_target * assignment.matched_iou[batch_index, anchor_index].unsqueeze(-1)
-        loss_cls = F.binary_cross_entropy_with_logits(
-            cls_logits[batch_index, anchor_index], cls_target, reduction="sum"
-        ) / normaliser + zero
+        loss_cls = (
+            F.binary_cross_entropy_with_logits(
+                cls_logits[batch_index, anchor_index], cls_target, reduction="sum"
+            )
+            / normaliser
+            + zero
+        )
 
         loss_l1 = zero
         if self.l1_weight > 0:
-            encoded = encode_boxes(matched_boxes, centers[anchor_index], anchor_strides[anchor_index])
+            encoded = encode_boxes(
+                matched_boxes, centers[anchor_index], anchor_strides[anchor_index]
+            )
             loss_l1 = (raw[batch_index, anchor_index, :4] - encoded).abs().sum() / normaliser + zero
 
         terms = {

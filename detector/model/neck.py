@@ -19,7 +19,9 @@ from torch import nn
 class ConvNormAct(nn.Sequential):
     """Conv2d (no bias) -> BatchNorm2d -> SiLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
@@ -52,12 +54,17 @@ class PANNeck(nn.Module):
         super().__init__()
         self.lateral = nn.ModuleList(ConvNormAct(c, channels, 1) for c in in_channels)
         self.top_down = nn.ModuleList(ConvNormAct(channels, channels) for _ in range(2))  # P4, P3
-        self.down = nn.ModuleList(ConvNormAct(channels, channels, 3, 2) for _ in range(2))  # N3->, N4->
+        self.down = nn.ModuleList(
+            ConvNormAct(channels, channels, 3, 2) for _ in range(2)
+        )  # N3->, N4->
         self.bottom_up = nn.ModuleList(ConvNormAct(channels, channels) for _ in range(2))  # N4, N5
         self.out_channels = channels
 
-    def forward(self, features: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Args: (C3, C4, C5) at strides 8, 16, 32. Returns (N3, N4, N5), same sizes, `channels` wide."""
+    def forward(
+        self, features: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Args: (C3, C4, C5) at strides 8, 16, 32. Returns (N3, N4, N5),
+        same sizes, `channels` wide."""
         l3, l4, l5 = (lateral(f) for lateral, f in zip(self.lateral, features, strict=True))
         # nearest upsampling to the exact target size also covers odd grid sizes
         p4 = self.top_down[0](l4 + F.interpolate(l5, size=l4.shape[-2:], mode="nearest"))

@@ -25,7 +25,8 @@ HALF_CHOICES = (False, True, "fp16", "bf16")  # what Detector(half=...) accepts 
 
 
 def half_dtype(half: bool | str | None, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for `half` (False/None/"fp32", True/"fp16", "bf16") on `device`; None means fp32.
+    """Autocast dtype for `half` (False/None/"fp32", True/"fp16", "bf16") on `device`;
+    None means fp32.
 
     Raises:
         ValueError: `half` is none of those.

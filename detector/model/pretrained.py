@@ -44,10 +44,15 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _describe_mismatch(
-    path: Path, model_name: str, file_state: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]
+    path: Path,
+    model_name: str,
+    file_state: dict[str, torch.Tensor],
+    model_state: dict[str, torch.Tensor],
 ) -> str | None:
     """A one-paragraph description of what does not match, or None when all fits."""
-    missing = [k for k in model_state if k not in file_state and not k.endswith("num_batches_tracked")]
+    missing = [
+        k for k in model_state if k not in file_state and not k.endswith("num_batches_tracked")
+    ]
     unexpected = [k for k in file_state if k not in model_state]
     shapes = [
         f"{k} file {list(file_state[k].shape)} vs model {list(model_state[k].shape)}"
@@ -57,7 +62,11 @@ def _describe_mismatch(
     if not (missing or unexpected or shapes):
         return None
     parts = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+    for label, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", shapes),
+    ):
         if items:
             more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:_SHOWN])}{more}")

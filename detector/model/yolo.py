@@ -1,7 +1,7 @@
 """YOLODetector: ResNet backbone -> PAN neck -> decoupled grid head.
 
     model = YOLODetector(backbone=ResNetBackbone(depth=18), num_classes=5)
-    raw = model(images)                     # images uint8/float 0..255 RGB [B, 3, H, W] -> [B, A, 4 + 1 + C]
+    raw = model(images)  # images uint8/float 0..255 RGB [B, 3, H, W] -> [B, A, 4 + 1 + C]
     dets = model.decode(raw, score_threshold=0.25, iou_threshold=0.6, max_det=100)
 
 Usually built from a config with `detector.model.build.build_model`. `forward`
@@ -54,14 +54,20 @@ class YOLODetector(nn.Module):
     ) -> None:
         super().__init__()
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values each with std > 0, got {list(mean)}, {list(std)}")
+            raise ValueError(
+                f"mean and std need 3 values each with std > 0, got {list(mean)}, {list(std)}"
+            )
         self.num_classes = num_classes
         self.strides = STRIDES
         self.backbone = backbone
         self.neck = PANNeck(in_channels=backbone.out_channels, channels=neck_channels)
         self.head = GridHead(
-            in_channels=neck_channels, channels=head_channels, num_classes=num_classes,
-            num_levels=len(STRIDES), num_convs=head_convs, depthwise=head_depthwise,
+            in_channels=neck_channels,
+            channels=head_channels,
+            num_classes=num_classes,
+            num_levels=len(STRIDES),
+            num_convs=head_convs,
+            depthwise=head_depthwise,
         )
         # NHWC activations (build_model stores the weights channels_last too); False
         # keeps torch's default NCHW, for measuring the difference (tools/benchmark.py ladder).
@@ -109,6 +115,12 @@ class YOLODetector(nn.Module):
         (before NMS and `max_det`).
         """
         return decode_detections(
-            raw, strides=self.strides, input_size=input_size, score_threshold=score_threshold,
-            iou_threshold=iou_threshold, max_det=max_det, class_agnostic=class_agnostic, classes=classes,
+            raw,
+            strides=self.strides,
+            input_size=input_size,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_det=max_det,
+            class_agnostic=class_agnostic,
+            classes=classes,
         )

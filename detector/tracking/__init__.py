@@ -1,6 +1,6 @@
 """Multi-object tracking over detections, and tracking metrics.
 
-    from detector import ByteTracker           # or: from detector.tracking.tracker import ByteTracker
+    from detector import ByteTracker  # or: from detector.tracking.tracker import ByteTracker
     tracker = ByteTracker(track_buffer=1.0)
     ids = tracker.update(boxes_xyxy, scores, labels, timestamp=seconds)
 

@@ -60,7 +60,9 @@ def match(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray, np.n
     # A pair that is the only allowed one of its row and of its column is a component
     # of its own: taken as is. Only the rest (boxes close to several others) goes to
     # the solver; at hundreds of boxes that keeps the problem small.
-    alone_rows, alone_cols = np.nonzero(allowed & (row_degree[:, None] == 1) & (col_degree[None, :] == 1))
+    alone_rows, alone_cols = np.nonzero(
+        allowed & (row_degree[:, None] == 1) & (col_degree[None, :] == 1)
+    )
     pairs = np.stack([alone_rows, alone_cols], axis=1).astype(np.int64)
     shared_rows = row_degree > 0
     shared_rows[alone_rows] = False

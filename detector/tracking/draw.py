@@ -1,5 +1,7 @@
 """Draw tracks on a BGR frame: one colour per track id, "#id name score" tags and a short trail.
 
+Usage:
+
     trails = Trails(length=30)
     trails.update(result)                 # after each frame's TrackedDetections
     draw_tracks(frame_bgr, result, trails)
@@ -42,9 +44,11 @@ class Trails:
             del self.points[track_id]
 
 
-def draw_tracks(image: np.ndarray, result: Any, trails: Trails | None = None,
-                thickness: int | None = None) -> np.ndarray:
-    """Draw tracked boxes (id colour, "#id name score"), untracked ones thin grey, and trails; in place.
+def draw_tracks(
+    image: np.ndarray, result: Any, trails: Trails | None = None, thickness: int | None = None
+) -> np.ndarray:
+    """Draw tracked boxes (id colour, "#id name score"), untracked ones thin grey, and trails;
+    in place.
 
     Args:
         image: BGR uint8 [H, W, 3].
@@ -59,13 +63,27 @@ def draw_tracks(image: np.ndarray, result: Any, trails: Trails | None = None,
         current = set(result.track_ids.tolist())
         for track_id, points in trails.points.items():
             if track_id in current and len(points) > 1:
-                cv2.polylines(image, [np.array(points, np.int32)], False, class_color(track_id), thickness, cv2.LINE_AA)
-    for box, score, name, track_id in zip(result.boxes, result.scores, result.label_names, result.track_ids.tolist(),
-                                          strict=True):
+                cv2.polylines(
+                    image,
+                    [np.array(points, np.int32)],
+                    False,
+                    class_color(track_id),
+                    thickness,
+                    cv2.LINE_AA,
+                )
+    for box, score, name, track_id in zip(
+        result.boxes, result.scores, result.label_names, result.track_ids.tolist(), strict=True
+    ):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         if track_id < 1:
             cv2.rectangle(image, (x1, y1), (x2, y2), UNTRACKED_COLOR, 1, cv2.LINE_AA)
             continue
-        draw_tagged_box(image, box, f"#{track_id} {name} {float(score):.2f}", class_color(track_id), thickness,
-                        font_scale)
+        draw_tagged_box(
+            image,
+            box,
+            f"#{track_id} {name} {float(score):.2f}",
+            class_color(track_id),
+            thickness,
+            font_scale,
+        )
     return image

@@ -1,7 +1,7 @@
 """Score tracking results against ground truth: one pair of MOT files or two folders.
 
-    table = evaluate_tracks("gt.txt", "pred.txt")           # one sequence, named by the file stem
-    table = evaluate_tracks("gt_dir/", "pred_dir/")         # every gt_dir/<seq>.txt with pred_dir/<seq>.txt
+    table = evaluate_tracks("gt.txt", "pred.txt")    # one sequence, named by the file stem
+    table = evaluate_tracks("gt_dir/", "pred_dir/")  # each gt_dir/<seq>.txt with pred_dir/<seq>.txt
     table.combined["HOTA"], [row["IDF1"] for row in table.sequences]
 
 Sequences are scored separately and pooled (`metrics.combine`); each sequence
@@ -21,8 +21,25 @@ from detector.tracking.mot import MotFormatError, read_mot
 from detector.tracking.sequence import sequence_data
 
 # What `detector evaluate-tracks` prints, in order (fractions, then counts).
-COLUMNS = ("HOTA", "DetA", "AssA", "LocA", "MOTA", "MOTP", "IDF1", "IDP", "IDR", "IDSW", "Frag",
-           "MT", "PT", "ML", "TP", "FP", "FN")
+COLUMNS = (
+    "HOTA",
+    "DetA",
+    "AssA",
+    "LocA",
+    "MOTA",
+    "MOTP",
+    "IDF1",
+    "IDP",
+    "IDR",
+    "IDSW",
+    "Frag",
+    "MT",
+    "PT",
+    "ML",
+    "TP",
+    "FP",
+    "FN",
+)
 
 
 @dataclass
@@ -38,7 +55,10 @@ class TrackingTable:
         width = max([len("sequence")] + [len(str(row["name"])) for row in rows])
         lines = ["sequence".ljust(width) + "".join(f"{name:>8}" for name in COLUMNS)]
         for row in rows:
-            cells = [f"{row[name]:8.4f}" if isinstance(row[name], float) else f"{row[name]:8d}" for name in COLUMNS]
+            cells = [
+                f"{row[name]:8.4f}" if isinstance(row[name], float) else f"{row[name]:8d}"
+                for name in COLUMNS
+            ]
             lines.append(str(row["name"]).ljust(width) + "".join(cells))
         return "\n".join(lines)
 
@@ -56,7 +76,9 @@ def _pairs(gt: Path, pred: Path) -> list[tuple[str, Path, Path]]:
         if missing:
             raise MotFormatError(f"{pred}: no predictions for sequence(s) {', '.join(missing)}")
         if extra:
-            raise MotFormatError(f"{pred}: sequence(s) {', '.join(extra)} have no ground truth in {gt}")
+            raise MotFormatError(
+                f"{pred}: sequence(s) {', '.join(extra)} have no ground truth in {gt}"
+            )
         return [(name, gt_files[name], pred_files[name]) for name in gt_files]
     for path in (gt, pred):
         if not path.exists():
@@ -64,10 +86,16 @@ def _pairs(gt: Path, pred: Path) -> list[tuple[str, Path, Path]]:
     raise MotFormatError(f"{gt} and {pred}: give two files or two folders, not one of each")
 
 
-def evaluate_tracks(gt: str | Path, pred: str | Path, num_frames: int | None = None) -> TrackingTable:
+def evaluate_tracks(
+    gt: str | Path, pred: str | Path, num_frames: int | None = None
+) -> TrackingTable:
     """Read, validate and score; raises MotFormatError/FileNotFoundError naming the file."""
     all_counts = []
     for name, gt_path, pred_path in _pairs(Path(gt), Path(pred)):
-        data = sequence_data(read_mot(gt_path), read_mot(pred_path), num_frames=num_frames, name=name)
+        data = sequence_data(
+            read_mot(gt_path), read_mot(pred_path), num_frames=num_frames, name=name
+        )
         all_counts.append(sequence_counts(data))
-    return TrackingTable([final_scores(counts) for counts in all_counts], final_scores(combine(all_counts)))
+    return TrackingTable(
+        [final_scores(counts) for counts in all_counts], final_scores(combine(all_counts))
+    )

@@ -28,15 +28,24 @@ MEASUREMENT_STD = 1.0 / 20
 def box_xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
     """[N, 4] xyxy -> [N, 4] (cx, cy, w, h), float64."""
     boxes = np.asarray(boxes, np.float64)
-    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
-                     boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+    return np.stack(
+        [
+            (boxes[:, 0] + boxes[:, 2]) / 2,
+            (boxes[:, 1] + boxes[:, 3]) / 2,
+            boxes[:, 2] - boxes[:, 0],
+            boxes[:, 3] - boxes[:, 1],
+        ],
+        axis=1,
+    )
 
 
 def box_cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """[N, 4] (cx, cy, w, h) -> [N, 4] xyxy."""
     half_w, half_h = boxes[:, 2] / 2, boxes[:, 3] / 2
-    return np.stack([boxes[:, 0] - half_w, boxes[:, 1] - half_h,
-                     boxes[:, 0] + half_w, boxes[:, 1] + half_h], axis=1)
+    return np.stack(
+        [boxes[:, 0] - half_w, boxes[:, 1] - half_h, boxes[:, 0] + half_w, boxes[:, 1] + half_h],
+        axis=1,
+    )
 
 
 def _scales(size_wh: np.ndarray) -> np.ndarray:
@@ -78,12 +87,16 @@ def predict(mean: np.ndarray, cov: np.ndarray, steps: np.ndarray) -> tuple[np.nd
     new_cov[:, 4:, :4] = new_b.transpose(0, 2, 1)
     new_cov[:, 4:, 4:] = d
     scale = _scales(mean[:, 2:4])
-    noise = np.concatenate([(POSITION_STD * scale) ** 2, (VELOCITY_STD * scale) ** 2], axis=1) * steps
+    noise = (
+        np.concatenate([(POSITION_STD * scale) ** 2, (VELOCITY_STD * scale) ** 2], axis=1) * steps
+    )
     new_cov[:, np.arange(8), np.arange(8)] += noise
     return new_mean, new_cov
 
 
-def update(mean: np.ndarray, cov: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def update(
+    mean: np.ndarray, cov: np.ndarray, boxes_xyxy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Correct N tracks with their matched boxes [N, 4] xyxy; returns new arrays."""
     measured = box_xyxy_to_cxcywh(boxes_xyxy)
     scale = _scales(mean[:, 2:4])

@@ -26,13 +26,40 @@ from detector.tracking.sequence import SequenceData
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # the 19 HOTA thresholds 0.05 .. 0.95
 MATCH_IOU = 0.5
 _EPS = np.finfo(float).eps
-_SUMMED = ("TP", "FN", "FP", "IDSW", "MT", "PT", "ML", "Frag", "MOTP_sum", "frames",
-           "IDTP", "IDFN", "IDFP", "HOTA_TP", "HOTA_FN", "HOTA_FP", "LocA_sum")
+_SUMMED = (
+    "TP",
+    "FN",
+    "FP",
+    "IDSW",
+    "MT",
+    "PT",
+    "ML",
+    "Frag",
+    "MOTP_sum",
+    "frames",
+    "IDTP",
+    "IDFN",
+    "IDFP",
+    "HOTA_TP",
+    "HOTA_FN",
+    "HOTA_FP",
+    "LocA_sum",
+)
 
 
 def _clear(data: SequenceData) -> dict[str, Any]:
-    res = {"TP": 0, "FN": 0, "FP": 0, "IDSW": 0, "MT": 0, "PT": 0, "ML": 0, "Frag": 0, "MOTP_sum": 0.0,
-           "frames": data.num_frames}
+    res = {
+        "TP": 0,
+        "FN": 0,
+        "FP": 0,
+        "IDSW": 0,
+        "MT": 0,
+        "PT": 0,
+        "ML": 0,
+        "Frag": 0,
+        "MOTP_sum": 0.0,
+        "frames": data.num_frames,
+    }
     if data.num_pred_dets == 0 or data.num_gt_dets == 0:
         res["FN"], res["FP"] = data.num_gt_dets, data.num_pred_dets
         res["ML"] = data.num_gt_ids if data.num_pred_dets == 0 else 0
@@ -40,9 +67,11 @@ def _clear(data: SequenceData) -> dict[str, Any]:
     present = np.zeros(data.num_gt_ids)
     matched = np.zeros(data.num_gt_ids)
     fragments = np.zeros(data.num_gt_ids)
-    last_track = np.full(data.num_gt_ids, np.nan)       # last track each object matched, ever
-    previous_track = np.full(data.num_gt_ids, np.nan)   # the track it matched in the previous frame
-    for gt_ids, pred_ids, similarity in zip(data.gt_ids, data.pred_ids, data.similarity, strict=True):
+    last_track = np.full(data.num_gt_ids, np.nan)  # last track each object matched, ever
+    previous_track = np.full(data.num_gt_ids, np.nan)  # the track it matched in the previous frame
+    for gt_ids, pred_ids, similarity in zip(
+        data.gt_ids, data.pred_ids, data.similarity, strict=True
+    ):
         if len(gt_ids) == 0:
             res["FP"] += len(pred_ids)
             continue
@@ -85,7 +114,9 @@ def _identity(data: SequenceData) -> dict[str, Any]:
     n_gt, n_pred = data.num_gt_ids, data.num_pred_ids
     overlap = np.zeros((n_gt, n_pred))
     gt_count, pred_count = np.zeros(n_gt), np.zeros(n_pred)
-    for gt_ids, pred_ids, similarity in zip(data.gt_ids, data.pred_ids, data.similarity, strict=True):
+    for gt_ids, pred_ids, similarity in zip(
+        data.gt_ids, data.pred_ids, data.similarity, strict=True
+    ):
         rows, cols = np.nonzero(similarity >= MATCH_IOU)
         np.add.at(overlap, (gt_ids[rows], pred_ids[cols]), 1)
         gt_count[gt_ids] += 1
@@ -110,8 +141,10 @@ def _identity(data: SequenceData) -> dict[str, Any]:
 
 def _hota(data: SequenceData) -> dict[str, Any]:
     n_alpha = len(ALPHAS)
-    res: dict[str, Any] = {key: np.zeros(n_alpha) for key in
-                           ("HOTA_TP", "HOTA_FN", "HOTA_FP", "LocA_sum", "AssA", "AssRe", "AssPr")}
+    res: dict[str, Any] = {
+        key: np.zeros(n_alpha)
+        for key in ("HOTA_TP", "HOTA_FN", "HOTA_FP", "LocA_sum", "AssA", "AssRe", "AssPr")
+    }
     if data.num_pred_dets == 0 or data.num_gt_dets == 0:
         res["HOTA_FN"] += data.num_gt_dets
         res["HOTA_FP"] += data.num_pred_dets
@@ -119,7 +152,9 @@ def _hota(data: SequenceData) -> dict[str, Any]:
     n_gt, n_pred = data.num_gt_ids, data.num_pred_ids
     potential = np.zeros((n_gt, n_pred))
     gt_count, pred_count = np.zeros((n_gt, 1)), np.zeros((1, n_pred))
-    for gt_ids, pred_ids, similarity in zip(data.gt_ids, data.pred_ids, data.similarity, strict=True):
+    for gt_ids, pred_ids, similarity in zip(
+        data.gt_ids, data.pred_ids, data.similarity, strict=True
+    ):
         # Each pair's share of the two boxes' total similarity (a soft, per-frame IoU of ids).
         denominator = similarity.sum(0)[None, :] + similarity.sum(1)[:, None] - similarity
         share = np.zeros_like(similarity)
@@ -130,12 +165,16 @@ def _hota(data: SequenceData) -> dict[str, Any]:
         pred_count[0, pred_ids] += 1
     alignment = potential / (gt_count + pred_count - potential)  # global id-to-id Jaccard
     matches = np.zeros((n_alpha, n_gt, n_pred))
-    for gt_ids, pred_ids, similarity in zip(data.gt_ids, data.pred_ids, data.similarity, strict=True):
+    for gt_ids, pred_ids, similarity in zip(
+        data.gt_ids, data.pred_ids, data.similarity, strict=True
+    ):
         if len(gt_ids) == 0 or len(pred_ids) == 0:
             res["HOTA_FP"] += len(pred_ids)
             res["HOTA_FN"] += len(gt_ids)
             continue
-        rows, cols = linear_sum_assignment(-(alignment[gt_ids[:, None], pred_ids[None, :]] * similarity))
+        rows, cols = linear_sum_assignment(
+            -(alignment[gt_ids[:, None], pred_ids[None, :]] * similarity)
+        )
         pair_similarity = similarity[rows, cols]
         for a, alpha in enumerate(ALPHAS):
             good = pair_similarity >= alpha - _EPS
@@ -149,7 +188,9 @@ def _hota(data: SequenceData) -> dict[str, Any]:
     for a in range(n_alpha):
         tp = np.maximum(1, res["HOTA_TP"][a])
         counts = matches[a]
-        res["AssA"][a] = np.sum(counts * (counts / np.maximum(1, gt_count + pred_count - counts))) / tp
+        res["AssA"][a] = (
+            np.sum(counts * (counts / np.maximum(1, gt_count + pred_count - counts))) / tp
+        )
         res["AssRe"][a] = np.sum(counts * (counts / np.maximum(1, gt_count))) / tp
         res["AssPr"][a] = np.sum(counts * (counts / np.maximum(1, pred_count))) / tp
     return res
@@ -180,16 +221,28 @@ def final_scores(counts: dict[str, Any]) -> dict[str, Any]:
     idtp, idfp, idfn = counts["IDTP"], counts["IDFP"], counts["IDFN"]
     return {
         "name": counts["name"],
-        "HOTA": float(hota.mean()), "DetA": float(det_a.mean()), "AssA": float(counts["AssA"].mean()),
-        "DetRe": float((tp / np.maximum(1, tp + fn)).mean()), "DetPr": float((tp / np.maximum(1, tp + fp)).mean()),
-        "AssRe": float(counts["AssRe"].mean()), "AssPr": float(counts["AssPr"].mean()),
+        "HOTA": float(hota.mean()),
+        "DetA": float(det_a.mean()),
+        "AssA": float(counts["AssA"].mean()),
+        "DetRe": float((tp / np.maximum(1, tp + fn)).mean()),
+        "DetPr": float((tp / np.maximum(1, tp + fp)).mean()),
+        "AssRe": float(counts["AssRe"].mean()),
+        "AssPr": float(counts["AssPr"].mean()),
         "LocA": float(loc_a.mean()),
         "MOTA": (counts["TP"] - counts["FP"] - counts["IDSW"]) / gt,
         "MOTP": counts["MOTP_sum"] / max(1, counts["TP"]),
         "IDF1": idtp / max(1.0, idtp + 0.5 * idfp + 0.5 * idfn),
-        "IDP": idtp / max(1, idtp + idfp), "IDR": idtp / max(1, idtp + idfn),
-        "IDSW": int(counts["IDSW"]), "Frag": int(counts["Frag"]),
-        "MT": int(counts["MT"]), "PT": int(counts["PT"]), "ML": int(counts["ML"]),
-        "TP": int(counts["TP"]), "FP": int(counts["FP"]), "FN": int(counts["FN"]),
-        "IDTP": int(idtp), "IDFP": int(idfp), "IDFN": int(idfn),
+        "IDP": idtp / max(1, idtp + idfp),
+        "IDR": idtp / max(1, idtp + idfn),
+        "IDSW": int(counts["IDSW"]),
+        "Frag": int(counts["Frag"]),
+        "MT": int(counts["MT"]),
+        "PT": int(counts["PT"]),
+        "ML": int(counts["ML"]),
+        "TP": int(counts["TP"]),
+        "FP": int(counts["FP"]),
+        "FN": int(counts["FN"]),
+        "IDTP": int(idtp),
+        "IDFP": int(idfp),
+        "IDFN": int(idfn),
     }

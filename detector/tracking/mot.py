@@ -83,7 +83,9 @@ def read_mot(path: str | Path) -> MotRows:
             where = f"{path}:{number}"
             parts = [part.strip() for part in text.split(",")]
             if not 6 <= len(parts) <= 10:
-                raise MotFormatError(f"{where}: expected 6 to 10 comma-separated values, got {len(parts)}")
+                raise MotFormatError(
+                    f"{where}: expected 6 to 10 comma-separated values, got {len(parts)}"
+                )
             try:
                 values = [float(part) for part in parts]
             except ValueError:
@@ -95,10 +97,16 @@ def read_mot(path: str | Path) -> MotRows:
             if values[4] < 0 or values[5] < 0:
                 raise MotFormatError(f"{where}: negative box size w={values[4]:g} h={values[5]:g}")
             if (frame, track_id) in seen:
-                raise MotFormatError(f"{where}: id {track_id} appears twice in frame {frame} "
-                                     f"(first on line {seen[frame, track_id]})")
+                raise MotFormatError(
+                    f"{where}: id {track_id} appears twice in frame {frame} "
+                    f"(first on line {seen[frame, track_id]})"
+                )
             seen[frame, track_id] = number
-            rows.append(values + [-1.0] * (10 - len(values)) if len(values) > 6 else values + [1.0, -1.0, -1.0, -1.0])
+            rows.append(
+                values + [-1.0] * (10 - len(values))
+                if len(values) > 6
+                else values + [1.0, -1.0, -1.0, -1.0]
+            )
             line_numbers.append(number)
     table = np.array(rows, np.float64).reshape(-1, 10)
     return MotRows(
@@ -126,15 +134,20 @@ class MotWriter:
         self._file: TextIO = self.path.open("w", encoding="utf-8")
         self.rows = 0
 
-    def write(self, frame: int, ids: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray) -> None:
+    def write(
+        self, frame: int, ids: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray
+    ) -> None:
         """Write the tracked boxes of 1-based `frame` (columns 8-10 are -1)."""
         lines = []
-        for track_id, box, score in zip(ids.tolist(), np.asarray(boxes_xyxy).tolist(), scores.tolist(),
-                                        strict=True):
+        for track_id, box, score in zip(
+            ids.tolist(), np.asarray(boxes_xyxy).tolist(), scores.tolist(), strict=True
+        ):
             if track_id < 1:
                 continue
-            lines.append(f"{int(frame)},{int(track_id)},{box[0]:.2f},{box[1]:.2f},{box[2] - box[0]:.2f},"
-                         f"{box[3] - box[1]:.2f},{score:.4f},-1,-1,-1\n")
+            lines.append(
+                f"{int(frame)},{int(track_id)},{box[0]:.2f},{box[1]:.2f},{box[2] - box[0]:.2f},"
+                f"{box[3] - box[1]:.2f},{score:.4f},-1,-1,-1\n"
+            )
         self._file.writelines(lines)
         self._file.flush()
         self.rows += len(lines)

@@ -43,7 +43,9 @@ class SequenceData:
     num_pred_dets: int
 
 
-def _per_frame(rows: MotRows, keep: np.ndarray, num_frames: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+def _per_frame(
+    rows: MotRows, keep: np.ndarray, num_frames: int
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Split kept rows by frame (file order inside a frame); ids relabelled 0..K-1."""
     frames, ids, boxes = rows.frames[keep], rows.ids[keep], rows.boxes_xywh[keep]
     unique_ids, relabelled = np.unique(ids, return_inverse=True)
@@ -51,14 +53,16 @@ def _per_frame(rows: MotRows, keep: np.ndarray, num_frames: int) -> tuple[list[n
     bounds = np.searchsorted(frames[order], np.arange(1, num_frames + 2))
     per_ids, per_boxes = [], []
     for frame in range(num_frames):
-        index = order[bounds[frame]:bounds[frame + 1]]
+        index = order[bounds[frame] : bounds[frame + 1]]
         per_ids.append(relabelled[index].astype(np.int64))
         xywh = boxes[index]
         per_boxes.append(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1))
     return per_ids, per_boxes, len(unique_ids)
 
 
-def sequence_data(gt: MotRows, pred: MotRows, num_frames: int | None = None, name: str = "") -> SequenceData:
+def sequence_data(
+    gt: MotRows, pred: MotRows, num_frames: int | None = None, name: str = ""
+) -> SequenceData:
     """Check frame ranges and build a SequenceData.
 
     Args:
@@ -77,13 +81,21 @@ def sequence_data(gt: MotRows, pred: MotRows, num_frames: int | None = None, nam
         if len(outside):
             first = int(outside[0])
             raise MotFormatError(
-                f"{rows.path}:{int(rows.lines[first])}: frame {int(rows.frames[first])} is past the "
-                f"sequence's last frame {num_frames} (the ground truth's last frame, or --frames)")
+                f"{rows.path}:{int(rows.lines[first])}: "
+                f"frame {int(rows.frames[first])} is past the "
+                f"sequence's last frame {num_frames} (the ground truth's last frame, or --frames)"
+            )
     gt_ids, gt_boxes, num_gt_ids = _per_frame(gt, gt.marks != 0, num_frames)
     pred_ids, pred_boxes, num_pred_ids = _per_frame(pred, np.ones(len(pred), bool), num_frames)
     similarity = [box_iou_numpy(g, p) for g, p in zip(gt_boxes, pred_boxes, strict=True)]
     return SequenceData(
-        name=name, num_frames=num_frames, gt_ids=gt_ids, pred_ids=pred_ids, similarity=similarity,
-        num_gt_ids=num_gt_ids, num_pred_ids=num_pred_ids,
-        num_gt_dets=sum(len(i) for i in gt_ids), num_pred_dets=sum(len(i) for i in pred_ids),
+        name=name,
+        num_frames=num_frames,
+        gt_ids=gt_ids,
+        pred_ids=pred_ids,
+        similarity=similarity,
+        num_gt_ids=num_gt_ids,
+        num_pred_ids=num_pred_ids,
+        num_gt_dets=sum(len(i) for i in gt_ids),
+        num_pred_dets=sum(len(i) for i in pred_ids),
     )

@@ -106,19 +106,28 @@ class ByteTracker:
         reference_fps: float = 30.0,
     ) -> None:
         new_track_threshold = high_threshold if new_track_threshold is None else new_track_threshold
-        for name, value in (("high_threshold", high_threshold), ("low_threshold", low_threshold),
-                            ("new_track_threshold", new_track_threshold), ("match_iou", match_iou),
-                            ("low_match_iou", low_match_iou), ("tentative_match_iou", tentative_match_iou)):
+        for name, value in (
+            ("high_threshold", high_threshold),
+            ("low_threshold", low_threshold),
+            ("new_track_threshold", new_track_threshold),
+            ("match_iou", match_iou),
+            ("low_match_iou", low_match_iou),
+            ("tentative_match_iou", tentative_match_iou),
+        ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if low_threshold > high_threshold:
-            raise ValueError(f"low_threshold {low_threshold} is above high_threshold {high_threshold}")
+            raise ValueError(
+                f"low_threshold {low_threshold} is above high_threshold {high_threshold}"
+            )
         if not (math.isfinite(track_buffer) and track_buffer >= 0):
             raise ValueError(f"track_buffer must be >= 0 seconds, got {track_buffer}")
         if min_hits < 1:
             raise ValueError(f"min_hits must be >= 1, got {min_hits}")
         if not (frame_rate > 0 and reference_fps > 0):
-            raise ValueError(f"frame_rate and reference_fps must be > 0, got {frame_rate}, {reference_fps}")
+            raise ValueError(
+                f"frame_rate and reference_fps must be > 0, got {frame_rate}, {reference_fps}"
+            )
         self.high_threshold = float(high_threshold)
         self.low_threshold = float(low_threshold)
         self.new_track_threshold = float(new_track_threshold)
@@ -139,7 +148,7 @@ class ByteTracker:
         """Forget every track and the clock (ids restart at 1)."""
         self._mean = np.zeros((0, 8))
         self._cov = np.zeros((0, 8, 8))
-        self._ids = np.zeros(0, np.int64)        # 0 while tentative
+        self._ids = np.zeros(0, np.int64)  # 0 while tentative
         self._state = np.zeros(0, np.int8)
         self._hits = np.zeros(0, np.int64)
         self._last_seen = np.zeros(0)
@@ -165,25 +174,41 @@ class ByteTracker:
         if not math.isfinite(timestamp):
             raise ValueError(f"timestamp must be finite seconds, got {timestamp}")
         if self._time is not None and timestamp < self._time:
-            raise ValueError(f"timestamp {timestamp:.6f} s is before the previous update's "
-                             f"{self._time:.6f} s; timestamps must not go back (call reset() for a new stream)")
+            raise ValueError(
+                f"timestamp {timestamp:.6f} s is before the previous update's "
+                f"{self._time:.6f} s; timestamps must not go back (call reset() for a new stream)"
+            )
         return timestamp
 
     @staticmethod
-    def _inputs(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    def _inputs(
+        boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray | None
+    ) -> tuple[np.ndarray, ...]:
         boxes = np.asarray(boxes, np.float64)
         if boxes.size == 0:
             boxes = boxes.reshape(0, 4)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes must be [N, 4] xyxy, got shape {list(boxes.shape)}")
         scores = np.asarray(scores, np.float64).reshape(-1)
-        labels = np.zeros(len(boxes), np.int64) if labels is None else np.asarray(labels).reshape(-1).astype(np.int64)
+        labels = (
+            np.zeros(len(boxes), np.int64)
+            if labels is None
+            else np.asarray(labels).reshape(-1).astype(np.int64)
+        )
         if len(scores) != len(boxes) or len(labels) != len(boxes):
-            raise ValueError(f"boxes, scores and labels differ in length: {len(boxes)}, {len(scores)}, {len(labels)}")
+            raise ValueError(
+                "boxes, scores and labels differ in length: "
+                f"{len(boxes)}, {len(scores)}, {len(labels)}"
+            )
         return boxes, scores, labels
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None,
-               timestamp: float | None = None) -> np.ndarray:
+    def update(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        labels: np.ndarray | None = None,
+        timestamp: float | None = None,
+    ) -> np.ndarray:
         """Advance to `timestamp` and associate one frame's detections.
 
         Args:
@@ -210,7 +235,11 @@ class ByteTracker:
         valid &= scores >= self.low_threshold
         if self.duplicate_iou is not None and not self.class_aware and valid.sum() > 1:
             candidates = np.flatnonzero(valid)
-            valid[candidates[duplicate_mask(boxes[candidates], scores[candidates], self.duplicate_iou)]] = False
+            valid[
+                candidates[
+                    duplicate_mask(boxes[candidates], scores[candidates], self.duplicate_iou)
+                ]
+            ] = False
 
         if len(self._ids) and elapsed > 0:
             steps = np.full(len(self._ids), elapsed * self.reference_fps)
@@ -229,7 +258,9 @@ class ByteTracker:
         matched_tracks: list[np.ndarray] = []
         matched_dets: list[np.ndarray] = []
 
-        def stage(tracks: np.ndarray, dets: np.ndarray, gate: float, fuse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        def stage(
+            tracks: np.ndarray, dets: np.ndarray, gate: float, fuse: bool = False
+        ) -> tuple[np.ndarray, np.ndarray]:
             similarity = iou[np.ix_(tracks, dets)]
             if fuse:  # IoU x score: of two equally close boxes, the surer one wins
                 similarity = similarity * scores[dets][None, :].astype(similarity.dtype)
@@ -259,12 +290,19 @@ class ByteTracker:
         starters = free_high[scores[free_high] >= self.new_track_threshold]
         self._start_tracks(boxes[starters], scores[starters], labels[starters], now, confirm=first)
         if first or self.min_hits <= 1:
-            result[starters] = self._ids[len(self._ids) - len(starters):]
+            result[starters] = self._ids[len(self._ids) - len(starters) :]
         result[result == 0] = -1  # tentative tracks have no id yet
         return result
 
-    def _apply_matches(self, track_idx: np.ndarray, det_idx: np.ndarray, boxes: np.ndarray,
-                       scores: np.ndarray, labels: np.ndarray, now: float) -> None:
+    def _apply_matches(
+        self,
+        track_idx: np.ndarray,
+        det_idx: np.ndarray,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        now: float,
+    ) -> None:
         if len(track_idx) == 0:
             return
         mean, cov = kalman.update(self._mean[track_idx], self._cov[track_idx], boxes[det_idx])
@@ -276,7 +314,9 @@ class ByteTracker:
         for track, det in zip(track_idx.tolist(), det_idx.tolist(), strict=True):
             votes = self._votes[track]
             votes[int(labels[det])] = votes.get(int(labels[det]), 0.0) + float(scores[det])
-        promote = track_idx[(self._state[track_idx] == TENTATIVE) & (self._hits[track_idx] >= self.min_hits)]
+        promote = track_idx[
+            (self._state[track_idx] == TENTATIVE) & (self._hits[track_idx] >= self.min_hits)
+        ]
         for track in promote.tolist():
             self._ids[track] = self._new_id()
         self._state[promote] = TRACKED
@@ -285,8 +325,9 @@ class ByteTracker:
         track_id, self._next_id = self._next_id, self._next_id + 1
         return track_id
 
-    def _start_tracks(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, now: float,
-                      confirm: bool) -> None:
+    def _start_tracks(
+        self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, now: float, confirm: bool
+    ) -> None:
         count = len(boxes)
         if count == 0:
             return
@@ -296,11 +337,15 @@ class ByteTracker:
         self._mean = np.concatenate([self._mean, mean])
         self._cov = np.concatenate([self._cov, cov])
         self._ids = np.concatenate([self._ids, ids])
-        self._state = np.concatenate([self._state, np.full(count, TRACKED if confirm else TENTATIVE, np.int8)])
+        self._state = np.concatenate(
+            [self._state, np.full(count, TRACKED if confirm else TENTATIVE, np.int8)]
+        )
         self._hits = np.concatenate([self._hits, np.ones(count, np.int64)])
         self._last_seen = np.concatenate([self._last_seen, np.full(count, now)])
         self._score = np.concatenate([self._score, scores])
-        self._votes.extend({int(label): float(score)} for label, score in zip(labels, scores, strict=True))
+        self._votes.extend(
+            {int(label): float(score)} for label, score in zip(labels, scores, strict=True)
+        )
 
     def _select(self, keep: np.ndarray) -> None:
         if keep.all():
@@ -308,10 +353,14 @@ class ByteTracker:
         self._mean, self._cov = self._mean[keep], self._cov[keep]
         self._ids, self._state, self._hits = self._ids[keep], self._state[keep], self._hits[keep]
         self._last_seen, self._score = self._last_seen[keep], self._score[keep]
-        self._votes = [votes for votes, kept in zip(self._votes, keep.tolist(), strict=True) if kept]
+        self._votes = [
+            votes for votes, kept in zip(self._votes, keep.tolist(), strict=True) if kept
+        ]
 
     def _majority_labels(self) -> np.ndarray:
-        return np.array([max(votes, key=votes.__getitem__) for votes in self._votes], np.int64).reshape(-1)
+        return np.array(
+            [max(votes, key=votes.__getitem__) for votes in self._votes], np.int64
+        ).reshape(-1)
 
     def track_label(self, track_id: int) -> int:
         """The score-weighted majority label of a held track; KeyError if it is not held."""
@@ -325,7 +374,9 @@ class ByteTracker:
         """Majority labels int64 [N] of held tracks `track_ids` [N]; -1 where an id is not held."""
         lookup = dict(zip(self._ids.tolist(), self._majority_labels().tolist(), strict=True))
         lookup.pop(0, None)  # tentative tracks have no id
-        return np.array([lookup.get(int(i), -1) for i in np.asarray(track_ids).reshape(-1)], np.int64)
+        return np.array(
+            [lookup.get(int(i), -1) for i in np.asarray(track_ids).reshape(-1)], np.int64
+        )
 
     def held_ids(self) -> np.ndarray:
         """Ids int64 of the confirmed tracks held (tracked and lost)."""
@@ -336,8 +387,14 @@ class ByteTracker:
         boxes = kalman.box_cxcywh_to_xyxy(self._mean[:, :4])
         labels = self._majority_labels()
         return [
-            TrackView(int(self._ids[i]), boxes[i].copy(), int(labels[i]), float(self._score[i]),
-                      bool(self._state[i] == LOST), float(self._last_seen[i]))
+            TrackView(
+                int(self._ids[i]),
+                boxes[i].copy(),
+                int(labels[i]),
+                float(self._score[i]),
+                bool(self._state[i] == LOST),
+                float(self._last_seen[i]),
+            )
             for i in range(len(self._ids))
             if self._state[i] == TRACKED or (include_lost and self._state[i] == LOST)
         ]

@@ -229,7 +229,9 @@ class ProgressiveSizes:
         self.image_size = image_size
         self.fraction = progressive.fraction if progressive is not None else 0.0
         # The ramp's sides below model.image_size; empty: every epoch at model.image_size.
-        self.sides = list(range(progressive.size, image_size, 32)) if progressive is not None else []
+        self.sides = (
+            list(range(progressive.size, image_size, 32)) if progressive is not None else []
+        )
 
     def side(self, epoch: int, planned_epochs: int) -> int:
         """The input side of 0-based `epoch` when `planned_epochs` are planned."""

@@ -14,8 +14,18 @@ from benchmarks import gpu
 
 def test_every_path_runs_at_tiny_sizes_on_cpu() -> None:
     lines: list[str] = []
-    gpu.run_all(torch.device("cpu"), image_size=64, batch_size=2, steps=1, repeats=1, workers=0, frames=2,
-                nms_boxes=64, onnx_path=None, echo=lines.append)
+    gpu.run_all(
+        torch.device("cpu"),
+        image_size=64,
+        batch_size=2,
+        steps=1,
+        repeats=1,
+        workers=0,
+        frames=2,
+        nms_boxes=64,
+        onnx_path=None,
+        echo=lines.append,
+    )
     text = "\n".join(lines)
 
     def number(label: str) -> float:
@@ -41,7 +51,9 @@ def test_synthetic_batches_are_on_device_and_well_formed() -> None:
 def test_onnx_row_skips_with_a_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert gpu.onnx_cuda_fps(None, 64, 1, 1).startswith("skipped: no --onnx FILE")
     monkeypatch.setattr(gpu.importlib.util, "find_spec", lambda name: None)
-    assert gpu.onnx_cuda_fps(tmp_path / "m.onnx", 64, 1, 1) == "skipped: onnxruntime is not installed"
+    assert (
+        gpu.onnx_cuda_fps(tmp_path / "m.onnx", 64, 1, 1) == "skipped: onnxruntime is not installed"
+    )
 
 
 def test_without_cuda_it_says_so_and_exits_0(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,13 +86,35 @@ def test_the_script_runs_without_albumentations_and_pycocotools() -> None:
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-c", _HIDE_ALBUMENTATIONS, str(root / "tools" / "benchmark.py"),
-               "gpu",
-               "--device", "cpu", "--image-size", "64", "--batch-size", "2", "--steps", "1",
-               "--repeats", "1", "--workers", "0", "--frames", "2", "--nms-boxes", "64"]
+    command = [
+        sys.executable,
+        "-c",
+        _HIDE_ALBUMENTATIONS,
+        str(root / "tools" / "benchmark.py"),
+        "gpu",
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--repeats",
+        "1",
+        "--workers",
+        "0",
+        "--frames",
+        "2",
+        "--nms-boxes",
+        "64",
+    ]
     # tools/ as `python tools/benchmark.py` puts it first on the path (runpy does not).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tools")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "tools")]),
+        "OMP_NUM_THREADS": "1",
+    }
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     text = result.stdout

@@ -1,4 +1,5 @@
-"""`tools/benchmark.py recipe`: variants toggle one change, and the harness runs end to end at tiny sizes."""
+"""`tools/benchmark.py recipe`: variants toggle one change,
+and the harness runs end to end at tiny sizes."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def test_a_change_is_added_before_box_filter_and_removed_when_present() -> None:
     assert _names(added) == expected
     removed = Variant("toggle affine", CHANGES["affine"]).apply(added)
     assert _names(removed) == [entry["name"] for entry in DEFAULT_AUGMENT]
-    assert DEFAULT_AUGMENT == load_config(CONFIGS / "shapes.yaml").augment  # the defaults themselves untouched
+    assert (
+        DEFAULT_AUGMENT == load_config(CONFIGS / "shapes.yaml").augment
+    )  # the defaults themselves untouched
 
 
 def test_train_keys_toggle_and_ranges_follow_the_image_size() -> None:
@@ -58,16 +61,33 @@ def test_variants_start_with_the_baseline_and_refuse_unknown_changes() -> None:
         variants_for(["rotate90"])
 
 
-def test_recipe_runs_end_to_end_at_tiny_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              single_thread_torch: None) -> None:
-    tiny = ["data.synthetic.num_train=4", "data.synthetic.num_val=2", "model.image_size=64",
-            "train.batch_size=2", "train.workers=0", "train.device=cpu"]
-    monkeypatch.setattr(recipe_module, "SETS", {
-        "shapes": {"config": str(CONFIGS / "shapes.yaml"), "epochs": 1,
-                   "overrides": [*tiny, "data.synthetic.image_size=64"]},
-        "dense": {"config": str(CONFIGS / "dense.yaml"), "epochs": 1,
-                  "overrides": [*tiny, "data.synthetic.image_size=96"]},
-    })
+def test_recipe_runs_end_to_end_at_tiny_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, single_thread_torch: None
+) -> None:
+    tiny = [
+        "data.synthetic.num_train=4",
+        "data.synthetic.num_val=2",
+        "model.image_size=64",
+        "train.batch_size=2",
+        "train.workers=0",
+        "train.device=cpu",
+    ]
+    monkeypatch.setattr(
+        recipe_module,
+        "SETS",
+        {
+            "shapes": {
+                "config": str(CONFIGS / "shapes.yaml"),
+                "epochs": 1,
+                "overrides": [*tiny, "data.synthetic.image_size=64"],
+            },
+            "dense": {
+                "config": str(CONFIGS / "dense.yaml"),
+                "epochs": 1,
+                "overrides": [*tiny, "data.synthetic.image_size=96"],
+            },
+        },
+    )
     args = ["--changes", "affine", "--steps", "1", "--repeats", "1", "--out", str(tmp_path)]
     result = CliRunner().invoke(recipe_module.recipe, args)
     assert result.exit_code == 0, result.output

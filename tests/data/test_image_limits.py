@@ -35,8 +35,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def bomb_png(path: Path, width: int, height: int) -> Path:
     """A complete, tiny PNG whose header claims `width` x `height` RGB pixels."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-                     + _chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + _chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + _chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -58,15 +62,20 @@ def test_pil_decompression_bomb_is_an_image_read_error(tmp_path: Path) -> None:
 
 def test_header_over_the_default_limit_is_refused_before_decoding(tmp_path: Path) -> None:
     path = bomb_png(tmp_path / "big.png", 12_000, 9_000)  # 108 MP: under PIL's error, over ours
-    expected = (f"header claims 12000x9000 = 108000000 pixels, over the limit of {DEFAULT_MAX_IMAGE_PIXELS} "
-                "(data.max_image_pixels; a decompression bomb?)")
+    expected = (
+        "header claims 12000x9000 = 108000000 pixels, "
+        f"over the limit of {DEFAULT_MAX_IMAGE_PIXELS} "
+        "(data.max_image_pixels; a decompression bomb?)"
+    )
     for read in (read_image_size, read_image_rgb):
         with pytest.raises(ImageReadError) as info:
             read(path)
         assert info.value.reason == expected
 
 
-def test_pixel_limit_is_configurable_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pixel_limit_is_configurable_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     small = photo(tmp_path / "small.jpg", (64, 48))
     assert read_image_size(small) == (48, 64)
     with pytest.raises(ImageReadError, match="64x48 = 3072 pixels, over the limit of 3000"):
@@ -80,7 +89,9 @@ def test_pixel_limit_is_configurable_both_ways(tmp_path: Path, monkeypatch: pyte
     assert read_image_size(huge, max_pixels=300_000_000) == (10_000, 20_000)
 
 
-def test_memory_error_and_opencv_error_while_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_error_and_opencv_error_while_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = photo(tmp_path / "a.jpg")
 
     def out_of_memory(*args: object) -> None:
@@ -92,11 +103,15 @@ def test_memory_error_and_opencv_error_while_decoding(tmp_path: Path, monkeypatc
     assert (info.value.path, info.value.reason) == (str(path), "out of memory while decoding")
 
     def cv2_error(*args: object) -> None:
-        raise cv2.error("OpenCV(4.10) loadsave.cpp:77: error: (-215:Assertion failed) "
-                        "pixels <= CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'")
+        raise cv2.error(
+            "OpenCV(4.10) loadsave.cpp:77: error: (-215:Assertion failed) "
+            "pixels <= CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'"
+        )
 
     monkeypatch.setattr(images_module.cv2, "imdecode", cv2_error)
-    with pytest.raises(ImageReadError, match=r"a\.jpg: OpenCV cannot decode it \(.*CV_IO_MAX_IMAGE_PIXELS"):
+    with pytest.raises(
+        ImageReadError, match=r"a\.jpg: OpenCV cannot decode it \(.*CV_IO_MAX_IMAGE_PIXELS"
+    ):
         read_image_rgb(path)
 
 
@@ -124,16 +139,31 @@ def voc_dataset(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     for name in paths:
         (base / "Annotations" / f"{name}.xml").write_text(
             "<annotation><object><name>cat</name><bndbox><xmin>2</xmin><ymin>2</ymin>"
-            "<xmax>30</xmax><ymax>30</ymax></bndbox></object></annotation>")
+            "<xmax>30</xmax><ymax>30</ymax></bndbox></object></annotation>"
+        )
     (base / "ImageSets/Main/train.txt").write_text("good\nbomb\ncut\n")
     (base / "ImageSets/Main/val.txt").write_text("val\n")
     config = tmp_path / "data.yaml"
-    config.write_text(yaml.safe_dump({
-        "data": {"format": "voc", "root": str(base), "names": ["cat"],
-                 "train": ["ImageSets/Main/train.txt"], "val": ["ImageSets/Main/val.txt"]},
-        "model": {"backbone": "resnet18", "image_size": 64, "neck_channels": 16, "head_channels": 16},
-        "train": {"epochs": 1, "batch_size": 1, "workers": 0, "device": "cpu"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "format": "voc",
+                    "root": str(base),
+                    "names": ["cat"],
+                    "train": ["ImageSets/Main/train.txt"],
+                    "val": ["ImageSets/Main/val.txt"],
+                },
+                "model": {
+                    "backbone": "resnet18",
+                    "image_size": 64,
+                    "neck_channels": 16,
+                    "head_channels": 16,
+                },
+                "train": {"epochs": 1, "batch_size": 1, "workers": 0, "device": "cpu"},
+            }
+        )
+    )
     return config, paths
 
 
@@ -149,13 +179,19 @@ def test_data_check_without_decode_names_the_bomb_and_the_half_jpeg(tmp_path: Pa
 
 def test_data_check_with_a_configured_limit(tmp_path: Path) -> None:
     config, paths = voc_dataset(tmp_path)
-    result = CliRunner().invoke(main, ["data", "check", str(config), "--set", "data.max_image_pixels=1000"])
+    result = CliRunner().invoke(
+        main, ["data", "check", str(config), "--set", "data.max_image_pixels=1000"]
+    )
     assert result.exit_code == 1  # nothing usable is left in either split
-    assert f"{paths['good']}: header claims 64x48 = 3072 pixels, over the limit of 1000" in result.output
+    assert (
+        f"{paths['good']}: header claims 64x48 = 3072 pixels, over the limit of 1000"
+        in result.output
+    )
 
 
 def test_training_loader_skips_at_start_up_and_replaces_a_memory_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from detector.config import load_config
     from detector.data.loading.dataset import build_dataloader
 
@@ -173,7 +209,9 @@ def test_training_loader_skips_at_start_up_and_replaces_a_memory_error(
         return real_decode(buffer, flags)
 
     monkeypatch.setattr(images_module.cv2, "imdecode", decode)
-    with pytest.warns(RuntimeWarning, match=r"bomb\.jpg: cannot decode \(out of memory while decoding\)"):
+    with pytest.warns(
+        RuntimeWarning, match=r"bomb\.jpg: cannot decode \(out of memory while decoding\)"
+    ):
         metas = [meta for batch in loader for meta in batch["metas"]]
     assert [meta["path"] for meta in metas] == [str(paths["good"])] * 2  # replaced by the next one
 
@@ -181,10 +219,23 @@ def test_training_loader_skips_at_start_up_and_replaces_a_memory_error(
 def test_evaluate_reports_the_bomb_and_scores_the_rest(tmp_path: Path) -> None:
     config, paths = voc_dataset(tmp_path)
     predictions = tmp_path / "p.json"
-    predictions.write_text(json.dumps([{"image_id": "good", "category_id": 1, "bbox": [1, 1, 29, 29],
-                                        "score": 0.9}]))
-    result = CliRunner().invoke(main, ["evaluate", "--predictions", str(predictions), "--data", str(config),
-                                       "--split", "train", "--voc-metric", "none"])
+    predictions.write_text(
+        json.dumps([{"image_id": "good", "category_id": 1, "bbox": [1, 1, 29, 29], "score": 0.9}])
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--predictions",
+            str(predictions),
+            "--data",
+            str(config),
+            "--split",
+            "train",
+            "--voc-metric",
+            "none",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "train: 2 image(s) skipped" in result.output
     assert f"{paths['bomb']}: header claims too many pixels" in result.output
@@ -203,14 +254,39 @@ def test_detect_reports_the_bomb_and_a_limit_option(tmp_path: Path) -> None:
         photo(folder / "good.jpg")
         bomb_png(folder / "bomb.png", 100_000, 100_000)
         runner = CliRunner()
-        result = runner.invoke(main, ["detect", str(checkpoint), str(folder), "--device", "cpu",
-                                      "--save-json", str(tmp_path / "d.json")], catch_exceptions=False)
+        result = runner.invoke(
+            main,
+            [
+                "detect",
+                str(checkpoint),
+                str(folder),
+                "--device",
+                "cpu",
+                "--save-json",
+                str(tmp_path / "d.json"),
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         assert "1 unreadable" in result.output and "bomb.png" in result.output
         records = {Path(r["path"]).name: r for r in json.loads((tmp_path / "d.json").read_text())}
-        assert "decompression bomb" in records["bomb.png"]["error"] and "error" not in records["good.jpg"]
-        result = runner.invoke(main, ["detect", str(checkpoint), str(folder / "good.jpg"), "--device", "cpu",
-                                      "--max-pixels", "100"], catch_exceptions=False)
+        assert (
+            "decompression bomb" in records["bomb.png"]["error"]
+            and "error" not in records["good.jpg"]
+        )
+        result = runner.invoke(
+            main,
+            [
+                "detect",
+                str(checkpoint),
+                str(folder / "good.jpg"),
+                "--device",
+                "cpu",
+                "--max-pixels",
+                "100",
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0 and "1 unreadable" in result.output
         assert "over the limit of 100" in result.output
     finally:

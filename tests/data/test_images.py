@@ -80,7 +80,9 @@ def test_truncation_check_steps_over_markers_inside_metadata(tmp_path: Path) -> 
     [(b"", "empty file"), (b"this is a text file, not a JPEG\n" * 4, "not")],
     ids=["zero-bytes", "text-renamed-jpg"],
 )
-def test_empty_and_non_image_files_raise_with_path(tmp_path: Path, content: bytes, reason: str) -> None:
+def test_empty_and_non_image_files_raise_with_path(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
     for read in (read_image_rgb, read_image_size):
@@ -125,7 +127,9 @@ def test_exif_orientation_matches_pil_exif_transpose(tmp_path: Path, orientation
 
 
 @pytest.mark.parametrize("orientation", [6, 8])
-def test_exif_rotated_jpeg_puts_the_object_where_the_viewer_sees_it(tmp_path: Path, orientation: int) -> None:
+def test_exif_rotated_jpeg_puts_the_object_where_the_viewer_sees_it(
+    tmp_path: Path, orientation: int
+) -> None:
     displayed = np.full((60, 100, 3), 40, np.uint8)
     displayed[10:30, 60:90] = (250, 20, 20)  # a red block in the top-right of the upright view
     # orientation 6 means "stored turned 90 degrees counter-clockwise", 8 the opposite
@@ -176,7 +180,9 @@ def test_png_modes_give_the_same_rgb_as_pil(tmp_path: Path, mode: str) -> None:
     np.testing.assert_array_equal(result, expected)
 
 
-@pytest.mark.parametrize("name", ["données café/图像 1.png", "with spaces/my image.png", "Ωμέγα.jpg"])
+@pytest.mark.parametrize(
+    "name", ["données café/图像 1.png", "with spaces/my image.png", "Ωμέγα.jpg"]
+)
 def test_non_ascii_and_spaced_paths(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 """SimOTA assignment: hand-built cases and a slow per-box reference over random inputs.
 
+Run:
+
     .venv/bin/python -m pytest tests/model/test_assigner.py -q
 """
 
@@ -33,11 +35,20 @@ def test_single_box_takes_its_dynamic_k_best_cells() -> None:
     centers, strides, pred_boxes, pred_scores = _setup()
     gt = torch.tensor([16.0, 16.0, 48.0, 48.0])
     a, b = _cell(centers, strides, 28, 28, 8), _cell(centers, strides, 36, 36, 8)
-    outside = _cell(centers, strides, 60, 60, 8)  # not in the box, 28 px from its centre > 2.5 strides
-    pred_boxes[0, [a, b, outside]] = gt  # IoU 1: dynamic k = 1 + 1 = 2 (the outside cell is no candidate)
+    outside = _cell(
+        centers, strides, 60, 60, 8
+    )  # not in the box, 28 px from its centre > 2.5 strides
+    pred_boxes[0, [a, b, outside]] = (
+        gt  # IoU 1: dynamic k = 1 + 1 = 2 (the outside cell is no candidate)
+    )
     kwargs = dict(
-        pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
-        gt_boxes=gt.view(1, 1, 4), gt_labels=torch.tensor([[1]]), gt_valid=torch.tensor([[True]]),
+        pred_boxes=pred_boxes,
+        pred_scores=pred_scores,
+        centers=centers,
+        anchor_strides=strides,
+        gt_boxes=gt.view(1, 1, 4),
+        gt_labels=torch.tensor([[1]]),
+        gt_valid=torch.tensor([[True]]),
     )
     result = assign_targets(**kwargs, min_positives=1)
     assert result.fg_mask[0].nonzero().flatten().tolist() == sorted([a, b])
@@ -46,21 +57,36 @@ def test_single_box_takes_its_dynamic_k_best_cells() -> None:
     assert result.matched_iou[0].sum() == 2
     # the default floor of 3 adds one more candidate (IoU 0), never the outside cell
     default = assign_targets(**kwargs)
-    assert default.fg_mask[0].sum() == 3 and default.fg_mask[0, [a, b]].all() and not default.fg_mask[0, outside]
+    assert (
+        default.fg_mask[0].sum() == 3
+        and default.fg_mask[0, [a, b]].all()
+        and not default.fg_mask[0, outside]
+    )
 
 
 def test_tiny_box_still_gets_cells_and_padding_gets_none() -> None:
     centers, strides, pred_boxes, pred_scores = _setup()
     pred_boxes = pred_boxes.repeat(2, 1, 1)
     pred_scores = pred_scores.repeat(2, 1, 1)
-    gt = torch.tensor([[[30.0, 30.0, 31.0, 31.0], [0.0, 0.0, 64.0, 64.0]], [[0.0, 0.0, 64.0, 64.0]] * 2])
+    gt = torch.tensor(
+        [[[30.0, 30.0, 31.0, 31.0], [0.0, 0.0, 64.0, 64.0]], [[0.0, 0.0, 64.0, 64.0]] * 2]
+    )
     valid = torch.tensor([[True, False], [False, False]])
     result = assign_targets(
-        pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
-        gt_boxes=gt, gt_labels=torch.zeros(2, 2, dtype=torch.long), gt_valid=valid,
+        pred_boxes=pred_boxes,
+        pred_scores=pred_scores,
+        centers=centers,
+        anchor_strides=strides,
+        gt_boxes=gt,
+        gt_labels=torch.zeros(2, 2, dtype=torch.long),
+        gt_valid=valid,
     )
     # No cell centre lies inside the 1 px box, but the centre prior gives it cells.
-    assert result.fg_mask[0].sum() == 3 and result.matched_gt[0][result.fg_mask[0]].tolist() == [0, 0, 0]
+    assert result.fg_mask[0].sum() == 3 and result.matched_gt[0][result.fg_mask[0]].tolist() == [
+        0,
+        0,
+        0,
+    ]
     assert not result.fg_mask[1].any()
 
 
@@ -70,14 +96,22 @@ def test_contested_cell_goes_to_the_cheaper_box() -> None:
     cell = _cell(centers, strides, 36, 36, 8)
     pred_boxes[0, cell] = gts[0, 1]  # exact for box 1, IoU 0.6 with box 0
     result = assign_targets(
-        pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
-        gt_boxes=gts, gt_labels=torch.tensor([[0, 0]]), gt_valid=torch.tensor([[True, True]]), min_positives=1,
+        pred_boxes=pred_boxes,
+        pred_scores=pred_scores,
+        centers=centers,
+        anchor_strides=strides,
+        gt_boxes=gts,
+        gt_labels=torch.tensor([[0, 0]]),
+        gt_valid=torch.tensor([[True, True]]),
+        min_positives=1,
     )
     assert result.fg_mask[0].nonzero().flatten().tolist() == [cell]  # both boxes pick it (k = 1)
     assert result.matched_gt[0, cell] == 1
 
 
-def _reference_assign(pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid, min_positives):
+def _reference_assign(
+    pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid, min_positives
+):
     """Slow SimOTA: loops over images, boxes and cells with plain Python floats."""
     batch, num_anchors, num_classes = pred_scores.shape
     fg = torch.zeros(batch, num_anchors, dtype=torch.bool)
@@ -98,13 +132,19 @@ def _reference_assign(pred_boxes, pred_scores, centers, strides, gt_boxes, gt_la
                 if not (in_box or in_center):
                     continue
                 q = pred_boxes[b, a].tolist()
-                inter = max(0.0, min(x2, q[2]) - max(x1, q[0])) * max(0.0, min(y2, q[3]) - max(y1, q[1]))
+                inter = max(0.0, min(x2, q[2]) - max(x1, q[0])) * max(
+                    0.0, min(y2, q[3]) - max(y1, q[1])
+                )
                 union = (x2 - x1) * (y2 - y1) + (q[2] - q[0]) * (q[3] - q[1]) - inter
                 iou = inter / union
                 p = [min(max(float(v), 1e-6), 1 - 1e-6) for v in pred_scores[b, a]]
                 label = int(gt_labels[b, m])
-                cls_cost = sum(-math.log(1 - pj) for j, pj in enumerate(p) if j != label) - math.log(p[label])
-                cost = cls_cost + 3.0 * -math.log(iou + 1e-8) + (0.0 if in_box and in_center else 1e5)
+                cls_cost = sum(
+                    -math.log(1 - pj) for j, pj in enumerate(p) if j != label
+                ) - math.log(p[label])
+                cost = (
+                    cls_cost + 3.0 * -math.log(iou + 1e-8) + (0.0 if in_box and in_center else 1e5)
+                )
                 costs.append((cost, a))
                 ious.append(iou)
             k = max(min_positives, int(sum(sorted(ious, reverse=True)[:10])))
@@ -134,8 +174,14 @@ def test_matches_slow_reference_on_random_batches() -> None:
         pred_boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
         pred_scores = torch.rand(batch, num_anchors, num_classes, generator=generator)
         result = assign_targets(
-            pred_boxes=pred_boxes, pred_scores=pred_scores, centers=centers, anchor_strides=strides,
-            gt_boxes=gt_boxes, gt_labels=gt_labels, gt_valid=gt_valid, min_positives=min_positives,
+            pred_boxes=pred_boxes,
+            pred_scores=pred_scores,
+            centers=centers,
+            anchor_strides=strides,
+            gt_boxes=gt_boxes,
+            gt_labels=gt_labels,
+            gt_valid=gt_valid,
+            min_positives=min_positives,
         )
         fg, matched = _reference_assign(
             pred_boxes, pred_scores, centers, strides, gt_boxes, gt_labels, gt_valid, min_positives

@@ -1,5 +1,7 @@
 """ResNet backbone: torchvision key names and shapes, strict loading, freezing.
 
+Run:
+
     .venv/bin/python -m pytest tests/model/test_backbone.py -q
 """
 
@@ -22,13 +24,16 @@ _TORCHVISION = {
 
 
 def _bn(prefix: str, channels: int) -> dict[str, list[int]]:
-    table = {f"{prefix}.{name}": [channels] for name in ("weight", "bias", "running_mean", "running_var")}
+    table = {
+        f"{prefix}.{name}": [channels] for name in ("weight", "bias", "running_mean", "running_var")
+    }
     table[f"{prefix}.num_batches_tracked"] = []
     return table
 
 
 def torchvision_resnet_shapes(name: str) -> dict[str, list[int]]:
-    """Key -> shape of torchvision's `resnetNN().state_dict()`, written out from the paper's table."""
+    """Key -> shape of torchvision's `resnetNN().state_dict()`,
+    written out from the paper's table."""
     kind, blocks, expansion = _TORCHVISION[name]
     table = {"conv1.weight": [64, 3, 7, 7], **_bn("bn1", 64)}
     in_channels = 64
@@ -56,7 +61,9 @@ def torchvision_resnet_shapes(name: str) -> dict[str, list[int]]:
     return table
 
 
-def fake_torchvision_file(name: str, path, *, drop_batches_tracked: bool = False) -> dict[str, torch.Tensor]:
+def fake_torchvision_file(
+    name: str, path, *, drop_batches_tracked: bool = False
+) -> dict[str, torch.Tensor]:
     """Write a state dict with torchvision's keys and shapes; each tensor a distinct constant."""
     state = {}
     for index, (key, shape) in enumerate(torchvision_resnet_shapes(name).items()):
@@ -184,7 +191,9 @@ def test_feature_shapes_and_strides(depth: int, channels: tuple[int, int, int]) 
     with torch.no_grad():
         c3, c4, c5 = backbone(torch.zeros(1, 3, 64, 96))
     assert [tuple(c.shape) for c in (c3, c4, c5)] == [
-        (1, channels[0], 8, 12), (1, channels[1], 4, 6), (1, channels[2], 2, 3)
+        (1, channels[0], 8, 12),
+        (1, channels[1], 4, 6),
+        (1, channels[2], 2, 3),
     ]
 
 

@@ -1,5 +1,7 @@
 """Grid, private box encoding and decode: hand-computed cases.
 
+Run:
+
     .venv/bin/python -m pytest tests/model/test_head.py -q
 """
 
@@ -38,10 +40,14 @@ def test_square_size_from_anchors() -> None:
 def test_encode_decode_round_trip_and_hand_value() -> None:
     centers, strides = make_grid(64, 64, STRIDES)
     raw = torch.zeros(1, centers.shape[0], 4)
-    raw[0, 70] = torch.tensor([0.25, -0.5, math.log(2.0), 0.0])  # stride 16, row 1, col 2: centre (40, 24)
+    raw[0, 70] = torch.tensor(
+        [0.25, -0.5, math.log(2.0), 0.0]
+    )  # stride 16, row 1, col 2: centre (40, 24)
     boxes = decode_boxes(raw, centers, strides)
     torch.testing.assert_close(boxes[0, 70], torch.tensor([28.0, 8.0, 60.0, 24.0]))
-    torch.testing.assert_close(boxes[0, 0], torch.tensor([0.0, 0.0, 8.0, 8.0]))  # zero raw: one-stride square
+    torch.testing.assert_close(
+        boxes[0, 0], torch.tensor([0.0, 0.0, 8.0, 8.0])
+    )  # zero raw: one-stride square
     torch.testing.assert_close(encode_boxes(boxes, centers, strides), raw, atol=1e-5, rtol=0)
     huge = decode_boxes(torch.full((1, 4), 1e4), centers[:1], strides[:1])
     assert torch.isfinite(huge).all()  # log-size is clamped before exp
@@ -72,11 +78,15 @@ def test_decode_hand_set_raw_gives_the_box_back() -> None:
     assert dets["labels"].tolist() == [1, 2] and dets["labels"].dtype == torch.int64
     assert dets["boxes"].dtype == torch.float32
 
-    (agnostic,) = decode_detections(raw, strides=STRIDES, score_threshold=0.01, iou_threshold=0.5, class_agnostic=True)
+    (agnostic,) = decode_detections(
+        raw, strides=STRIDES, score_threshold=0.01, iou_threshold=0.5, class_agnostic=True
+    )
     assert agnostic["labels"].tolist() == [1]
     (loose,) = decode_detections(raw, strides=STRIDES, score_threshold=0.01, iou_threshold=1.0)
     assert loose["labels"].tolist() == [1, 1, 2]  # no suppression: the duplicate (0.91) comes back
-    (capped,) = decode_detections(raw, strides=STRIDES, score_threshold=0.01, iou_threshold=1.0, max_det=1)
+    (capped,) = decode_detections(
+        raw, strides=STRIDES, score_threshold=0.01, iou_threshold=1.0, max_det=1
+    )
     assert capped["labels"].tolist() == [1]
     (strict,) = decode_detections(raw, strides=STRIDES, score_threshold=0.99)
     assert strict["labels"].tolist() == [1]
@@ -85,10 +95,15 @@ def test_decode_hand_set_raw_gives_the_box_back() -> None:
 def test_decode_batch_non_square_and_empty() -> None:
     raw = torch.cat([_raw_with_one_object(), torch.full((1, 84, 8), -20.0)])
     dets = decode_detections(raw, strides=STRIDES, score_threshold=0.5)
-    assert [len(d["scores"]) for d in dets] == [2, 0]  # class 1 and class 2; the duplicate suppressed
+    assert [len(d["scores"]) for d in dets] == [
+        2,
+        0,
+    ]  # class 1 and class 2; the duplicate suppressed
     assert dets[1]["boxes"].shape == (0, 4) and dets[1]["labels"].dtype == torch.int64
     wide = torch.full((2, 126, 6), -20.0)
-    assert [len(d["scores"]) for d in decode_detections(wide, strides=STRIDES, input_size=(64, 96))] == [0, 0]
+    assert [
+        len(d["scores"]) for d in decode_detections(wide, strides=STRIDES, input_size=(64, 96))
+    ] == [0, 0]
     with pytest.raises(ValueError, match="input_size"):
         decode_detections(wide, strides=STRIDES)
     with pytest.raises(ValueError, match="raw must be"):

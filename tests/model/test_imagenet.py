@@ -100,8 +100,9 @@ def resnet18_file() -> tuple[bytes, dict[str, torch.Tensor]]:
     """A width-1.0 resnet18 state dict in torchvision's layout (with its `fc` classifier)."""
     torch.manual_seed(3)
     state = ResNetBackbone(depth=18).state_dict()
-    state = {key: value + 0.5 if value.is_floating_point() else value
-             for key, value in state.items()}
+    state = {
+        key: value + 0.5 if value.is_floating_point() else value for key, value in state.items()
+    }
     state["fc.weight"] = torch.randn(1000, 512)
     state["fc.bias"] = torch.randn(1000)
     buffer = io.BytesIO()
@@ -169,7 +170,8 @@ def test_table_has_torchvisions_file_for_every_name_the_config_accepts() -> None
 def test_url_and_cache_path_are_torchvisions(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DETECTOR_WEIGHTS_URL")
     assert weights_url("resnet18-f37072fd.pth") == (
-        "https://download.pytorch.org/models/resnet18-f37072fd.pth")
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    )
     monkeypatch.setenv("DETECTOR_WEIGHTS_URL", "http://mirror.lan/tv")
     assert weights_url("resnet18-f37072fd.pth") == "http://mirror.lan/tv/resnet18-f37072fd.pth"
     assert cache_path("resnet18-f37072fd.pth") == cache / "resnet18-f37072fd.pth"
@@ -177,7 +179,8 @@ def test_url_and_cache_path_are_torchvisions(cache: Path, monkeypatch: pytest.Mo
 
 
 def test_download_loads_strictly_then_cached_file_needs_no_request(
-        cache: Path, server: WeightServer, resnet18_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, server: WeightServer, resnet18_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body, state = resnet18_file
     name = serve(server, monkeypatch, body)
 
@@ -194,7 +197,8 @@ def test_download_loads_strictly_then_cached_file_needs_no_request(
 
 
 def test_file_torchvision_already_downloaded_is_used_offline(
-        cache: Path, resnet18_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, resnet18_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body, state = resnet18_file
     name = named_by_hash("resnet18", body)
     cache.mkdir(parents=True)
@@ -209,7 +213,8 @@ def test_file_torchvision_already_downloaded_is_used_offline(
 
 
 def test_hash_mismatch_leaves_nothing_in_the_cache(
-        cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = b"not the weights the name promises" * 100
     name = named_by_hash("resnet18", b"other content")
     server.files[name] = body
@@ -224,7 +229,8 @@ def test_hash_mismatch_leaves_nothing_in_the_cache(
 
 
 def test_truncated_transfer_leaves_nothing_and_a_retry_succeeds(
-        cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = bytes(range(256)) * 8192  # 2 MiB: several read chunks
     name = serve(server, monkeypatch, body)
     server.truncate[name] = len(body) // 2
@@ -241,7 +247,8 @@ def test_truncated_transfer_leaves_nothing_and_a_retry_succeeds(
 
 
 def test_stalled_transfer_times_out_and_leaves_nothing(
-        cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = b"y" * 4096
     name = serve(server, monkeypatch, body)
     server.truncate[name], server.stall = 1000, True
@@ -254,7 +261,8 @@ def test_stalled_transfer_times_out_and_leaves_nothing(
 
 
 def test_offline_is_one_line_naming_url_cache_path_and_key(
-        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker, url = offline_url()
     with blocker:
         monkeypatch.setenv("DETECTOR_WEIGHTS_URL", url)
@@ -264,7 +272,8 @@ def test_offline_is_one_line_naming_url_cache_path_and_key(
     assert message == (
         f"model.pretrained: imagenet: cannot download {url}resnet18-f37072fd.pth "
         "([Errno 111] Connection refused); to work offline place that file at "
-        f"{cache / 'resnet18-f37072fd.pth'}, or set model.pretrained to a local path")
+        f"{cache / 'resnet18-f37072fd.pth'}, or set model.pretrained to a local path"
+    )
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
@@ -276,7 +285,8 @@ def test_http_error_is_named(cache: Path, server: WeightServer) -> None:
 
 
 def test_interrupted_download_leaves_no_temp_file(
-        cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = b"x" * 1000
     serve(server, monkeypatch, body)
 
@@ -291,7 +301,8 @@ def test_interrupted_download_leaves_no_temp_file(
 
 
 def test_damaged_cached_file_is_refused_without_a_request(
-        cache: Path, server: WeightServer, resnet18_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache: Path, server: WeightServer, resnet18_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body, _ = resnet18_file
     name = serve(server, monkeypatch, body)
     cache.mkdir(parents=True)
@@ -315,7 +326,8 @@ def test_local_path_never_downloads(tmp_path: Path, resnet18_file) -> None:
 
 @pytest.mark.parametrize("name", ["voc", "coco"])
 def test_shipped_configs_ask_for_imagenet_and_tests_stay_offline(
-        name: str, offline_weights: str) -> None:
+    name: str, offline_weights: str
+) -> None:
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert (cfg.model.pretrained, cfg.model.backbone) == ("imagenet", "resnet50")
     # The suite's guard (tests/conftest.py) turns any such build into an immediate error.
@@ -326,14 +338,24 @@ def test_shipped_configs_ask_for_imagenet_and_tests_stay_offline(
 
 def test_only_imagenet_module_fetches_weights_and_readme_lists_every_file() -> None:
     package = Path(imagenet.__file__).resolve().parents[1]
-    fetchers = ("torch.hub.load", "load_state_dict_from_url", "download_url_to_file",
-                "download.pytorch.org")
-    users = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
-                   if any(word in path.read_text(encoding="utf-8") for word in fetchers))
+    fetchers = (
+        "torch.hub.load",
+        "load_state_dict_from_url",
+        "download_url_to_file",
+        "download.pytorch.org",
+    )
+    users = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if any(word in path.read_text(encoding="utf-8") for word in fetchers)
+    )
     assert users == ["model/imagenet.py"]
     # urlopen only for the weights and for MJPEG stream sources the user names.
-    openers = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
-                     if "urlopen(" in path.read_text(encoding="utf-8"))
+    openers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "urlopen(" in path.read_text(encoding="utf-8")
+    )
     assert openers == ["inference/mjpeg.py", "model/imagenet.py"]
     readme = (package.parent / "README.md").read_text(encoding="utf-8")
     assert all(f"`{name}`" in readme for name in IMAGENET_FILES.values())

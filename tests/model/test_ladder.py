@@ -1,5 +1,7 @@
 """The model ladder (`model.width`) and BatchNorm folding.
 
+Run:
+
     .venv/bin/python -m pytest tests/model/test_ladder.py -q
 """
 
@@ -17,17 +19,28 @@ from detector.model.pretrained import PretrainedWeightsError, load_resnet_weight
 
 
 @pytest.mark.parametrize(
-    "channels,width,expected", [(64, 1.0, 64), (64, 0.5, 32), (64, 0.25, 16), (128, 0.75, 96), (64, 0.1, 8), (512, 0.3, 152)]
+    "channels,width,expected",
+    [(64, 1.0, 64), (64, 0.5, 32), (64, 0.25, 16), (128, 0.75, 96), (64, 0.1, 8), (512, 0.3, 152)],
 )
-def test_scaled_channels_round_to_multiples_of_eight(channels: int, width: float, expected: int) -> None:
+def test_scaled_channels_round_to_multiples_of_eight(
+    channels: int, width: float, expected: int
+) -> None:
     assert scaled_channels(channels, width) == expected
 
 
-@pytest.mark.parametrize("depth,width,expected", [
-    (18, 1.0, (128, 256, 512)), (18, 0.5, (64, 128, 256)), (18, 0.25, (32, 64, 128)),
-    (50, 0.5, (256, 512, 1024)), (34, 0.75, (96, 192, 384)),
-])
-def test_backbone_width_scales_every_stage(depth: int, width: float, expected: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    "depth,width,expected",
+    [
+        (18, 1.0, (128, 256, 512)),
+        (18, 0.5, (64, 128, 256)),
+        (18, 0.25, (32, 64, 128)),
+        (50, 0.5, (256, 512, 1024)),
+        (34, 0.75, (96, 192, 384)),
+    ],
+)
+def test_backbone_width_scales_every_stage(
+    depth: int, width: float, expected: tuple[int, ...]
+) -> None:
     backbone = ResNetBackbone(depth=depth, width=width).eval()
     assert backbone.out_channels == expected
     assert backbone.conv1.out_channels == scaled_channels(64, width)
@@ -59,7 +72,10 @@ def test_neck_and_head_follow_width_unless_set() -> None:
     assert neck_and_head_channels(ModelConfig(width=1.0)) == (128, 128)
     assert neck_and_head_channels(ModelConfig(width=0.5)) == (64, 64)
     assert neck_and_head_channels(ModelConfig(width=0.25)) == (32, 32)
-    assert neck_and_head_channels(ModelConfig(width=0.25, neck_channels=48, head_channels=40)) == (48, 40)
+    assert neck_and_head_channels(ModelConfig(width=0.25, neck_channels=48, head_channels=40)) == (
+        48,
+        40,
+    )
     model = build_model(ModelConfig(width=0.25), 4)
     assert model.neck.out_channels == 32
     assert model.head.levels[0].cls_convs[0][0].out_channels == 32
@@ -92,8 +108,12 @@ def _randomise_batchnorms(model: nn.Module, seed: int = 0) -> None:
             module.bias.data.copy_(torch.rand(size, generator=generator) - 0.5)
 
 
-@pytest.mark.parametrize("width,depthwise,frozen", [(1.0, False, False), (0.25, True, False), (0.5, False, True)])
-def test_folded_model_computes_the_same_function(width: float, depthwise: bool, frozen: bool) -> None:
+@pytest.mark.parametrize(
+    "width,depthwise,frozen", [(1.0, False, False), (0.25, True, False), (0.5, False, True)]
+)
+def test_folded_model_computes_the_same_function(
+    width: float, depthwise: bool, frozen: bool
+) -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig(width=width, head_depthwise=depthwise, freeze_bn=frozen), 3)
     _randomise_batchnorms(model)
@@ -106,8 +126,12 @@ def test_folded_model_computes_the_same_function(width: float, depthwise: bool, 
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
     # The original is untouched: its norms still there, still trainable.
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert model.state_dict().keys() == build_model(ModelConfig(width=width, head_depthwise=depthwise,
-                                                                freeze_bn=frozen), 3).state_dict().keys()
+    assert (
+        model.state_dict().keys()
+        == build_model(ModelConfig(width=width, head_depthwise=depthwise, freeze_bn=frozen), 3)
+        .state_dict()
+        .keys()
+    )
 
 
 def test_folding_keeps_channels_last_weights() -> None:
@@ -131,9 +155,16 @@ def test_detector_runs_the_folded_network_and_finds_the_same_boxes() -> None:
                 parameter.fill_(2.0)
     model.eval()
     folded = Detector(model, names=["a", "b", "c"], image_size=64, score_threshold=0.05)
-    plain = Detector(TorchBackend(model, device=torch.device("cpu"), fold_bn=False), names=["a", "b", "c"],
-                     image_size=64, score_threshold=0.05)
-    assert count_batchnorms(folded.backend._forward) == 0 and count_batchnorms(plain.backend._forward) > 0
+    plain = Detector(
+        TorchBackend(model, device=torch.device("cpu"), fold_bn=False),
+        names=["a", "b", "c"],
+        image_size=64,
+        score_threshold=0.05,
+    )
+    assert (
+        count_batchnorms(folded.backend._forward) == 0
+        and count_batchnorms(plain.backend._forward) > 0
+    )
     assert folded.model is model  # the caller's module, with its norms, stays what Detector exposes
     frame = np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)
     a, b = folded(frame), plain(frame)
@@ -142,7 +173,9 @@ def test_detector_runs_the_folded_network_and_finds_the_same_boxes() -> None:
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
 
 
-def test_train_compile_falls_back_to_eager_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_compile_falls_back_to_eager_without_a_compiler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import shutil
 
     from detector.training.engine import compile_for_training, compiler_missing
@@ -152,4 +185,7 @@ def test_train_compile_falls_back_to_eager_without_a_compiler(monkeypatch: pytes
     assert "no C++ compiler" in compiler_missing(torch.device("cpu"))
     lines: list[str] = []
     assert compile_for_training(nn.Linear(2, 2), torch.device("cpu"), lines.append) is None
-    assert lines == ["train.compile: off, no C++ compiler (g++, c++, clang++ or $CXX) on PATH; training runs eager"]
+    assert lines == [
+        "train.compile: off, no C++ compiler (g++, c++, clang++ or $CXX) on PATH; "
+        "training runs eager"
+    ]

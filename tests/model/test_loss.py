@@ -1,5 +1,7 @@
 """YOLOLoss: hand-computed values, empty and degenerate targets, ignored boxes, gradients.
 
+Run:
+
     .venv/bin/python -m pytest tests/model/test_loss.py -q
 """
 
@@ -24,7 +26,11 @@ def _target(boxes, labels, ignore=None) -> dict[str, torch.Tensor]:
     return {"boxes": boxes, "labels": labels, "ignore": ignore}
 
 
-EMPTY = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "ignore": torch.zeros(0, dtype=torch.bool)}
+EMPTY = {
+    "boxes": torch.zeros(0, 4),
+    "labels": torch.zeros(0, dtype=torch.long),
+    "ignore": torch.zeros(0, dtype=torch.bool),
+}
 
 
 def _raw(batch: int, num_classes: int = 3, seed: int = 0) -> torch.Tensor:
@@ -38,10 +44,16 @@ def test_all_empty_batch_is_hand_computed_and_backpropagates() -> None:
     assert set(terms) == KEYS
     # every cell is a negative with logit 0: BCE = log 2 each, normalised by max(num_fg, 1) = 1
     assert terms["loss_obj"].item() == pytest.approx(2 * NUM_ANCHORS_64 * math.log(2), rel=1e-6)
-    assert terms["loss_box"].item() == 0 and terms["loss_cls"].item() == 0 and terms["num_fg"].item() == 0
+    assert (
+        terms["loss_box"].item() == 0
+        and terms["loss_cls"].item() == 0
+        and terms["num_fg"].item() == 0
+    )
     terms["loss"].backward()
     assert torch.isfinite(raw.grad).all()
-    torch.testing.assert_close(raw.grad[..., 4], torch.full((2, NUM_ANCHORS_64), 0.5))  # sigmoid(0) - 0
+    torch.testing.assert_close(
+        raw.grad[..., 4], torch.full((2, NUM_ANCHORS_64), 0.5)
+    )  # sigmoid(0) - 0
     assert (raw.grad[..., :4] == 0).all() and (raw.grad[..., 5:] == 0).all()
 
 
@@ -51,7 +63,9 @@ def test_some_empty_images_and_degenerate_boxes_stay_finite() -> None:
     targets = [
         _target([[4.0, 6.0, 40.0, 30.0], [30.0, 30.0, 60.0, 62.0]], [0, 2]),
         EMPTY,
-        _target([[10.0, 10.0, 10.0, 40.0], [5.0, 5.0, 5.0, 5.0]], [1, 1]),  # zero width: treated as absent
+        _target(
+            [[10.0, 10.0, 10.0, 40.0], [5.0, 5.0, 5.0, 5.0]], [1, 1]
+        ),  # zero width: treated as absent
     ]
     terms = loss_fn(raw, targets)
     assert all(torch.isfinite(v) for v in terms.values())
@@ -70,7 +84,9 @@ def test_perfect_prediction_has_zero_box_loss() -> None:
     raw[..., 4:] = -8.0
     # every cell predicts exactly the box [16, 16, 48, 48] (centre 32, size 32)
     centers, strides = make_grid(64, 64, (8, 16, 32))
-    raw[0, :, :4] = encode_boxes(torch.tensor([16.0, 16.0, 48.0, 48.0]).expand(NUM_ANCHORS_64, 4), centers, strides)
+    raw[0, :, :4] = encode_boxes(
+        torch.tensor([16.0, 16.0, 48.0, 48.0]).expand(NUM_ANCHORS_64, 4), centers, strides
+    )
     terms = loss_fn(raw, [_target([[16.0, 16.0, 48.0, 48.0]], [1])])
     assert terms["num_fg"] == 10  # dynamic k = sum of the 10 best IoUs = 10
     assert terms["loss_box"].item() == pytest.approx(0.0, abs=1e-5)
@@ -95,5 +111,7 @@ def test_bad_inputs_raise() -> None:
         loss_fn(_raw(1), [EMPTY, EMPTY])
     with pytest.raises(ValueError, match="input_size"):
         loss_fn(torch.zeros(1, 126, 8), [EMPTY])
-    terms = loss_fn(torch.zeros(1, 126, 8), [_target([[0.0, 0.0, 90.0, 60.0]], [0])], input_size=(64, 96))
+    terms = loss_fn(
+        torch.zeros(1, 126, 8), [_target([[0.0, 0.0, 90.0, 60.0]], [0])], input_size=(64, 96)
+    )
     assert terms["num_fg"] >= 1

@@ -1,5 +1,7 @@
 """YOLODetector end to end: shapes, batch = one by one, config mapping, a tiny overfit.
 
+Run:
+
     .venv/bin/python -m pytest tests/model/test_model.py -q
 """
 
@@ -15,7 +17,9 @@ from detector.postprocess import box_iou
 
 
 def _small_model(num_classes: int = 3) -> YOLODetector:
-    cfg = ModelConfig(backbone="resnet18", image_size=64, neck_channels=32, head_channels=32, head_convs=1)
+    cfg = ModelConfig(
+        backbone="resnet18", image_size=64, neck_channels=32, head_channels=32, head_convs=1
+    )
     return build_model(cfg, num_classes)
 
 
@@ -43,13 +47,17 @@ def test_batch_equals_images_one_by_one_and_uint8_equals_float() -> None:
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batched, as_float, atol=0, rtol=0)
     dets = model.decode(batched, input_size=(64, 96), score_threshold=0.0)
-    dets_single = [model.decode(raw[None], input_size=(64, 96), score_threshold=0.0)[0] for raw in batched]
+    dets_single = [
+        model.decode(raw[None], input_size=(64, 96), score_threshold=0.0)[0] for raw in batched
+    ]
     for d, s in zip(dets, dets_single, strict=True):
         assert torch.equal(d["boxes"], s["boxes"]) and torch.equal(d["labels"], s["labels"])
 
 
 def test_normalisation_uses_configured_mean_and_std() -> None:
-    model = YOLODetector(backbone=ResNetBackbone(depth=18), num_classes=1, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0])
+    model = YOLODetector(
+        backbone=ResNetBackbone(depth=18), num_classes=1, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0]
+    )
     torch.testing.assert_close(model.mean.flatten(), torch.full((3,), 127.5))
     torch.testing.assert_close(model.std.flatten(), torch.tensor([63.75, 127.5, 255.0]))
     assert {"mean", "std"} <= set(model.state_dict())
@@ -67,13 +75,21 @@ def test_bad_inputs_and_config_raise() -> None:
 
 def test_tiny_overfit_recovers_the_boxes() -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone="resnet18", image_size=64, neck_channels=32, head_channels=32, head_convs=1)
+    cfg = ModelConfig(
+        backbone="resnet18", image_size=64, neck_channels=32, head_channels=32, head_convs=1
+    )
     model, loss_fn = build_model(cfg, 2), build_loss(cfg, 2)
     images = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
     images[0, :, 4:28, 6:40] = 255  # a white box, class 0
     images[0, 0, 34:60, 36:58] = 200  # a red box, class 1
     gt_boxes = torch.tensor([[6.0, 4.0, 40.0, 28.0], [36.0, 34.0, 58.0, 60.0]])
-    targets = [{"boxes": gt_boxes, "labels": torch.tensor([0, 1]), "ignore": torch.zeros(2, dtype=torch.bool)}]
+    targets = [
+        {
+            "boxes": gt_boxes,
+            "labels": torch.tensor([0, 1]),
+            "ignore": torch.zeros(2, dtype=torch.bool),
+        }
+    ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     losses = []
     for _ in range(50):

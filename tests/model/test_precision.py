@@ -14,8 +14,17 @@ CUDA = torch.device("cuda")  # a device object needs no GPU: only the mapping is
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize(("half", "expected"), [(False, None), (None, None), ("fp32", None), (True, torch.float16),
-                                                ("fp16", torch.float16), ("bf16", torch.bfloat16)])
+@pytest.mark.parametrize(
+    ("half", "expected"),
+    [
+        (False, None),
+        (None, None),
+        ("fp32", None),
+        (True, torch.float16),
+        ("fp16", torch.float16),
+        ("bf16", torch.bfloat16),
+    ],
+)
 def test_half_dtype_on_cuda(half: object, expected: torch.dtype | None) -> None:
     assert half_dtype(half, CUDA) is expected
 

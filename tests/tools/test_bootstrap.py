@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _bootstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """tools/bootstrap.py as a module, its .venv moved into tmp_path."""
-    spec = importlib.util.spec_from_file_location("bootstrap_under_test", ROOT / "tools" / "bootstrap.py")
+    spec = importlib.util.spec_from_file_location(
+        "bootstrap_under_test", ROOT / "tools" / "bootstrap.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "VENV", tmp_path / ".venv")
@@ -24,7 +26,8 @@ def _bootstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_missing_ensurepip_names_the_package_and_command(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Debian and Ubuntu ship ensurepip apart (python3-venv): venv fails as it does there."""
     bootstrap = _bootstrap(tmp_path, monkeypatch)
 
@@ -33,8 +36,10 @@ def test_missing_ensurepip_names_the_package_and_command(
         python.parent.mkdir(parents=True)
         python.write_text("")  # the interpreter is made before ensurepip runs
         raise subprocess.CalledProcessError(
-            1, [str(python), "-m", "ensurepip", "--upgrade", "--default-pip"],
-            output=b"No module named ensurepip\n")
+            1,
+            [str(python), "-m", "ensurepip", "--upgrade", "--default-pip"],
+            output=b"No module named ensurepip\n",
+        )
 
     monkeypatch.setattr(venv.EnvBuilder, "create", create_without_ensurepip)
     with pytest.raises(SystemExit) as exited:

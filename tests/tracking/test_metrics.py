@@ -16,11 +16,18 @@ from detector.tracking.evaluate import evaluate_tracks
 
 
 def write_rows(path: Path, rows: list[tuple]) -> None:
-    path.write_text("".join(",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row) + "\n"
-                            for row in rows), encoding="utf-8")
+    path.write_text(
+        "".join(
+            ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row) + "\n"
+            for row in rows
+        ),
+        encoding="utf-8",
+    )
 
 
-def synthetic_case(seed: int, frames: int = 40, objects: int = 6) -> tuple[list[tuple], list[tuple]]:
+def synthetic_case(
+    seed: int, frames: int = 40, objects: int = 6
+) -> tuple[list[tuple], list[tuple]]:
     """Ground truth of moving boxes, and a tracker output with misses, FPs, swaps and fragments."""
     rng = np.random.default_rng(seed)
     gt, pred = [], []
@@ -45,20 +52,46 @@ def synthetic_case(seed: int, frames: int = 40, objects: int = 6) -> tuple[list[
             x, y = origin[k] + velocity[k] * frame
             w, h = size[k]
             mark = 0 if rng.random() < 0.05 else 1
-            gt.append((frame, k + 1, round(x, 2), round(y, 2), round(w, 2), round(h, 2), mark, 1, 1.0))
+            gt.append(
+                (frame, k + 1, round(x, 2), round(y, 2), round(w, 2), round(h, 2), mark, 1, 1.0)
+            )
             if rng.random() < 0.12:
                 continue  # missed
             jitter = rng.normal(0, rng.choice([1.0, 6.0]), 4)
-            pred.append((frame, int(track_of[k]), round(x + jitter[0], 2), round(y + jitter[1], 2),
-                         round(max(1.0, w + jitter[2]), 2), round(max(1.0, h + jitter[3]), 2),
-                         round(float(rng.uniform(0.3, 1.0)), 3), -1, -1, -1))
+            pred.append(
+                (
+                    frame,
+                    int(track_of[k]),
+                    round(x + jitter[0], 2),
+                    round(y + jitter[1], 2),
+                    round(max(1.0, w + jitter[2]), 2),
+                    round(max(1.0, h + jitter[3]), 2),
+                    round(float(rng.uniform(0.3, 1.0)), 3),
+                    -1,
+                    -1,
+                    -1,
+                )
+            )
         for extra in range(rng.poisson(0.6)):  # false positives with ids of their own
-            pred.append((frame, 1000 + 10 * frame + extra, *(round(v, 2) for v in rng.uniform(0, 300, 2)),
-                         20.0, 20.0, 0.5, -1, -1, -1))
+            pred.append(
+                (
+                    frame,
+                    1000 + 10 * frame + extra,
+                    *(round(v, 2) for v in rng.uniform(0, 300, 2)),
+                    20.0,
+                    20.0,
+                    0.5,
+                    -1,
+                    -1,
+                    -1,
+                )
+            )
     return gt, pred
 
 
-def trackeval_scores(gt_dir: Path, pred_dir: Path, lengths: dict[str, int]) -> dict[str, dict[str, float]]:
+def trackeval_scores(
+    gt_dir: Path, pred_dir: Path, lengths: dict[str, int]
+) -> dict[str, dict[str, float]]:
     """Run TrackEval's own MOTChallenge pipeline (MOT15 mode: no distractor preprocessing).
 
     An ImportError here means the environment was not made by tools/bootstrap.py.
@@ -71,15 +104,35 @@ def trackeval_scores(gt_dir: Path, pred_dir: Path, lengths: dict[str, int]) -> d
     (tracker_root / "ours").mkdir(parents=True, exist_ok=True)
     for path in pred_dir.glob("*.txt"):
         (tracker_root / "ours" / path.name).write_bytes(path.read_bytes())
-    dataset = MotChallenge2DBox({
-        "GT_FOLDER": str(gt_dir), "TRACKERS_FOLDER": str(tracker_root), "TRACKERS_TO_EVAL": ["ours"],
-        "BENCHMARK": "MOT15", "SKIP_SPLIT_FOL": True, "SEQ_INFO": dict(lengths), "TRACKER_SUB_FOLDER": "",
-        "GT_LOC_FORMAT": "{gt_folder}/{seq}.txt", "PRINT_CONFIG": False, "OUTPUT_FOLDER": str(pred_dir.parent / "te_out"),
-    })
-    evaluator = Evaluator({"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False,
-                           "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False,
-                           "TIME_PROGRESS": False, "DISPLAY_LESS_PROGRESS": True, "BREAK_ON_ERROR": True,
-                           "PRINT_ONLY_COMBINED": True, "OUTPUT_EMPTY_CLASSES": False})
+    dataset = MotChallenge2DBox(
+        {
+            "GT_FOLDER": str(gt_dir),
+            "TRACKERS_FOLDER": str(tracker_root),
+            "TRACKERS_TO_EVAL": ["ours"],
+            "BENCHMARK": "MOT15",
+            "SKIP_SPLIT_FOL": True,
+            "SEQ_INFO": dict(lengths),
+            "TRACKER_SUB_FOLDER": "",
+            "GT_LOC_FORMAT": "{gt_folder}/{seq}.txt",
+            "PRINT_CONFIG": False,
+            "OUTPUT_FOLDER": str(pred_dir.parent / "te_out"),
+        }
+    )
+    evaluator = Evaluator(
+        {
+            "USE_PARALLEL": False,
+            "PRINT_RESULTS": False,
+            "PRINT_CONFIG": False,
+            "OUTPUT_SUMMARY": False,
+            "OUTPUT_DETAILED": False,
+            "PLOT_CURVES": False,
+            "TIME_PROGRESS": False,
+            "DISPLAY_LESS_PROGRESS": True,
+            "BREAK_ON_ERROR": True,
+            "PRINT_ONLY_COMBINED": True,
+            "OUTPUT_EMPTY_CLASSES": False,
+        }
+    )
     metrics = [HOTA(), CLEAR({"PRINT_CONFIG": False}), Identity({"PRINT_CONFIG": False})]
     results, messages = evaluator.evaluate([dataset], metrics)
     per_seq = results["MotChallenge2DBox"]["ours"]
@@ -89,13 +142,24 @@ def trackeval_scores(gt_dir: Path, pred_dir: Path, lengths: dict[str, int]) -> d
         res = by_class["pedestrian"]
         hota, clear, ident = res["HOTA"], res["CLEAR"], res["Identity"]
         out[seq] = {
-            "HOTA": float(np.mean(hota["HOTA"])), "DetA": float(np.mean(hota["DetA"])),
-            "AssA": float(np.mean(hota["AssA"])), "LocA": float(np.mean(hota["LocA"])),
-            "DetRe": float(np.mean(hota["DetRe"])), "AssPr": float(np.mean(hota["AssPr"])),
-            "MOTA": float(clear["MOTA"]), "MOTP": float(clear["MOTP"]), "IDSW": int(clear["IDSW"]),
-            "Frag": int(clear["Frag"]), "MT": int(clear["MT"]), "ML": int(clear["ML"]),
-            "TP": int(clear["CLR_TP"]), "FP": int(clear["CLR_FP"]), "FN": int(clear["CLR_FN"]),
-            "IDF1": float(ident["IDF1"]), "IDTP": int(ident["IDTP"]), "IDFP": int(ident["IDFP"]),
+            "HOTA": float(np.mean(hota["HOTA"])),
+            "DetA": float(np.mean(hota["DetA"])),
+            "AssA": float(np.mean(hota["AssA"])),
+            "LocA": float(np.mean(hota["LocA"])),
+            "DetRe": float(np.mean(hota["DetRe"])),
+            "AssPr": float(np.mean(hota["AssPr"])),
+            "MOTA": float(clear["MOTA"]),
+            "MOTP": float(clear["MOTP"]),
+            "IDSW": int(clear["IDSW"]),
+            "Frag": int(clear["Frag"]),
+            "MT": int(clear["MT"]),
+            "ML": int(clear["ML"]),
+            "TP": int(clear["CLR_TP"]),
+            "FP": int(clear["CLR_FP"]),
+            "FN": int(clear["CLR_FN"]),
+            "IDF1": float(ident["IDF1"]),
+            "IDTP": int(ident["IDTP"]),
+            "IDFP": int(ident["IDFP"]),
         }
     return out
 
@@ -122,7 +186,11 @@ def test_metrics_equal_trackeval(tmp_path: Path, seeds: tuple[int, ...]) -> None
         assert_same(row, reference[row["name"]])
     assert_same(table.combined, reference["COMBINED_SEQ"])
     # Not a degenerate case: every kind of error occurs.
-    assert table.combined["IDSW"] > 0 and table.combined["FP"] > 0 and 0.2 < table.combined["HOTA"] < 0.95
+    assert (
+        table.combined["IDSW"] > 0
+        and table.combined["FP"] > 0
+        and 0.2 < table.combined["HOTA"] < 0.95
+    )
 
 
 def test_perfect_empty_and_unmatched_predictions_equal_trackeval(tmp_path: Path) -> None:
@@ -154,11 +222,21 @@ def test_hand_computed_identity_switch() -> None:
 
     def rows(ids: list[int]) -> MotRows:
         n = len(ids)
-        return MotRows(np.arange(1, n + 1), np.array(ids), np.tile([10.0, 10, 20, 20], (n, 1)), np.ones(n),
-                       np.full(n, -1), np.full(n, -1.0), np.arange(1, n + 1), "mem")
+        return MotRows(
+            np.arange(1, n + 1),
+            np.array(ids),
+            np.tile([10.0, 10, 20, 20], (n, 1)),
+            np.ones(n),
+            np.full(n, -1),
+            np.full(n, -1.0),
+            np.arange(1, n + 1),
+            "mem",
+        )
 
     scores = final_scores(sequence_counts(sequence_data(rows([1, 1, 1, 1]), rows([7, 7, 8, 8]))))
     assert scores["IDSW"] == 1 and scores["TP"] == 4 and scores["MOTA"] == pytest.approx(0.75)
-    assert scores["IDF1"] == pytest.approx(0.5)   # best id covers 2 of 4 boxes: 2*2 / (4 + 4)
-    assert scores["DetA"] == pytest.approx(1.0) and scores["AssA"] == pytest.approx(0.5)  # each match: 2 / (4 + 2 - 2)
+    assert scores["IDF1"] == pytest.approx(0.5)  # best id covers 2 of 4 boxes: 2*2 / (4 + 4)
+    assert scores["DetA"] == pytest.approx(1.0) and scores["AssA"] == pytest.approx(
+        0.5
+    )  # each match: 2 / (4 + 2 - 2)
     assert scores["HOTA"] == pytest.approx(np.sqrt(0.5))

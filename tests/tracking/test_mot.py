@@ -23,17 +23,20 @@ def test_read_good_file(tmp_path: Path) -> None:
     assert rows.lines.tolist() == [1, 2, 4]  # blank line 3 skipped, numbers kept
 
 
-@pytest.mark.parametrize("line, message", [
-    ("1,1,10,20,30", "expected 6 to 10"),
-    ("1,1,10,20,30,40,1,1,1,1,1", "expected 6 to 10"),
-    ("1,1,ten,20,30,40,1,-1,-1", "not a number"),
-    ("0,1,10,20,30,40,1,-1,-1", "frame must be an integer >= 1"),
-    ("1.5,1,10,20,30,40,1,-1,-1", "frame must be an integer >= 1"),
-    ("1,-3,10,20,30,40,1,-1,-1", "id must be an integer >= 0"),
-    ("1,1,nan,20,30,40,1,-1,-1", "non-finite"),
-    ("1,1,10,20,-30,40,1,-1,-1", "negative box size"),
-    ("1,1,10,20,30,40,1,-1,-1", "appears twice in frame 1"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("1,1,10,20,30", "expected 6 to 10"),
+        ("1,1,10,20,30,40,1,1,1,1,1", "expected 6 to 10"),
+        ("1,1,ten,20,30,40,1,-1,-1", "not a number"),
+        ("0,1,10,20,30,40,1,-1,-1", "frame must be an integer >= 1"),
+        ("1.5,1,10,20,30,40,1,-1,-1", "frame must be an integer >= 1"),
+        ("1,-3,10,20,30,40,1,-1,-1", "id must be an integer >= 0"),
+        ("1,1,nan,20,30,40,1,-1,-1", "non-finite"),
+        ("1,1,10,20,-30,40,1,-1,-1", "negative box size"),
+        ("1,1,10,20,30,40,1,-1,-1", "appears twice in frame 1"),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "pred.txt"
     path.write_text("1,1,10,20,30,40,0.9,-1,-1,-1\n" + line + "\n")
@@ -51,19 +54,29 @@ def test_missing_file() -> None:
 def test_writer_round_trip_skips_untracked(tmp_path: Path) -> None:
     path = tmp_path / "out" / "pred.txt"
     with MotWriter(path) as writer:
-        writer.write(1, np.array([3, -1, 5]), np.array([[10, 20, 40, 60], [0, 0, 5, 5], [1.5, 2.5, 3.5, 4.5]]),
-                     np.array([0.9, 0.2, 0.5]))
+        writer.write(
+            1,
+            np.array([3, -1, 5]),
+            np.array([[10, 20, 40, 60], [0, 0, 5, 5], [1.5, 2.5, 3.5, 4.5]]),
+            np.array([0.9, 0.2, 0.5]),
+        )
         writer.write(2, np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
-    assert path.read_text().splitlines() == ["1,3,10.00,20.00,30.00,40.00,0.9000,-1,-1,-1",
-                                             "1,5,1.50,2.50,2.00,2.00,0.5000,-1,-1,-1"]
+    assert path.read_text().splitlines() == [
+        "1,3,10.00,20.00,30.00,40.00,0.9000,-1,-1,-1",
+        "1,5,1.50,2.50,2.00,2.00,0.5000,-1,-1,-1",
+    ]
     rows = read_mot(path)
     assert rows.ids.tolist() == [3, 5] and rows.boxes_xywh[0].tolist() == [10, 20, 30, 40]
 
 
 def test_prediction_on_an_unknown_frame_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "gt.txt").write_text("1,1,10,20,30,40,1,1,1\n2,1,10,20,30,40,1,1,1\n")
-    (tmp_path / "pred.txt").write_text("1,1,10,20,30,40,0.9,-1,-1,-1\n3,1,10,20,30,40,0.9,-1,-1,-1\n")
-    with pytest.raises(MotFormatError, match=r"pred.txt:2: frame 3 is past the sequence's last frame 2"):
+    (tmp_path / "pred.txt").write_text(
+        "1,1,10,20,30,40,0.9,-1,-1,-1\n3,1,10,20,30,40,0.9,-1,-1,-1\n"
+    )
+    with pytest.raises(
+        MotFormatError, match=r"pred.txt:2: frame 3 is past the sequence's last frame 2"
+    ):
         evaluate_tracks(tmp_path / "gt.txt", tmp_path / "pred.txt")
     table = evaluate_tracks(tmp_path / "gt.txt", tmp_path / "pred.txt", num_frames=3)
     assert table.combined["FP"] == 1 and table.combined["TP"] == 1

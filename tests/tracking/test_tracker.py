@@ -20,8 +20,12 @@ def box(cx: float, cy: float, size: float = 20.0) -> list[float]:
     return [cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2]
 
 
-def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float, int]]], fps: float = 30.0,
-        times: list[float] | None = None) -> list[np.ndarray]:
+def run(
+    tracker: ByteTracker,
+    frames: list[list[tuple[list[float], float, int]]],
+    fps: float = 30.0,
+    times: list[float] | None = None,
+) -> list[np.ndarray]:
     out = []
     for index, dets in enumerate(frames):
         boxes = np.array([d[0] for d in dets], np.float64).reshape(-1, 4)
@@ -41,8 +45,10 @@ def test_two_objects_crossing_keep_their_ids() -> None:
 
 
 def test_crossing_with_label_flicker_keeps_one_id_and_majority_label() -> None:
-    frames = [[(box(20 + 6 * t, 100), 0.9, 3 if t % 3 else 4), (box(200 - 6 * t, 106), 0.9, 1)]
-              for t in range(30)]
+    frames = [
+        [(box(20 + 6 * t, 100), 0.9, 3 if t % 3 else 4), (box(200 - 6 * t, 106), 0.9, 1)]
+        for t in range(30)
+    ]
     tracker = ByteTracker()
     ids = run(tracker, frames)
     assert all(frame.tolist() == [1, 2] for frame in ids)
@@ -70,13 +76,13 @@ def test_hidden_within_buffer_keeps_id_past_it_gets_new_one(fps: float) -> None:
             frames.append([(box(30 + step * t, 100, 40), 0.9, 0)] if visible else [])
         return run(ByteTracker(track_buffer=buffer_s), frames, fps=fps)
 
-    within = int(0.8 * fps)   # hidden 0.8 s: last seen 0.8 s + 1 frame ago on return
+    within = int(0.8 * fps)  # hidden 0.8 s: last seen 0.8 s + 1 frame ago on return
     beyond = int(1.5 * fps)
     ids = sequence(within)
     assert {int(i) for frame in ids for i in frame} == {1}
     ids = sequence(beyond)
     assert int(ids[9][0]) == 1
-    returned = [int(frame[0]) for frame in ids[10 + beyond:]]
+    returned = [int(frame[0]) for frame in ids[10 + beyond :]]
     # The new track is tentative on its first frame (-1), then confirmed with a new id.
     assert returned[0] == -1 and set(returned[1:]) == {2}
 
@@ -123,8 +129,14 @@ def test_empty_frames_and_no_detections_at_all() -> None:
     assert tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), 0.0).shape == (0,)
     assert tracker.update([], [], None, 0.1).dtype == np.int64
     # A track born after the first update is tentative: an empty frame right after kills it.
-    frames = [[(box(50, 50), 0.9, 0)], [], [(box(52, 50), 0.9, 0)], [(box(54, 50), 0.9, 0)], [],
-              [(box(58, 50), 0.9, 0)]]
+    frames = [
+        [(box(50, 50), 0.9, 0)],
+        [],
+        [(box(52, 50), 0.9, 0)],
+        [(box(54, 50), 0.9, 0)],
+        [],
+        [(box(58, 50), 0.9, 0)],
+    ]
     ids = run(tracker, frames, times=[0.2, 0.23, 0.26, 0.3, 0.33, 0.36])
     assert [frame.tolist() for frame in ids] == [[-1], [], [-1], [1], [], [1]]
 
@@ -186,7 +198,8 @@ def test_memory_stays_flat_over_10k_frames() -> None:
 
 
 def test_fuse_score_weighs_the_stage_one_gate_by_score() -> None:
-    # Stage 1 on IoU alone matches a 0.55-score box at IoU 0.33; IoU x score (0.18) is under the 0.2 gate.
+    # Stage 1 on IoU alone matches a 0.55-score box at IoU 0.33;
+    # IoU x score (0.18) is under the 0.2 gate.
     def second_frame(fuse: bool) -> int:
         tracker = ByteTracker(fuse_score=fuse, min_hits=1)
         tracker.update(np.array([box(50, 50)]), np.array([0.9]), None, 0.0)
@@ -198,8 +211,14 @@ def test_fuse_score_weighs_the_stage_one_gate_by_score() -> None:
 
 def test_one_object_detected_under_two_labels_gets_one_track() -> None:
     # Per-class NMS keeps both boxes; class-agnostic tracking keeps the higher-scored one.
-    frames = [[(box(50 + 2 * t, 50), 0.9, 0), ([40.5 + 2 * t, 40, 60.5 + 2 * t, 60], 0.7, 1)] for t in range(5)]
+    frames = [
+        [(box(50 + 2 * t, 50), 0.9, 0), ([40.5 + 2 * t, 40, 60.5 + 2 * t, 60], 0.7, 1)]
+        for t in range(5)
+    ]
     ids = run(ByteTracker(), frames)
     assert all(frame.tolist() == [1, -1] for frame in ids)
-    assert {int(i) for frame in run(ByteTracker(duplicate_iou=None), frames) for i in frame} == {1, 2}
+    assert {int(i) for frame in run(ByteTracker(duplicate_iou=None), frames) for i in frame} == {
+        1,
+        2,
+    }
     assert {int(i) for frame in run(ByteTracker(class_aware=True), frames) for i in frame} == {1, 2}

@@ -28,7 +28,8 @@ WORKER = textwrap.dedent(
     run_dir = trainer.fit(load_config(sys.argv[1]), show_progress=False)
     rank = int(os.environ["RANK"])
     model = unwrap_model(captured["run"].model)
-    torch.save({name: p.detach() for name, p in model.named_parameters()}, f"{sys.argv[2]}/rank{rank}.pt")
+    weights = {name: p.detach() for name, p in model.named_parameters()}
+    torch.save(weights, f"{sys.argv[2]}/rank{rank}.pt")
     print(f"rank {rank} run_dir {run_dir}")
     """
 )
@@ -65,7 +66,8 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path: Path, tiny_training
     assert rank0.keys() == rank1.keys()
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
-    # They trained (2 epochs of 8 images / (2 ranks x batch 2) = 4 steps) and agree with rank 0's last.pt.
+    # They trained (2 epochs of 8 images / (2 ranks x batch 2) = 4 steps)
+    # and agree with rank 0's last.pt.
     assert saved["step"] == 4 and saved["finished"]
     for name, value in rank0.items():
         assert torch.equal(saved["train_model"][name], value), name
@@ -100,7 +102,8 @@ SIGNAL_WORKER = textwrap.dedent(
         print(f"rank {rank} finished")
     except TrainingInterrupted as exc:
         model = unwrap_model(captured["parts"].model)
-        torch.save({name: p.detach() for name, p in model.named_parameters()}, f"{sys.argv[2]}/rank{rank}.pt")
+        weights = {name: p.detach() for name, p in model.named_parameters()}
+        torch.save(weights, f"{sys.argv[2]}/rank{rank}.pt")
         print(f"rank {rank} exit {exc.exit_code}: {exc}")
     """
 )
@@ -178,7 +181,7 @@ BUDGET_WORKER = textwrap.dedent(
 
 def test_time_budget_under_ddp_stops_inside_the_epoch(tmp_path: Path, tiny_training_yaml) -> None:
     """A 10 s budget (simulated clock) with 16-step epochs: the ranks stop together inside the first
-    epoch, inside the budget. Before, DDP planned only at epoch ends and overshot by up to an epoch."""
+    epoch, inside the budget (planning only at epoch ends would overshoot by up to an epoch)."""
     (tmp_path / "worker.py").write_text(BUDGET_WORKER, encoding="utf-8")
     run = tmp_path / "run"
     # 64 images / (2 ranks x batch 2) = 16 steps per epoch.

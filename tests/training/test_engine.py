@@ -1,4 +1,5 @@
-"""One epoch on a linear toy: accumulation, clipping, the NaN guard, the step-by-step form, by hand."""
+"""One epoch on a linear toy: accumulation, clipping,
+the NaN guard, the step-by-step form, by hand."""
 
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ def test_nan_guard_skips_the_step_then_gives_up() -> None:
 
 
 def test_leaving_the_loop_ends_the_epoch_after_that_step() -> None:
-    """The trainer's form: one yield per optimizer step, after the update; leaving the loop stops there."""
+    """The trainer's form: one yield per optimizer step, after the update;
+    leaving the loop stops there."""
     model = _Linear()
     batches = _toy_batches(6)
     state = TrainState(planned_epochs=1)

@@ -34,7 +34,8 @@ def _train(config: Path) -> tuple[int, list[str]]:
 
 
 def _misbehaving_reader(monkeypatch: pytest.MonkeyPatch, *, after: dict[str, int], action) -> None:
-    """read_image_rgb that runs `action(path)` once a process ("main"/"worker") read `after[...]` images."""
+    """read_image_rgb that runs `action(path)` once a process
+    ("main"/"worker") read `after[...]` images."""
     counts: Counter[str] = Counter()
 
     def read(path, **kwargs):
@@ -91,7 +92,8 @@ def test_killed_dataloader_worker(
     assert code == 1
     # Seen by torch's SIGCHLD handler ("killed by signal") or when waiting for its batch ("exited").
     assert re.fullmatch(
-        r"Error: a DataLoader worker \(pid \d+\) (was killed by signal: Killed|exited unexpectedly); "
+        r"Error: a DataLoader worker \(pid \d+\) "
+        r"(was killed by signal: Killed|exited unexpectedly); "
         r"often the out-of-memory killer: lower train.workers or train.batch_size; "
         rf"continue with: detector train --resume {re.escape(str(run))}",
         lines[-1],
@@ -111,7 +113,8 @@ def test_too_many_undecodable_images_in_a_row(
     def undecodable(path):
         raise ImageReadError(path, "truncated JPEG")
 
-    # Every image fails from epoch 2 on (workers=0: after 8 train + 2 val reads in the main process).
+    # Every image fails from epoch 2 on
+    # (workers=0: after 8 train + 2 val reads in the main process).
     _misbehaving_reader(
         monkeypatch, after={"worker": 8} if workers else {"main": 10}, action=undecodable
     )

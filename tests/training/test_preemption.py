@@ -1,8 +1,9 @@
-"""A real `python -m detector train` stopped by SIGTERM mid-epoch, resumed: same steps, same weights.
+"""`python -m detector train` stopped by SIGTERM mid-epoch, resumed: same steps, same weights.
 
 The straight run and the stopped-then-resumed runs (0 and 2 DataLoader workers;
-the signal goes to the whole process group, workers included) are subprocesses on the tiny config (tests/conftest.py): 8 images of 64 px,
-batch 2, 2 epochs = 8 optimizer steps, deterministic CPU kernels.
+the signal goes to the whole process group, workers included) are subprocesses on
+the tiny config (tests/conftest.py): 8 images of 64 px, batch 2, 2 epochs = 8
+optimizer steps, deterministic CPU kernels.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def test_sigterm_mid_epoch_then_resume_equals_straight_run(
             else f"epoch {saved['epoch']} (step {step})"
         )
         assert err.strip().splitlines()[-1] == (
-            f"SIGTERM: stopped after {where}; last.pt saved; continue with: detector train --resume {run}"
+            f"SIGTERM: stopped after {where}; last.pt saved; "
+            f"continue with: detector train --resume {run}"
         ), context
         assert out == "", context  # the run directory is printed only when a run completes
         assert [p.name for p in (run / "weights").iterdir() if p.name.endswith(".tmp")] == [], (

@@ -38,8 +38,10 @@ def test_step_cost_is_the_input_area() -> None:
     assert sizes.step_cost(160) == 1.0
 
 
-@pytest.mark.parametrize(("first", "total", "per_epoch"), [(0, 100, 10), (3, 100, 10), (37, 58, 7),
-                                                           (0, 1, 5), (12, 12, 4), (5, 240, 31)])
+@pytest.mark.parametrize(
+    ("first", "total", "per_epoch"),
+    [(0, 100, 10), (3, 100, 10), (37, 58, 7), (0, 1, 5), (12, 12, 4), (5, 240, 31)],
+)
 def test_mean_step_cost_against_a_step_by_step_loop(first: int, total: int, per_epoch: int) -> None:
     sizes = ProgressiveSizes(ProgressiveResize(size=64, fraction=0.6), image_size=160)
     planned = math.ceil(total / per_epoch)
@@ -79,18 +81,25 @@ def test_the_sampler_hands_the_epoch_side_to_every_batch() -> None:
 STEPS_PER_EPOCH, FULL_STEP_S, VALIDATION_S = 20, 1.0, 3.0
 
 
-def _simulate(sizes: ProgressiveSizes, limit_minutes: float,
-              true_cost: float | None = None) -> tuple[float, list[int], int]:
+def _simulate(
+    sizes: ProgressiveSizes, limit_minutes: float, true_cost: float | None = None
+) -> tuple[float, list[int], int]:
     """A time-limited run on a fake clock where a step at side s takes FULL_STEP_S x its area
     cost (or `true_cost` for every smaller side: a wrong cost model); returns the elapsed
     seconds at the end, the side of each epoch and the steps taken."""
     now = [0.0]
-    budget = TimeBudget(limit_minutes, steps_per_epoch=STEPS_PER_EPOCH, clock=lambda: now[0],
-                        validation_cost_in_steps=VALIDATION_S / FULL_STEP_S,
-                        mean_step_cost=lambda first, total: sizes.mean_step_cost(
-                            first, total, steps_per_epoch=STEPS_PER_EPOCH))
-    plan = warmup_cosine(base_lr=0.01, warmup_steps=20, total_steps=50 * STEPS_PER_EPOCH,
-                         final_lr_fraction=0.05)
+    budget = TimeBudget(
+        limit_minutes,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        clock=lambda: now[0],
+        validation_cost_in_steps=VALIDATION_S / FULL_STEP_S,
+        mean_step_cost=lambda first, total: sizes.mean_step_cost(
+            first, total, steps_per_epoch=STEPS_PER_EPOCH
+        ),
+    )
+    plan = warmup_cosine(
+        base_lr=0.01, warmup_steps=20, total_steps=50 * STEPS_PER_EPOCH, final_lr_fraction=0.05
+    )
     epoch, step, planned, reached, finished, sides = 0, 0, 50, False, False, []
     while epoch < planned and not finished:
         side, reached = sizes.start_epoch(None, epoch, planned, reached=reached)
@@ -138,25 +147,39 @@ def test_a_wrong_cost_model_still_ends_inside_the_limit(true_cost: float) -> Non
     assert sides[0] == 128 and sides[-1] == 160
 
 
-@pytest.mark.parametrize(("progressive", "message"), [
-    ({"size": 100, "fraction": 0.5}, "train.progressive.size: 100 must be a multiple of 32"),
-    ({"size": 160, "fraction": 0.5}, "below model.image_size (160)"),
-    ({"size": 0, "fraction": 0.5}, "at least 32"),
-    ({"size": 96, "fraction": 1.0}, "train.progressive.fraction: 1.0 must be strictly between 0 and 1"),
-    ({"size": 96, "fraction": 0.0}, "strictly between 0 and 1"),
-    ({"size": 96}, "train.progressive: missing key fraction (needs: size, fraction)"),
-])
+@pytest.mark.parametrize(
+    ("progressive", "message"),
+    [
+        ({"size": 100, "fraction": 0.5}, "train.progressive.size: 100 must be a multiple of 32"),
+        ({"size": 160, "fraction": 0.5}, "below model.image_size (160)"),
+        ({"size": 0, "fraction": 0.5}, "at least 32"),
+        (
+            {"size": 96, "fraction": 1.0},
+            "train.progressive.fraction: 1.0 must be strictly between 0 and 1",
+        ),
+        ({"size": 96, "fraction": 0.0}, "strictly between 0 and 1"),
+        ({"size": 96}, "train.progressive: missing key fraction (needs: size, fraction)"),
+    ],
+)
 def test_bad_progressive_settings_are_one_line_errors(tmp_path, progressive, message) -> None:
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump({"model": {"image_size": 160}, "train": {"progressive": progressive}}))
+    path.write_text(
+        yaml.safe_dump({"model": {"image_size": 160}, "train": {"progressive": progressive}})
+    )
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path)
 
 
 def test_progressive_and_multi_scale_together_are_refused(tmp_path) -> None:
     path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump({"model": {"image_size": 160}, "train": {
-        "progressive": {"size": 96, "fraction": 0.5}, "multi_scale": [128, 192]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"image_size": 160},
+                "train": {"progressive": {"size": 96, "fraction": 0.5}, "multi_scale": [128, 192]},
+            }
+        )
+    )
     with pytest.raises(ConfigError, match="cannot be combined with train.multi_scale"):
         load_config(path)
 
@@ -169,7 +192,8 @@ def test_a_progressive_config_loads_and_overrides(tmp_path) -> None:
 
 
 def test_fit_trains_the_ramp_at_its_sides_and_validates_at_the_image_size(
-        tiny_training, tmp_path, monkeypatch) -> None:
+    tiny_training, tmp_path, monkeypatch
+) -> None:
     from detector.config import config_from_dict
     from detector.model.yolo import YOLODetector
     from detector.training.trainer import fit
@@ -181,8 +205,13 @@ def test_fit_trains_the_ramp_at_its_sides_and_validates_at_the_image_size(
         return real_forward(self, images, *args, **kwargs)
 
     monkeypatch.setattr(YOLODetector, "forward", forward)
-    raw = tiny_training(tmp_path / "data", tmp_path / "run", epochs=4, ema=False,
-                        progressive={"size": 32, "fraction": 0.5})
+    raw = tiny_training(
+        tmp_path / "data",
+        tmp_path / "run",
+        epochs=4,
+        ema=False,
+        progressive={"size": 32, "fraction": 0.5},
+    )
     messages: list[str] = []
     fit(config_from_dict(raw), show_progress=False, log=messages.append)
     trained = [side for training, side in sides if training]

@@ -1,4 +1,5 @@
-"""Resume: interrupted + resumed equals uninterrupted; finished runs and class changes are refused."""
+"""Resume: interrupted + resumed equals uninterrupted;
+finished runs and class changes are refused."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class _Interrupt(Exception):
 def _recording_epochs(
     monkeypatch: pytest.MonkeyPatch, losses: list[float], interrupt_at_call: int | None
 ) -> None:
-    """Wrap the trainer's epochs: record per-step losses; raise (a "kill") at the given epoch's start."""
+    """Wrap the trainer's epochs: record per-step losses;
+    raise (a "kill") at the given epoch's start."""
     calls = [0]
 
     class Recording(TrainingEpoch):
@@ -175,9 +177,9 @@ def test_finished_run_is_extended_with_a_stated_new_segment(
     _recording_epochs(monkeypatch, losses, interrupt_at_call=None)
     fit(cfg, resume_checkpoint=ckpt, changes=changes, show_progress=False, log=messages.append)
     assert (
-        "resume: the run had finished after 2 epochs (step 4); extending it to 4 epochs with a new schedule "
-        "segment: cosine from lr 0.01 to 0.0005 over steps 4..8, no warmup; the early-stopping count starts "
-        "again"
+        "resume: the run had finished after 2 epochs (step 4); extending it to 4 epochs "
+        "with a new schedule segment: cosine from lr 0.01 to 0.0005 over steps 4..8, "
+        "no warmup; the early-stopping count starts again"
     ) in messages
     last = load_checkpoint(run / "weights/last.pt", require_training_state=True)
     assert last["epoch"] == 4 and last["finished"] and last["step"] == 8 and len(losses) == 4
@@ -225,7 +227,8 @@ def test_save_period_checkpoint_resumes_exactly_mid_epoch(
     with crash_after_step(8):
         fit(make(tmp_path / "resumed"), show_progress=False)
     saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
-    # 4 steps per epoch; saves at step 3 (period), 4 (epoch end), 7 (period): epoch 2, after 3 batches.
+    # 4 steps per epoch; saves at step 3 (period), 4 (epoch end), 7 (period):
+    # epoch 2, after 3 batches.
     assert (
         saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
     )
@@ -294,8 +297,11 @@ def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(
         ("augment=[{name: hflip}]", "augment: None -> [{'name': 'hflip'}]"),
         ("train.multi_scale=[32, 96]", "train.multi_scale: None -> [32, 96]"),
         ("train.close_mosaic=1", "train.close_mosaic: 0 -> 1"),
-        ("data.slice={size: 64}", "data.slice: None -> {'size': 64, 'overlap': 0.2, "
-                                  "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': True}"),
+        (
+            "data.slice={size: 64}",
+            "data.slice: None -> {'size': 64, 'overlap': 0.2, "
+            "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': True}",
+        ),
     ):
         with pytest.raises(ResumeError) as info:
             prepare_resume(run, overrides=[override])

@@ -150,7 +150,8 @@ def test_bad_save_period_fails_before_a_run_directory_exists(
     result = CliRunner().invoke(main, ["train", str(config)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f'Error: {config}: train.save_period: \'30\' is not a period; write e.g. "30 min" or "500 steps"'
+        f"Error: {config}: train.save_period: '30' is not a period; "
+        'write e.g. "30 min" or "500 steps"'
     )
     assert not run.exists()
 
@@ -158,7 +159,8 @@ def test_bad_save_period_fails_before_a_run_directory_exists(
 def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
     tmp_path: Path, tiny_training_yaml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stopped after batch 4/4 (before validation): the resumed epoch has no batches left, only its end."""
+    """Stopped after batch 4/4 (before validation):
+    the resumed epoch has no batches left, only its end."""
 
     data = tmp_path / "data"
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
@@ -209,7 +211,8 @@ def test_signal_on_the_epochs_last_step_then_resume_equals_straight(
 def test_save_period_in_minutes_writes_mid_epoch(
     tmp_path: Path, tiny_training, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A clock that moves 20 s per reading: "0.5 min" is due every couple of steps, inside epochs."""
+    """A clock that moves 20 s per reading:
+    "0.5 min" is due every couple of steps, inside epochs."""
 
     seen: list[tuple[int, int]] = []
     real_save = trainer_module.save_last
@@ -318,7 +321,8 @@ def test_dataloader_workers_outlive_a_sigterm_from_outside(monkeypatch: pytest.M
     shut_down_workers(loader)
     assert not worker.is_alive() and time.monotonic() - started < 10.0
 
-    # The main process's own SIGTERM (torch's shutdown, multiprocessing at exit) ends a worker at once.
+    # The main process's own SIGTERM (torch's shutdown, multiprocessing at exit)
+    # ends a worker at once.
     batches = iter(
         DataLoader(list(range(4)), batch_size=None, num_workers=1, worker_init_fn=init_worker)
     )
@@ -452,7 +456,8 @@ def test_mid_epoch_resume_with_mosaic_and_multi_scale_equals_the_straight_run(
     with crash_after_step(8):
         fit(_config(tiny_training, data, tmp_path / "resumed", **settings), show_progress=False)
     saved = load_checkpoint(tmp_path / "resumed/weights/last.pt", require_training_state=True)
-    # 4 steps per epoch; saves at steps 3 (period), 4 (epoch end), 7 (period): epoch 2 after 3 batches.
+    # 4 steps per epoch; saves at steps 3 (period), 4 (epoch end), 7 (period):
+    # epoch 2 after 3 batches.
     assert (
         saved["step"] == 7 and saved["epoch"] == 1 and saved["epoch_progress"]["batches_done"] == 3
     )

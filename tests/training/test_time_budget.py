@@ -232,7 +232,8 @@ def test_budget_speed_follows_the_last_epoch() -> None:
     budget.start_epoch(step=20)
     assert budget.next_step_fits(current_step=20, validation_estimate_s=28.0)
     assert not budget.next_step_fits(current_step=20, validation_estimate_s=29.0)
-    # Once validations are timed: min(median, latest) plans; the stop inside an epoch reserves the max.
+    # Once validations are timed: min(median, latest) plans;
+    # the stop inside an epoch reserves the max.
     for seconds in (3.0, 9.0, 4.0, 5.0):
         budget.record_overhead(seconds)
     assert budget.validation_s(99.0) == pytest.approx(4.5)  # median 4.5 < latest 5
@@ -242,7 +243,8 @@ def test_budget_speed_follows_the_last_epoch() -> None:
 
 
 def test_timing_noise_does_not_change_the_curve(tmp_path: Path) -> None:
-    """Two runs whose step times differ only by ±15% noise: the same lr at every 10% of the budget (±2%)."""
+    """Two runs whose step times differ only by ±15% noise:
+    the same lr at every 10% of the budget (±2%)."""
     marks = []
     for seed in (1, 2):
         noise = random.Random(seed)
@@ -313,8 +315,9 @@ def test_time_budget_with_a_fake_clock() -> None:
     )
     now[0] += 3.0
     budget.record_overhead(3.0)
-    # 60 - 4 - 13 = 43 s left, 1 s/step, the measured 3 s replaces the estimate; at an epoch end its
-    # overhead is still due if training continues: 43 - 3 = 40 s, then 10 + 3 + 10 + 3 + 10 = 36 s, +3 final.
+    # 60 - 4 - 13 = 43 s left, 1 s/step, the measured 3 s replaces the estimate; at an epoch end
+    # its overhead is still due if training continues: 43 - 3 = 40 s,
+    # then 10 + 3 + 10 + 3 + 10 = 36 s, +3 final.
     assert budget.plan_steps(current_step=10, validation_estimate_s=99.0) == 10 + 30
     with pytest.raises(ValueError):
         TimeBudget(limit_minutes=0, steps_per_epoch=10)
@@ -322,7 +325,8 @@ def test_time_budget_with_a_fake_clock() -> None:
 
 def test_first_plan_after_the_timed_steps_then_the_stop_inside_the_epoch() -> None:
     """`after_step` plans once PLAN_AFTER_STEPS (5) steps are timed, moving the end (and capping the
-    warmup) to what fits, then says stop when the next step and the final validation no longer fit."""
+    warmup) to what fits, then says stop when the next step and the final validation
+    no longer fit."""
     now = [0.0]
     budget = TimeBudget(
         0.5, steps_per_epoch=100, validation_cost_in_steps=2.0, clock=lambda: now[0]

@@ -68,15 +68,30 @@ def _children_cpu_seconds() -> float:
 @click.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--image-size", type=int, default=448, show_default=True, help="network input side S")
-@click.option("--num-images", type=int, default=256, show_default=True, help="images per timed pass")
-@click.option("--synthetic-size", default=None, help="WxH: time generated JPEGs of this size instead")
+@click.option(
+    "--num-images", type=int, default=256, show_default=True, help="images per timed pass"
+)
+@click.option(
+    "--synthetic-size", default=None, help="WxH: time generated JPEGs of this size instead"
+)
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override")
-@click.option("--per-transform", is_flag=True,
-              help="also: CPU ms per image of each augment entry alone (tools/benchmarks/data_transforms.py)")
-def data(config: str, image_size: int, num_images: int, synthetic_size: str | None, batch_size: int,
-         repeats: int, overrides: tuple[str, ...], per_transform: bool) -> None:
+@click.option(
+    "--per-transform",
+    is_flag=True,
+    help="also: CPU ms per image of each augment entry alone (tools/benchmarks/data_transforms.py)",
+)
+def data(
+    config: str,
+    image_size: int,
+    num_images: int,
+    synthetic_size: str | None,
+    batch_size: int,
+    repeats: int,
+    overrides: tuple[str, ...],
+    per_transform: bool,
+) -> None:
     """Images/s of the training pipeline (0, 1, 2 workers) vs plain decoding."""
     import cv2
     from torch.utils.data import DataLoader, SequentialSampler
@@ -95,9 +110,16 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
     size = _parse_size(synthetic_size)
     with tempfile.TemporaryDirectory(prefix="detector-bench-") as tmp:
         if size is not None:
-            root = generate_shapes_dataset(Path(tmp) / "data", num_train=num_images, num_val=0,
-                                           image_size=size, seed=0, names=list(SHAPE_CLASSES),
-                                           noise=_PHOTO_NOISE, jpeg_quality=_PHOTO_QUALITY)
+            root = generate_shapes_dataset(
+                Path(tmp) / "data",
+                num_train=num_images,
+                num_val=0,
+                image_size=size,
+                seed=0,
+                names=list(SHAPE_CLASSES),
+                noise=_PHOTO_NOISE,
+                jpeg_quality=_PHOTO_QUALITY,
+            )
             cfg.data.format, cfg.data.root, cfg.data.synthetic = "voc", str(root), None
             cfg.data.train, cfg.data.names = ["ImageSets/Main/train.txt"], list(SHAPE_CLASSES)
         records = load_split(cfg.data, "train").records[:num_images]
@@ -106,20 +128,30 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
         paths = [record.image_path for record in records]
         sizes = [f"{r.width}x{r.height}" for r in records]
         kilobytes = statistics.mean(Path(path).stat().st_size for path in paths) / 1024
-        click.echo(f"{len(records)} images (most common size {max(set(sizes), key=sizes.count)}, "
-                   f"mean {kilobytes:.0f} KB), "
-                   f"input {image_size}, batch {batch_size}, augment "
-                   f"{'default' if cfg.augment is None else cfg.augment}")
+        click.echo(
+            f"{len(records)} images (most common size {max(set(sizes), key=sizes.count)}, "
+            f"mean {kilobytes:.0f} KB), "
+            f"input {image_size}, batch {batch_size}, augment "
+            f"{'default' if cfg.augment is None else cfg.augment}"
+        )
 
         loaders = {}
         for workers in (0, 1, 2):
             transform = build_train_transform(cfg.augment, image_size, seed=0)
             loaders[workers] = DataLoader(
-                DetectionDataset(records, transform), batch_size=batch_size,
+                DetectionDataset(records, transform),
+                batch_size=batch_size,
                 # Per-sample seeds as in training (their set_seed cost is part of the pipeline).
-                sampler=SeededSampler(SequentialSampler(records), seed=0, batch_size=batch_size,
-                                      image_size=image_size, multi_scale=cfg.train.multi_scale),
-                num_workers=workers, collate_fn=collate_batch, worker_init_fn=init_worker,
+                sampler=SeededSampler(
+                    SequentialSampler(records),
+                    seed=0,
+                    batch_size=batch_size,
+                    image_size=image_size,
+                    multi_scale=cfg.train.multi_scale,
+                ),
+                num_workers=workers,
+                collate_fn=collate_batch,
+                worker_init_fn=init_worker,
                 persistent_workers=workers > 0,
             )
             for _ in loaders[workers]:  # warm-up: start workers, fill caches
@@ -147,12 +179,15 @@ def data(config: str, image_size: int, num_images: int, synthetic_size: str | No
 
             per_transform_table(records, image_size, repeats, cfg.augment, cfg.train.multi_scale)
 
-    click.echo(f"{'mode':<22}{'median img/s':>14}{'min':>9}{'max':>9}"
-               f"{'cpu ms/img main':>17}{'workers':>9}")
+    click.echo(
+        f"{'mode':<22}{'median img/s':>14}{'min':>9}{'max':>9}{'cpu ms/img main':>17}{'workers':>9}"
+    )
     for mode in modes:
         values = rates[mode]
-        click.echo(f"{mode:<22}{statistics.median(values):>14.1f}{min(values):>9.1f}{max(values):>9.1f}"
-                   f"{statistics.median(cpu_main[mode]):>17.2f}{statistics.median(cpu_workers[mode]):>9.2f}")
+        click.echo(
+            f"{mode:<22}{statistics.median(values):>14.1f}{min(values):>9.1f}{max(values):>9.1f}"
+            f"{statistics.median(cpu_main[mode]):>17.2f}{statistics.median(cpu_workers[mode]):>9.2f}"
+        )
     decode = statistics.median(rates["decode"])
     decode_cpu = statistics.median(cpu_main["decode"])
     for workers in (0, 1, 2):

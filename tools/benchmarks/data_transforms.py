@@ -1,4 +1,5 @@
-"""Per-transform CPU cost of the training pipeline: each `augment:` entry alone vs a plain letterbox.
+"""Per-transform CPU cost of the training pipeline:
+each `augment:` entry alone vs a plain letterbox.
 
     python tools/benchmark.py data configs/shapes.yaml --per-transform
 
@@ -21,7 +22,8 @@ from typing import Any
 
 import click
 
-# (label, augment list, multi_scale as fractions of S or None); probabilities 1 show the cost when applied.
+# (label, augment list, multi_scale as fractions of S or None);
+# probabilities 1 show the cost when applied.
 VARIANTS: list[tuple[str, list[dict[str, Any]] | None, tuple[float, float] | None]] = [
     ("letterbox", [], None),
     ("crop", [{"name": "crop", "p": 1.0}], None),
@@ -46,8 +48,13 @@ def _multi_scale(image_size: int, fractions: tuple[float, float] | None) -> list
     return [low, high]
 
 
-def per_transform_table(records: list, image_size: int, repeats: int, config_augment: Any,
-                        config_multi_scale: list[int] | None) -> None:
+def per_transform_table(
+    records: list,
+    image_size: int,
+    repeats: int,
+    config_augment: Any,
+    config_multi_scale: list[int] | None,
+) -> None:
     """Time decode alone and every variant (plus the config's own pipeline); print the table."""
     import torch
     from torch.utils.data import SequentialSampler
@@ -60,10 +67,17 @@ def per_transform_table(records: list, image_size: int, repeats: int, config_aug
     variants = [*VARIANTS, ("this config's pipeline", config_augment, "config")]
     runs: dict[str, tuple[DetectionDataset, list[tuple]]] = {}
     for label, augment, fractions in variants:
-        multi_scale = config_multi_scale if fractions == "config" else _multi_scale(image_size, fractions)
+        multi_scale = (
+            config_multi_scale if fractions == "config" else _multi_scale(image_size, fractions)
+        )
         dataset = DetectionDataset(records, build_train_transform(augment, image_size, seed=0))
-        sampler = SeededSampler(SequentialSampler(records), seed=0, batch_size=16, image_size=image_size,
-                                multi_scale=multi_scale)
+        sampler = SeededSampler(
+            SequentialSampler(records),
+            seed=0,
+            batch_size=16,
+            image_size=image_size,
+            multi_scale=multi_scale,
+        )
         runs[label] = (dataset, list(sampler))
         for item in runs[label][1][:4]:  # warm-up: build the per-size pipelines, fill caches
             dataset[item]
@@ -82,10 +96,16 @@ def per_transform_table(records: list, image_size: int, repeats: int, config_aug
             cpu[label].append((time.process_time() - start) / len(items) * 1000)
     medians = {label: statistics.median(values) for label, values in cpu.items()}
     base = medians["letterbox"]
-    click.echo(f"per transform, in this process, medians of {repeats} repeats over {len(records)} images:")
-    click.echo(f"{'variant (p = 1)':<28}{'cpu ms/img':>11}{'min':>8}{'max':>8}{'+ over letterbox':>18}"
-               f"{'decode / this':>15}")
+    click.echo(
+        f"per transform, in this process, medians of {repeats} repeats over {len(records)} images:"
+    )
+    click.echo(
+        f"{'variant (p = 1)':<28}{'cpu ms/img':>11}{'min':>8}{'max':>8}{'+ over letterbox':>18}"
+        f"{'decode / this':>15}"
+    )
     for label, values in cpu.items():
         extra = "" if label in ("decode", "letterbox") else f"{medians[label] - base:+.2f}"
-        click.echo(f"{label:<28}{medians[label]:>11.2f}{min(values):>8.2f}{max(values):>8.2f}{extra:>18}"
-                   f"{medians['decode'] / medians[label]:>15.2f}")
+        click.echo(
+            f"{label:<28}{medians[label]:>11.2f}{min(values):>8.2f}{max(values):>8.2f}{extra:>18}"
+            f"{medians['decode'] / medians[label]:>15.2f}"
+        )

@@ -27,7 +27,8 @@ import numpy as np
 
 
 def synthetic_set(num_images: int, num_classes: int, seed: int = 0) -> tuple[list, dict, list[str]]:
-    """Records with 0-10 boxes of mixed sizes, and predictions: jittered truths plus false positives."""
+    """Records with 0-10 boxes of mixed sizes, and predictions:
+    jittered truths plus false positives."""
     from detector.data.record import SampleRecord
 
     rng = np.random.default_rng(seed)
@@ -39,8 +40,17 @@ def synthetic_set(num_images: int, num_classes: int, seed: int = 0) -> tuple[lis
         xy = rng.uniform(0, 1, (n, 2)) * ([width, height] - wh)
         boxes = np.concatenate([xy, xy + wh], 1)
         labels = rng.integers(0, num_classes, n)
-        records.append(SampleRecord(f"{image_id:06d}.jpg", width, height, boxes, labels, rng.random(n) < 0.05,
-                                    image_id=image_id))
+        records.append(
+            SampleRecord(
+                f"{image_id:06d}.jpg",
+                width,
+                height,
+                boxes,
+                labels,
+                rng.random(n) < 0.05,
+                image_id=image_id,
+            )
+        )
         k = int(rng.integers(0, 16))
         fp_xy = rng.uniform(0, [width * 0.8, height * 0.8], (k, 2))
         fp_boxes = np.concatenate([fp_xy, fp_xy + rng.uniform(8, 120, (k, 2))], 1)
@@ -69,7 +79,9 @@ def _pycocotools_alone(gt_path: str, results_path: str) -> np.ndarray:
 @click.command("eval")
 @click.option("--images", "num_images", default=5000, show_default=True, help="Synthetic images.")
 @click.option("--classes", "num_classes", default=10, show_default=True)
-@click.option("--repeats", default=5, show_default=True, help="Timed runs of each side (medians reported).")
+@click.option(
+    "--repeats", default=5, show_default=True, help="Timed runs of each side (medians reported)."
+)
 def eval_(num_images: int, num_classes: int, repeats: int) -> None:
     """Time evaluate_detections against pycocotools' own file-based evaluation."""
     from detector.evaluation.coco_format import predictions_to_coco_results, records_to_coco
@@ -83,10 +95,16 @@ def eval_(num_images: int, num_classes: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gt_path, results_path = Path(tmp) / "gt.json", Path(tmp) / "results.json"
         gt_path.write_text(json.dumps(records_to_coco(records, names)))
-        results_path.write_text(json.dumps(predictions_to_coco_results(predictions, range(1, num_classes + 1))))
-        runs = {"ours": lambda: evaluate_detections(records, predictions, names, voc_metric="none").stats,
-                "pycocotools": lambda: _pycocotools_alone(str(gt_path), str(results_path)),
-                "voc": lambda: voc_ap_per_class(records, predictions, num_classes)}
+        results_path.write_text(
+            json.dumps(predictions_to_coco_results(predictions, range(1, num_classes + 1)))
+        )
+        runs = {
+            "ours": lambda: (
+                evaluate_detections(records, predictions, names, voc_metric="none").stats
+            ),
+            "pycocotools": lambda: _pycocotools_alone(str(gt_path), str(results_path)),
+            "voc": lambda: voc_ap_per_class(records, predictions, num_classes),
+        }
         wall: dict[str, list[float]] = {name: [] for name in runs}
         cpu: dict[str, list[float]] = {name: [] for name in runs}
         outputs = {}
@@ -104,10 +122,15 @@ def eval_(num_images: int, num_classes: int, repeats: int) -> None:
     difference = max(abs(stats[k] - v) for k, v in zip(stats, reference, strict=True))
     median = {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in runs}
     click.echo(f"medians over {repeats} runs            wall s    cpu s")
-    for name, label in (("pycocotools", "pycocotools alone (json files)"),
-                        ("ours", "evaluate_detections (in memory)"), ("voc", "VOC AP50 (area), extra")):
+    for name, label in (
+        ("pycocotools", "pycocotools alone (json files)"),
+        ("ours", "evaluate_detections (in memory)"),
+        ("voc", "VOC AP50 (area), extra"),
+    ):
         click.echo(f"{label:<33} {median[name][0]:7.2f}  {median[name][1]:7.2f}")
     overhead_wall = 100 * (median["ours"][0] / median["pycocotools"][0] - 1)
     overhead_cpu = 100 * (median["ours"][1] / median["pycocotools"][1] - 1)
-    click.echo(f"overhead: wall {overhead_wall:+.1f} %, cpu {overhead_cpu:+.1f} %  (bar: at most +10 %)")
+    click.echo(
+        f"overhead: wall {overhead_wall:+.1f} %, cpu {overhead_cpu:+.1f} %  (bar: at most +10 %)"
+    )
     click.echo(f"largest stat difference to pycocotools: {difference:.1e}")

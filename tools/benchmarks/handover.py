@@ -1,6 +1,6 @@
 """Benchmark: does the memfd batch hand-over pay for itself? Training images/s with and without it.
 
-    python tools/benchmark.py handover                    # resnet18, 448 px, 2 workers, batch 4, 24 steps
+    python tools/benchmark.py handover   # resnet18, 448 px, 2 workers, batch 4, 24 steps
     python tools/benchmark.py handover --steps 40 --repeats 5
 
 Two training DataLoaders over the same generated 500x375 JPEGs (VOC-sized, the
@@ -37,15 +37,24 @@ def _loader_images_per_s(loader: object) -> float:
 
 
 @click.command()
-@click.option("--steps", type=int, default=24, show_default=True, help="optimizer steps per timed epoch")
+@click.option(
+    "--steps", type=int, default=24, show_default=True, help="optimizer steps per timed epoch"
+)
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers")
 @click.option("--image-size", type=int, default=448, show_default=True)
 @click.option("--backbone", default="resnet18", show_default=True)
 @click.option("--repeats", type=int, default=4, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | cuda:N")
-def handover(steps: int, batch_size: int, workers: int, image_size: int, backbone: str, repeats: int,
-             device: str) -> None:
+def handover(
+    steps: int,
+    batch_size: int,
+    workers: int,
+    image_size: int,
+    backbone: str,
+    repeats: int,
+    device: str,
+) -> None:
     """Training (and loader-only) images/s with the memfd hand-over vs torch's own, side by side."""
     import torch
 
@@ -61,8 +70,14 @@ def handover(steps: int, batch_size: int, workers: int, image_size: int, backbon
     torch_device = local_device(device)
     names = list(SHAPE_CLASSES)
     with tempfile.TemporaryDirectory(prefix="detector-handover-bench-") as tmp:
-        root = generate_shapes_dataset(Path(tmp) / "data", num_train=steps * batch_size, num_val=0,
-                                       image_size=(500, 375), seed=0, names=names)
+        root = generate_shapes_dataset(
+            Path(tmp) / "data",
+            num_train=steps * batch_size,
+            num_val=0,
+            image_size=(500, 375),
+            seed=0,
+            names=names,
+        )
         cfg = Config()
         cfg.data.format, cfg.data.root, cfg.data.names = "voc", str(root), names
         cfg.data.train = ["ImageSets/Main/train.txt"]
@@ -72,9 +87,14 @@ def handover(steps: int, batch_size: int, workers: int, image_size: int, backbon
         loaders["plain"].collate_fn = functools.partial(collate_batch, reuse_segments=False)
         model = build_model(cfg.model, len(names)).to(torch_device)
         loss_fn = build_loss(cfg.model, len(names)).to(torch_device)
-        parts = build_train_parts(model, loss_fn, cfg.train, device=torch_device, steps_per_epoch=steps)
-        click.echo(f"{backbone} {image_size}px on {torch_device}, batch {batch_size}, {steps} steps x {repeats} "
-                   f"repeats per mode, {workers} workers, torch threads {torch.get_num_threads()}")
+        parts = build_train_parts(
+            model, loss_fn, cfg.train, device=torch_device, steps_per_epoch=steps
+        )
+        click.echo(
+            f"{backbone} {image_size}px on {torch_device}, batch {batch_size}, "
+            f"{steps} steps x {repeats} repeats per mode, {workers} workers, "
+            f"torch threads {torch.get_num_threads()}"
+        )
 
         train_ips: dict[str, list[float]] = {mode: [] for mode in MODES}
         loader_ips: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -83,8 +103,16 @@ def handover(steps: int, batch_size: int, workers: int, image_size: int, backbon
             for mode in order:
                 loader = loaders[mode]
                 loader.sampler.set_epoch(repeat)
-                stats = train_one_epoch(parts, loader, TrainState(planned_epochs=1), cfg.train, epoch=0,
-                                        planned_epochs=1, nan_guard=NanGuard("skip", 10**9), show_progress=False)
+                stats = train_one_epoch(
+                    parts,
+                    loader,
+                    TrainState(planned_epochs=1),
+                    cfg.train,
+                    epoch=0,
+                    planned_epochs=1,
+                    nan_guard=NanGuard("skip", 10**9),
+                    show_progress=False,
+                )
                 if torch_device.type == "cuda":
                     torch.cuda.synchronize()
                 alone = _loader_images_per_s(loader)
@@ -92,14 +120,25 @@ def handover(steps: int, batch_size: int, workers: int, image_size: int, backbon
                     train_ips[mode].append(stats["images_per_s"])
                     loader_ips[mode].append(alone)
             if repeat:  # as it goes: a run cut short still says what it measured
-                click.echo(f"repeat {repeat}: training " + ", ".join(f"{m} {train_ips[m][-1]:.2f}" for m in MODES)
-                           + "; loader alone " + ", ".join(f"{m} {loader_ips[m][-1]:.1f}" for m in MODES) + " img/s")
+                click.echo(
+                    f"repeat {repeat}: training "
+                    + ", ".join(f"{m} {train_ips[m][-1]:.2f}" for m in MODES)
+                    + "; loader alone "
+                    + ", ".join(f"{m} {loader_ips[m][-1]:.1f}" for m in MODES)
+                    + " img/s"
+                )
 
     click.echo(f"{'what':<16}{'mode':<7}{'median img/s':>14}{'min':>9}{'max':>9}")
     for label, figures in (("training", train_ips), ("loader alone", loader_ips)):
         for mode in MODES:
             values = figures[mode]
-            click.echo(f"{label:<16}{mode:<7}{statistics.median(values):>14.2f}{min(values):>9.2f}{max(values):>9.2f}")
-        ratios = [memfd / plain for memfd, plain in zip(figures["memfd"], figures["plain"], strict=True)]
-        click.echo(f"{label:<16}memfd / plain: median {statistics.median(ratios):.3f} "
-                   f"(per repeat {', '.join(f'{r:.3f}' for r in ratios)})")
+            click.echo(
+                f"{label:<16}{mode:<7}{statistics.median(values):>14.2f}{min(values):>9.2f}{max(values):>9.2f}"
+            )
+        ratios = [
+            memfd / plain for memfd, plain in zip(figures["memfd"], figures["plain"], strict=True)
+        ]
+        click.echo(
+            f"{label:<16}memfd / plain: median {statistics.median(ratios):.3f} "
+            f"(per repeat {', '.join(f'{r:.3f}' for r in ratios)})"
+        )

@@ -1,7 +1,7 @@
 """Benchmark: the model ladder, side by side: cost, speed, and AP at equal wall-clock.
 
     python tools/benchmark.py ladder                          # cost + speed of every preset, 256 px
-    python tools/benchmark.py ladder --accuracy --minutes 30  # + AP at a 30-minute budget, both sets
+    python tools/benchmark.py ladder --accuracy --minutes 30  # + AP at a 30-min budget, both sets
     python tools/benchmark.py ladder --presets r18,r18-0.25 --sets dense --accuracy --minutes 5
     python tools/benchmark.py ladder --table-only             # print what --out holds
 
@@ -96,13 +96,20 @@ def model_cost(cfg: Any, size: int) -> dict[str, float]:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 3, size, size))
     per_module = counter.get_flop_counts()
-    parts = {part: sum(per_module.get(f"YOLODetector.{part}", {}).values()) / 1e9
-             for part in ("backbone", "neck", "head")}
-    return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "gflops": counter.get_total_flops() / 1e9, **{f"gflops_{k}": v for k, v in parts.items()}}
+    parts = {
+        part: sum(per_module.get(f"YOLODetector.{part}", {}).values()) / 1e9
+        for part in ("backbone", "neck", "head")
+    }
+    return {
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflops": counter.get_total_flops() / 1e9,
+        **{f"gflops_{k}": v for k, v in parts.items()},
+    }
 
 
-def inference_ms(presets: list[str], size: int, repeats: int, workdir: Path) -> dict[str, dict[str, float]]:
+def inference_ms(
+    presets: list[str], size: int, repeats: int, workdir: Path
+) -> dict[str, dict[str, float]]:
     """Batch-1 ms per image: ORT (1 thread), torch eager folded and unfolded (1 thread)."""
     import numpy as np
     import onnxruntime as ort
@@ -119,8 +126,13 @@ def inference_ms(presets: list[str], size: int, repeats: int, workdir: Path) -> 
         model_keys = dict(item.split("=", 1) for item in PRESETS[preset])
         model_cfg = {key.split(".", 1)[1]: _yaml_value(value) for key, value in model_keys.items()}
         backbone = model_cfg.pop("backbone")
-        ckpt = random_checkpoint(workdir / f"{preset}.pt", backbone=backbone, image_size=size,
-                                 names=("a", "b", "c", "d", "e"), model=model_cfg)
+        ckpt = random_checkpoint(
+            workdir / f"{preset}.pt",
+            backbone=backbone,
+            image_size=size,
+            names=("a", "b", "c", "d", "e"),
+            model=model_cfg,
+        )
         onnx_path = workdir / f"{preset}.onnx"
         export_checkpoint(ckpt, ExportOptions(out=onnx_path, image_size=size, batch=1))
         options = ort.SessionOptions()
@@ -175,8 +187,14 @@ def _apply_variant(model: Any, parts: Any, variant: str) -> None:
         parts.compiled = torch.compile(parts.model)
 
 
-def training_speed(cfgs: dict[tuple[str, str], Any], steps: int, repeats: int, workers: int,
-                   out: Path, variants: dict[str, str] | None = None) -> dict[tuple[str, str], float]:
+def training_speed(
+    cfgs: dict[tuple[str, str], Any],
+    steps: int,
+    repeats: int,
+    workers: int,
+    out: Path,
+    variants: dict[str, str] | None = None,
+) -> dict[tuple[str, str], float]:
     """Median training images/s of each (set, preset): real loader, real step, alternating repeats.
 
     `variants`: extra rows name -> preset, e.g. {"r18-0.25-dw+compile": "r18-0.25-dw"}
@@ -191,30 +209,47 @@ def training_speed(cfgs: dict[tuple[str, str], Any], steps: int, repeats: int, w
     runs = {}
     jobs = [(set_name, preset, preset, "") for set_name, preset in cfgs]
     for name, preset in (variants or {}).items():
-        jobs += [(set_name, name, preset, name.rpartition("+")[2])
-                 for set_name, p in cfgs if p == preset]
+        jobs += [
+            (set_name, name, preset, name.rpartition("+")[2]) for set_name, p in cfgs if p == preset
+        ]
     for set_name, row_name, preset, variant in jobs:
         base = cfgs[(set_name, preset)]
         synth = base.data.synthetic
         root = out / "speed" / set_name
         if not (root / "synthetic.json").is_file():
-            generate_shapes_dataset(root, num_train=steps * base.train.batch_size, num_val=0,
-                                    image_size=synth.image_size, seed=synth.seed, names=base.data.names,
-                                    kind=synth.kind)
+            generate_shapes_dataset(
+                root,
+                num_train=steps * base.train.batch_size,
+                num_val=0,
+                image_size=synth.image_size,
+                seed=synth.seed,
+                names=base.data.names,
+                kind=synth.kind,
+            )
         cfg = copy.deepcopy(base)
         cfg.data.root, cfg.data.synthetic, cfg.train.workers = str(root), None, workers
         device = local_device(cfg.train.device)
         loader, _ = build_dataloader(cfg, "train", train=True)
         model = build_model(cfg.model, len(cfg.data.names)).to(device)
         loss_fn = build_loss(cfg.model, len(cfg.data.names)).to(device)
-        parts = build_train_parts(model, loss_fn, cfg.train, device=device, steps_per_epoch=len(loader))
+        parts = build_train_parts(
+            model, loss_fn, cfg.train, device=device, steps_per_epoch=len(loader)
+        )
         _apply_variant(model, parts, variant)
         runs[(set_name, row_name)] = (cfg, loader, parts)
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for repeat in range(repeats + 1):  # repeat 0 warms workers and allocator caches (and compiles)
         for key, (cfg, loader, parts) in runs.items():
-            stats = train_one_epoch(parts, loader, TrainState(planned_epochs=1), cfg.train, epoch=0,
-                                    planned_epochs=1, nan_guard=NanGuard("skip", 10**9), show_progress=False)
+            stats = train_one_epoch(
+                parts,
+                loader,
+                TrainState(planned_epochs=1),
+                cfg.train,
+                epoch=0,
+                planned_epochs=1,
+                nan_guard=NanGuard("skip", 10**9),
+                show_progress=False,
+            )
             if repeat:
                 samples[key].append(stats["images_per_s"])
     return {key: statistics.median(values) for key, values in samples.items()}
@@ -236,45 +271,73 @@ def train_for_budget(cfg: Any, run_dir: Path, epochs: int) -> dict[str, float]:
     fit(cfg, show_progress=False, log=lambda message: None)
     with open(run_dir / "results.csv", newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
-    return {"AP": float(last["AP"]), "AP50": float(last["AP50"]), "epochs": epochs,
-            "wall_s": time.monotonic() - started}
+    return {
+        "AP": float(last["AP"]),
+        "AP50": float(last["AP50"]),
+        "epochs": epochs,
+        "wall_s": time.monotonic() - started,
+    }
 
 
-def _stored_speeds(results: dict[str, Any], cfgs: dict[tuple[str, str], Any]) -> dict[tuple[str, str], float]:
-    """Training img/s per (set, preset) from an earlier run's results.json; a missing one is an error."""
+def _stored_speeds(
+    results: dict[str, Any], cfgs: dict[tuple[str, str], Any]
+) -> dict[tuple[str, str], float]:
+    """Training img/s per (set, preset) from an earlier run's results.json;
+    a missing one is an error."""
     stored = results.get("speed", {})
     missing = [f"{s}/{p}" for s, p in cfgs if p not in stored.get(s, {})]
     if missing:
-        raise click.UsageError(f"--reuse-speeds: no stored speed for {', '.join(missing)} in --out/results.json")
+        raise click.UsageError(
+            f"--reuse-speeds: no stored speed for {', '.join(missing)} in --out/results.json"
+        )
     return {(s, p): float(stored[s][p]) for s, p in cfgs}
 
 
 def _print_table(results: dict[str, Any], presets: list[str], set_names: list[str]) -> None:
     """Cost, inference and per-set training speed / accuracy, one row per preset."""
-    cost, speed, infer, accuracy = (results.get(k, {}) for k in ("cost", "speed", "inference", "accuracy"))
+    cost, speed, infer, accuracy = (
+        results.get(k, {}) for k in ("cost", "speed", "inference", "accuracy")
+    )
     click.echo(f"machine: {results.get('machine', '?')}")
-    click.echo(f"{'preset':<13}{'params M':>9}{'GFLOPs':>8}{'bb/neck/head':>16}{'ORT ms':>8}"
-               f"{'torch ms':>9}{'folded':>8}")
+    click.echo(
+        f"{'preset':<13}{'params M':>9}{'GFLOPs':>8}{'bb/neck/head':>16}{'ORT ms':>8}"
+        f"{'torch ms':>9}{'folded':>8}"
+    )
     for preset in presets:
         c, i = cost.get(preset), infer.get(preset, {})
-        parts = f"{c['gflops_backbone']:.2f}/{c['gflops_neck']:.2f}/{c['gflops_head']:.2f}" if c else "-"
-        click.echo(f"{preset:<13}{c['params_m'] if c else float('nan'):>9.2f}"
-                   f"{c['gflops'] if c else float('nan'):>8.2f}{parts:>16}"
-                   f"{i.get('ort_ms', float('nan')):>8.1f}{i.get('torch_ms', float('nan')):>9.1f}"
-                   f"{i.get('torch_folded_ms', float('nan')):>8.1f}")
+        parts = (
+            f"{c['gflops_backbone']:.2f}/{c['gflops_neck']:.2f}/{c['gflops_head']:.2f}"
+            if c
+            else "-"
+        )
+        click.echo(
+            f"{preset:<13}{c['params_m'] if c else float('nan'):>9.2f}"
+            f"{c['gflops'] if c else float('nan'):>8.2f}{parts:>16}"
+            f"{i.get('ort_ms', float('nan')):>8.1f}{i.get('torch_ms', float('nan')):>9.1f}"
+            f"{i.get('torch_folded_ms', float('nan')):>8.1f}"
+        )
     for set_name in set_names:
         rows = speed.get(set_name, {})
         reference = rows.get(presets[0])
-        click.echo(f"\n{set_name}: training img/s (x {presets[0]}), and at equal wall-clock: epochs, AP, AP50")
+        click.echo(
+            f"\n{set_name}: training img/s (x {presets[0]}), "
+            "and at equal wall-clock: epochs, AP, AP50"
+        )
         extra = [name for name in rows if name not in presets and name.startswith(f"{presets[0]}+")]
         for preset in [*presets, *extra]:
             ips = rows.get(preset)
             ratio = f"{ips / reference:.2f}x" if ips and reference else "-"
             line = f"{preset:<13}{ips if ips else float('nan'):>8.1f}{ratio:>8}"
-            for budget, by_preset in sorted(accuracy.get(set_name, {}).items(), key=lambda kv: float(kv[0])):
+            for budget, by_preset in sorted(
+                accuracy.get(set_name, {}).items(), key=lambda kv: float(kv[0])
+            ):
                 row = by_preset.get(preset)
-                line += (f"   {budget} min: {row['epochs']:>3} ep AP {row['AP']:.3f} AP50 {row['AP50']:.3f}"
-                         if row else f"   {budget} min: -")
+                line += (
+                    f"   {budget} min: {row['epochs']:>3} ep "
+                    f"AP {row['AP']:.3f} AP50 {row['AP50']:.3f}"
+                    if row
+                    else f"   {budget} min: -"
+                )
             click.echo(line)
 
 
@@ -282,32 +345,87 @@ def _csv(text: str, known: dict[str, Any], hint: str) -> list[str]:
     items = [item.strip() for item in text.split(",") if item.strip()]
     unknown = [item for item in items if item not in known]
     if unknown or not items:
-        raise click.BadParameter(f"unknown {unknown or text!r}; known: {', '.join(known)}", param_hint=hint)
+        raise click.BadParameter(
+            f"unknown {unknown or text!r}; known: {', '.join(known)}", param_hint=hint
+        )
     return items
 
 
 @click.command()
-@click.option("--presets", default=",".join(PRESETS), show_default=True, help="comma-separated PRESETS")
-@click.option("--sets", default="shapes,dense", show_default=True, help="tuning sets for speed and accuracy")
-@click.option("--size", type=int, default=256, show_default=True, help="input side for GFLOPs and latency")
-@click.option("--repeats", type=int, default=5, show_default=True, help="alternating repeats (medians)")
-@click.option("--steps", type=int, default=4, show_default=True, help="timed training steps per repeat")
-@click.option("--threads", type=int, default=1, show_default=True, help="torch threads for training speed")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers for training speed")
-@click.option("--variants", default="", help=f"step options on the first preset, comma-separated: "
-              f"{', '.join(VARIANTS)}")
-@click.option("--accuracy", is_flag=True, help="also train each preset for the budget and report AP")
-@click.option("--minutes", type=float, default=30.0, show_default=True, help="the equal wall-clock budget")
+@click.option(
+    "--presets", default=",".join(PRESETS), show_default=True, help="comma-separated PRESETS"
+)
+@click.option(
+    "--sets", default="shapes,dense", show_default=True, help="tuning sets for speed and accuracy"
+)
+@click.option(
+    "--size", type=int, default=256, show_default=True, help="input side for GFLOPs and latency"
+)
+@click.option(
+    "--repeats", type=int, default=5, show_default=True, help="alternating repeats (medians)"
+)
+@click.option(
+    "--steps", type=int, default=4, show_default=True, help="timed training steps per repeat"
+)
+@click.option(
+    "--threads", type=int, default=1, show_default=True, help="torch threads for training speed"
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="DataLoader workers for training speed",
+)
+@click.option(
+    "--variants",
+    default="",
+    help=f"step options on the first preset, comma-separated: {', '.join(VARIANTS)}",
+)
+@click.option(
+    "--accuracy", is_flag=True, help="also train each preset for the budget and report AP"
+)
+@click.option(
+    "--minutes", type=float, default=30.0, show_default=True, help="the equal wall-clock budget"
+)
 @click.option("--set", "overrides", multiple=True, help="KEY=VALUE override for every config")
 @click.option("--skip-inference", is_flag=True, help="no export / latency rows")
 @click.option("--table-only", is_flag=True, help="print the accumulated results.json")
-@click.option("--reuse-speeds", is_flag=True,
-              help="take training img/s from --out/results.json (a longer budget at the ratios of an earlier run)")
-@click.option("--emulate-avx2", is_flag=True, help="oneDNN limited to AVX2 (the slower machine kind's ISA)")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
-def ladder(presets: str, sets: str, size: int, repeats: int, steps: int, threads: int, workers: int,
-           variants: str, accuracy: bool, minutes: float, overrides: tuple[str, ...], skip_inference: bool, table_only: bool,
-           reuse_speeds: bool, emulate_avx2: bool, out: Path) -> None:
+@click.option(
+    "--reuse-speeds",
+    is_flag=True,
+    help=(
+        "take training img/s from --out/results.json "
+        "(a longer budget at the ratios of an earlier run)"
+    ),
+)
+@click.option(
+    "--emulate-avx2", is_flag=True, help="oneDNN limited to AVX2 (the slower machine kind's ISA)"
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+)
+def ladder(
+    presets: str,
+    sets: str,
+    size: int,
+    repeats: int,
+    steps: int,
+    threads: int,
+    workers: int,
+    variants: str,
+    accuracy: bool,
+    minutes: float,
+    overrides: tuple[str, ...],
+    skip_inference: bool,
+    table_only: bool,
+    reuse_speeds: bool,
+    emulate_avx2: bool,
+    out: Path,
+) -> None:
     """The model ladder: params, GFLOPs, latency, training img/s, AP at equal wall-clock."""
     preset_names = _csv(presets, PRESETS, "--presets")
     set_names = _csv(sets, SETS, "--sets")
@@ -324,8 +442,10 @@ def ladder(presets: str, sets: str, size: int, repeats: int, steps: int, threads
 
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    results["machine"] = (f"{cpu_model()}; torch {torch.__version__}, {threads} thread(s)"
-                          f"{'; oneDNN AVX2 only' if emulate_avx2 else ''}")
+    results["machine"] = (
+        f"{cpu_model()}; torch {torch.__version__}, {threads} thread(s)"
+        f"{'; oneDNN AVX2 only' if emulate_avx2 else ''}"
+    )
     click.echo(f"machine: {results['machine']}")
     cfgs = {(s, p): _config(s, p, out, list(overrides)) for s in set_names for p in preset_names}
     for preset in preset_names:
@@ -334,8 +454,14 @@ def ladder(presets: str, sets: str, size: int, repeats: int, steps: int, threads
         with tempfile.TemporaryDirectory(prefix="detector-ladder-") as tmp:
             results["inference"] = inference_ms(preset_names, size, repeats, Path(tmp))
         torch.set_num_threads(threads)
-    variant_rows = {f"{preset_names[0]}+{v}": preset_names[0]
-                    for v in _csv(variants, dict.fromkeys(VARIANTS), "--variants")} if variants else {}
+    variant_rows = (
+        {
+            f"{preset_names[0]}+{v}": preset_names[0]
+            for v in _csv(variants, dict.fromkeys(VARIANTS), "--variants")
+        }
+        if variants
+        else {}
+    )
     compile_started = time.monotonic()
     if reuse_speeds:
         speeds = _stored_speeds(results, cfgs)
@@ -353,9 +479,15 @@ def ladder(presets: str, sets: str, size: int, repeats: int, steps: int, threads
             ensure_synthetic_dataset(cfg.data)
             num_train = cfg.data.synthetic.num_train
             epochs = max(1, round(minutes * 60 * speeds[(set_name, preset)] / num_train))
-            row = train_for_budget(cfg, out / "runs" / set_name / f"{preset}-{minutes:g}min", epochs)
-            results.setdefault("accuracy", {}).setdefault(set_name, {}).setdefault(f"{minutes:g}", {})[preset] = row
+            row = train_for_budget(
+                cfg, out / "runs" / set_name / f"{preset}-{minutes:g}min", epochs
+            )
+            results.setdefault("accuracy", {}).setdefault(set_name, {}).setdefault(
+                f"{minutes:g}", {}
+            )[preset] = row
             results_path.write_text(json.dumps(results, indent=1))
-            click.echo(f"{set_name:<7} {preset:<13} {epochs} epochs  AP {row['AP']:.3f}  AP50 {row['AP50']:.3f}  "
-                       f"wall {row['wall_s']:.0f} s")
+            click.echo(
+                f"{set_name:<7} {preset:<13} {epochs} epochs  "
+                f"AP {row['AP']:.3f}  AP50 {row['AP50']:.3f}  wall {row['wall_s']:.0f} s"
+            )
     _print_table(results, preset_names, set_names)

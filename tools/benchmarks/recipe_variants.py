@@ -26,17 +26,36 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's co
 # geometry of configs/dense.yaml (network input 0.4 x the largest image side) at
 # 192 px on 360-480 px images. Every variant of a set uses the same subset, epochs, seed.
 SETS: dict[str, dict[str, Any]] = {
-    "shapes": {"config": CONFIGS / "shapes.yaml", "epochs": 4,
-               "overrides": ["data.synthetic.num_train=400", "data.synthetic.num_val=80", "model.image_size=128",
-                             "train.batch_size=8"]},
-    "dense": {"config": CONFIGS / "dense.yaml", "epochs": 6,
-              "overrides": ["data.synthetic.num_train=200", "data.synthetic.num_val=50",
-                            "data.synthetic.image_size=480", "model.image_size=192", "train.batch_size=8"]},
+    "shapes": {
+        "config": CONFIGS / "shapes.yaml",
+        "epochs": 4,
+        "overrides": [
+            "data.synthetic.num_train=400",
+            "data.synthetic.num_val=80",
+            "model.image_size=128",
+            "train.batch_size=8",
+        ],
+    },
+    "dense": {
+        "config": CONFIGS / "dense.yaml",
+        "epochs": 6,
+        "overrides": [
+            "data.synthetic.num_train=200",
+            "data.synthetic.num_val=50",
+            "data.synthetic.image_size=480",
+            "model.image_size=192",
+            "train.batch_size=8",
+        ],
+    },
 }
+
 
 def _range_of_32(image_size: int, low: float = 0.75, high: float = 1.25) -> list[int]:
     """[low, high] x image_size narrowed to multiples of 32 (at least [32, 32])."""
-    return [max(32, -(-int(low * image_size) // 32) * 32), max(32, int(high * image_size) // 32 * 32)]
+    return [
+        max(32, -(-int(low * image_size) // 32) * 32),
+        max(32, int(high * image_size) // 32 * 32),
+    ]
 
 
 @dataclass
@@ -51,10 +70,22 @@ class Change:
 
 
 CHANGES: dict[str, Change] = {
-    "affine": Change(augment=[{"name": "affine", "p": 0.5, "degrees": 10.0, "shear": 2.0, "translate": 0.1,
-                               "scale": 0.0}]),
+    "affine": Change(
+        augment=[
+            {
+                "name": "affine",
+                "p": 0.5,
+                "degrees": 10.0,
+                "shear": 2.0,
+                "translate": 0.1,
+                "scale": 0.0,
+            }
+        ]
+    ),
     "mosaic": Change(augment=[{"name": "mosaic", "p": 0.5, "centre_range": 0.5}]),
-    "mosaic+close": Change(augment=[{"name": "mosaic", "p": 0.5, "centre_range": 0.5}], train={"close_mosaic": 0.3}),
+    "mosaic+close": Change(
+        augment=[{"name": "mosaic", "p": 0.5, "centre_range": 0.5}], train={"close_mosaic": 0.3}
+    ),
     "multi_scale": Change(train={"multi_scale": lambda cfg: _range_of_32(cfg.model.image_size)}),
     "mixup": Change(augment=[{"name": "mixup", "p": 0.1, "alpha": 8.0}]),
 }
@@ -85,7 +116,9 @@ class Variant:
         cfg.augment = augment
         for key, value in self.change.train.items():
             if not hasattr(cfg.train, key):
-                raise ValueError(f"change {self.name}: train.{key} is not a config key (not merged yet?)")
+                raise ValueError(
+                    f"change {self.name}: train.{key} is not a config key (not merged yet?)"
+                )
             current = getattr(cfg.train, key)
             if current:  # on: off is 0 for numbers (close_mosaic), null for lists (multi_scale)
                 setattr(cfg.train, key, 0 if isinstance(current, (int, float)) else None)
@@ -99,4 +132,7 @@ def variants_for(change_names: list[str]) -> list[Variant]:
     unknown = [name for name in change_names if name not in CHANGES]
     if unknown:
         raise ValueError(f"unknown change(s) {unknown}; known: {', '.join(CHANGES)}")
-    return [Variant("baseline"), *(Variant(f"toggle {name}", CHANGES[name]) for name in change_names)]
+    return [
+        Variant("baseline"),
+        *(Variant(f"toggle {name}", CHANGES[name]) for name in change_names),
+    ]

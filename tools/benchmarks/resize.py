@@ -26,8 +26,9 @@ Resize = Callable[[np.ndarray, int, int], np.ndarray]
 
 def _torch_antialiased(image: np.ndarray, width: int, height: int) -> np.ndarray:
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
-    out = F.interpolate(pixels, size=(height, width), mode="bilinear", align_corners=False,
-                        antialias=True)
+    out = F.interpolate(
+        pixels, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
     return out[0].permute(1, 2, 0).numpy()
 
 
@@ -57,8 +58,12 @@ def _ms_per_image(resize: Resize, image: np.ndarray, width: int, height: int, ca
 
 
 @click.command()
-@click.option("--sizes", default="500x375,640x480,1280x720,1920x1080", show_default=True,
-              help="comma-separated WxH inputs")
+@click.option(
+    "--sizes",
+    default="500x375,640x480,1280x720,1920x1080",
+    show_default=True,
+    help="comma-separated WxH inputs",
+)
 @click.option("--image-size", default=448, show_default=True, help="letterbox side S")
 @click.option("--repeats", default=7, show_default=True)
 def resize(sizes: str, image_size: int, repeats: int) -> None:
@@ -78,10 +83,14 @@ def resize(sizes: str, image_size: int, repeats: int) -> None:
         stop = _band_noise(height, width, 0.5 / factor, 0.5, seed=1)
         passband = _band_noise(height, width, 0.0, 0.35 / factor, seed=2)
         click.echo(f"{width}x{height} -> {lb.new_width}x{lb.new_height} (shrink {factor:.2f}x)")
-        click.echo(f"  {'candidate':26s} {'ms median':>9s} {'min':>6s} {'aliasing':>9s} {'passband':>9s}")
+        click.echo(
+            f"  {'candidate':26s} {'ms median':>9s} {'min':>6s} {'aliasing':>9s} {'passband':>9s}"
+        )
         for name, fn in CANDIDATES.items():
             aliasing = fn(stop, lb.new_width, lb.new_height)[..., 0].astype(np.float64).std()
             kept = fn(passband, lb.new_width, lb.new_height)[..., 0].astype(np.float64).std()
             kept /= passband[..., 0].astype(np.float64).std()
-            click.echo(f"  {name:26s} {np.median(times[name]):9.2f} {min(times[name]):6.2f} "
-                       f"{aliasing:9.2f} {kept:9.2f}")
+            click.echo(
+                f"  {name:26s} {np.median(times[name]):9.2f} {min(times[name]):6.2f} "
+                f"{aliasing:9.2f} {kept:9.2f}"
+            )

@@ -1,6 +1,6 @@
 """Tracking benchmark: tracker cost per frame, detect vs track frames/s, and tracking scores.
 
-    python tools/benchmark.py track                                   # random-weight detector (speed only)
+    python tools/benchmark.py track   # random-weight detector (speed only)
     python tools/benchmark.py track --checkpoint runs/demo/weights/best.pt --threads 1
 
 1. `ByteTracker.update` time per frame at 10, 100 and 500 detections (objects
@@ -30,7 +30,9 @@ import torch
 SCORE_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "Frag")
 
 
-def moving_boxes(count: int, frames: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def moving_boxes(
+    count: int, frames: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per frame (boxes xyxy [~count, 4], scores, labels): `count` objects drifting, 5% missed."""
     rng = np.random.default_rng(seed)
     start = rng.uniform([0, 0], [1800, 1000], (count, 2))
@@ -61,7 +63,8 @@ def update_ms(count: int, frames: int = 150, warmup: int = 20) -> float:
 
 
 class _Recorder:
-    """A `run_detection` transform that keeps each frame's detections and times the tracking stage."""
+    """A `run_detection` transform that keeps each frame's detections
+    and times the tracking stage."""
 
     def __init__(self, stage: Any = None) -> None:
         self.stage = stage
@@ -78,8 +81,11 @@ class _Recorder:
         return tracked
 
 
-def run_video(detector: Any, video: Path, out_dir: Path, mot_path: Path | None) -> tuple[float, _Recorder]:
-    """One end-to-end run (`detect` path when mot_path is None, else `track`); returns (fps, recorder)."""
+def run_video(
+    detector: Any, video: Path, out_dir: Path, mot_path: Path | None
+) -> tuple[float, _Recorder]:
+    """One end-to-end run (`detect` path when mot_path is None, else `track`);
+    returns (fps, recorder)."""
     from detector.inference.runner import run_detection
     from detector.inference.sources import open_source
     from detector.tracking.stream import TrackingStage
@@ -89,17 +95,25 @@ def run_video(detector: Any, video: Path, out_dir: Path, mot_path: Path | None) 
     with open_source(str(video)) as source:
         stage = None
         if mot_path is not None:
-            tracker = ByteTracker(low_threshold=detector.score_threshold, frame_rate=source.fps or 30.0)
+            tracker = ByteTracker(
+                low_threshold=detector.score_threshold, frame_rate=source.fps or 30.0
+            )
             stage = TrackingStage(tracker, source, detector.class_names, mot_path=mot_path)
         recorder = _Recorder(stage)
-        hooks = {"transform": recorder, "draw_fn": stage.draw} if stage is not None else {"transform": recorder}
+        hooks = (
+            {"transform": recorder, "draw_fn": stage.draw}
+            if stage is not None
+            else {"transform": recorder}
+        )
         summary = run_detection(detector, source, out_dir=out_dir, **hooks)
         if stage is not None:
             stage.close()
     return summary.frames / (time.perf_counter() - start), recorder
 
 
-def replay_scores(detections: list, gt_path: Path, workdir: Path, class_aware: bool, fps: float) -> dict:
+def replay_scores(
+    detections: list, gt_path: Path, workdir: Path, class_aware: bool, fps: float
+) -> dict:
     """Track recorded per-frame detections offline and score them against the ground truth."""
     from detector.tracking.evaluate import evaluate_tracks
     from detector.tracking.mot import MotWriter
@@ -110,12 +124,15 @@ def replay_scores(detections: list, gt_path: Path, workdir: Path, class_aware: b
     path = workdir / f"replay_{int(class_aware)}.txt"
     with MotWriter(path) as writer:
         for index, (boxes, scores, labels) in enumerate(detections):
-            writer.write(index + 1, tracker.update(boxes, scores, labels, index / fps), boxes, scores)
+            writer.write(
+                index + 1, tracker.update(boxes, scores, labels, index / fps), boxes, scores
+            )
     return evaluate_tracks(gt_path, path).combined
 
 
 def ground_truth_detections(gt_path: Path, flip: float, seed: int = 0) -> list:
-    """The visible (mark 1) ground-truth boxes as detections (score 0.9); `flip` of labels changed."""
+    """The visible (mark 1) ground-truth boxes as detections (score 0.9);
+    `flip` of labels changed."""
     from detector.tracking.mot import read_mot
 
     rng = np.random.default_rng(seed)
@@ -133,18 +150,48 @@ def ground_truth_detections(gt_path: Path, flip: float, seed: int = 0) -> list:
 
 
 @click.command()
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Detector to run (default: random weights: speed only, its scores mean nothing).")
-@click.option("--frames", type=int, default=150, show_default=True, help="Frames of the synthetic video (the demo's 150).")
-@click.option("--video-size", default="320x240", show_default=True, help="WIDTHxHEIGHT of the video.")
-@click.option("--repeats", type=int, default=3, show_default=True, help="Alternating detect/track repeats.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Detector to run (default: random weights: speed only, its scores mean nothing).",
+)
+@click.option(
+    "--frames",
+    type=int,
+    default=150,
+    show_default=True,
+    help="Frames of the synthetic video (the demo's 150).",
+)
+@click.option(
+    "--video-size", default="320x240", show_default=True, help="WIDTHxHEIGHT of the video."
+)
+@click.option(
+    "--repeats", type=int, default=3, show_default=True, help="Alternating detect/track repeats."
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--half", is_flag=True, help="fp16 autocast on CUDA.")
-@click.option("--conf", "score_threshold", type=float, default=0.1, show_default=True,
-              help="Detector score threshold (the tracker's low threshold).")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (1 suits a loaded CPU).")
-def track(checkpoint: str | None, frames: int, video_size: str, repeats: int, device: str, half: bool,
-          score_threshold: float, threads: int | None) -> None:
+@click.option(
+    "--conf",
+    "score_threshold",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Detector score threshold (the tracker's low threshold).",
+)
+@click.option(
+    "--threads", type=int, default=None, help="torch intra-op threads (1 suits a loaded CPU)."
+)
+def track(
+    checkpoint: str | None,
+    frames: int,
+    video_size: str,
+    repeats: int,
+    device: str,
+    half: bool,
+    score_threshold: float,
+    threads: int | None,
+) -> None:
     """Tracker update cost, detect vs track frames/s, and tracking scores on the synthetic video."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -162,10 +209,18 @@ def track(checkpoint: str | None, frames: int, video_size: str, repeats: int, de
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         video = workdir / "shapes.mp4"
-        write_shapes_video(video, list(SHAPE_CLASSES), width=width, height=height, frames=frames, fps=30.0)
+        write_shapes_video(
+            video, list(SHAPE_CLASSES), width=width, height=height, frames=frames, fps=30.0
+        )
         gt_path = ground_truth_path(video)
-        ckpt = Path(checkpoint) if checkpoint else random_checkpoint(workdir / "random.pt", image_size=160)
-        detector = Detector.from_checkpoint(ckpt, device=device, half=half, score_threshold=score_threshold)
+        ckpt = (
+            Path(checkpoint)
+            if checkpoint
+            else random_checkpoint(workdir / "random.pt", image_size=160)
+        )
+        detector = Detector.from_checkpoint(
+            ckpt, device=device, half=half, score_threshold=score_threshold
+        )
         run_video(detector, video, workdir / "warmup", None)
         detect_fps, track_fps, shares = [], [], []
         recorder = None
@@ -177,24 +232,44 @@ def track(checkpoint: str | None, frames: int, video_size: str, repeats: int, de
             shares.append(recorder.seconds * fps / frames)  # tracking seconds / run seconds
         d_med, t_med = statistics.median(detect_fps), statistics.median(track_fps)
         per_frame = [len(s) for _, s, _ in recorder.detections]
-        click.echo(f"\nvideo {width}x{height} x {frames} frames, device {detector.device}, torch threads "
-                   f"{torch.get_num_threads()}, {repeats} repeats (medians), {statistics.mean(per_frame):.1f} "
-                   f"detections/frame")
+        click.echo(
+            f"\nvideo {width}x{height} x {frames} frames, device {detector.device}, torch threads "
+            f"{torch.get_num_threads()}, {repeats} repeats (medians), "
+            f"{statistics.mean(per_frame):.1f} detections/frame"
+        )
         click.echo(f"  detect end-to-end   {d_med:8.1f} frames/s")
-        click.echo(f"  track end-to-end    {t_med:8.1f} frames/s   (track/detect {t_med / d_med:.3f})")
-        click.echo(f"  tracking stage      {100 * statistics.median(shares):8.2f} % of the track run")
-        click.echo(f"  at 100 dets/frame   {100 * costs[100] / (costs[100] + 1000 / d_med):8.2f} % of a frame "
-                   f"(update {costs[100]:.2f} ms vs detect {1000 / d_med:.1f} ms)")
+        click.echo(
+            f"  track end-to-end    {t_med:8.1f} frames/s   (track/detect {t_med / d_med:.3f})"
+        )
+        click.echo(
+            f"  tracking stage      {100 * statistics.median(shares):8.2f} % of the track run"
+        )
+        click.echo(
+            "  at 100 dets/frame   "
+            f"{100 * costs[100] / (costs[100] + 1000 / d_med):8.2f} % of a frame "
+            f"(update {costs[100]:.2f} ms vs detect {1000 / d_med:.1f} ms)"
+        )
 
-        rows = [("ground-truth boxes", ground_truth_detections(gt_path, 0.0)),
-                ("ground truth, 20% labels flipped", ground_truth_detections(gt_path, 0.2))]
+        rows = [
+            ("ground-truth boxes", ground_truth_detections(gt_path, 0.0)),
+            ("ground truth, 20% labels flipped", ground_truth_detections(gt_path, 0.2)),
+        ]
         if checkpoint:
-            rows.append((f"detector ({Path(checkpoint).name}, conf {score_threshold:g})", recorder.detections))
+            rows.append(
+                (
+                    f"detector ({Path(checkpoint).name}, conf {score_threshold:g})",
+                    recorder.detections,
+                )
+            )
         click.echo(f"\nscores on the synthetic video ({gt_path.name}):")
-        click.echo(f"  {'detections':<42} {'matching':<14}" + "".join(f"{k:>8}" for k in SCORE_KEYS))
+        click.echo(
+            f"  {'detections':<42} {'matching':<14}" + "".join(f"{k:>8}" for k in SCORE_KEYS)
+        )
         for name, detections in rows:
             for aware in (False, True):
                 scores = replay_scores(detections, gt_path, workdir, aware, 30.0)
-                cells = "".join(f"{scores[k]:8.4f}" if isinstance(scores[k], float) else f"{scores[k]:8d}"
-                                for k in SCORE_KEYS)
+                cells = "".join(
+                    f"{scores[k]:8.4f}" if isinstance(scores[k], float) else f"{scores[k]:8d}"
+                    for k in SCORE_KEYS
+                )
                 click.echo(f"  {name:<42} {'class-aware' if aware else 'any class':<14}{cells}")

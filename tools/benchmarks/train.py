@@ -24,7 +24,9 @@ CASES = [("resnet18", 256), ("resnet18", 448), ("resnet50", 256), ("resnet50", 4
 
 
 @click.command()
-@click.option("--steps", type=int, default=3, show_default=True, help="timed optimizer steps per repeat")
+@click.option(
+    "--steps", type=int, default=3, show_default=True, help="timed optimizer steps per repeat"
+)
 @click.option("--batch-size", type=int, default=None, help="default: 4 on CPU, 32 on CUDA")
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers")
 @click.option("--repeats", type=int, default=3, show_default=True)
@@ -46,8 +48,14 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
     torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     names = list(SHAPE_CLASSES)
     with tempfile.TemporaryDirectory(prefix="detector-train-bench-") as tmp:
-        root = generate_shapes_dataset(Path(tmp) / "data", num_train=steps * batch_size, num_val=0,
-                                       image_size=(500, 375), seed=0, names=names)
+        root = generate_shapes_dataset(
+            Path(tmp) / "data",
+            num_train=steps * batch_size,
+            num_val=0,
+            image_size=(500, 375),
+            seed=0,
+            names=names,
+        )
         runs = {}
         for backbone, size in CASES:
             cfg = Config()
@@ -58,17 +66,32 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
             loader, _ = build_dataloader(cfg, "train", train=True)
             model = build_model(cfg.model, len(names)).to(torch_device)
             loss_fn = build_loss(cfg.model, len(names)).to(torch_device)
-            parts = build_train_parts(model, loss_fn, cfg.train, device=torch_device, steps_per_epoch=len(loader))
+            parts = build_train_parts(
+                model, loss_fn, cfg.train, device=torch_device, steps_per_epoch=len(loader)
+            )
             runs[(backbone, size)] = (cfg, loader, parts)
         amp = runs[CASES[0]][2].amp_dtype
-        click.echo(f"device {torch_device}, AMP {amp or 'off'}, batch {batch_size}, {steps} steps x {repeats} "
-                   f"repeats, {workers} workers, torch threads {torch.get_num_threads()}")
+        click.echo(
+            f"device {torch_device}, AMP {amp or 'off'}, batch {batch_size}, "
+            f"{steps} steps x {repeats} repeats, {workers} workers, "
+            f"torch threads {torch.get_num_threads()}"
+        )
 
-        results: dict[tuple[str, int], dict[str, list[float]]] = {case: {"ips": [], "wait": []} for case in CASES}
+        results: dict[tuple[str, int], dict[str, list[float]]] = {
+            case: {"ips": [], "wait": []} for case in CASES
+        }
         for repeat in range(repeats + 1):  # repeat 0 is the warm-up
             for case, (cfg, loader, parts) in runs.items():
-                stats = train_one_epoch(parts, loader, TrainState(planned_epochs=1), cfg.train, epoch=0,
-                                        planned_epochs=1, nan_guard=NanGuard("skip", 10**9), show_progress=False)
+                stats = train_one_epoch(
+                    parts,
+                    loader,
+                    TrainState(planned_epochs=1),
+                    cfg.train,
+                    epoch=0,
+                    planned_epochs=1,
+                    nan_guard=NanGuard("skip", 10**9),
+                    show_progress=False,
+                )
                 if torch_device.type == "cuda":
                     torch.cuda.synchronize()
                 if repeat:
@@ -76,8 +99,13 @@ def train(steps: int, batch_size: int | None, workers: int, repeats: int, device
                     results[case]["wait"].append(stats["data_wait_fraction"])
 
     reference = statistics.median(results[CASES[0]]["ips"])
-    click.echo(f"{'backbone':<10}{'size':>6}{'median img/s':>14}{'min':>8}{'max':>8}{'data wait':>11}{'cost vs r18@256':>17}")
+    click.echo(
+        f"{'backbone':<10}{'size':>6}{'median img/s':>14}{'min':>8}{'max':>8}"
+        f"{'data wait':>11}{'cost vs r18@256':>17}"
+    )
     for (backbone, size), values in results.items():
         median = statistics.median(values["ips"])
-        click.echo(f"{backbone:<10}{size:>6}{median:>14.2f}{min(values['ips']):>8.2f}{max(values['ips']):>8.2f}"
-                   f"{statistics.median(values['wait']):>10.1%}{reference / median:>16.2f}x")
+        click.echo(
+            f"{backbone:<10}{size:>6}{median:>14.2f}{min(values['ips']):>8.2f}{max(values['ips']):>8.2f}"
+            f"{statistics.median(values['wait']):>10.1%}{reference / median:>16.2f}x"
+        )

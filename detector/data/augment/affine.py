@@ -1,7 +1,8 @@
 """Random affine (rotation, shear, translation, scale) and vertical flip, box-aware.
 
     from detector.data.augment.affine import build_affine
-    affine = build_affine({"p": 0.5, "degrees": 10, "shear": 2, "translate": 0.1, "scale": 0.2}, fill=114)
+    params = {"p": 0.5, "degrees": 10, "shear": 2, "translate": 0.1, "scale": 0.2}
+    affine = build_affine(params, fill=114)
 
 `affine` draws, per image, a rotation in [-degrees, degrees], a shear in
 [-shear, shear] degrees on each axis, a translation in [-translate, translate] of
@@ -34,12 +35,15 @@ ROTATED_BOX_METHOD = "ellipse"
 
 
 def build_affine(params: dict[str, float], fill: int) -> A.Affine:
-    """The albumentations Affine for an `{name: affine, ...}` entry (params with defaults filled)."""
+    """The albumentations Affine for an `{name: affine, ...}` entry
+    (params with defaults filled)."""
     return A.Affine(
         rotate=(-params["degrees"], params["degrees"]),
         shear={"x": (-params["shear"], params["shear"]), "y": (-params["shear"], params["shear"])},
-        translate_percent={"x": (-params["translate"], params["translate"]),
-                           "y": (-params["translate"], params["translate"])},
+        translate_percent={
+            "x": (-params["translate"], params["translate"]),
+            "y": (-params["translate"], params["translate"]),
+        },
         scale=(1.0 - params["scale"], 1.0 + params["scale"]),
         keep_ratio=True,
         rotate_method=ROTATED_BOX_METHOD,

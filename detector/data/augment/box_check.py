@@ -1,5 +1,7 @@
 """A faster validity check for albumentations' boxes (same accept/reject, same errors).
 
+Usage:
+
     from detector.data.augment.box_check import with_quick_box_check
     compose = with_quick_box_check(A.Compose([...], bbox_params=...))
 """

@@ -86,7 +86,9 @@ def parse_augment(augment: list[dict[str, Any]]) -> list[tuple[str, dict[str, fl
             parameter, a non-number, a value out of range, or mosaic/mixup given twice.
     """
     if not isinstance(augment, (list, tuple)):
-        raise ValueError(f"augment: expected a list of {{name: ..., params}} entries, got {augment!r}")
+        raise ValueError(
+            f"augment: expected a list of {{name: ..., params}} entries, got {augment!r}"
+        )
     parsed = []
     for index, entry in enumerate(augment):
         where = f"augment[{index}]"
@@ -94,7 +96,9 @@ def parse_augment(augment: list[dict[str, Any]]) -> list[tuple[str, dict[str, fl
             raise ValueError(f"{where}: expected a mapping with a 'name' key, got {entry!r}")
         name = entry["name"]
         if name not in PARAMS:
-            raise ValueError(f"{where}.name: unknown transform {name!r} (known: {', '.join(sorted(PARAMS))})")
+            raise ValueError(
+                f"{where}.name: unknown transform {name!r} (known: {', '.join(sorted(PARAMS))})"
+            )
         if name in MULTI_IMAGE and any(other == name for other, _ in parsed):
             raise ValueError(f"{where}: {name} is given twice; one entry sets its probability")
         params = dict(PARAMS[name])
@@ -103,9 +107,14 @@ def parse_augment(augment: list[dict[str, Any]]) -> list[tuple[str, dict[str, fl
                 continue
             if key not in params:
                 raise ValueError(
-                    f"{where}.{key}: unknown parameter for {name} (known: {', '.join(sorted(params))})"
+                    f"{where}.{key}: unknown parameter for {name} "
+                    f"(known: {', '.join(sorted(params))})"
                 )
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not np.isfinite(value)
+            ):
                 raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
             params[key] = float(value)
         _check_ranges(where, name, params)

@@ -20,10 +20,15 @@ import numpy as np
 from detector.data.augment.transforms import TransformedSample
 
 
-def blend_samples(first: TransformedSample, second: TransformedSample, weight: float) -> TransformedSample:
-    """Blend two samples of the same input side (see the module docstring); `first`'s letterbox is kept."""
+def blend_samples(
+    first: TransformedSample, second: TransformedSample, weight: float
+) -> TransformedSample:
+    """Blend two samples of the same input side (see the module docstring);
+    `first`'s letterbox is kept."""
     if first.image.shape != second.image.shape:
-        raise ValueError(f"mixup: images of different shapes {first.image.shape} and {second.image.shape}")
+        raise ValueError(
+            f"mixup: images of different shapes {first.image.shape} and {second.image.shape}"
+        )
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"mixup: weight must be in [0, 1], got {weight}")
     image = cv2.addWeighted(first.image, weight, second.image, 1.0 - weight, 0.0)

@@ -2,7 +2,8 @@
 
     from detector.data.augment.mosaic import mosaic_centre, place_mosaic
     centre = mosaic_centre(rng, size=448, centre_range=0.5)
-    tiled = place_mosaic(images, boxes, centre, size=448, fill=114, min_visibility=0.3, min_size=2.0)
+    tiled = place_mosaic(images, boxes, centre, size=448, fill=114,
+                         min_visibility=0.3, min_size=2.0)
     tiled.image.shape   # (448, 448, 3); tiled.boxes [N, 4] xyxy; tiled.source, tiled.box_index [N]
 
 Geometry (S = the batch's input side): each image is resized so its longer side is
@@ -83,7 +84,9 @@ def place_mosaic(
         MosaicTiles.
     """
     if len(images) != 4 or len(boxes) != 4:
-        raise ValueError(f"place_mosaic: needs 4 images and 4 box arrays, got {len(images)} and {len(boxes)}")
+        raise ValueError(
+            f"place_mosaic: needs 4 images and 4 box arrays, got {len(images)} and {len(boxes)}"
+        )
     cx, cy = centre
     window = size // 2  # the window's top-left corner on the canvas, on both axes
     out = np.full((size, size, 3), fill, np.uint8)
@@ -100,7 +103,7 @@ def place_mosaic(
         if x1 > x0 and y1 > y0:
             resized = resize_image(image, new_w, new_h)
             src_x, src_y = x0 - (left - window), y0 - (top - window)
-            out[y0:y1, x0:x1] = resized[src_y:src_y + (y1 - y0), src_x:src_x + (x1 - x0)]
+            out[y0:y1, x0:x1] = resized[src_y : src_y + (y1 - y0), src_x : src_x + (x1 - x0)]
         moved = np.asarray(tile_boxes, np.float64).reshape(-1, 4).copy()
         moved[:, [0, 2]] = moved[:, [0, 2]] * geometry.scale_x + (left - window)
         moved[:, [1, 3]] = moved[:, [1, 3]] * geometry.scale_y + (top - window)
@@ -111,10 +114,19 @@ def place_mosaic(
         area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
         widths, heights = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
         visible = widths * heights
-        keep = np.flatnonzero((area > 0) & (visible >= min_visibility * area)
-                              & (widths >= min_size) & (heights >= min_size) & (visible > 0))
+        keep = np.flatnonzero(
+            (area > 0)
+            & (visible >= min_visibility * area)
+            & (widths >= min_size)
+            & (heights >= min_size)
+            & (visible > 0)
+        )
         kept_boxes.append(clipped[keep])
         sources.append(np.full(len(keep), tile, np.int64))
         indices.append(keep.astype(np.int64))
-    return MosaicTiles(image=out, boxes=np.concatenate(kept_boxes).astype(np.float32).reshape(-1, 4),
-                       source=np.concatenate(sources), box_index=np.concatenate(indices))
+    return MosaicTiles(
+        image=out,
+        boxes=np.concatenate(kept_boxes).astype(np.float32).reshape(-1, 4),
+        source=np.concatenate(sources),
+        box_index=np.concatenate(indices),
+    )

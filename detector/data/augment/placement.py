@@ -42,8 +42,9 @@ class FitLongestSide(A.DualTransform):
         super().__init__(p=p)
         self.max_size = max_size
 
-    def get_params_dependent_on_data(self, params: dict[str, Any],
-                                     data: dict[str, Any]) -> dict[str, Any]:
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Draw the longer side and derive the new (height, width) as every letterbox does."""
         sizes = self.max_size
         side = self.py_random.choice(sizes) if isinstance(sizes, list) else sizes
@@ -84,28 +85,50 @@ class RandomPlace(A.DualTransform):
 
     def _offset(self, length: int) -> int:
         slack = self.size - length
-        return self.py_random.randint(0, slack) if slack >= 0 else -self.py_random.randint(0, -slack)
+        return (
+            self.py_random.randint(0, slack) if slack >= 0 else -self.py_random.randint(0, -slack)
+        )
 
-    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """Draw the offsets (top, left) of the image's first pixel in the canvas (negative: cropped)."""
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Draw the offsets (top, left) of the image's first pixel in the canvas
+        (negative: cropped)."""
         height, width = params["shape"][:2]
-        return {"top": self._offset(height), "left": self._offset(width), "height": height, "width": width}
+        return {
+            "top": self._offset(height),
+            "left": self._offset(width),
+            "height": height,
+            "width": width,
+        }
 
     def apply(self, img: np.ndarray, top: int, left: int, **params: Any) -> np.ndarray:
         """uint8 [H, W, C] -> [S, S, C]: the overlapping window, bordered with `fill`."""
         height, width = img.shape[:2]
         row, col = max(-top, 0), max(-left, 0)  # first source pixel inside the canvas
-        rows, cols = min(height - row, self.size - max(top, 0)), min(width - col, self.size - max(left, 0))
-        window = img[row:row + rows, col:col + cols]
+        rows, cols = (
+            min(height - row, self.size - max(top, 0)),
+            min(width - col, self.size - max(left, 0)),
+        )
+        window = img[row : row + rows, col : col + cols]
         pad_top, pad_left = max(top, 0), max(left, 0)
         fill = (self.fill,) * (img.shape[2] if img.ndim == 3 else 1)
-        placed = cv2.copyMakeBorder(window, pad_top, self.size - pad_top - rows, pad_left,
-                                    self.size - pad_left - cols, cv2.BORDER_CONSTANT, value=fill)
+        placed = cv2.copyMakeBorder(
+            window,
+            pad_top,
+            self.size - pad_top - rows,
+            pad_left,
+            self.size - pad_left - cols,
+            cv2.BORDER_CONSTANT,
+            value=fill,
+        )
         return placed.reshape(self.size, self.size, *img.shape[2:])
 
-    def apply_to_bboxes(self, bboxes: np.ndarray, top: int, left: int, height: int, width: int,
-                        **params: Any) -> np.ndarray:
-        """Shift normalised xyxy boxes (albumentations format, extra columns kept) into the canvas."""
+    def apply_to_bboxes(
+        self, bboxes: np.ndarray, top: int, left: int, height: int, width: int, **params: Any
+    ) -> np.ndarray:
+        """Shift normalised xyxy boxes into the canvas
+        (albumentations format, extra columns kept)."""
         shifted = bboxes.copy()
         shifted[:, [0, 2]] = (bboxes[:, [0, 2]] * width + left) / self.size
         shifted[:, [1, 3]] = (bboxes[:, [1, 3]] * height + top) / self.size

@@ -9,20 +9,24 @@ Each `augment:` entry is `{name: <transform>, <param>: <value>, ...}`; parameter
 left out take the values shown:
 
     crop                {p: 0.5, erosion_rate: 0.0}         random crop that keeps every box whole
-    border_crop         {p: 0.5, max_fraction: 0.2}         free crop of up to this fraction per side
+    border_crop         {p: 0.5, max_fraction: 0.2}         free crop, up to this fraction a side
     scale_jitter        {min_scale: 0.75, max_scale: 1.25}  longest side -> image_size * U(min, max)
                                                             (4 px steps), placed at a random offset
     hflip               {p: 0.5}                            horizontal mirror
-    vflip               {p: 0.5}                            vertical mirror (aerial, medical; off by default)
+    vflip               {p: 0.5}                            vertical mirror (aerial, medical);
+                                                            off by default
     affine              {p: 0.5, degrees: 10, shear: 2, translate: 0.1, scale: 0.0}
-                                                            rotation/shear in degrees, translation as a
-                                                            fraction of S, scale factor 1 +- scale
+                                                            rotation and shear in degrees,
+                                                            translation as a fraction of S,
+                                                            scale factor 1 +- scale
                                                             (detector/data/augment/affine.py)
     hsv                 {p: 0.5, hue: 10, saturation: 40, value: 30}   shifts in OpenCV uint8 units
     brightness_contrast {p: 0.5, brightness: 0.2, contrast: 0.2}       fractions of the range
     rgb_shift           {p: 0.5, shift: 15}                 per-channel shift in grey levels
-    mosaic              {p: 0.5, centre_range: 0.5}         four images in one (detector/data/augment/mosaic.py)
-    mixup               {p: 0.1, alpha: 8.0}                two samples blended (detector/data/augment/mixup.py)
+    mosaic              {p: 0.5, centre_range: 0.5}         four images in one
+                                                            (detector/data/augment/mosaic.py)
+    mixup               {p: 0.1, alpha: 8.0}                two samples blended
+                                                            (detector/data/augment/mixup.py)
     box_filter          {min_visibility: 0.3, min_size: 2.0} drop policy (not a transform)
 
 Names, defaults and range checks live in detector/data/augment/entries.py.
@@ -76,8 +80,14 @@ from detector.data.letterbox import (
     letterbox_image,
 )
 
-__all__ = ["DEFAULT_AUGMENT", "EvalTransform", "TrainTransform", "TransformedSample",
-           "build_eval_transform", "build_train_transform"]
+__all__ = [
+    "DEFAULT_AUGMENT",
+    "EvalTransform",
+    "TrainTransform",
+    "TransformedSample",
+    "build_eval_transform",
+    "build_train_transform",
+]
 
 
 @dataclass
@@ -115,20 +125,29 @@ def _build_albumentation(name: str, params: dict[str, float]) -> A.BasicTransfor
     builders: dict[str, Callable[[], A.BasicTransform]] = {
         "crop": lambda: A.BBoxSafeRandomCrop(erosion_rate=params["erosion_rate"], p=params["p"]),
         "border_crop": lambda: A.RandomCropFromBorders(
-            crop_left=params["max_fraction"], crop_right=params["max_fraction"],
-            crop_top=params["max_fraction"], crop_bottom=params["max_fraction"], p=params["p"],
+            crop_left=params["max_fraction"],
+            crop_right=params["max_fraction"],
+            crop_top=params["max_fraction"],
+            crop_bottom=params["max_fraction"],
+            p=params["p"],
         ),
         "hflip": lambda: A.HorizontalFlip(p=params["p"]),
         "vflip": lambda: build_vflip(params),
         "hsv": lambda: A.HueSaturationValue(
-            hue_shift_limit=params["hue"], sat_shift_limit=params["saturation"],
-            val_shift_limit=params["value"], p=params["p"],
+            hue_shift_limit=params["hue"],
+            sat_shift_limit=params["saturation"],
+            val_shift_limit=params["value"],
+            p=params["p"],
         ),
         "brightness_contrast": lambda: A.RandomBrightnessContrast(
-            brightness_limit=params["brightness"], contrast_limit=params["contrast"], p=params["p"],
+            brightness_limit=params["brightness"],
+            contrast_limit=params["contrast"],
+            p=params["p"],
         ),
         "rgb_shift": lambda: A.RGBShift(
-            r_shift_limit=params["shift"], g_shift_limit=params["shift"], b_shift_limit=params["shift"],
+            r_shift_limit=params["shift"],
+            g_shift_limit=params["shift"],
+            b_shift_limit=params["shift"],
             p=params["p"],
         ),
     }
@@ -144,8 +163,9 @@ class TrainTransform:
     dataset applies them (detector/data/augment/multi_image.py).
     """
 
-    def __init__(self, parsed: list[tuple[str, dict[str, float]]], image_size: int,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, parsed: list[tuple[str, dict[str, float]]], image_size: int, seed: int | None = None
+    ) -> None:
         self.parsed = parsed
         self.image_size = image_size
         entries = dict(parsed)
@@ -174,7 +194,11 @@ class TrainTransform:
         self._seeded = None  # handed to a Compose when it is next used (~15 us)
 
     def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray,
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        ignore: np.ndarray,
         image_size: int | None = None,
     ) -> TransformedSample:
         """Augment one sample.
@@ -196,9 +220,16 @@ class TrainTransform:
         # Boxes enter albumentations normalised, clipped and non-degenerate, i.e. in
         # its own internal format: its pascal_voc conversion, clipping and invalid-box
         # filter cost more per call than this numpy (~0.1 ms per image together).
-        normalised = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / (width, height, width, height)
+        normalised = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / (
+            width,
+            height,
+            width,
+            height,
+        )
         np.clip(normalised, 0.0, 1.0, out=normalised)
-        valid = np.flatnonzero((normalised[:, 2] > normalised[:, 0]) & (normalised[:, 3] > normalised[:, 1]))
+        valid = np.flatnonzero(
+            (normalised[:, 2] > normalised[:, 0]) & (normalised[:, 3] > normalised[:, 1])
+        )
         # Each box carries its index as a fifth column (extra columns travel with
         # their box), so labels and ignore flags are selected by it afterwards and
         # can never fall out of step; cheaper than a `label_fields` entry, which
@@ -241,7 +272,8 @@ class EvalTransform:
 
 
 def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) -> A.Compose:
-    """The albumentations pipeline of parsed entries for S = `image_size` (order: module docstring)."""
+    """The albumentations pipeline of parsed entries for S = `image_size`
+    (order: module docstring)."""
     box_filter = dict(PARAMS["box_filter"])
     scale_jitter = affine = None
     crops, others = [], []
@@ -260,10 +292,15 @@ def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) 
     if scale_jitter is None:
         # letterbox.resize_image, as evaluation and Detector resize: the same pixels.
         resize = FitLongestSide(image_size)
-        place = [A.PadIfNeeded(
-            min_height=image_size, min_width=image_size, position="center",
-            border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
-        )]
+        place = [
+            A.PadIfNeeded(
+                min_height=image_size,
+                min_width=image_size,
+                position="center",
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=PAD_VALUE,
+            )
+        ]
     else:
         sizes = _scale_choices(image_size, scale_jitter["min_scale"], scale_jitter["max_scale"])
         resize = FitLongestSide(sizes)
@@ -286,7 +323,8 @@ def _build_compose(parsed: list[tuple[str, dict[str, float]]], image_size: int) 
     )
     # Shape checks guard masks against images of another size; we pass one image only.
     return with_quick_box_check(
-        A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False))
+        A.Compose([*crops, resize, *others, *place], bbox_params=bbox_params, is_check_shapes=False)
+    )
 
 
 def build_train_transform(

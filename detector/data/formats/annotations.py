@@ -24,7 +24,8 @@ import numpy as np
 
 
 class AnnotationError(ValueError):
-    """Annotation content that cannot be read; the message starts with the file (and names the entry)."""
+    """Annotation content that cannot be read; the message starts with the file
+    (and names the entry)."""
 
 
 @dataclass
@@ -44,7 +45,9 @@ class ReadStats:
         self.size_mismatches += other.size_mismatches
 
 
-def check_boxes_xyxy(boxes: np.ndarray, where: str, object_names: list[str] | None = None) -> np.ndarray:
+def check_boxes_xyxy(
+    boxes: np.ndarray, where: str, object_names: list[str] | None = None
+) -> np.ndarray:
     """Reject non-finite and inverted boxes.
 
     Args:

@@ -47,7 +47,9 @@ def default_category_ids(num_classes: int) -> list[int]:
     return list(range(1, num_classes + 1))
 
 
-def coco_category_ids(categories: list[dict[str, Any]], names: list[str] | None = None) -> tuple[list[str], list[int]]:
+def coco_category_ids(
+    categories: list[dict[str, Any]], names: list[str] | None = None
+) -> tuple[list[str], list[int]]:
     """Map COCO categories to contiguous labels.
 
     Args:
@@ -63,9 +65,15 @@ def coco_category_ids(categories: list[dict[str, Any]], names: list[str] | None 
             id or name, or a name not among the categories.
     """
     for category in categories:
-        if not (isinstance(category, dict) and isinstance(category.get("id"), int)
-                and not isinstance(category["id"], bool) and isinstance(category.get("name"), str)):
-            raise AnnotationError(f"a category must be {{id: integer, name: string}}, got {category!r}")
+        if not (
+            isinstance(category, dict)
+            and isinstance(category.get("id"), int)
+            and not isinstance(category["id"], bool)
+            and isinstance(category.get("name"), str)
+        ):
+            raise AnnotationError(
+                f"a category must be {{id: integer, name: string}}, got {category!r}"
+            )
     if len({category["id"] for category in categories}) != len(categories):
         raise AnnotationError("two categories share an id")
     by_name: dict[str, int] = {}
@@ -87,13 +95,17 @@ def coco_category_ids(categories: list[dict[str, Any]], names: list[str] | None 
 def load_coco_json(annotation_file: Path) -> dict[str, Any]:
     """Read and sanity-check an instances JSON file; errors name the file."""
     if not annotation_file.is_file():
-        raise FileNotFoundError(f"{annotation_file}: COCO annotation file not found (see datasets/README.md)")
+        raise FileNotFoundError(
+            f"{annotation_file}: COCO annotation file not found (see datasets/README.md)"
+        )
     try:
         content = json.loads(annotation_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"{annotation_file}: malformed JSON ({exc})") from None
     if not isinstance(content, dict):
-        raise AnnotationError(f"{annotation_file}: expected a JSON object with images, annotations, categories")
+        raise AnnotationError(
+            f"{annotation_file}: expected a JSON object with images, annotations, categories"
+        )
     for key in ("images", "annotations", "categories"):
         if not isinstance(content.get(key), list):
             raise AnnotationError(f"{annotation_file}: missing or non-list {key!r}")
@@ -111,7 +123,9 @@ def _annotation_box(annotation: dict[str, Any], where: str) -> list[float]:
             raise TypeError
         x, y, width, height = (float(value) for value in bbox)
     except (TypeError, OverflowError):  # OverflowError: an integer beyond float range
-        raise AnnotationError(f"{where}: bbox must be 4 numbers [x, y, width, height], got {bbox!r}") from None
+        raise AnnotationError(
+            f"{where}: bbox must be 4 numbers [x, y, width, height], got {bbox!r}"
+        ) from None
     return [x, y, x + width, y + height]
 
 
@@ -159,26 +173,40 @@ def read_coco(
     images: dict[int, dict[str, Any]] = {}
     for image in content["images"]:
         if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
-            raise AnnotationError(f"{annotation_file}: an image entry lacks 'id' or 'file_name': {image!r}")
+            raise AnnotationError(
+                f"{annotation_file}: an image entry lacks 'id' or 'file_name': {image!r}"
+            )
         if isinstance(image["id"], bool) or not isinstance(image["id"], int):
             raise AnnotationError(f"{annotation_file}: image id {image['id']!r} is not an integer")
-        if not isinstance(image["file_name"], str) or not image["file_name"] or "\0" in image["file_name"]:
-            raise AnnotationError(f"{annotation_file}: image {image['id']} has file_name {image['file_name']!r}, "
-                                  "not a path string")
+        if (
+            not isinstance(image["file_name"], str)
+            or not image["file_name"]
+            or "\0" in image["file_name"]
+        ):
+            raise AnnotationError(
+                f"{annotation_file}: image {image['id']} has file_name {image['file_name']!r}, "
+                "not a path string"
+            )
         if image["id"] in images:
             raise AnnotationError(f"{annotation_file}: image id {image['id']} appears twice")
         images[image["id"]] = image
 
-    per_image: dict[int, list[tuple[list[float], int, bool]]] = {image_id: [] for image_id in images}
+    per_image: dict[int, list[tuple[list[float], int, bool]]] = {
+        image_id: [] for image_id in images
+    }
     for index, annotation in enumerate(content["annotations"]):
         if not isinstance(annotation, dict):
-            raise AnnotationError(f"{annotation_file}: annotations[{index}] is not an object: {annotation!r}")
+            raise AnnotationError(
+                f"{annotation_file}: annotations[{index}] is not an object: {annotation!r}"
+            )
         where = f"{annotation_file}: annotation {annotation.get('id')}"
         category_id = annotation.get("category_id")
         if not _hashable(category_id) or category_id not in known_categories:
             raise AnnotationError(f"{where} has category_id {category_id!r}, not in 'categories'")
         if not _hashable(annotation.get("image_id")) or annotation.get("image_id") not in per_image:
-            raise AnnotationError(f"{where} refers to image_id {annotation.get('image_id')!r}, not in 'images'")
+            raise AnnotationError(
+                f"{where} refers to image_id {annotation.get('image_id')!r}, not in 'images'"
+            )
         box = _annotation_box(annotation, where)
         check_boxes_xyxy(np.array([box]), where, ["bbox"])
         if category_id in label_of:
@@ -190,7 +218,9 @@ def read_coco(
     paths = [images_dir / images[image_id]["file_name"] for image_id in image_ids]
     records: list[SampleRecord] = []
     skipped: list[SkippedSample] = []
-    for image_id, path, size in zip(image_ids, paths, probe_images(paths, decode=decode, max_pixels=max_pixels), strict=True):
+    for image_id, path, size in zip(
+        image_ids, paths, probe_images(paths, decode=decode, max_pixels=max_pixels), strict=True
+    ):
         if isinstance(size, ImageReadError):
             skipped.append(SkippedSample(size.path, size.reason))
             continue
@@ -203,10 +233,21 @@ def read_coco(
             np.array([box for box, _, _ in objects], np.float32).reshape(-1, 4),
             np.array([label for _, label, _ in objects], np.int64),
             np.array([crowd for _, _, crowd in objects], bool),
-            width=width, height=height, min_box_size=min_box_size, stats=stats,
+            width=width,
+            height=height,
+            min_box_size=min_box_size,
+            stats=stats,
         )
-        records.append(SampleRecord(
-            image_path=str(path), width=width, height=height, boxes=boxes, labels=labels,
-            ignore=ignore, image_id=int(image_id), source_id=int(image_id),
-        ))
+        records.append(
+            SampleRecord(
+                image_path=str(path),
+                width=width,
+                height=height,
+                boxes=boxes,
+                labels=labels,
+                ignore=ignore,
+                image_id=int(image_id),
+                source_id=int(image_id),
+            )
+        )
     return records, skipped, names

@@ -72,7 +72,10 @@ def _parse_size(root: ElementTree.Element) -> tuple[int, int] | None:
     if size is None:
         return None
     try:
-        height, width = int(float(_text(size, "height") or 0)), int(float(_text(size, "width") or 0))
+        height, width = (
+            int(float(_text(size, "height") or 0)),
+            int(float(_text(size, "width") or 0)),
+        )
     except (ValueError, OverflowError):  # "abc", "inf"
         return None
     return (height, width) if height > 0 and width > 0 else None
@@ -112,7 +115,11 @@ def parse_voc_xml(xml_path: Path, names: list[str]) -> VocAnnotation:
     """
     try:
         root = ElementTree.parse(xml_path).getroot()
-    except (ElementTree.ParseError, ValueError, LookupError) as exc:  # LookupError: unknown encoding
+    except (
+        ElementTree.ParseError,
+        ValueError,
+        LookupError,
+    ) as exc:  # LookupError: unknown encoding
         raise AnnotationError(f"{xml_path}: malformed XML ({exc})") from None
     class_index = {name: index for index, name in enumerate(names)}
     boxes, labels, difficult, descriptions = [], [], [], []
@@ -133,7 +140,9 @@ def parse_voc_xml(xml_path: Path, names: list[str]) -> VocAnnotation:
             try:
                 coords.append(float(text))  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise AnnotationError(f"{xml_path}: {where} has a missing or non-numeric <{tag}>: {text!r}") from None
+                raise AnnotationError(
+                    f"{xml_path}: {where} has a missing or non-numeric <{tag}>: {text!r}"
+                ) from None
         flag = _text(obj, "difficult") or "0"
         boxes.append(coords)
         labels.append(class_index[name])
@@ -194,7 +203,9 @@ def read_voc_split(
     try:
         text = split_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise AnnotationError(f"{split_file}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+        raise AnnotationError(
+            f"{split_file}: not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+        ) from None
     ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     stats = stats if stats is not None else ReadStats()
 
@@ -213,7 +224,9 @@ def read_voc_split(
         pending.append((image_id, image_path, annotation))
 
     records: list[SampleRecord] = []
-    sizes = probe_images([image_path for _, image_path, _ in pending], decode=decode, max_pixels=max_pixels)
+    sizes = probe_images(
+        [image_path for _, image_path, _ in pending], decode=decode, max_pixels=max_pixels
+    )
     for (image_id, image_path, annotation), size in zip(pending, sizes, strict=True):
         if isinstance(size, ImageReadError):
             skipped.append(SkippedSample(size.path, size.reason))
@@ -222,13 +235,26 @@ def read_voc_split(
         if annotation.size is not None and annotation.size != (height, width):
             stats.size_mismatches += 1
         boxes, labels, ignore = clip_and_filter(
-            annotation.boxes, annotation.labels, annotation.difficult,
-            width=width, height=height, min_box_size=min_box_size, stats=stats,
+            annotation.boxes,
+            annotation.labels,
+            annotation.difficult,
+            width=width,
+            height=height,
+            min_box_size=min_box_size,
+            stats=stats,
         )
-        records.append(SampleRecord(
-            image_path=str(image_path), width=width, height=height, boxes=boxes,
-            labels=labels, ignore=ignore, image_id=len(records), source_id=image_id,
-        ))
+        records.append(
+            SampleRecord(
+                image_path=str(image_path),
+                width=width,
+                height=height,
+                boxes=boxes,
+                labels=labels,
+                ignore=ignore,
+                image_id=len(records),
+                source_id=image_id,
+            )
+        )
     return records, skipped
 
 
@@ -265,12 +291,16 @@ def write_voc_xml(
     size = ElementTree.SubElement(root, "size")
     for tag, value in (("width", width), ("height", height), ("depth", 3)):
         ElementTree.SubElement(size, tag).text = str(int(value))
-    for box, label, flag in zip(boxes, np.asarray(labels).tolist(), difficult.tolist(), strict=True):
+    for box, label, flag in zip(
+        boxes, np.asarray(labels).tolist(), difficult.tolist(), strict=True
+    ):
         obj = ElementTree.SubElement(root, "object")
         ElementTree.SubElement(obj, "name").text = names[label]
         ElementTree.SubElement(obj, "difficult").text = str(int(flag))
         bndbox = ElementTree.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (box[0] + 1, box[1] + 1, box[2], box[3]), strict=True):
+        for tag, value in zip(
+            ("xmin", "ymin", "xmax", "ymax"), (box[0] + 1, box[1] + 1, box[2], box[3]), strict=True
+        ):
             ElementTree.SubElement(bndbox, tag).text = _number(value)
     ElementTree.indent(root)
     ElementTree.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=False)

@@ -57,20 +57,29 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise AnnotationError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+        raise AnnotationError(
+            f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def list_yolo_images(source: Path) -> list[Path]:
     """Images of a source: a folder (recursive, sorted) or a list file (in its order)."""
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return sorted(
+            p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
     if source.is_file():
         lines = [line.strip() for line in _read_text(source).splitlines()]
         for number, line in enumerate(lines, start=1):
             if "\0" in line:
                 raise AnnotationError(f"{source}: line {number}: a path with a NUL character")
-        return [path if path.is_absolute() else source.parent / path for path in map(Path, filter(None, lines))]
-    raise FileNotFoundError(f"{source}: YOLO image folder or list file not found (see datasets/README.md)")
+        return [
+            path if path.is_absolute() else source.parent / path
+            for path in map(Path, filter(None, lines))
+        ]
+    raise FileNotFoundError(
+        f"{source}: YOLO image folder or list file not found (see datasets/README.md)"
+    )
 
 
 def parse_yolo_labels(label_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,14 +104,18 @@ def parse_yolo_labels(label_path: Path, num_classes: int) -> tuple[np.ndarray, n
             continue
         where = f"{label_path}: line {line_number}"
         if len(fields) != 5:
-            raise AnnotationError(f"{where}: expected 'class cx cy w h', got {len(fields)} values: {line.strip()!r}")
+            raise AnnotationError(
+                f"{where}: expected 'class cx cy w h', got {len(fields)} values: {line.strip()!r}"
+            )
         try:
             class_value = float(fields[0])
             values = [float(field) for field in fields[1:]]
         except ValueError:
             raise AnnotationError(f"{where}: not a number in {line.strip()!r}") from None
         if not class_value.is_integer() or not 0 <= class_value < num_classes:
-            raise AnnotationError(f"{where}: class index {fields[0]} out of range 0..{num_classes - 1} (data.names)")
+            raise AnnotationError(
+                f"{where}: class index {fields[0]} out of range 0..{num_classes - 1} (data.names)"
+            )
         if not all(math.isfinite(value) for value in values) or values[2] < 0 or values[3] < 0:
             raise AnnotationError(f"{where}: bad box {fields[1:]} (NaN, infinite or negative size)")
         boxes.append(values)
@@ -152,15 +165,30 @@ def read_yolo_source(
             continue
         height, width = size
         cxcywh = cxcywh.astype(np.float64)
-        xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+        xyxy = np.concatenate(
+            [cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1
+        )
         xyxy *= np.array([width, height, width, height], np.float64)
         xyxy = check_boxes_xyxy(xyxy, str(yolo_label_path(image_path)))
         boxes, labels, ignore = clip_and_filter(
-            xyxy, labels, np.zeros(len(labels), bool),
-            width=width, height=height, min_box_size=min_box_size, stats=stats,
+            xyxy,
+            labels,
+            np.zeros(len(labels), bool),
+            width=width,
+            height=height,
+            min_box_size=min_box_size,
+            stats=stats,
         )
-        records.append(SampleRecord(
-            image_path=str(image_path), width=width, height=height, boxes=boxes, labels=labels,
-            ignore=ignore, image_id=len(records), source_id=image_path.stem,
-        ))
+        records.append(
+            SampleRecord(
+                image_path=str(image_path),
+                width=width,
+                height=height,
+                boxes=boxes,
+                labels=labels,
+                ignore=ignore,
+                image_id=len(records),
+                source_id=image_path.stem,
+            )
+        )
     return records, skipped

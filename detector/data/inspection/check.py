@@ -82,7 +82,8 @@ class CheckReport:
     def problems(self) -> list[str]:
         """Reasons the dataset cannot be trained on; empty when it can."""
         return [
-            f"{report.split}: no usable image ({report.num_entries} entries, {len(report.skipped)} skipped)"
+            f"{report.split}: no usable image ({report.num_entries} entries, "
+            f"{len(report.skipped)} skipped)"
             for report in self.splits
             if report.num_images == 0
         ]
@@ -95,16 +96,21 @@ def box_size_stats(widths: np.ndarray, heights: np.ndarray) -> BoxSizeStats | No
     areas = widths * heights
     return BoxSizeStats(
         count=len(widths),
-        width_min=float(widths.min()), width_median=float(np.median(widths)), width_max=float(widths.max()),
-        height_min=float(heights.min()), height_median=float(np.median(heights)), height_max=float(heights.max()),
+        width_min=float(widths.min()),
+        width_median=float(np.median(widths)),
+        width_max=float(widths.max()),
+        height_min=float(heights.min()),
+        height_median=float(np.median(heights)),
+        height_max=float(heights.max()),
         small=int((areas < SMALL_AREA).sum()),
         medium=int(((areas >= SMALL_AREA) & (areas < MEDIUM_AREA)).sum()),
         large=int((areas >= MEDIUM_AREA).sum()),
     )
 
 
-def check_split(data_cfg: DataConfig, split: str, *, decode: bool = False,
-                network_size: int | None = None) -> tuple[SplitReport, list[str]]:
+def check_split(
+    data_cfg: DataConfig, split: str, *, decode: bool = False, network_size: int | None = None
+) -> tuple[SplitReport, list[str]]:
     """Scan one split; with `network_size` (model.image_size) also measure object sizes at input
     (through data.slice's tiles too, when it is set).
 
@@ -140,13 +146,16 @@ def check_split(data_cfg: DataConfig, split: str, *, decode: bool = False,
     )
     if network_size is not None:
         report.object_sizes = object_sizes(
-            split_records.records, network_size=network_size,
-            slice_size=data_cfg.slice.size if data_cfg.slice is not None else None)
+            split_records.records,
+            network_size=network_size,
+            slice_size=data_cfg.slice.size if data_cfg.slice is not None else None,
+        )
     return report, names
 
 
-def check_dataset(data_cfg: DataConfig, *, decode: bool = False,
-                  network_size: int | None = None) -> CheckReport:
+def check_dataset(
+    data_cfg: DataConfig, *, decode: bool = False, network_size: int | None = None
+) -> CheckReport:
     """Scan the train and val splits of a dataset.
 
     Args:
@@ -167,6 +176,7 @@ def check_dataset(data_cfg: DataConfig, *, decode: bool = False,
         report.splits.append(split_report)
         report.names = report.names or names
         if split == "train" and split_report.object_sizes is not None and network_size is not None:
-            report.suggested_tile_size = suggest_tile_size(split_report.object_sizes,
-                                                           network_size=network_size)
+            report.suggested_tile_size = suggest_tile_size(
+                split_report.object_sizes, network_size=network_size
+            )
     return report

@@ -40,10 +40,14 @@ class SizeHistogram:
 
     def __str__(self) -> str:
         edges = zip(BUCKETS[:-1], BUCKETS[1:], strict=True)
-        labels = [f"<{BUCKETS[0]:g}", *(f"{low:g}-{high:g}" for low, high in edges),
-                  f">={BUCKETS[-1]:g}"]
-        cells = "  ".join(f"{label}: {count}"
-                          for label, count in zip(labels, self.counts, strict=True))
+        labels = [
+            f"<{BUCKETS[0]:g}",
+            *(f"{low:g}-{high:g}" for low, high in edges),
+            f">={BUCKETS[-1]:g}",
+        ]
+        cells = "  ".join(
+            f"{label}: {count}" for label, count in zip(labels, self.counts, strict=True)
+        )
         return f"{cells}  (median {self.median:.1f})"
 
 
@@ -60,8 +64,9 @@ class ObjectSizes:
     fraction_tiny_through_tiles: float | None = None
 
 
-def object_sizes(records: list[SampleRecord], *, network_size: int,
-                 slice_size: int | None = None) -> ObjectSizes | None:
+def object_sizes(
+    records: list[SampleRecord], *, network_size: int, slice_size: int | None = None
+) -> ObjectSizes | None:
     """Measure the targets of `records` (ignored boxes left out); None when there are none.
 
     Args:
@@ -83,9 +88,12 @@ def object_sizes(records: list[SampleRecord], *, network_size: int,
     if not native:
         return None
     at_input_sides = np.concatenate(at_input)
-    sizes = ObjectSizes(network_size=network_size, native=SizeHistogram.of(np.concatenate(native)),
-                        at_input=SizeHistogram.of(at_input_sides),
-                        fraction_tiny_at_input=float((at_input_sides < TINY_SIDE).mean()))
+    sizes = ObjectSizes(
+        network_size=network_size,
+        native=SizeHistogram.of(np.concatenate(native)),
+        at_input=SizeHistogram.of(at_input_sides),
+        fraction_tiny_at_input=float((at_input_sides < TINY_SIDE).mean()),
+    )
     if slice_size is not None:
         tile_sides = np.concatenate(through_tiles)
         sizes.slice_size = slice_size
@@ -102,8 +110,11 @@ def suggest_tile_size(sizes: ObjectSizes, *, network_size: int) -> int | None:
     magnifies the median object to TINY_SIDE px, rounded down to a multiple of 32
     (at least 32). Under data.slice the measure is through its tiles.
     """
-    tiny = (sizes.fraction_tiny_through_tiles if sizes.through_tiles is not None
-            else sizes.fraction_tiny_at_input)
+    tiny = (
+        sizes.fraction_tiny_through_tiles
+        if sizes.through_tiles is not None
+        else sizes.fraction_tiny_at_input
+    )
     if tiny <= 0.5:
         return None
     if sizes.native.median >= TINY_SIDE:

@@ -58,7 +58,9 @@ def draw_boxes(
     """
     canvas = np.ascontiguousarray(image_rgb[..., ::-1])
     ignore = np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool)
-    for box, label, ignored in zip(np.asarray(boxes, np.float32).reshape(-1, 4), labels, ignore, strict=True):
+    for box, label, ignored in zip(
+        np.asarray(boxes, np.float32).reshape(-1, 4), labels, ignore, strict=True
+    ):
         label = int(label)
         colour = (160, 160, 160) if ignored else class_colour(label)
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
@@ -68,8 +70,16 @@ def draw_boxes(
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
         top = max(y1 - height - baseline - 1, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + width + 2, top + height + baseline + 1), colour, -1)
-        cv2.putText(canvas, text, (x1 + 1, top + height), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            text,
+            (x1 + 1, top + height),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return canvas
 
 
@@ -81,7 +91,10 @@ def tile_grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
     grid = np.zeros((rows * height, columns * width, 3), np.uint8)
     for index, tile in enumerate(tiles):
         row, column = divmod(index, columns)
-        grid[row * height:row * height + tile.shape[0], column * width:column * width + tile.shape[1]] = tile
+        grid[
+            row * height : row * height + tile.shape[0],
+            column * width : column * width + tile.shape[1],
+        ] = tile
     return grid
 
 
@@ -90,13 +103,22 @@ def _caption(tile: np.ndarray, text: str) -> np.ndarray:
     (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
     bottom = tile.shape[0] - 1
     cv2.rectangle(tile, (0, bottom - height - baseline - 1), (width + 2, bottom), (0, 0, 0), -1)
-    cv2.putText(tile, text, (1, bottom - baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        tile,
+        text,
+        (1, bottom - baseline),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.35,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return tile
 
 
-def tile_overview(record: SampleRecord, image_rgb: np.ndarray,
-                  windows: list[tuple[int, int, int, int]], side: int) -> np.ndarray:
+def tile_overview(
+    record: SampleRecord, image_rgb: np.ndarray, windows: list[tuple[int, int, int, int]], side: int
+) -> np.ndarray:
     """One image scaled to fit `side` x `side`, its tile `windows` outlined, its boxes drawn.
 
     Args:
@@ -177,8 +199,12 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
     # The training loader's sampler (per-sample seeds and plans), one sample per
     # batch so that multi-scale draws a side per tile; epochs follow each other
     # when `num` exceeds the split.
-    sampler = SeededSampler(RandomSampler(dataset, generator=torch.Generator()), seed,
-                            image_size=cfg.model.image_size, multi_scale=cfg.train.multi_scale)
+    sampler = SeededSampler(
+        RandomSampler(dataset, generator=torch.Generator()),
+        seed,
+        image_size=cfg.model.image_size,
+        multi_scale=cfg.train.multi_scale,
+    )
     items: list[tuple] = []
     epoch = 0
     while len(items) < num:
@@ -187,7 +213,9 @@ def render_preview(cfg: Config, *, num: int = 16, seed: int = 0) -> np.ndarray:
         epoch += 1
     for item in items[:num]:
         sample = dataset[item]
-        tile = draw_boxes(sample["image"], sample["boxes"], sample["labels"], split.names, sample["ignore"])
+        tile = draw_boxes(
+            sample["image"], sample["boxes"], sample["labels"], split.names, sample["ignore"]
+        )
         captions = [_sample_caption(records[item[0]])] if cfg.data.slice is not None else []
         if cfg.train.multi_scale is not None:
             captions.append(f"{tile.shape[0]} px")

@@ -52,7 +52,8 @@ def collate_batch(samples: list[dict[str, Any]], *, reuse_segments: bool = True)
 
     Returns:
         {images: uint8 Tensor[B, 3, S, S], targets: B dicts of boxes float32 [N_i, 4],
-        labels int64 [N_i], ignore bool [N_i], metas: B dicts}; see detector/data/loading/dataset.py.
+        labels int64 [N_i], ignore bool [N_i], metas: B dicts}; see
+        detector/data/loading/dataset.py.
 
     Raises:
         ValueError: an image of another size or dtype, or boxes/labels/ignore of
@@ -70,17 +71,27 @@ def collate_batch(samples: list[dict[str, Any]], *, reuse_segments: bool = True)
     for index, sample in enumerate(samples):
         image = sample["image"]
         if image.shape != (height, width, 3) or image.dtype != np.uint8:
-            raise ValueError(f"collate_batch: image {index} is {image.dtype} {image.shape}, "
-                             f"expected uint8 {(height, width, 3)}")
+            raise ValueError(
+                f"collate_batch: image {index} is {image.dtype} {image.shape}, "
+                f"expected uint8 {(height, width, 3)}"
+            )
         if not len(sample["boxes"]) == len(sample["labels"]) == len(sample["ignore"]):
-            raise ValueError(f"collate_batch: sample {index} has {len(sample['boxes'])} boxes, "
-                             f"{len(sample['labels'])} labels and {len(sample['ignore'])} ignore flags")
+            raise ValueError(
+                f"collate_batch: sample {index} has {len(sample['boxes'])} boxes, "
+                f"{len(sample['labels'])} labels and {len(sample['ignore'])} ignore flags"
+            )
     metas = [sample["meta"] for sample in samples]
     in_worker = get_worker_info() is not None
-    batch = worker_batch((3, height, width), samples, metas) if in_worker and reuse_segments else None
+    batch = (
+        worker_batch((3, height, width), samples, metas) if in_worker and reuse_segments else None
+    )
     if batch is None:
         images = _empty_images((len(samples), 3, height, width), shared=in_worker)
-        batch = {"images": images, "targets": unpack_targets(*pack_targets(samples)), "metas": metas}
+        batch = {
+            "images": images,
+            "targets": unpack_targets(*pack_targets(samples)),
+            "metas": metas,
+        }
     planes = batch["images"].numpy()
     for index, sample in enumerate(samples):
         cv2.split(np.ascontiguousarray(sample["image"]), list(planes[index]))

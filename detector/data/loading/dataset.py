@@ -93,8 +93,10 @@ def _crop(image: np.ndarray, record: SampleRecord) -> np.ndarray:
         return image
     x1, y1, x2, y2 = record.window
     if image.shape[0] < y2 or image.shape[1] < x2:
-        raise ValueError(f"decoded {image.shape[1]}x{image.shape[0]}, smaller than its tile "
-                         f"{record.window} (the file changed since it was read?)")
+        raise ValueError(
+            f"decoded {image.shape[1]}x{image.shape[0]}, smaller than its tile "
+            f"{record.window} (the file changed since it was read?)"
+        )
     return np.ascontiguousarray(image[y1:y2, x1:x2])
 
 
@@ -141,13 +143,18 @@ class DetectionDataset(Dataset):
                 reason = getattr(exc, "reason", str(exc))
                 self.failed[candidate] = reason
                 replaced.append(path)
-                warnings.warn(f"{path}: cannot decode ({reason}); skipping it", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"{path}: cannot decode ({reason}); skipping it", RuntimeWarning, stacklevel=2
+                )
+        last = replaced[-1] if replaced else "?"
         raise UndecodableImagesError(
-            f"{len(replaced)} images in a row failed to decode (last: {replaced[-1] if replaced else '?'}); "
+            f"{len(replaced)} images in a row failed to decode (last: {last}); "
             "run `detector data check --decode` on the dataset"
         )
 
-    def _load(self, index: int, replaced: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _load(
+        self, index: int, replaced: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(image, boxes, labels, ignore) of `index`, or of the next decodable record."""
         index, image = self._decode(index, replaced)
         record = self.records[index]
@@ -168,11 +175,18 @@ class DetectionDataset(Dataset):
         record = self.records[index]
         if sample_seed is not None and isinstance(self.transform, TrainTransform):
             sample = augment_sample(
-                self.transform, (image, record.boxes, record.labels, record.ignore),
-                lambda partner: self._load(partner, replaced), num_records=len(self.records),
-                sample_seed=sample_seed, mosaic=plan.mosaic if plan is not None else True,
-                image_size=(plan.image_size if plan is not None and plan.image_size
-                            else self.transform.image_size))
+                self.transform,
+                (image, record.boxes, record.labels, record.ignore),
+                lambda partner: self._load(partner, replaced),
+                num_records=len(self.records),
+                sample_seed=sample_seed,
+                mosaic=plan.mosaic if plan is not None else True,
+                image_size=(
+                    plan.image_size
+                    if plan is not None and plan.image_size
+                    else self.transform.image_size
+                ),
+            )
         else:
             if sample_seed is not None:
                 self.transform.set_seed(sample_seed)
@@ -182,8 +196,12 @@ class DetectionDataset(Dataset):
             "boxes": sample.boxes,
             "labels": sample.labels,
             "ignore": sample.ignore,
-            "meta": {"image_id": record.image_id, "path": record.image_path,
-                     "letterbox": sample.letterbox, "replaced": replaced},
+            "meta": {
+                "image_id": record.image_id,
+                "path": record.image_path,
+                "letterbox": sample.letterbox,
+                "replaced": replaced,
+            },
         }
 
 
@@ -216,20 +234,31 @@ def capped_workers(requested: int, *, processes_per_machine: int = 1, announce: 
     if requested <= share:
         return requested
     if announce:
-        print(f"train.workers: {requested} is more than the CPUs available to this process ({share}); "
-              f"using {share}", file=sys.stderr)
+        print(
+            f"train.workers: {requested} is more than the CPUs available to this process "
+            f"({share}); using {share}",
+            file=sys.stderr,
+        )
     return share
 
 
-def slice_training_records(cfg: Config, records: list[SampleRecord],
-                           ) -> tuple[list[SampleRecord], TilingSummary]:
+def slice_training_records(
+    cfg: Config,
+    records: list[SampleRecord],
+) -> tuple[list[SampleRecord], TilingSummary]:
     """The training samples under `cfg.data.slice` (set): `tiles.training_samples` of `records`."""
     spec = cfg.data.slice
-    return training_samples(records, size=spec.size, overlap=spec.overlap,
-                            min_area_ratio=spec.min_area_ratio,
-                            empty_rate=spec.empty_rate, full_images=spec.full_images,
-                            network_size=cfg.model.image_size, min_box_size=cfg.data.min_box_size,
-                            seed=cfg.train.seed)
+    return training_samples(
+        records,
+        size=spec.size,
+        overlap=spec.overlap,
+        min_area_ratio=spec.min_area_ratio,
+        empty_rate=spec.empty_rate,
+        full_images=spec.full_images,
+        network_size=cfg.model.image_size,
+        min_box_size=cfg.data.min_box_size,
+        seed=cfg.train.seed,
+    )
 
 
 def build_dataloader(
@@ -280,7 +309,9 @@ def build_dataloader(
         if rank == 0:
             print(f"data.slice: {summary}", file=sys.stderr)
     if train:
-        transform: Transform = build_train_transform(cfg.augment, cfg.model.image_size, seed=seed + rank)
+        transform: Transform = build_train_transform(
+            cfg.augment, cfg.model.image_size, seed=seed + rank
+        )
     else:
         transform = build_eval_transform(cfg.model.image_size)
     from detector.data.images import read_image_rgb
@@ -295,14 +326,25 @@ def build_dataloader(
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     elif shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator())  # SeededSampler seeds it per epoch
+        sampler = RandomSampler(
+            dataset, generator=torch.Generator()
+        )  # SeededSampler seeds it per epoch
     else:
         sampler = SequentialSampler(dataset)
     if train:
-        sampler = SeededSampler(sampler, seed, rank, batch_size=batch_size, image_size=cfg.model.image_size,
-                                multi_scale=cfg.train.multi_scale)
-    workers = capped_workers(cfg.train.workers, announce=rank == 0 and train,
-                             processes_per_machine=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+        sampler = SeededSampler(
+            sampler,
+            seed,
+            rank,
+            batch_size=batch_size,
+            image_size=cfg.model.image_size,
+            multi_scale=cfg.train.multi_scale,
+        )
+    workers = capped_workers(
+        cfg.train.workers,
+        announce=rank == 0 and train,
+        processes_per_machine=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+    )
     timeout = cfg.train.worker_timeout if workers > 0 and cfg.train.worker_timeout else 0
     loader = DataLoader(
         dataset,

@@ -1,5 +1,7 @@
 """Process memory tuning for DataLoader workers (Linux/glibc; elsewhere these do nothing).
 
+Usage:
+
     from detector.data.loading.memory import keep_freed_memory, prefault
     keep_freed_memory()   # in a worker's init
     prefault(array)       # map a fresh buffer's pages in one call
@@ -29,7 +31,14 @@ def _load_libc() -> ctypes.CDLL | None:
 LIBC = _load_libc()  # glibc with typed mmap/munmap/madvise, or None
 if LIBC is not None:
     LIBC.mmap.restype = ctypes.c_void_p
-    LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    LIBC.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
     LIBC.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 

@@ -7,7 +7,7 @@
     sampler.set_epoch(3)
     sampler.set_mosaic(False)   # train.close_mosaic: this epoch without mosaic
     list(sampler)   # [(index, sample_seed, SamplePlan(mosaic, image_size)), ...]
-    sampler.set_epoch(3, start=64)   # the same epoch without its first 64 samples (mid-epoch resume)
+    sampler.set_epoch(3, start=64)   # mid-epoch resume: the same epoch without its first 64 samples
 
 The sampler runs in the main process and hands every index out together with a seed
 that is a pure function of (seed, rank, epoch, position in the epoch). The dataset
@@ -46,7 +46,8 @@ _SIZE_STREAM = 0x53495A45  # "SIZE": tags the per-batch size stream
 
 
 class SamplePlan(NamedTuple):
-    """What the main process decides for one sample: mosaic on/off and the input side (None: default)."""
+    """What the main process decides for one sample:
+    mosaic on/off and the input side (None: default)."""
 
     mosaic: bool
     image_size: int | None
@@ -77,10 +78,20 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
     Call `set_epoch(epoch)` before each epoch (the trainer does).
     """
 
-    def __init__(self, sampler: Sampler[int], seed: int, rank: int = 0, *, batch_size: int = 1,
-                 image_size: int | None = None, multi_scale: tuple[int, int] | list[int] | None = None) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        seed: int,
+        rank: int = 0,
+        *,
+        batch_size: int = 1,
+        image_size: int | None = None,
+        multi_scale: tuple[int, int] | list[int] | None = None,
+    ) -> None:
         if not isinstance(sampler, Sized):
-            raise TypeError(f"SeededSampler: the wrapped sampler {type(sampler).__name__} has no len()")
+            raise TypeError(
+                f"SeededSampler: the wrapped sampler {type(sampler).__name__} has no len()"
+            )
         if batch_size < 1:
             raise ValueError(f"SeededSampler: batch_size must be at least 1, got {batch_size}")
         self.sampler = sampler
@@ -94,7 +105,8 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
         self.start = 0
 
     def set_mosaic(self, enabled: bool) -> None:
-        """Turn mosaic on or off for the samples this sampler yields from now on (train.close_mosaic)."""
+        """Turn mosaic on or off for the samples this sampler yields from now on
+        (train.close_mosaic)."""
         self.mosaic = bool(enabled)
 
     def set_image_size(self, side: int | None) -> None:
@@ -131,7 +143,9 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
 
     def __iter__(self) -> Iterator[tuple[int, int, SamplePlan]]:
         # Two independent children of one epoch seed: shuffling and per-sample seeds.
-        epoch_seed = np.random.SeedSequence(self.seed % _SEED_BITS, spawn_key=(self.rank, self.epoch))
+        epoch_seed = np.random.SeedSequence(
+            self.seed % _SEED_BITS, spawn_key=(self.rank, self.epoch)
+        )
         order_seed, sample_seeds = epoch_seed.spawn(2)
         generator = getattr(self.sampler, "generator", None)
         if isinstance(generator, torch.Generator):
@@ -140,7 +154,11 @@ class SeededSampler(Sampler[tuple[int, int, SamplePlan]]):
         seeds = sample_seeds.generate_state(len(self.sampler), np.uint64).tolist()
         sizes = self.batch_sizes()
         plans = [SamplePlan(self.mosaic, size) for size in sizes]
-        triples = ((index, sample_seed, plans[position // self.batch_size])
-                   for position, (index, sample_seed) in enumerate(zip(iter(self.sampler), seeds, strict=True)))
+        triples = (
+            (index, sample_seed, plans[position // self.batch_size])
+            for position, (index, sample_seed) in enumerate(
+                zip(iter(self.sampler), seeds, strict=True)
+            )
+        )
         # The whole epoch's order is drawn, then the consumed head dropped: same tail.
         return itertools.islice(triples, self.start, None)

@@ -119,8 +119,16 @@ class WorkerBatch(dict):
             return (dict, (dict(self),))  # the segment is freed with this object
         self._sent = True
         rest = {key: value for key, value in self.items() if key not in ("images", "targets")}
-        return (_rebuild_batch, (DupFd(self._segment.fd), HEADER_BYTES + self._segment.capacity,
-                                 tuple(self._images.shape), self._packed_targets, rest))
+        return (
+            _rebuild_batch,
+            (
+                DupFd(self._segment.fd),
+                HEADER_BYTES + self._segment.capacity,
+                tuple(self._images.shape),
+                self._packed_targets,
+                rest,
+            ),
+        )
 
 
 class _ReceivedImages:
@@ -141,8 +149,12 @@ class _ReceivedImages:
         self._pid = os.getpid()  # a forked child inherits the mapping but must not free the segment
         # Held here: __del__ may run during interpreter shutdown, after module globals are gone.
         self._getpid, self._memset, self._munmap = os.getpid, ctypes.memset, _LIBC.munmap
-        self.__array_interface__ = {"shape": shape, "typestr": "|u1", "version": 3,
-                                    "data": (address + HEADER_BYTES, False)}
+        self.__array_interface__ = {
+            "shape": shape,
+            "typestr": "|u1",
+            "version": 3,
+            "data": (address + HEADER_BYTES, False),
+        }
 
     def __del__(self) -> None:
         if self._getpid() == self._pid:
@@ -150,18 +162,25 @@ class _ReceivedImages:
         self._munmap(self._address, self._length)
 
 
-def _rebuild_batch(df: Any, length: int, shape: tuple[int, ...], packed_targets: tuple,
-                   rest: dict[str, Any]) -> dict[str, Any]:
+def _rebuild_batch(
+    df: Any, length: int, shape: tuple[int, ...], packed_targets: tuple, rest: dict[str, Any]
+) -> dict[str, Any]:
     """Main side of `WorkerBatch.__reduce__`: map the images, unpack the targets."""
     fd = df.detach()
     try:
         received = _ReceivedImages(fd, length, shape)
     finally:
         os.close(fd)  # the mapping stays valid without it
-    return {"images": torch.from_numpy(np.asarray(received)), "targets": unpack_targets(*packed_targets), **rest}
+    return {
+        "images": torch.from_numpy(np.asarray(received)),
+        "targets": unpack_targets(*packed_targets),
+        **rest,
+    }
 
 
-def pack_targets(samples: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+def pack_targets(
+    samples: list[dict[str, Any]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """Concatenate the samples' boxes/labels/ignore into three arrays, with per-sample counts."""
     counts = [len(sample["labels"]) for sample in samples]
     boxes = np.concatenate([np.asarray(s["boxes"], np.float32).reshape(-1, 4) for s in samples])
@@ -170,19 +189,26 @@ def pack_targets(samples: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray,
     return boxes, labels, ignore, counts
 
 
-def unpack_targets(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray,
-                   counts: list[int]) -> list[dict[str, torch.Tensor]]:
+def unpack_targets(
+    boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, counts: list[int]
+) -> list[dict[str, torch.Tensor]]:
     """Per-sample target dicts whose tensors are views of the three arrays."""
     return [
         {"boxes": b, "labels": lab, "ignore": ign}
-        for b, lab, ign in zip(torch.from_numpy(boxes).split(counts), torch.from_numpy(labels).split(counts),
-                               torch.from_numpy(ignore).split(counts), strict=True)
+        for b, lab, ign in zip(
+            torch.from_numpy(boxes).split(counts),
+            torch.from_numpy(labels).split(counts),
+            torch.from_numpy(ignore).split(counts),
+            strict=True,
+        )
     ]
 
 
-def worker_batch(image_shape: tuple[int, int, int], samples: list[dict[str, Any]],
-                 metas: list[Any]) -> WorkerBatch | None:
-    """A batch for `samples` whose uninitialised uint8 images [B, *image_shape] live in a pooled segment.
+def worker_batch(
+    image_shape: tuple[int, int, int], samples: list[dict[str, Any]], metas: list[Any]
+) -> WorkerBatch | None:
+    """A batch for `samples` whose uninitialised uint8 images [B, *image_shape]
+    live in a pooled segment.
 
     The caller fills `batch["images"]`. Returns None where memfd is unavailable (the
     caller then uses torch's own sharing).
@@ -197,4 +223,6 @@ def worker_batch(image_shape: tuple[int, int, int], samples: list[dict[str, Any]
         return None
     images = torch.from_numpy(segment.data[:numel].reshape(shape))
     packed = pack_targets(samples)
-    return WorkerBatch({"images": images, "targets": unpack_targets(*packed), "metas": metas}, segment, packed)
+    return WorkerBatch(
+        {"images": images, "targets": unpack_targets(*packed), "metas": metas}, segment, packed
+    )

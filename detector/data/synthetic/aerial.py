@@ -97,8 +97,14 @@ def _draw_roads_and_fields(rng: np.random.Generator, image: np.ndarray) -> None:
         cv2.line(image, p1, p2, (grey, grey, grey), int(rng.integers(10, 31)), cv2.LINE_AA)
 
 
-def _spot(rng: np.random.Generator, width: int, height: int, radius: float,
-          centre: tuple[float, float] | None, spread: float) -> tuple[float, float]:
+def _spot(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    radius: float,
+    centre: tuple[float, float] | None,
+    spread: float,
+) -> tuple[float, float]:
     """A centre near `centre` (Gaussian, `spread` px) or uniform, keeping 70% of `radius` inside."""
     margin = 0.7 * radius
     if centre is None:
@@ -122,9 +128,16 @@ def _overlaps(box: np.ndarray, boxes: list[np.ndarray]) -> bool:
     return bool(((inter > 0.2 * placed_area) | (inter > 0.2 * box_area)).any())
 
 
-def _place(rng: np.random.Generator, width: int, height: int, boxes: list[np.ndarray],
-           radius: float, centre: tuple[float, float] | None, spread: float,
-           attempts: int = 10) -> tuple[float, float] | None:
+def _place(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    boxes: list[np.ndarray],
+    radius: float,
+    centre: tuple[float, float] | None,
+    spread: float,
+    attempts: int = 10,
+) -> tuple[float, float] | None:
     """A free centre for a shape of `radius` (see `_overlaps`), or None after `attempts` tries."""
     for _ in range(attempts):
         cx, cy = _spot(rng, width, height, radius, centre, spread)
@@ -158,7 +171,7 @@ def render_aerial_scene(
     for _ in range(_per_megapixel(rng, DISTRACTORS_PER_MEGAPIXEL, width, height)):
         radius = _log_uniform(rng, *SMALL_BOX_SIDES) / 2
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        colour = contrasting_colour(rng, image[int(cy):int(cy) + 1, int(cx):int(cx) + 1])
+        colour = contrasting_colour(rng, image[int(cy) : int(cy) + 1, int(cx) : int(cx) + 1])
         draw_mask(image, distractor_mask(rng, names, radius), cx, cy, colour)
 
     boxes: list[np.ndarray] = []
@@ -173,7 +186,7 @@ def render_aerial_scene(
             return
         cx, cy = spot
         top, left = int(max(cy - radius, 0)), int(max(cx - radius, 0))
-        local = image[top:int(cy + radius) + 1, left:int(cx + radius) + 1]
+        local = image[top : int(cy + radius) + 1, left : int(cx + radius) + 1]
         colour = contrasting_colour(rng, local)
         box = draw_shape(image, PlacedShape(names[label], cx, cy, radius, angle, colour))
         if box is not None and min(box[2] - box[0], box[3] - box[1]) >= 2:
@@ -183,8 +196,10 @@ def render_aerial_scene(
     short_side = min(width, height)
     for _ in range(int(rng.integers(LARGE_PER_IMAGE[0], LARGE_PER_IMAGE[1] + 1))):
         draw_object(rng.uniform(*LARGE_BOX_FRACTION) * short_side, None, 0.0)
-    clusters = [(float(rng.uniform(0.1, 0.9) * width), float(rng.uniform(0.1, 0.9) * height))
-                for _ in range(int(rng.integers(CLUSTERS_PER_IMAGE[0], CLUSTERS_PER_IMAGE[1] + 1)))]
+    clusters = [
+        (float(rng.uniform(0.1, 0.9) * width), float(rng.uniform(0.1, 0.9) * height))
+        for _ in range(int(rng.integers(CLUSTERS_PER_IMAGE[0], CLUSTERS_PER_IMAGE[1] + 1)))
+    ]
     spread = 0.06 * short_side
     for _ in range(_per_megapixel(rng, SMALL_PER_MEGAPIXEL, width, height)):
         clustered = rng.random() < CLUSTERED_FRACTION

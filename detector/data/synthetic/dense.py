@@ -56,7 +56,8 @@ def dense_image_size(rng: np.random.Generator, image_size: int) -> tuple[int, in
 
 
 def class_weights(num_classes: int) -> np.ndarray:
-    """Drawing probability of each class: equal, except the last one at RARE_CLASS_WEIGHT of the others."""
+    """Drawing probability of each class:
+    equal, except the last one at RARE_CLASS_WEIGHT of the others."""
     if num_classes < 1:
         raise ValueError("need at least one class")
     weights = np.ones(num_classes)
@@ -73,7 +74,9 @@ def distractor_mask(rng: np.random.Generator, names: list[str], radius: float) -
         sides = int(rng.integers(5, 7))
         theta = angle + np.arange(sides) * 2 * np.pi / sides
         centre = side / 2
-        points = np.stack([centre + radius * np.cos(theta), centre + radius * np.sin(theta)], axis=1)
+        points = np.stack(
+            [centre + radius * np.cos(theta), centre + radius * np.sin(theta)], axis=1
+        )
         mask = np.zeros((side, side), np.uint8)
         cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
         return mask
@@ -88,8 +91,13 @@ def distractor_mask(rng: np.random.Generator, names: list[str], radius: float) -
     return mask
 
 
-def draw_mask(image: np.ndarray, mask: np.ndarray, centre_x: float, centre_y: float,
-               colour: tuple[int, int, int]) -> None:
+def draw_mask(
+    image: np.ndarray,
+    mask: np.ndarray,
+    centre_x: float,
+    centre_y: float,
+    colour: tuple[int, int, int],
+) -> None:
     """Alpha-blend a coverage mask centred at (centre_x, centre_y) into `image` in place."""
     side = mask.shape[0]
     left, top = int(round(centre_x - side / 2)), int(round(centre_y - side / 2))
@@ -97,13 +105,16 @@ def draw_mask(image: np.ndarray, mask: np.ndarray, centre_x: float, centre_y: fl
     x1, y1, x2, y2 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
     if x1 >= x2 or y1 >= y2:
         return
-    weight = mask[y1 - top:y2 - top, x1 - left:x2 - left, None].astype(np.float32) * (1 / 255)
+    weight = mask[y1 - top : y2 - top, x1 - left : x2 - left, None].astype(np.float32) * (1 / 255)
     region = image[y1:y2, x1:x2]
-    image[y1:y2, x1:x2] = (region * (1 - weight) + np.asarray(colour, np.float32) * weight).astype(np.uint8)
+    image[y1:y2, x1:x2] = (region * (1 - weight) + np.asarray(colour, np.float32) * weight).astype(
+        np.uint8
+    )
 
 
 def _radius(rng: np.random.Generator, short_side: int) -> float:
-    """Log-uniform radius in [MIN_RADIUS, MAX_RADIUS_FRACTION * short_side] (as many small as large)."""
+    """Log-uniform radius in [MIN_RADIUS, MAX_RADIUS_FRACTION * short_side]
+    (as many small as large)."""
     high = max(MIN_RADIUS + 1, MAX_RADIUS_FRACTION * short_side)
     return float(np.exp(rng.uniform(np.log(MIN_RADIUS), np.log(high))))
 
@@ -133,7 +144,7 @@ def render_dense_scene(
     for _ in range(int(rng.integers(DISTRACTORS_PER_IMAGE[0], DISTRACTORS_PER_IMAGE[1] + 1))):
         radius = _radius(rng, short_side)
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        colour = contrasting_colour(rng, image[int(cy):int(cy) + 1, int(cx):int(cx) + 1])
+        colour = contrasting_colour(rng, image[int(cy) : int(cy) + 1, int(cx) : int(cx) + 1])
         draw_mask(image, distractor_mask(rng, names, radius), cx, cy, colour)
     weights = class_weights(len(names))
 

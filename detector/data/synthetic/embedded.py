@@ -1,7 +1,7 @@
 """The embedded synthetic datasets (VOC layout) and the mp4 writer of the demo video.
 
     detector data synth datasets/shapes --num-train 1000 --num-val 200
-    detector data synth datasets/dense --kind dense --image-size 640 --names circle,square,triangle,star
+    detector data synth datasets/dense --kind dense --image-size 640 --names circle,square,star
     detector data synth datasets/aerial --kind aerial --image-size 2048 --num-train 200 --num-val 40
     generate_shapes_dataset("datasets/shapes", num_train=1000, num_val=200, image_size=192,
                             seed=0, names=["circle", "square", "triangle", "star", "ring"])
@@ -48,8 +48,9 @@ MARKER = "synthetic.json"
 _JPEG_QUALITY = 90
 
 
-def _voc_xml(image_id: str, width: int, height: int, boxes: np.ndarray, labels: np.ndarray,
-             names: list[str]) -> str:
+def _voc_xml(
+    image_id: str, width: int, height: int, boxes: np.ndarray, labels: np.ndarray, names: list[str]
+) -> str:
     """VOC annotation text; boxes [N, 4] continuous xyxy -> 1-based inclusive pixels."""
     objects = []
     for box, label in zip(boxes, labels, strict=True):
@@ -57,7 +58,8 @@ def _voc_xml(image_id: str, width: int, height: int, boxes: np.ndarray, labels: 
         objects.append(
             f"  <object>\n    <name>{names[label]}</name>\n    <pose>Unspecified</pose>\n"
             f"    <truncated>0</truncated>\n    <difficult>0</difficult>\n"
-            f"    <bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>\n"
+            f"    <bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin>"
+            f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>\n"
             f"  </object>\n"
         )
     return (
@@ -74,12 +76,24 @@ def _image_size_wh(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def _marker(num_train: int, num_val: int, image_size: int | tuple[int, int], seed: int, names: list[str],
-            kind: str) -> dict:
+def _marker(
+    num_train: int,
+    num_val: int,
+    image_size: int | tuple[int, int],
+    seed: int,
+    names: list[str],
+    kind: str,
+) -> dict:
     """The generation parameters written to MARKER (a root with other ones is regenerated)."""
     width, height = _image_size_wh(image_size)
-    params = {"num_train": num_train, "num_val": num_val, "width": width, "height": height,
-              "seed": seed, "names": names}
+    params = {
+        "num_train": num_train,
+        "num_val": num_val,
+        "width": width,
+        "height": height,
+        "seed": seed,
+        "names": names,
+    }
     if kind != "shapes":  # shapes markers written before `kind` existed stay valid
         params["kind"] = kind
     return params
@@ -117,12 +131,18 @@ def generate_shapes_dataset(
     """
     names = check_shape_names(names)
     if kind not in SYNTHETIC_KINDS:
-        raise ValueError(f"synthetic dataset: unknown kind {kind!r} (known: {', '.join(SYNTHETIC_KINDS)})")
+        raise ValueError(
+            f"synthetic dataset: unknown kind {kind!r} (known: {', '.join(SYNTHETIC_KINDS)})"
+        )
     if kind in ("dense", "aerial") and not isinstance(image_size, int):
-        raise ValueError(f"{kind} synthetic dataset: image_size is one number (the largest side), "
-                         f"got {image_size}")
+        raise ValueError(
+            f"{kind} synthetic dataset: image_size is one number (the largest side), "
+            f"got {image_size}"
+        )
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
-        raise ValueError(f"synthetic dataset: need a positive number of images, got {num_train}+{num_val}")
+        raise ValueError(
+            f"synthetic dataset: need a positive number of images, got {num_train}+{num_val}"
+        )
     width, height = _image_size_wh(image_size)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -140,7 +160,9 @@ def generate_shapes_dataset(
             image, boxes, labels = render_aerial_scene(rng, width, height, names, noise=noise)
         else:
             image, boxes, labels = render_scene(rng, width, height, names, noise=noise)
-        ok, encoded = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        ok, encoded = cv2.imencode(
+            ".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        )
         if not ok:
             raise RuntimeError(f"could not encode synthetic image {image_id}")
         (out_dir / "JPEGImages" / f"{image_id}.jpg").write_bytes(encoded.tobytes())
@@ -168,7 +190,9 @@ def ensure_synthetic_dataset(data_cfg: DataConfig) -> None:
         return
     root = Path(data_cfg.root)
     names = check_shape_names(data_cfg.names or [])
-    wanted = _marker(synth.num_train, synth.num_val, synth.image_size, synth.seed, names, synth.kind)
+    wanted = _marker(
+        synth.num_train, synth.num_val, synth.image_size, synth.seed, names, synth.kind
+    )
     marker = root / MARKER
     if marker.is_file():
         try:
@@ -184,8 +208,15 @@ def ensure_synthetic_dataset(data_cfg: DataConfig) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        generate_shapes_dataset(tmp / "data", num_train=synth.num_train, num_val=synth.num_val,
-                                image_size=synth.image_size, seed=synth.seed, names=names, kind=synth.kind)
+        generate_shapes_dataset(
+            tmp / "data",
+            num_train=synth.num_train,
+            num_val=synth.num_val,
+            image_size=synth.image_size,
+            seed=synth.seed,
+            names=names,
+            kind=synth.kind,
+        )
         stale = None
         if root.exists():
             stale = tmp / "stale"
@@ -200,8 +231,9 @@ def ensure_synthetic_dataset(data_cfg: DataConfig) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_video(path: str | Path, frames_bgr: Iterable[np.ndarray], *, width: int, height: int,
-                fps: float) -> int:
+def write_video(
+    path: str | Path, frames_bgr: Iterable[np.ndarray], *, width: int, height: int, fps: float
+) -> int:
     """Write BGR uint8 [H, W, 3] frames as an mp4 (mp4v); return the number written.
 
     Raises:
@@ -211,7 +243,9 @@ def write_video(path: str | Path, frames_bgr: Iterable[np.ndarray], *, width: in
     if fps <= 0:
         raise ValueError(f"need fps > 0, got {fps}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height)
+    )
     if not writer.isOpened():
         raise RuntimeError(f"{path}: OpenCV could not open a video writer (mp4v, {width}x{height})")
     written = 0

@@ -44,7 +44,9 @@ def textured_background(rng: np.random.Generator, height: int, width: int) -> np
     coarse = rng.uniform(30, 225, size=(3, 4, 3)).astype(np.float32)
     image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     texture = rng.normal(0, rng.uniform(4, 18), size=(max(2, height // 8), max(2, width // 8), 1))
-    image += cv2.resize(texture.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)[..., None]
+    image += cv2.resize(
+        texture.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )[..., None]
     image = np.clip(image, 0, 255).astype(np.uint8)
     add_clutter(rng, image, count=int(rng.integers(2, 9)))
     return image
@@ -63,15 +65,22 @@ def add_clutter(rng: np.random.Generator, image: np.ndarray, count: int) -> None
         elif kind == 1:
             # Open arcs (< 200 degrees, thin) so they never read as rings or circles.
             centre = (int(rng.integers(width)), int(rng.integers(height)))
-            axes = (int(rng.integers(5, max(6, width // 3))), int(rng.integers(5, max(6, height // 3))))
+            axes = (
+                int(rng.integers(5, max(6, width // 3))),
+                int(rng.integers(5, max(6, height // 3))),
+            )
             start = float(rng.uniform(0, 360))
-            cv2.ellipse(image, centre, axes, 0, start, start + rng.uniform(40, 200), colour, 1, cv2.LINE_AA)
+            cv2.ellipse(
+                image, centre, axes, 0, start, start + rng.uniform(40, 200), colour, 1, cv2.LINE_AA
+            )
         else:
             centre = (int(rng.integers(width)), int(rng.integers(height)))
             cv2.circle(image, centre, int(rng.integers(1, 3)), colour, -1, cv2.LINE_AA)
 
 
-def _polygon(num_points: int, radius: float, angle: float, centre: float, inner: float | None = None) -> np.ndarray:
+def _polygon(
+    num_points: int, radius: float, angle: float, centre: float, inner: float | None = None
+) -> np.ndarray:
     """Regular polygon (or star when `inner` is a radius ratio) as int32 fixed-point points."""
     count = num_points * 2 if inner is not None else num_points
     theta = angle + np.arange(count) * 2 * np.pi / count
@@ -100,7 +109,15 @@ def shape_mask(kind: str, radius: float, angle: float) -> np.ndarray:
     elif kind == "ring":
         thickness = max(2, round(radius * 0.35))
         mid_radius = radius - thickness / 2
-        cv2.circle(mask, fixed_centre, round(mid_radius * scale), 255, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
+        cv2.circle(
+            mask,
+            fixed_centre,
+            round(mid_radius * scale),
+            255,
+            thickness,
+            cv2.LINE_AA,
+            _SUBPIXEL_BITS,
+        )
     elif kind in ("square", "triangle", "star"):
         sides = {"square": 4, "triangle": 3, "star": 5}[kind]
         inner = 0.45 if kind == "star" else None
@@ -137,7 +154,7 @@ def draw_shape(image: np.ndarray, shape: PlacedShape) -> np.ndarray | None:
     x1, y1, x2, y2 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
     if x1 >= x2 or y1 >= y2:
         return None
-    alpha = mask[y1 - top:y2 - top, x1 - left:x2 - left]
+    alpha = mask[y1 - top : y2 - top, x1 - left : x2 - left]
     region = image[y1:y2, x1:x2]
     weight = alpha[..., None].astype(np.float32) * (1 / 255)
     blended = region * (1 - weight) + np.asarray(shape.colour, np.float32) * weight
@@ -154,7 +171,9 @@ def contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tupl
     """A saturated random colour far enough from the mean `background` colour."""
     mean = background.reshape(-1, 3).mean(axis=0)
     for _ in range(8):
-        hsv = np.array([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(110, 256)]]], np.uint8)
+        hsv = np.array(
+            [[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(110, 256)]]], np.uint8
+        )
         colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
         if np.abs(colour - mean).sum() > 120:
             break
@@ -176,10 +195,19 @@ def box_overlap(box: np.ndarray, others: list[np.ndarray]) -> tuple[float, float
     return float(iou.max()), float((intersection / placed_area).max())
 
 
-def free_spot(rng: np.random.Generator, width: int, height: int, boxes: list[np.ndarray],
-              draw_radius: Callable[[], float], *, max_iou: float, max_cover: float,
-              attempts: int = 20) -> tuple[float, float, float] | None:
-    """A centre and radius whose square overlaps `boxes` little enough, or None after `attempts` tries.
+def free_spot(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    boxes: list[np.ndarray],
+    draw_radius: Callable[[], float],
+    *,
+    max_iou: float,
+    max_cover: float,
+    attempts: int = 20,
+) -> tuple[float, float, float] | None:
+    """A centre and radius whose square overlaps `boxes` little enough,
+    or None after `attempts` tries.
 
     Each try draws a radius (`draw_radius`), then a centre keeping 70% of the radius
     inside the image; it is taken when its square's IoU with every box is below
@@ -189,20 +217,31 @@ def free_spot(rng: np.random.Generator, width: int, height: int, boxes: list[np.
         radius = draw_radius()
         cx = rng.uniform(radius * 0.7, width - radius * 0.7)
         cy = rng.uniform(radius * 0.7, height - radius * 0.7)
-        iou, cover = box_overlap(np.array([cx - radius, cy - radius, cx + radius, cy + radius]), boxes)
+        iou, cover = box_overlap(
+            np.array([cx - radius, cy - radius, cx + radius, cy + radius]), boxes
+        )
         if iou < max_iou and cover < max_cover:
             return cx, cy, radius
     return None
 
 
-def draw_labelled_shape(rng: np.random.Generator, image: np.ndarray, kind: str, spot: tuple[float, float, float],
-                        boxes: list[np.ndarray], labels: list[int], label: int) -> None:
+def draw_labelled_shape(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    kind: str,
+    spot: tuple[float, float, float],
+    boxes: list[np.ndarray],
+    labels: list[int],
+    label: int,
+) -> None:
     """Draw a `kind` shape at `spot` (random angle, colour contrasting with what is under it);
     append its box and `label` to `boxes`/`labels` when at least 2 px of it show on each side."""
     cx, cy, radius = spot
     x1, y1 = int(max(cx - radius, 0)), int(max(cy - radius, 0))
-    local = image[y1:int(cy + radius) + 1, x1:int(cx + radius) + 1]
-    shape = PlacedShape(kind, cx, cy, radius, float(rng.uniform(0, 2 * np.pi)), contrasting_colour(rng, local))
+    local = image[y1 : int(cy + radius) + 1, x1 : int(cx + radius) + 1]
+    shape = PlacedShape(
+        kind, cx, cy, radius, float(rng.uniform(0, 2 * np.pi)), contrasting_colour(rng, local)
+    )
     box = draw_shape(image, shape)
     if box is not None and box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
         boxes.append(box)

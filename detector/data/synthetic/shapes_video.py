@@ -39,7 +39,8 @@ MIN_VISIBILITY = 0.25
 
 @dataclass
 class VideoObject:
-    """One object in one frame: id (1-based), class index, xyxy box in the image, visible fraction."""
+    """One object in one frame: id (1-based), class index,
+    xyxy box in the image, visible fraction."""
 
     track_id: int
     label: int
@@ -53,8 +54,15 @@ def ground_truth_path(video_path: str | Path) -> Path:
     return video_path.with_name(video_path.stem + ".gt.txt")
 
 
-def _walk(start: np.ndarray, plan: list[tuple[np.ndarray, float]], frames: int, rng: np.random.Generator,
-          width: int, height: int, margin: float) -> np.ndarray:
+def _walk(
+    start: np.ndarray,
+    plan: list[tuple[np.ndarray, float]],
+    frames: int,
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    margin: float,
+) -> np.ndarray:
     """Centres [frames, 2]: through `plan`'s (target, speed) segments, then random waypoints."""
     positions = np.zeros((frames, 2))
     position = start.astype(np.float64).copy()
@@ -62,7 +70,9 @@ def _walk(start: np.ndarray, plan: list[tuple[np.ndarray, float]], frames: int, 
     for index in range(frames):
         positions[index] = position
         if not segments:
-            target = np.array([rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)])
+            target = np.array(
+                [rng.uniform(margin, width - margin), rng.uniform(margin, height - margin)]
+            )
             segments.append((target, float(rng.uniform(0.6, 3.5))))
         target, speed = segments[0]
         step = target - position
@@ -75,7 +85,9 @@ def _walk(start: np.ndarray, plan: list[tuple[np.ndarray, float]], frames: int, 
     return positions
 
 
-def _script(rng: np.random.Generator, width: int, height: int, count: int) -> list[tuple[float, np.ndarray, list]]:
+def _script(
+    rng: np.random.Generator, width: int, height: int, count: int
+) -> list[tuple[float, np.ndarray, list]]:
     """(radius, start, plan) per shape; speeds are px/frame at 320x240, scaled to the frame."""
     short = min(width, height)
     scale = short / 240
@@ -92,21 +104,30 @@ def _script(rng: np.random.Generator, width: int, height: int, count: int) -> li
             start, plan = (width - r - 4, mid_y + 10 * scale), [((r + 4, mid_y + 10 * scale), 2.0)]
         elif k == 2:
             start = (0.55 * width, 0.2 * height)
-            plan = [((width + 1.6 * r, 0.2 * height), 3.0), ((width + 1.6 * r, 0.2 * height + 6 * scale), 1.0),
-                    ((0.5 * width, 0.25 * height), 2.6)]
+            plan = [
+                ((width + 1.6 * r, 0.2 * height), 3.0),
+                ((width + 1.6 * r, 0.2 * height + 6 * scale), 1.0),
+                ((0.5 * width, 0.25 * height), 2.6),
+            ]
         elif k == 3:
             start, plan = (0.5 * width, 0.78 * height), [((0.56 * width, 0.78 * height), 0.6)]
         elif k == 4:
             start, plan = (r + 2, 0.76 * height), [((width - r - 2, 0.76 * height), 1.8)]
         else:
             start, plan = (rng.uniform(r, width - r), rng.uniform(r, height - r)), []
-        scripts.append((r, np.array(start, np.float64),
-                        [(np.array(target, np.float64), speed * scale) for target, speed in plan]))
+        scripts.append(
+            (
+                r,
+                np.array(start, np.float64),
+                [(np.array(target, np.float64), speed * scale) for target, speed in plan],
+            )
+        )
     return scripts
 
 
-def render_shapes_video(names: list[str], *, width: int, height: int, frames: int, seed: int = 0,
-                        num_shapes: int = 6) -> Iterator[tuple[np.ndarray, list[VideoObject]]]:
+def render_shapes_video(
+    names: list[str], *, width: int, height: int, frames: int, seed: int = 0, num_shapes: int = 6
+) -> Iterator[tuple[np.ndarray, list[VideoObject]]]:
     """Frames (RGB uint8 [H, W, 3]) with the objects visible in each; see the module docstring."""
     names = check_shape_names(names)
     if frames < 1:
@@ -115,8 +136,16 @@ def render_shapes_video(names: list[str], *, width: int, height: int, frames: in
     background = textured_background(rng, height, width)
     shapes, paths, spins = [], [], []
     for k, (radius, start, plan) in enumerate(_script(rng, width, height, num_shapes)):
-        shapes.append(PlacedShape(names[k % len(names)], float(start[0]), float(start[1]), radius,
-                                  float(rng.uniform(0, 2 * np.pi)), tuple(int(c) for c in rng.integers(40, 256, 3))))
+        shapes.append(
+            PlacedShape(
+                names[k % len(names)],
+                float(start[0]),
+                float(start[1]),
+                radius,
+                float(rng.uniform(0, 2 * np.pi)),
+                tuple(int(c) for c in rng.integers(40, 256, 3)),
+            )
+        )
         paths.append(_walk(start, plan, frames, rng, width, height, margin=radius))
         spins.append(float(rng.uniform(-0.05, 0.05)))
     for index in range(frames):
@@ -131,18 +160,34 @@ def render_shapes_video(names: list[str], *, width: int, height: int, frames: in
             full_pixels.append(int(mask.sum()))
             side = mask.shape[0]
             left, top = int(round(shape.centre_x - side / 2)), int(round(shape.centre_y - side / 2))
-            x1, y1, x2, y2 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
+            x1, y1, x2, y2 = (
+                max(left, 0),
+                max(top, 0),
+                min(left + side, width),
+                min(top + side, height),
+            )
             if x1 < x2 and y1 < y2:
                 region = owner[y1:y2, x1:x2]
-                region[mask[y1 - top:y2 - top, x1 - left:x2 - left]] = k
+                region[mask[y1 - top : y2 - top, x1 - left : x2 - left]] = k
         seen = np.bincount(owner.ravel() + 1, minlength=len(shapes) + 1)[1:]
-        objects = [VideoObject(k + 1, names.index(shape.kind), box, seen[k] / max(1, full_pixels[k]))
-                   for k, (shape, box) in enumerate(zip(shapes, boxes, strict=True)) if box is not None]
+        objects = [
+            VideoObject(k + 1, names.index(shape.kind), box, seen[k] / max(1, full_pixels[k]))
+            for k, (shape, box) in enumerate(zip(shapes, boxes, strict=True))
+            if box is not None
+        ]
         yield frame, objects
 
 
-def write_shapes_video(path: str | Path, names: list[str], *, width: int, height: int, frames: int, fps: float,
-                       seed: int = 0) -> int:
+def write_shapes_video(
+    path: str | Path,
+    names: list[str],
+    *,
+    width: int,
+    height: int,
+    frames: int,
+    fps: float,
+    seed: int = 0,
+) -> int:
     """Write the mp4 (mp4v) and its ground truth `<stem>.gt.txt`; return the frames written.
 
     Raises:
@@ -154,12 +199,16 @@ def write_shapes_video(path: str | Path, names: list[str], *, width: int, height
 
     def bgr_frames() -> Iterator[np.ndarray]:
         for index, (frame, objects) in enumerate(
-                render_shapes_video(names, width=width, height=height, frames=frames, seed=seed), start=1):
+            render_shapes_video(names, width=width, height=height, frames=frames, seed=seed),
+            start=1,
+        ):
             for obj in objects:
                 x1, y1, x2, y2 = (float(v) for v in obj.box)
                 mark = 1 if obj.visibility >= MIN_VISIBILITY else 0
-                gt_rows.append(f"{index},{obj.track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-                               f"{mark},{obj.label + 1},{obj.visibility:.3f}\n")
+                gt_rows.append(
+                    f"{index},{obj.track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                    f"{mark},{obj.label + 1},{obj.visibility:.3f}\n"
+                )
             yield frame[..., ::-1]
 
     written = write_video(path, bgr_frames(), width=width, height=height, fps=fps)

@@ -12,9 +12,13 @@ from detector.data.letterbox import compute_letterbox
 
 
 def _sample(value: int, boxes: list[list[float]], labels: list[int]) -> TransformedSample:
-    return TransformedSample(image=np.full((8, 8, 3), value, np.uint8), boxes=np.array(boxes, np.float32).reshape(-1, 4),
-                             labels=np.array(labels, np.int64), ignore=np.array(labels) == 2,
-                             letterbox=compute_letterbox(8, 8, 8))
+    return TransformedSample(
+        image=np.full((8, 8, 3), value, np.uint8),
+        boxes=np.array(boxes, np.float32).reshape(-1, 4),
+        labels=np.array(labels, np.int64),
+        ignore=np.array(labels) == 2,
+        letterbox=compute_letterbox(8, 8, 8),
+    )
 
 
 def test_blend_hand_computed() -> None:
@@ -29,8 +33,13 @@ def test_blend_hand_computed() -> None:
 
 
 def test_blend_refuses_other_sizes_and_bad_weights() -> None:
-    other = TransformedSample(np.zeros((16, 16, 3), np.uint8), np.zeros((0, 4), np.float32),
-                              np.zeros(0, np.int64), np.zeros(0, bool), compute_letterbox(16, 16, 16))
+    other = TransformedSample(
+        np.zeros((16, 16, 3), np.uint8),
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.int64),
+        np.zeros(0, bool),
+        compute_letterbox(16, 16, 16),
+    )
     with pytest.raises(ValueError, match="different shapes"):
         blend_samples(_sample(0, [], []), other, 0.5)
     with pytest.raises(ValueError, match=r"weight must be in \[0, 1\], got 1.5"):
@@ -50,16 +59,29 @@ def _records(count: int) -> list[tuple]:
 
 def test_mixup_sample_is_the_blend_of_two_seeded_samples() -> None:
     records = _records(5)
-    transform = build_train_transform([{"name": "hflip"}, {"name": "mixup", "p": 1.0, "alpha": 8.0}], 64)
+    transform = build_train_transform(
+        [{"name": "hflip"}, {"name": "mixup", "p": 1.0, "alpha": 8.0}], 64
+    )
     load = records.__getitem__
-    got = augment_sample(transform, records[1], load, num_records=5, sample_seed=21, mosaic=True, image_size=64)
+    got = augment_sample(
+        transform, records[1], load, num_records=5, sample_seed=21, mosaic=True, image_size=64
+    )
     rng = np.random.default_rng([21, MIXUP_STREAM])
     rng.random()
     partner, partner_seed = int(rng.integers(0, 5)), int(rng.integers(0, 2**63))
     weight = float(rng.beta(8.0, 8.0))
-    first = single_sample(transform, records[1], load, num_records=5, sample_seed=21, mosaic=True, image_size=64)
-    second = single_sample(transform, records[partner], load, num_records=5, sample_seed=partner_seed,
-                           mosaic=True, image_size=64)
+    first = single_sample(
+        transform, records[1], load, num_records=5, sample_seed=21, mosaic=True, image_size=64
+    )
+    second = single_sample(
+        transform,
+        records[partner],
+        load,
+        num_records=5,
+        sample_seed=partner_seed,
+        mosaic=True,
+        image_size=64,
+    )
     expected = blend_samples(first, second, weight)
     np.testing.assert_array_equal(got.image, expected.image)
     np.testing.assert_array_equal(got.boxes, expected.boxes)
@@ -70,11 +92,21 @@ def test_mixup_sample_is_the_blend_of_two_seeded_samples() -> None:
 @pytest.mark.parametrize("seed", range(5))
 def test_mixup_with_mosaic_keeps_boxes_inside_and_above_min_size(seed: int) -> None:
     records = _records(6)
-    augment = [{"name": "mosaic", "p": 1.0}, {"name": "mixup", "p": 1.0, "alpha": 2.0},
-               {"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.5},
-               {"name": "box_filter", "min_visibility": 0.3, "min_size": 3.0}]
-    sample = augment_sample(build_train_transform(augment, 64), records[0], records.__getitem__, num_records=6,
-                            sample_seed=seed, mosaic=True, image_size=96)
+    augment = [
+        {"name": "mosaic", "p": 1.0},
+        {"name": "mixup", "p": 1.0, "alpha": 2.0},
+        {"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.5},
+        {"name": "box_filter", "min_visibility": 0.3, "min_size": 3.0},
+    ]
+    sample = augment_sample(
+        build_train_transform(augment, 64),
+        records[0],
+        records.__getitem__,
+        num_records=6,
+        sample_seed=seed,
+        mosaic=True,
+        image_size=96,
+    )
     assert sample.image.shape == (96, 96, 3)
     assert len(sample.boxes) == len(sample.labels) == len(sample.ignore)
     assert (sample.boxes >= 0).all() and (sample.boxes <= 96).all()
@@ -87,21 +119,30 @@ def test_mixup_p0_is_the_plain_sample_and_draws_are_seeded() -> None:
     load = records.__getitem__
     off = build_train_transform([{"name": "mixup", "p": 0.0}], 64)
     plain = build_train_transform([], 64)
-    got = augment_sample(off, records[2], load, num_records=4, sample_seed=3, mosaic=True, image_size=64)
+    got = augment_sample(
+        off, records[2], load, num_records=4, sample_seed=3, mosaic=True, image_size=64
+    )
     np.testing.assert_array_equal(got.image, plain(*records[2]).image)
     on = build_train_transform([{"name": "mixup", "p": 1.0}], 64)
-    first = augment_sample(on, records[2], load, num_records=4, sample_seed=3, mosaic=True, image_size=64)
+    first = augment_sample(
+        on, records[2], load, num_records=4, sample_seed=3, mosaic=True, image_size=64
+    )
     augment_sample(on, records[0], load, num_records=4, sample_seed=4, mosaic=True, image_size=64)
-    again = augment_sample(on, records[2], load, num_records=4, sample_seed=3, mosaic=True, image_size=64)
+    again = augment_sample(
+        on, records[2], load, num_records=4, sample_seed=3, mosaic=True, image_size=64
+    )
     np.testing.assert_array_equal(first.image, again.image)
 
 
-@pytest.mark.parametrize("entry,message", [
-    ([{"name": "mixup", "alpha": 0}], r"augment\[0\]\.alpha: must be in \[0.01, 1000\]"),
-    ([{"name": "mixup", "p": -0.1}], r"augment\[0\]\.p: probability must be in \[0, 1\]"),
-    ([{"name": "mixup"}, {"name": "mixup"}], r"augment\[1\]: mixup is given twice"),
-    ([{"name": "mixup", "beta": 1}], r"augment\[0\]\.beta: unknown parameter for mixup"),
-])
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ([{"name": "mixup", "alpha": 0}], r"augment\[0\]\.alpha: must be in \[0.01, 1000\]"),
+        ([{"name": "mixup", "p": -0.1}], r"augment\[0\]\.p: probability must be in \[0, 1\]"),
+        ([{"name": "mixup"}, {"name": "mixup"}], r"augment\[1\]: mixup is given twice"),
+        ([{"name": "mixup", "beta": 1}], r"augment\[0\]\.beta: unknown parameter for mixup"),
+    ],
+)
 def test_bad_mixup_entries_name_the_key(entry: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_train_transform(entry, 64)

@@ -13,21 +13,32 @@ SIZE, FILL = 64, 114
 
 def _bbox_params() -> A.BboxParams:
     # The training pipeline's policy: clip to the canvas, drop boxes mostly outside it.
-    return A.BboxParams(format="pascal_voc", label_fields=["box_index"], min_visibility=0.3,
-                        min_width=2, min_height=2, clip=True, filter_invalid_bboxes=True)
+    return A.BboxParams(
+        format="pascal_voc",
+        label_fields=["box_index"],
+        min_visibility=0.3,
+        min_width=2,
+        min_height=2,
+        clip=True,
+        filter_invalid_bboxes=True,
+    )
 
 
 def _reference(image: np.ndarray, boxes: np.ndarray, top: int, left: int) -> dict:
-    """Pad to reach the canvas where the image starts inside it, then crop where it starts before it."""
+    """Pad to reach the canvas where the image starts inside it,
+    then crop where it starts before it."""
     height, width = image.shape[:2]
     pad_top, pad_left = max(top, 0), max(left, 0)
     pad_bottom = max(SIZE - pad_top - height, 0)
     pad_right = max(SIZE - pad_left - width, 0)
     crop_y, crop_x = max(-top, 0), max(-left, 0)
-    compose = A.Compose([
-        A.Pad(padding=(pad_left, pad_top, pad_right, pad_bottom), fill=FILL),
-        A.Crop(x_min=crop_x, y_min=crop_y, x_max=crop_x + SIZE, y_max=crop_y + SIZE),
-    ], bbox_params=_bbox_params())
+    compose = A.Compose(
+        [
+            A.Pad(padding=(pad_left, pad_top, pad_right, pad_bottom), fill=FILL),
+            A.Crop(x_min=crop_x, y_min=crop_y, x_max=crop_x + SIZE, y_max=crop_y + SIZE),
+        ],
+        bbox_params=_bbox_params(),
+    )
     return compose(image=image, bboxes=boxes, box_index=np.arange(len(boxes)))
 
 
@@ -38,7 +49,9 @@ def test_random_place_equals_pad_then_crop(height: int, width: int) -> None:
     x1, y1 = rng.uniform(0, width - 4, 12), rng.uniform(0, height - 4, 12)
     boxes = np.stack([x1, y1, x1 + rng.uniform(2, width, 12), y1 + rng.uniform(2, height, 12)], 1)
     boxes = np.minimum(boxes, [width, height, width, height]).astype(np.float32)
-    place = A.Compose([RandomPlace(SIZE, fill=FILL)], bbox_params=_bbox_params(), save_applied_params=True)
+    place = A.Compose(
+        [RandomPlace(SIZE, fill=FILL)], bbox_params=_bbox_params(), save_applied_params=True
+    )
     offsets = set()
     for seed in range(40):
         place.set_random_seed(seed)
@@ -54,7 +67,9 @@ def test_random_place_equals_pad_then_crop(height: int, width: int) -> None:
         np.testing.assert_array_equal(out["image"], want["image"])
         np.testing.assert_array_equal(out["box_index"], want["box_index"])
         np.testing.assert_allclose(out["bboxes"], want["bboxes"], rtol=0, atol=1e-4)
-    assert len(offsets) == 1 if (height, width) == (SIZE, SIZE) else len(offsets) > 5  # random, not fixed
+    assert (
+        len(offsets) == 1 if (height, width) == (SIZE, SIZE) else len(offsets) > 5
+    )  # random, not fixed
 
 
 def test_random_place_hand_computed() -> None:

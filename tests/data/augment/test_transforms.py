@@ -20,40 +20,62 @@ def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def _boxes(height: int, width: int) -> np.ndarray:
     return np.array(
-        [[0, 0, width, height], [1.5, 2.25, 0.61 * width + 0.25, 0.83 * height + 0.5],
-         [width * 0.4, height * 0.3, width - 0.5, height]],
+        [
+            [0, 0, width, height],
+            [1.5, 2.25, 0.61 * width + 0.25, 0.83 * height + 0.5],
+            [width * 0.4, height * 0.3, width - 0.5, height],
+        ],
         np.float32,
     )
 
 
-@pytest.mark.parametrize("height,width,size", [(157, 311, 128), (311, 157, 128), (37, 53, 64), (64, 64, 64)])
+@pytest.mark.parametrize(
+    "height,width,size", [(157, 311, 128), (311, 157, 128), (37, 53, 64), (64, 64, 64)]
+)
 def test_noop_train_pipeline_round_trips_boxes(height: int, width: int, size: int) -> None:
     boxes = _boxes(height, width)
     labels, ignore = np.array([0, 3, 1]), np.array([False, True, False])
-    for augment in ([], [{"name": "hflip", "p": 0.0}, {"name": "crop", "p": 0.0},
-                         {"name": "brightness_contrast", "p": 0.0}, {"name": "box_filter", "min_size": 0.0}]):
-        sample = build_train_transform(augment, size, seed=0)(_image(height, width), boxes, labels, ignore)
+    for augment in (
+        [],
+        [
+            {"name": "hflip", "p": 0.0},
+            {"name": "crop", "p": 0.0},
+            {"name": "brightness_contrast", "p": 0.0},
+            {"name": "box_filter", "min_size": 0.0},
+        ],
+    ):
+        sample = build_train_transform(augment, size, seed=0)(
+            _image(height, width), boxes, labels, ignore
+        )
         assert sample.image.shape == (size, size, 3) and sample.image.dtype == np.uint8
         assert sample.letterbox == compute_letterbox(height, width, size)
-        np.testing.assert_allclose(boxes_to_original(sample.boxes, sample.letterbox), boxes, atol=1e-3)
+        np.testing.assert_allclose(
+            boxes_to_original(sample.boxes, sample.letterbox), boxes, atol=1e-3
+        )
         np.testing.assert_array_equal(sample.labels, labels)
         np.testing.assert_array_equal(sample.ignore, ignore)
 
 
-@pytest.mark.parametrize("height,width,size", [(375, 500, 448), (333, 501, 96), (17, 29, 64), (101, 77, 160)])
+@pytest.mark.parametrize(
+    "height,width,size", [(375, 500, 448), (333, 501, 96), (17, 29, 64), (101, 77, 160)]
+)
 def test_eval_transform_maps_back_exactly(height: int, width: int, size: int) -> None:
     image, boxes = _image(height, width), _boxes(height, width)
     sample = build_eval_transform(size)(image, boxes, np.arange(3), np.zeros(3, bool))
     expected_image, expected_letterbox = letterbox_image(image, size)
     np.testing.assert_array_equal(sample.image, expected_image)
     assert sample.letterbox == expected_letterbox
-    np.testing.assert_allclose(boxes_to_original(sample.boxes, sample.letterbox), boxes, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        boxes_to_original(sample.boxes, sample.letterbox), boxes, rtol=0, atol=1e-4
+    )
 
 
 def test_hflip_hand_computed() -> None:
     image = _image(100, 200)  # letterbox to 200: scale 1, 50 px padding on top and bottom
     transform = build_train_transform([{"name": "hflip", "p": 1.0}], 200, seed=0)
-    sample = transform(image, np.array([[10, 20, 50, 60]], np.float32), np.array([4]), np.array([True]))
+    sample = transform(
+        image, np.array([[10, 20, 50, 60]], np.float32), np.array([4]), np.array([True])
+    )
     np.testing.assert_allclose(sample.boxes, [[150, 70, 190, 110]], atol=1e-4)
     assert sample.labels.tolist() == [4] and sample.ignore.tolist() == [True]
     np.testing.assert_array_equal(sample.image[50:150], image[:, ::-1])
@@ -72,16 +94,21 @@ def test_crop_drops_boxes_with_their_labels_by_visibility_policy() -> None:
     image = _image(128, 128)
     boxes = _grid_boxes(6, side=12, cell=21)  # 36 boxes, label = index
     labels, ignore = np.arange(len(boxes)), np.arange(len(boxes)) % 3 == 0
-    augment = [{"name": "scale_jitter", "min_scale": 2.0, "max_scale": 2.0},
-               {"name": "box_filter", "min_visibility": 0.3, "min_size": 2.0}]
+    augment = [
+        {"name": "scale_jitter", "min_scale": 2.0, "max_scale": 2.0},
+        {"name": "box_filter", "min_visibility": 0.3, "min_size": 2.0},
+    ]
     saw_partial_drop = False
     for seed in range(12):
         sample = build_train_transform(augment, 128, seed=seed)(image, boxes, labels, ignore)
         # Fully visible boxes reveal the window offset; every kept box must sit where
         # its own label's input box lands, so labels cannot have shifted.
         scaled = boxes * 2.0
-        inside = [(k, lab) for k, lab in enumerate(sample.labels)
-                  if (sample.boxes[k] > 0).all() and (sample.boxes[k] < 128).all()]
+        inside = [
+            (k, lab)
+            for k, lab in enumerate(sample.labels)
+            if (sample.boxes[k] > 0).all() and (sample.boxes[k] < 128).all()
+        ]
         assert inside, "a 2x window of a 6x6 grid always shows a whole box"
         offset = scaled[inside[0][1], :2] - sample.boxes[inside[0][0], :2]
         expected_boxes = scaled - np.tile(offset, 2)
@@ -100,7 +127,9 @@ def test_crop_drops_boxes_with_their_labels_by_visibility_policy() -> None:
 
 
 def test_crop_that_drops_every_box_gives_an_empty_target() -> None:
-    transform = build_train_transform([{"name": "scale_jitter", "min_scale": 2.0, "max_scale": 2.0}], 64, seed=0)
+    transform = build_train_transform(
+        [{"name": "scale_jitter", "min_scale": 2.0, "max_scale": 2.0}], 64, seed=0
+    )
     image, box = _image(64, 64), np.array([[0, 0, 20, 20]], np.float32)
     empty_seen = kept_seen = False
     for _ in range(40):  # one stream: kept and dropped calls interleave, nothing goes stale
@@ -118,8 +147,14 @@ def test_crop_that_drops_every_box_gives_an_empty_target() -> None:
 
 def test_images_without_boxes_pass_through() -> None:
     for transform in (build_train_transform(None, 64, seed=0), build_eval_transform(64)):
-        sample = transform(_image(50, 70), np.zeros((0, 4), np.float32), np.zeros(0), np.zeros(0, bool))
-        assert sample.boxes.shape == (0, 4) and sample.labels.shape == (0,) and sample.image.shape == (64, 64, 3)
+        sample = transform(
+            _image(50, 70), np.zeros((0, 4), np.float32), np.zeros(0), np.zeros(0, bool)
+        )
+        assert (
+            sample.boxes.shape == (0, 4)
+            and sample.labels.shape == (0,)
+            and sample.image.shape == (64, 64, 3)
+        )
 
 
 def test_box_safe_crop_keeps_every_box_inside_the_canvas() -> None:
@@ -159,7 +194,9 @@ def test_transforms_draw_from_one_stream_not_copies_of_it() -> None:
     image = np.full((32, 32, 3), 100, np.uint8)
     flips, colours = [], []
     for _ in range(60):
-        sample = transform(image, np.array([[0, 0, 8, 8]], np.float32), np.array([0]), np.array([False]))
+        sample = transform(
+            image, np.array([[0, 0, 8, 8]], np.float32), np.array([0]), np.array([False])
+        )
         flips.append(sample.boxes[0, 0] > 16)
         colours.append(not (sample.image == 100).all())
     assert 10 < sum(flips) < 50 and 10 < sum(colours) < 50
@@ -170,7 +207,10 @@ def test_transforms_draw_from_one_stream_not_copies_of_it() -> None:
     "augment,message",
     [
         ([{"name": "rotate"}], "augment[0].name: unknown transform 'rotate'"),
-        ([{"name": "hflip"}, {"name": "hsv", "hue_limit": 3}], "augment[1].hue_limit: unknown parameter for hsv"),
+        (
+            [{"name": "hflip"}, {"name": "hsv", "hue_limit": 3}],
+            "augment[1].hue_limit: unknown parameter for hsv",
+        ),
         ([{"name": "hflip", "p": 1.5}], "augment[0].p"),
         ([{"name": "hflip", "p": "often"}], "augment[0].p: expected a number"),
         ([{"p": 0.5}], "augment[0]: expected a mapping with a 'name' key"),
@@ -194,13 +234,19 @@ def test_default_augment_is_used_for_none_and_covers_the_issue() -> None:
 
 
 def test_scale_jitter_changes_object_scale_within_range() -> None:
-    transform = build_train_transform([{"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.0}], 128, seed=0)
+    transform = build_train_transform(
+        [{"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.0}], 128, seed=0
+    )
     image = cv2.resize(_image(8, 8), (100, 100), interpolation=cv2.INTER_NEAREST)
     scales = []
     for _ in range(30):
-        box = transform(image, np.array([[40, 40, 60, 60]], np.float32), np.array([0]), np.array([False])).boxes[0]
+        box = transform(
+            image, np.array([[40, 40, 60, 60]], np.float32), np.array([0]), np.array([False])
+        ).boxes[0]
         scales.append((box[2] - box[0]) / 20 * 100 / 128)  # relative to the letterbox scale 1.28
-    assert 0.5 - 1e-3 <= min(scales) and max(scales) <= 1.0 + 1e-3 and max(scales) - min(scales) > 0.2
+    assert (
+        0.5 - 1e-3 <= min(scales) and max(scales) <= 1.0 + 1e-3 and max(scales) - min(scales) > 0.2
+    )
 
 
 def test_shapes_config_spells_out_exactly_the_defaults() -> None:
@@ -226,10 +272,19 @@ def test_train_transform_equals_plain_albumentations_box_handling() -> None:
     ours = build_train_transform(None, 96, seed=0)
     assert isinstance(ours.compose.processors["bboxes"], QuickCheckBboxProcessor)
     params = ours.compose.processors["bboxes"].params
-    reference = A.Compose(ours.compose.transforms, bbox_params=A.BboxParams(
-        format="pascal_voc", label_fields=["labels"], min_visibility=params.min_visibility,
-        min_width=params.min_width, min_height=params.min_height, clip=True, filter_invalid_bboxes=True,
-        check_each_transform=False))
+    reference = A.Compose(
+        ours.compose.transforms,
+        bbox_params=A.BboxParams(
+            format="pascal_voc",
+            label_fields=["labels"],
+            min_visibility=params.min_visibility,
+            min_width=params.min_width,
+            min_height=params.min_height,
+            clip=True,
+            filter_invalid_bboxes=True,
+            check_each_transform=False,
+        ),
+    )
     rng = np.random.default_rng(0)
     compared_boxes = 0
     for seed in range(150):
@@ -248,7 +303,9 @@ def test_train_transform_equals_plain_albumentations_box_handling() -> None:
 
         np.testing.assert_array_equal(got.image, want["image"])
         np.testing.assert_array_equal(got.labels, np.asarray(want["labels"], np.int64))
-        np.testing.assert_allclose(got.boxes, np.asarray(want["bboxes"], np.float32).reshape(-1, 4), atol=1e-3)
+        np.testing.assert_allclose(
+            got.boxes, np.asarray(want["bboxes"], np.float32).reshape(-1, 4), atol=1e-3
+        )
         compared_boxes += len(got.boxes)
     assert compared_boxes > 100
 
@@ -260,7 +317,12 @@ def test_quick_box_check_rejects_what_albumentations_rejects() -> None:
 
     processor = build_train_transform(None, 64).compose.processors["bboxes"]
     assert isinstance(processor, QuickCheckBboxProcessor)
-    for bad in ([[0.5, 0.1, 0.5, 0.4]], [[0.1, 0.6, 0.3, 0.2]], [[-0.1, 0.1, 0.3, 0.4]], [[0.1, 0.1, 1.2, 0.4]]):
+    for bad in (
+        [[0.5, 0.1, 0.5, 0.4]],
+        [[0.1, 0.6, 0.3, 0.2]],
+        [[-0.1, 0.1, 0.3, 0.4]],
+        [[0.1, 0.1, 1.2, 0.4]],
+    ):
         boxes = np.array(bad)
         with pytest.raises(ValueError) as ours:
             processor.check(boxes, {"height": 64, "width": 64})

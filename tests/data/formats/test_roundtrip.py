@@ -1,4 +1,5 @@
-"""One dataset in three formats gives the same records: VOC -> COCO JSON -> records, YOLO -> records."""
+"""One dataset in three formats gives the same records:
+VOC -> COCO JSON -> records, YOLO -> records."""
 
 from __future__ import annotations
 
@@ -22,10 +23,21 @@ def make_voc(root: Path) -> list[str]:
     rng = np.random.default_rng(3)
     samples = {
         "000001": ((64, 48), 1, [[0, 0, 64, 48], [10.5, 3.25, 20, 30]], [0, 2], [False, True]),
-        "000002": ((100, 70), 6, [[5, 6, 55.75, 40.5]], [1], [False]),  # (width, height) as displayed
+        "000002": (
+            (100, 70),
+            6,
+            [[5, 6, 55.75, 40.5]],
+            [1],
+            [False],
+        ),  # (width, height) as displayed
         "000003": ((33, 90), 1, [], [], []),
-        "000004": ((80, 80), 1, [[1.125, 2.5, 79, 80], [40, 40, 41, 41.5], [0, 10, 30, 20]], [2, 1, 0],
-                   [False, False, True]),
+        "000004": (
+            (80, 80),
+            1,
+            [[1.125, 2.5, 79, 80], [40, 40, 41, 41.5], [0, 10, 30, 20]],
+            [2, 1, 0],
+            [False, False, True],
+        ),
     }
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -35,9 +47,16 @@ def make_voc(root: Path) -> list[str]:
         exif[0x0112] = orientation
         pixels = rng.integers(0, 255, (*stored_shape, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(root / "JPEGImages" / f"{image_id}.jpg", exif=exif)
-        write_voc_xml(root / "Annotations" / f"{image_id}.xml", filename=f"{image_id}.jpg", width=width,
-                      height=height, boxes=np.array(boxes).reshape(-1, 4), labels=np.array(labels, int),
-                      names=NAMES, difficult=np.array(difficult, bool))
+        write_voc_xml(
+            root / "Annotations" / f"{image_id}.xml",
+            filename=f"{image_id}.jpg",
+            width=width,
+            height=height,
+            boxes=np.array(boxes).reshape(-1, 4),
+            labels=np.array(labels, int),
+            names=NAMES,
+            difficult=np.array(difficult, bool),
+        )
     (root / "ImageSets/Main/trainval.txt").write_text("\n".join(samples) + "\n")
     return list(samples)
 
@@ -45,8 +64,12 @@ def make_voc(root: Path) -> list[str]:
 def test_voc_to_coco_json_to_records_keeps_every_box(tmp_path: Path) -> None:
     voc_root = tmp_path / "VOC2007"
     make_voc(voc_root)
-    voc = load_split(DataConfig(format="voc", root=str(voc_root), names=NAMES,
-                                train=["ImageSets/Main/trainval.txt"]), "train")
+    voc = load_split(
+        DataConfig(
+            format="voc", root=str(voc_root), names=NAMES, train=["ImageSets/Main/trainval.txt"]
+        ),
+        "train",
+    )
     assert len(voc.records) == 4 and voc.skipped == []
     assert (voc.records[1].width, voc.records[1].height) == (100, 70)  # EXIF 6 applied
 
@@ -70,8 +93,12 @@ def test_voc_to_coco_json_to_records_keeps_every_box(tmp_path: Path) -> None:
 def test_yolo_labels_give_the_same_boxes(tmp_path: Path) -> None:
     voc_root = tmp_path / "VOC2007"
     ids = make_voc(voc_root)
-    voc = load_split(DataConfig(format="voc", root=str(voc_root), names=NAMES,
-                                train=["ImageSets/Main/trainval.txt"]), "train")
+    voc = load_split(
+        DataConfig(
+            format="voc", root=str(voc_root), names=NAMES, train=["ImageSets/Main/trainval.txt"]
+        ),
+        "train",
+    )
     yolo_root = tmp_path / "yolo"
     (yolo_root / "images" / "train").mkdir(parents=True)
     (yolo_root / "labels" / "train").mkdir(parents=True)
@@ -84,7 +111,9 @@ def test_yolo_labels_give_the_same_boxes(tmp_path: Path) -> None:
             for label, (x1, y1, x2, y2) in zip(record.labels.tolist(), boxes.tolist(), strict=True)
         ]
         (yolo_root / "labels" / "train" / f"{image_id}.txt").write_text("\n".join(lines))
-    yolo = load_split(DataConfig(format="yolo", root=str(yolo_root), names=NAMES, train=["images/train"]), "train")
+    yolo = load_split(
+        DataConfig(format="yolo", root=str(yolo_root), names=NAMES, train=["images/train"]), "train"
+    )
 
     assert [r.source_id for r in yolo.records] == ids
     for original, loaded in zip(voc.records, yolo.records, strict=True):

@@ -17,7 +17,9 @@ from detector.data.images import read_image_rgb
 NAMES = ["cat", "dog"]
 
 
-def voc_object(name: str, xmin: str, ymin: str, xmax: str, ymax: str, difficult: str | None = None) -> str:
+def voc_object(
+    name: str, xmin: str, ymin: str, xmax: str, ymax: str, difficult: str | None = None
+) -> str:
     flag = "" if difficult is None else f"<difficult>{difficult}</difficult>"
     return (
         f"<object><name>{name}</name><pose>Left</pose>{flag}<bndbox><xmin>{xmin}</xmin>"
@@ -27,8 +29,15 @@ def voc_object(name: str, xmin: str, ymin: str, xmax: str, ymax: str, difficult:
 
 def voc_xml(objects: list[str], size: tuple[int, int] | None = None) -> str:
     """An annotation file; `size` is (width, height) or None for no <size> element."""
-    size_xml = "" if size is None else f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
-    return f"<annotation><folder>VOC</folder><filename>x.jpg</filename>{size_xml}{''.join(objects)}</annotation>"
+    size_xml = (
+        ""
+        if size is None
+        else f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+    )
+    return (
+        "<annotation><folder>VOC</folder><filename>x.jpg</filename>"
+        f"{size_xml}{''.join(objects)}</annotation>"
+    )
 
 
 def add_sample(base: Path, image_id: str, xml: str, width: int = 64, height: int = 48) -> Path:
@@ -50,7 +59,11 @@ def write_split(base: Path, ids: list[str], name: str = "trainval") -> Path:
 
 def test_one_based_inclusive_coordinates_become_zero_based_continuous(tmp_path: Path) -> None:
     xml = tmp_path / "a.xml"
-    xml.write_text(voc_xml([voc_object("dog", "1", "1", "10", "20"), voc_object("cat", "5.5", "3", "5.5", "3")]))
+    xml.write_text(
+        voc_xml(
+            [voc_object("dog", "1", "1", "10", "20"), voc_object("cat", "5.5", "3", "5.5", "3")]
+        )
+    )
     annotation = parse_voc_xml(xml, NAMES)
     # pixels 1..10 (1-based) are columns 0..9, i.e. x in [0, 10)
     np.testing.assert_array_equal(annotation.boxes, [[0, 0, 10, 20], [4.5, 2, 5.5, 3]])
@@ -60,11 +73,18 @@ def test_one_based_inclusive_coordinates_become_zero_based_continuous(tmp_path: 
 
 def test_missing_difficult_means_zero_and_difficult_is_kept_as_ignore(tmp_path: Path) -> None:
     base = tmp_path / "VOC2007"
-    add_sample(base, "a", voc_xml([
-        voc_object("cat", "2", "2", "20", "20"),
-        voc_object("dog", "3", "3", "30", "30", difficult="1"),
-        voc_object("dog", "4", "4", "40", "40", difficult="0"),
-    ], size=(64, 48)))
+    add_sample(
+        base,
+        "a",
+        voc_xml(
+            [
+                voc_object("cat", "2", "2", "20", "20"),
+                voc_object("dog", "3", "3", "30", "30", difficult="1"),
+                voc_object("dog", "4", "4", "40", "40", difficult="0"),
+            ],
+            size=(64, 48),
+        ),
+    )
     records, skipped = read_voc_split(write_split(base, ["a"]), NAMES, min_box_size=1.0)
     assert skipped == []
     (record,) = records
@@ -73,10 +93,20 @@ def test_missing_difficult_means_zero_and_difficult_is_kept_as_ignore(tmp_path: 
     assert len(record.boxes) == 3  # the difficult box is kept, not dropped
 
 
-@pytest.mark.parametrize("size", [None, (48, 64), (0, 0), (640, 480)], ids=["missing", "swapped", "zero", "wrong"])
-def test_missing_or_wrong_size_is_taken_from_the_image(tmp_path: Path, size: tuple[int, int] | None) -> None:
+@pytest.mark.parametrize(
+    "size", [None, (48, 64), (0, 0), (640, 480)], ids=["missing", "swapped", "zero", "wrong"]
+)
+def test_missing_or_wrong_size_is_taken_from_the_image(
+    tmp_path: Path, size: tuple[int, int] | None
+) -> None:
     base = tmp_path / "VOC2012"
-    add_sample(base, "a", voc_xml([voc_object("cat", "1", "1", "64", "48")], size=size), width=64, height=48)
+    add_sample(
+        base,
+        "a",
+        voc_xml([voc_object("cat", "1", "1", "64", "48")], size=size),
+        width=64,
+        height=48,
+    )
     stats = ReadStats()
     (record,), _ = read_voc_split(write_split(base, ["a"]), NAMES, min_box_size=1.0, stats=stats)
     assert (record.width, record.height) == (64, 48)
@@ -87,15 +117,21 @@ def test_missing_or_wrong_size_is_taken_from_the_image(tmp_path: Path, size: tup
 
 def test_unknown_class_names_the_file_and_the_class(tmp_path: Path) -> None:
     xml = tmp_path / "000123.xml"
-    xml.write_text(voc_xml([voc_object("cat", "1", "1", "5", "5"), voc_object("zebra", "1", "1", "5", "5")]))
+    xml.write_text(
+        voc_xml([voc_object("cat", "1", "1", "5", "5"), voc_object("zebra", "1", "1", "5", "5")])
+    )
     with pytest.raises(ValueError, match=r"000123\.xml.*object 2.*'zebra'"):
         parse_voc_xml(xml, NAMES)
 
 
 @pytest.mark.parametrize(
     "coords, message",
-    [(("10", "1", "5", "5"), "x2 < x1"), (("1", "nan", "5", "5"), "non-finite"),
-     (("1", "1", "", "5"), "non-numeric <xmax>"), (("1", "1", "abc", "5"), "non-numeric")],
+    [
+        (("10", "1", "5", "5"), "x2 < x1"),
+        (("1", "nan", "5", "5"), "non-finite"),
+        (("1", "1", "", "5"), "non-numeric <xmax>"),
+        (("1", "1", "abc", "5"), "non-numeric"),
+    ],
 )
 def test_inverted_nan_and_missing_coordinates_raise_with_the_file(
     tmp_path: Path, coords: tuple[str, ...], message: str
@@ -115,11 +151,25 @@ def test_malformed_xml_names_the_file(tmp_path: Path) -> None:
 
 def test_boxes_outside_are_clipped_and_tiny_ones_dropped(tmp_path: Path) -> None:
     base = tmp_path / "VOC2007"
-    add_sample(base, "a", voc_xml([
-        voc_object("cat", "-5", "10", "100", "30"),    # reaches outside left and right: clipped
-        voc_object("dog", "70", "10", "90", "20"),      # entirely right of the 64 px image: dropped
-        voc_object("dog", "10", "10", "10.5", "20"),    # 1.5 px wide: kept at min 1, dropped at 2
-    ]), width=64, height=48)
+    add_sample(
+        base,
+        "a",
+        voc_xml(
+            [
+                voc_object(
+                    "cat", "-5", "10", "100", "30"
+                ),  # reaches outside left and right: clipped
+                voc_object(
+                    "dog", "70", "10", "90", "20"
+                ),  # entirely right of the 64 px image: dropped
+                voc_object(
+                    "dog", "10", "10", "10.5", "20"
+                ),  # 1.5 px wide: kept at min 1, dropped at 2
+            ]
+        ),
+        width=64,
+        height=48,
+    )
     stats = ReadStats()
     (record,), _ = read_voc_split(write_split(base, ["a"]), NAMES, min_box_size=1.0, stats=stats)
     np.testing.assert_array_equal(record.boxes, [[0, 9, 64, 30], [9, 9, 10.5, 20]])
@@ -142,8 +192,12 @@ def test_years_and_split_files_are_combined_with_unique_ids(tmp_path: Path) -> N
         for image_id in ids:
             add_sample(root / year, image_id, voc_xml([voc_object("cat", "1", "1", "8", "8")]))
         write_split(root / year, ids)
-    cfg = DataConfig(format="voc", root=str(root), names=NAMES,
-                     train=["VOC2007/ImageSets/Main/trainval.txt", "VOC2012/ImageSets/Main/trainval.txt"])
+    cfg = DataConfig(
+        format="voc",
+        root=str(root),
+        names=NAMES,
+        train=["VOC2007/ImageSets/Main/trainval.txt", "VOC2012/ImageSets/Main/trainval.txt"],
+    )
     split = load_split(cfg, "train")
     assert [r.source_id for r in split.records] == ["000001", "000002", "2008_000001"]
     assert [r.image_id for r in split.records] == [0, 1, 2]
@@ -157,7 +211,9 @@ def test_missing_and_broken_images_are_skipped_and_reported(tmp_path: Path) -> N
     add_sample(base, "zero", voc_xml([])).write_bytes(b"")
     add_sample(base, "noxml", voc_xml([]))
     (base / "Annotations" / "noxml.xml").unlink()
-    records, skipped = read_voc_split(write_split(base, ["good", "gone", "zero", "noxml"]), NAMES, min_box_size=1.0)
+    records, skipped = read_voc_split(
+        write_split(base, ["good", "gone", "zero", "noxml"]), NAMES, min_box_size=1.0
+    )
     assert [r.source_id for r in records] == ["good"]
     reasons = {Path(s.path).name: s.reason for s in skipped}
     assert reasons["gone.jpg"] == "file not found"
@@ -203,8 +259,16 @@ def test_exif_rotated_image_box_lands_on_the_object(tmp_path: Path, orientation:
 
 def test_write_voc_xml_round_trips(tmp_path: Path) -> None:
     boxes = np.array([[0, 0, 10, 20], [3.25, 4.5, 30.75, 40]], np.float32)
-    write_voc_xml(tmp_path / "w.xml", filename="w.jpg", width=64, height=48, boxes=boxes,
-                  labels=np.array([1, 0]), names=NAMES, difficult=np.array([False, True]))
+    write_voc_xml(
+        tmp_path / "w.xml",
+        filename="w.jpg",
+        width=64,
+        height=48,
+        boxes=boxes,
+        labels=np.array([1, 0]),
+        names=NAMES,
+        difficult=np.array([False, True]),
+    )
     text = (tmp_path / "w.xml").read_text()
     assert "<xmin>1</xmin>" in text and "<xmax>10</xmax>" in text  # 1-based on disk
     annotation = parse_voc_xml(tmp_path / "w.xml", NAMES)
@@ -213,26 +277,47 @@ def test_write_voc_xml_round_trips(tmp_path: Path) -> None:
     assert annotation.size == (48, 64) and annotation.filename == "w.jpg"
 
 
-@pytest.mark.parametrize("filename", ["/etc/passwd", "../../secret.jpg", "sub/../../x.jpg",
-                                      "C:\\data\\x.jpg", "..\\x.jpg", "\\\\server\\share\\x.jpg"])
-def test_filename_escaping_the_dataset_is_an_error_naming_the_xml(tmp_path: Path, filename: str) -> None:
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "/etc/passwd",
+        "../../secret.jpg",
+        "sub/../../x.jpg",
+        "C:\\data\\x.jpg",
+        "..\\x.jpg",
+        "\\\\server\\share\\x.jpg",
+    ],
+)
+def test_filename_escaping_the_dataset_is_an_error_naming_the_xml(
+    tmp_path: Path, filename: str
+) -> None:
     from detector.data.formats.annotations import AnnotationError
 
     outside = tmp_path / "secret.jpg"
     Image.fromarray(np.full((20, 20, 3), 1, np.uint8)).save(outside)
     base = tmp_path / "sets" / "VOC"
-    add_sample(base, "a", voc_xml([]).replace("<filename>x.jpg</filename>", f"<filename>{filename}</filename>"))
+    add_sample(
+        base,
+        "a",
+        voc_xml([]).replace("<filename>x.jpg</filename>", f"<filename>{filename}</filename>"),
+    )
     (base / "JPEGImages" / "a.jpg").unlink()  # so the reader would follow <filename>
     split = write_split(base, ["a"])
     with pytest.raises(AnnotationError) as info:
         read_voc_split(split, NAMES, min_box_size=1.0)
     xml = base / "Annotations" / "a.xml"
-    assert str(info.value).startswith(f"{xml}: <filename> {filename!r} escapes the dataset's JPEGImages folder")
+    assert str(info.value).startswith(
+        f"{xml}: <filename> {filename!r} escapes the dataset's JPEGImages folder"
+    )
 
 
 def test_plain_and_nested_filenames_are_followed(tmp_path: Path) -> None:
     base = tmp_path / "VOC"
-    add_sample(base, "a", voc_xml([]).replace("<filename>x.jpg</filename>", "<filename>sub/a b.png</filename>"))
+    add_sample(
+        base,
+        "a",
+        voc_xml([]).replace("<filename>x.jpg</filename>", "<filename>sub/a b.png</filename>"),
+    )
     (base / "JPEGImages" / "a.jpg").rename(base / "JPEGImages" / "a b.png")
     (base / "JPEGImages" / "sub").mkdir()
     (base / "JPEGImages" / "a b.png").rename(base / "JPEGImages" / "sub" / "a b.png")

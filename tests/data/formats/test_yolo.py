@@ -16,7 +16,9 @@ from detector.data.formats.yolo import read_yolo_source, yolo_label_path
 NAMES = ["cat", "dog", "bird"]
 
 
-def add_image(root: Path, relative: str, label_text: str | None, width: int = 64, height: int = 32) -> Path:
+def add_image(
+    root: Path, relative: str, label_text: str | None, width: int = 64, height: int = 32
+) -> Path:
     """Write root/images/<relative> and, unless None, root/labels/<relative stem>.txt."""
     image_path = root / "images" / relative
     image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,9 @@ def test_empty_and_missing_label_files_are_negatives(tmp_path: Path) -> None:
     add_image(tmp_path, "v/blank.png", "\n  \n")
     add_image(tmp_path, "v/missing.png", None)
     stats = ReadStats()
-    records, skipped = read_yolo_source(tmp_path / "images" / "v", NAMES, min_box_size=1.0, stats=stats)
+    records, skipped = read_yolo_source(
+        tmp_path / "images" / "v", NAMES, min_box_size=1.0, stats=stats
+    )
     assert sorted(r.source_id for r in records) == ["blank", "empty", "missing"] and skipped == []
     assert all(r.boxes.shape == (0, 4) for r in records)
     assert stats.missing_label_files == 1
@@ -58,14 +62,16 @@ def test_empty_and_missing_label_files_are_negatives(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text, message",
-    [("0 0.5 0.5 0.1 0.1\n3 0.5 0.5 0.1 0.1\n", "line 2: class index 3 out of range 0..2"),
-     ("-1 0.5 0.5 0.1 0.1\n", "line 1: class index -1 out of range"),
-     ("1.5 0.5 0.5 0.1 0.1\n", "line 1: class index 1.5"),
-     ("0 0.5 0.5 0.1\n", "line 1: expected 'class cx cy w h', got 4"),
-     ("0 0.5 0.5 0.1 0.1 0.2 0.3\n", "got 7 values"),
-     ("0 0.5 nan 0.1 0.1\n", "line 1: bad box"),
-     ("0 0.5 0.5 -0.1 0.1\n", "negative size"),
-     ("cat 0.5 0.5 0.1 0.1\n", "not a number")],
+    [
+        ("0 0.5 0.5 0.1 0.1\n3 0.5 0.5 0.1 0.1\n", "line 2: class index 3 out of range 0..2"),
+        ("-1 0.5 0.5 0.1 0.1\n", "line 1: class index -1 out of range"),
+        ("1.5 0.5 0.5 0.1 0.1\n", "line 1: class index 1.5"),
+        ("0 0.5 0.5 0.1\n", "line 1: expected 'class cx cy w h', got 4"),
+        ("0 0.5 0.5 0.1 0.1 0.2 0.3\n", "got 7 values"),
+        ("0 0.5 nan 0.1 0.1\n", "line 1: bad box"),
+        ("0 0.5 0.5 -0.1 0.1\n", "negative size"),
+        ("cat 0.5 0.5 0.1 0.1\n", "not a number"),
+    ],
 )
 def test_bad_lines_raise_naming_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     add_image(tmp_path, "t/bad.jpg", text)
@@ -82,8 +88,12 @@ def test_list_file_clipping_and_catalog(tmp_path: Path) -> None:
     a, b = split.records
     np.testing.assert_allclose(a.boxes, [[44.8, 8, 64, 24]], atol=1e-4)
     assert b.boxes.shape == (0, 4) and [r.image_id for r in split.records] == [0, 1]
-    assert [(Path(s.path).name, s.reason) for s in split.skipped] == [("gone.jpg", "file not found")]
+    assert [(Path(s.path).name, s.reason) for s in split.skipped] == [
+        ("gone.jpg", "file not found")
+    ]
     with pytest.raises(ValueError, match="data.names is required for format yolo"):
         load_split(DataConfig(format="yolo", root=str(tmp_path), val=["val.txt"]), "val")
     with pytest.raises(FileNotFoundError, match="nothing"):
-        load_split(DataConfig(format="yolo", root=str(tmp_path), names=NAMES, val=["nothing"]), "val")
+        load_split(
+            DataConfig(format="yolo", root=str(tmp_path), names=NAMES, val=["nothing"]), "val"
+        )

@@ -1,4 +1,5 @@
-"""`detector data check CONFIG` through click's CliRunner: counts, skipped files, box sizes, exit codes."""
+"""`detector data check CONFIG` through click's CliRunner:
+counts, skipped files, box sizes, exit codes."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ NAMES = ["cat", "dog"]
 
 def xml_object(name: str, box: tuple[int, int, int, int], difficult: int = 0) -> str:
     xmin, ymin, xmax, ymax = box
-    return (f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin>"
-            f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+    return (
+        f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin>"
+        f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+    )
 
 
 def add(base: Path, image_id: str, objects: list[str], size: tuple[int, int] = (64, 48)) -> Path:
@@ -29,25 +32,46 @@ def add(base: Path, image_id: str, objects: list[str], size: tuple[int, int] = (
     width, height = size
     image = base / "JPEGImages" / f"{image_id}.jpg"
     Image.fromarray(np.full((height, width, 3), 99, np.uint8)).save(image)
-    (base / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{''.join(objects)}</annotation>")
+    (base / "Annotations" / f"{image_id}.xml").write_text(
+        f"<annotation>{''.join(objects)}</annotation>"
+    )
     return image
 
 
 def make_dataset(tmp_path: Path) -> Path:
-    """train: 3 usable images (one empty) + one 0-byte file; val: 1 image. Returns the config path."""
+    """train: 3 usable images (one empty) + one 0-byte file;
+    val: 1 image. Returns the config path."""
     base = tmp_path / "voc data"  # a space in the root, on purpose
-    add(base, "a", [xml_object("cat", (1, 1, 10, 10)), xml_object("dog", (1, 1, 40, 40), difficult=1)])
-    add(base, "b", [xml_object("dog", (1, 1, 120, 90)), xml_object("cat", (11, 11, 50, 40))], size=(128, 96))
+    add(
+        base,
+        "a",
+        [xml_object("cat", (1, 1, 10, 10)), xml_object("dog", (1, 1, 40, 40), difficult=1)],
+    )
+    add(
+        base,
+        "b",
+        [xml_object("dog", (1, 1, 120, 90)), xml_object("cat", (11, 11, 50, 40))],
+        size=(128, 96),
+    )
     add(base, "c", [])
     add(base, "d", [xml_object("cat", (1, 1, 10, 10))]).write_bytes(b"")
     add(base, "e", [xml_object("cat", (5, 5, 20, 25))])
     (base / "ImageSets/Main/train.txt").write_text("a\nb\nc\nd\n")
     (base / "ImageSets/Main/val.txt").write_text("e\n")
     config = tmp_path / "data.yaml"
-    config.write_text(yaml.safe_dump({"data": {
-        "format": "voc", "root": str(base), "names": NAMES,
-        "train": ["ImageSets/Main/train.txt"], "val": ["ImageSets/Main/val.txt"],
-    }}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "format": "voc",
+                    "root": str(base),
+                    "names": NAMES,
+                    "train": ["ImageSets/Main/train.txt"],
+                    "val": ["ImageSets/Main/val.txt"],
+                }
+            }
+        )
+    )
     return config
 
 
@@ -57,7 +81,10 @@ def test_check_report_values(tmp_path: Path) -> None:
     report = check_dataset(data_cfg)
     train, val = report.splits
     assert (train.num_images, train.num_empty, train.num_boxes, train.num_ignored) == (3, 1, 3, 1)
-    assert train.boxes_per_class == {"cat": 2, "dog": 1} and train.ignored_per_class == {"cat": 0, "dog": 1}
+    assert train.boxes_per_class == {"cat": 2, "dog": 1} and train.ignored_per_class == {
+        "cat": 0,
+        "dog": 1,
+    }
     sizes = train.box_sizes
     # used boxes: 10x10 (small), 120x90 (large), 40x30 (medium); the ignored one is not measured
     assert (sizes.width_min, sizes.width_median, sizes.width_max) == (10, 40, 120)
@@ -101,11 +128,15 @@ def test_cli_overrides_and_failures(tmp_path: Path) -> None:
         image.write_bytes(b"")  # nothing usable left
     result = runner.invoke(check, [str(config)])
     assert result.exit_code == 1
-    assert "Error: train: no usable image (1 entries, 4 skipped); val: no usable image" in result.output
+    assert (
+        "Error: train: no usable image (1 entries, 4 skipped); val: no usable image"
+        in result.output
+    )
     assert "images:        0 usable" in result.output  # the report is still printed
 
     (tmp_path / "voc data" / "Annotations" / "a.xml").write_text(
-        "<annotation>" + xml_object("horse", (1, 1, 5, 5)) + "</annotation>")
+        "<annotation>" + xml_object("horse", (1, 1, 5, 5)) + "</annotation>"
+    )
     result = runner.invoke(check, [str(config)])
     assert result.exit_code == 1 and "a.xml: object 1 has unknown class 'horse'" in result.output
 

@@ -1,4 +1,5 @@
-"""Dataset, collate and DataLoader: batch format, bad files at load time, per-sample seeds in any worker."""
+"""Dataset, collate and DataLoader: batch format, bad files at load time,
+per-sample seeds in any worker."""
 
 from __future__ import annotations
 
@@ -35,8 +36,18 @@ def _records(tmp_path: Path, count: int = 4) -> list[SampleRecord]:
         path = tmp_path / f"image {index}.jpg"
         _write_jpeg(path, height, width, seed=index)
         boxes = [[2, 3, 20, 30], [10, 5, width - 1, height - 2]][: index % 3]
-        records.append(SampleRecord(str(path), width, height, boxes, list(range(len(boxes))),
-                                    [False] * len(boxes), image_id=index, source_id=str(index)))
+        records.append(
+            SampleRecord(
+                str(path),
+                width,
+                height,
+                boxes,
+                list(range(len(boxes))),
+                [False] * len(boxes),
+                image_id=index,
+                source_id=str(index),
+            )
+        )
     return records
 
 
@@ -54,13 +65,23 @@ def test_collate_shapes_dtypes_and_pixels(tmp_path: Path) -> None:
         assert target["labels"].dtype == torch.int64 and target["ignore"].dtype == torch.bool
     assert batch["targets"][0]["boxes"].shape == (0, 4)
     meta = batch["metas"][2]
-    assert meta["image_id"] == 2 and meta["path"] == records[2].image_path and meta["replaced"] == []
-    assert isinstance(meta["letterbox"], Letterbox) and meta["letterbox"].orig_width == records[2].width
+    assert (
+        meta["image_id"] == 2 and meta["path"] == records[2].image_path and meta["replaced"] == []
+    )
+    assert (
+        isinstance(meta["letterbox"], Letterbox)
+        and meta["letterbox"].orig_width == records[2].width
+    )
 
 
 def test_collate_rejects_mismatched_images() -> None:
-    sample = {"image": np.zeros((8, 8, 3), np.uint8), "boxes": np.zeros((0, 4)), "labels": np.zeros(0),
-              "ignore": np.zeros(0, bool), "meta": {}}
+    sample = {
+        "image": np.zeros((8, 8, 3), np.uint8),
+        "boxes": np.zeros((0, 4)),
+        "labels": np.zeros(0),
+        "ignore": np.zeros(0, bool),
+        "meta": {},
+    }
     odd = dict(sample, image=np.zeros((8, 9, 3), np.uint8))
     with pytest.raises(ValueError, match="image 1"):
         collate_batch([sample, odd])
@@ -73,8 +94,9 @@ def test_worker_batches_equal_in_process_batches(tmp_path: Path) -> None:
     """Shared-memory images and batch-wide target views survive the trip from a worker."""
     records = _records(tmp_path, count=6)
     dataset = DetectionDataset(records, build_eval_transform(48))
-    loader = DataLoader(dataset, batch_size=3, num_workers=1, collate_fn=collate_batch,
-                        worker_init_fn=init_worker)
+    loader = DataLoader(
+        dataset, batch_size=3, num_workers=1, collate_fn=collate_batch, worker_init_fn=init_worker
+    )
     for start, batch in zip((0, 3), loader, strict=True):
         expected = collate_batch([dataset[i] for i in range(start, start + 3)])
         assert torch.equal(batch["images"], expected["images"])
@@ -107,15 +129,24 @@ def test_all_files_bad_raises_a_clear_error(tmp_path: Path) -> None:
         dataset[0]
 
 
-_AUGMENT = [{"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.5}, {"name": "hflip"},
-            {"name": "brightness_contrast", "p": 1.0}]
+_AUGMENT = [
+    {"name": "scale_jitter", "min_scale": 0.5, "max_scale": 1.5},
+    {"name": "hflip"},
+    {"name": "brightness_contrast", "p": 1.0},
+]
 
 
 def _seeded_batches(dataset: DetectionDataset, workers: int, epoch: int) -> list[dict]:
     sampler = SeededSampler(RandomSampler(dataset, generator=torch.Generator()), seed=5)
     sampler.set_epoch(epoch)
-    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=workers,
-                        collate_fn=collate_batch, worker_init_fn=init_worker)
+    loader = DataLoader(
+        dataset,
+        batch_size=2,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        worker_init_fn=init_worker,
+    )
     return list(loader)
 
 
@@ -145,7 +176,9 @@ def test_sample_augmentation_does_not_depend_on_the_worker(tmp_path: Path) -> No
                 assert torch.equal(got_target["boxes"], want_target["boxes"])
     images = [image for batch in in_process for image in batch["images"]]
     assert all(not torch.equal(images[0], image) for image in images[1:])  # one seed per position
-    other_epoch = [image for batch in _seeded_batches(dataset, 0, epoch=2) for image in batch["images"]]
+    other_epoch = [
+        image for batch in _seeded_batches(dataset, 0, epoch=2) for image in batch["images"]
+    ]
     assert all(not torch.equal(a, b) for a, b in zip(images, other_epoch, strict=True))
     # The same (index, seed) pair gives the same sample whatever ran before it.
     again = dataset[(3, 12345)]
@@ -154,14 +187,21 @@ def test_sample_augmentation_does_not_depend_on_the_worker(tmp_path: Path) -> No
 
 
 def _synthetic_config(root: Path, **train: object):
-    return config_from_dict({
-        "data": {"format": "voc", "root": str(root), "train": ["ImageSets/Main/train.txt"],
-                 "val": ["ImageSets/Main/val.txt"], "names": ["circle", "square", "triangle", "star", "ring"],
-                 "synthetic": {"num_train": 6, "num_val": 5, "image_size": 64, "seed": 0}},
-        "model": {"image_size": 64},
-        "train": {"batch_size": 4, "workers": 0, "seed": 0, **train},
-        "eval": {"batch_size": 4},
-    })
+    return config_from_dict(
+        {
+            "data": {
+                "format": "voc",
+                "root": str(root),
+                "train": ["ImageSets/Main/train.txt"],
+                "val": ["ImageSets/Main/val.txt"],
+                "names": ["circle", "square", "triangle", "star", "ring"],
+                "synthetic": {"num_train": 6, "num_val": 5, "image_size": 64, "seed": 0},
+            },
+            "model": {"image_size": 64},
+            "train": {"batch_size": 4, "workers": 0, "seed": 0, **train},
+            "eval": {"batch_size": 4},
+        }
+    )
 
 
 def test_build_dataloader_train_and_val(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,15 +214,21 @@ def test_build_dataloader_train_and_val(tmp_path: Path, capsys: pytest.CaptureFi
     loader, split = build_dataloader(cfg, "val", train=False)
     batches = list(loader)
     assert [len(b["metas"]) for b in batches] == [4, 1]
-    assert sorted(m["image_id"] for b in batches for m in b["metas"]) == [r.image_id for r in split.records]
+    assert sorted(m["image_id"] for b in batches for m in b["metas"]) == [
+        r.image_id for r in split.records
+    ]
 
 
-def test_build_dataloader_reports_skipped_and_corrupt_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_dataloader_reports_skipped_and_corrupt_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = _synthetic_config(tmp_path / "shapes")
     build_dataloader(cfg, "val", train=False)  # generates the dataset
     images = sorted((tmp_path / "shapes" / "JPEGImages").glob("*.jpg"))
     val_ids = (tmp_path / "shapes" / "ImageSets/Main/val.txt").read_text().split()
-    empty, truncated, vanished = (tmp_path / "shapes/JPEGImages" / f"{val_ids[i]}.jpg" for i in range(3))
+    empty, truncated, vanished = (
+        tmp_path / "shapes/JPEGImages" / f"{val_ids[i]}.jpg" for i in range(3)
+    )
     assert empty in images and truncated in images and vanished in images
     empty.write_bytes(b"")
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
@@ -200,9 +246,13 @@ def test_build_dataloader_reports_skipped_and_corrupt_files(tmp_path: Path, caps
 
 
 def test_build_dataloader_distributed_uses_a_distributed_sampler(tmp_path: Path) -> None:
-    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1
+    )
     try:
-        loader, _ = build_dataloader(_synthetic_config(tmp_path / "shapes"), "train", train=True, distributed=True)
+        loader, _ = build_dataloader(
+            _synthetic_config(tmp_path / "shapes"), "train", train=True, distributed=True
+        )
         assert isinstance(loader.sampler.sampler, torch.utils.data.DistributedSampler)
         loader.sampler.set_epoch(3)
         assert loader.sampler.sampler.epoch == 3  # forwarded: DistributedSampler shuffles by it

@@ -1,4 +1,5 @@
-"""Sample plans (mosaic switch, per-batch input side): worker-count independence, persistent workers."""
+"""Sample plans (mosaic switch, per-batch input side):
+worker-count independence, persistent workers."""
 
 from __future__ import annotations
 
@@ -24,8 +25,18 @@ def _records(tmp_path: Path, count: int = 6) -> list[SampleRecord]:
         path = tmp_path / f"{index}.png"
         cv2.imwrite(str(path), image)
         boxes = [[2, 3, 20, 30], [15, 10, width - 1, height - 2]]
-        records.append(SampleRecord(str(path), width, height, boxes, [index, index + 10], [False, True],
-                                    image_id=index, source_id=str(index)))
+        records.append(
+            SampleRecord(
+                str(path),
+                width,
+                height,
+                boxes,
+                [index, index + 10],
+                [False, True],
+                image_id=index,
+                source_id=str(index),
+            )
+        )
     return records
 
 
@@ -38,8 +49,14 @@ def test_multi_scale_sizes_are_multiples_of_32_in_range() -> None:
 
 def test_one_size_per_batch_a_function_of_seed_and_epoch() -> None:
     def plans(epoch: int, start: int = 0, seed: int = 3, rank: int = 0) -> list[SamplePlan]:
-        sampler = SeededSampler(RandomSampler(range(40), generator=torch.Generator()), seed, rank, batch_size=4,
-                                image_size=64, multi_scale=(32, 128))
+        sampler = SeededSampler(
+            RandomSampler(range(40), generator=torch.Generator()),
+            seed,
+            rank,
+            batch_size=4,
+            image_size=64,
+            multi_scale=(32, 128),
+        )
         sampler.set_epoch(epoch, start=start)
         return [plan for _, _, plan in sampler]
 
@@ -54,24 +71,44 @@ def test_one_size_per_batch_a_function_of_seed_and_epoch() -> None:
 
 
 def test_without_multi_scale_the_plan_carries_the_model_size() -> None:
-    sampler = SeededSampler(RandomSampler(range(5), generator=torch.Generator()), 0, batch_size=2, image_size=96)
+    sampler = SeededSampler(
+        RandomSampler(range(5), generator=torch.Generator()), 0, batch_size=2, image_size=96
+    )
     sampler.set_mosaic(False)
     assert {plan for _, _, plan in sampler} == {SamplePlan(False, 96)}
 
 
-_AUGMENT = [{"name": "mosaic", "p": 0.7}, {"name": "scale_jitter", "min_scale": 0.6, "max_scale": 1.4},
-            {"name": "hflip"}, {"name": "affine", "p": 0.5, "degrees": 15}, {"name": "mixup", "p": 0.5}]
+_AUGMENT = [
+    {"name": "mosaic", "p": 0.7},
+    {"name": "scale_jitter", "min_scale": 0.6, "max_scale": 1.4},
+    {"name": "hflip"},
+    {"name": "affine", "p": 0.5, "degrees": 15},
+    {"name": "mixup", "p": 0.5},
+]
 
 
-def _loader(dataset: DetectionDataset, workers: int, **sampler_args) -> tuple[DataLoader, SeededSampler]:
-    sampler = SeededSampler(RandomSampler(dataset, generator=torch.Generator()), seed=5, batch_size=3,
-                            **sampler_args)
-    loader = DataLoader(dataset, batch_size=3, sampler=sampler, num_workers=workers, collate_fn=collate_batch,
-                        worker_init_fn=init_worker, persistent_workers=workers > 0, drop_last=True)
+def _loader(
+    dataset: DetectionDataset, workers: int, **sampler_args
+) -> tuple[DataLoader, SeededSampler]:
+    sampler = SeededSampler(
+        RandomSampler(dataset, generator=torch.Generator()), seed=5, batch_size=3, **sampler_args
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=3,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        worker_init_fn=init_worker,
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
     return loader, sampler
 
 
-def _epoch(loader: DataLoader, sampler: SeededSampler, epoch: int, mosaic: bool = True) -> list[dict]:
+def _epoch(
+    loader: DataLoader, sampler: SeededSampler, epoch: int, mosaic: bool = True
+) -> list[dict]:
     sampler.set_epoch(epoch)
     sampler.set_mosaic(mosaic)
     return list(loader)
@@ -92,7 +129,9 @@ def test_mosaic_mixup_and_multi_scale_batches_do_not_depend_on_workers(tmp_path:
     want = _epoch(plain, plain_sampler, 1)
     assert len({batch["images"].shape[-1] for batch in want}) > 1  # several sides were drawn
     for batch in want:
-        for target in batch["targets"]:  # labels stay with their ignore flags (label >= 10: ignored)
+        for target in batch[
+            "targets"
+        ]:  # labels stay with their ignore flags (label >= 10: ignored)
             assert torch.equal(target["ignore"], target["labels"] >= 10)
             side = batch["images"].shape[-1]
             assert bool(((target["boxes"] >= 0) & (target["boxes"] <= side)).all())
@@ -102,7 +141,9 @@ def test_mosaic_mixup_and_multi_scale_batches_do_not_depend_on_workers(tmp_path:
 
 def test_close_mosaic_reaches_persistent_workers(tmp_path: Path) -> None:
     records = _records(tmp_path)
-    with_mosaic = DetectionDataset(records, build_train_transform([{"name": "mosaic", "p": 1.0}], 64, seed=0))
+    with_mosaic = DetectionDataset(
+        records, build_train_transform([{"name": "mosaic", "p": 1.0}], 64, seed=0)
+    )
     without = DetectionDataset(records, build_train_transform([], 64, seed=0))
     loader, sampler = _loader(with_mosaic, 2, image_size=64)
     reference, reference_sampler = _loader(without, 0, image_size=64)
@@ -115,7 +156,8 @@ def test_close_mosaic_reaches_persistent_workers(tmp_path: Path) -> None:
 
 
 def test_build_dataloader_multi_scale_trains_at_several_sides_and_evaluates_at_one(
-        tiny_training, tmp_path: Path) -> None:
+    tiny_training, tmp_path: Path
+) -> None:
     from detector.config import config_from_dict
     from detector.data.loading.dataset import build_dataloader
     from detector.model.build import build_loss, build_model

@@ -1,4 +1,5 @@
-"""SeededSampler.set_epoch(epoch, start): the epoch without its consumed head, same order and seeds."""
+"""SeededSampler.set_epoch(epoch, start): the epoch without its consumed head,
+same order and seeds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Pooled shared-memory batches: correct after the trip, reused only once freed, never overwritten while held."""
+"""Pooled shared-memory batches: correct after the trip,
+reused only once freed, never overwritten while held."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from detector.data.loading import shared_batch
 from detector.data.loading.collate import collate_batch
 from detector.data.loading.dataset import init_worker
 
-pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = pytest.mark.skipif(
+    not hasattr(__import__("os"), "memfd_create"), reason="needs memfd (Linux)"
+)
 
 SIZE = 24
 
@@ -29,8 +32,13 @@ def _sample(index: int) -> dict[str, Any]:
     image[..., 0], image[..., 1], image[..., 2] = index % 256, (3 * index) % 256, (7 * index) % 256
     count = index % 3
     boxes = np.arange(count * 4, dtype=np.float32).reshape(count, 4) + index
-    return {"image": image, "boxes": boxes, "labels": np.full(count, index, np.int64),
-            "ignore": np.arange(count) % 2 == 1, "meta": {"image_id": index}}
+    return {
+        "image": image,
+        "boxes": boxes,
+        "labels": np.full(count, index, np.int64),
+        "ignore": np.arange(count) % 2 == 1,
+        "meta": {"image_id": index},
+    }
 
 
 def _expected(indices: list[int]) -> dict[str, Any]:
@@ -108,11 +116,14 @@ def test_a_larger_batch_gets_a_large_enough_segment() -> None:
 
 
 def test_batches_of_changing_sides_multi_scale_stay_correct_and_bounded() -> None:
-    """Multi-scale: every batch may have another S; a too-small free segment is replaced, never overrun."""
+    """Multi-scale: every batch may have another S;
+    a too-small free segment is replaced, never overrun."""
     received = []
     for step, side in enumerate([16, 48, 32, 48, 16, 64, 32, 64]):
-        samples = [dict(_sample(step * 2 + k), image=np.full((side, side, 3), step * 2 + k, np.uint8))
-                   for k in range(2)]
+        samples = [
+            dict(_sample(step * 2 + k), image=np.full((side, side, 3), step * 2 + k, np.uint8))
+            for k in range(2)
+        ]
         batch = shared_batch.worker_batch((3, side, side), samples, [s["meta"] for s in samples])
         assert batch is not None
         want = collate_batch(samples)
@@ -151,8 +162,14 @@ class _Samples(Dataset):
 @pytest.mark.parametrize("persistent", [False, True])
 def test_dataloader_worker_batches_held_by_the_user_stay_intact(persistent: bool) -> None:
     """list(loader) holds 10 batches at once, more than a worker's pool: all must stay correct."""
-    loader = DataLoader(_Samples(), batch_size=4, num_workers=1, collate_fn=collate_batch,
-                        worker_init_fn=init_worker, persistent_workers=persistent)
+    loader = DataLoader(
+        _Samples(),
+        batch_size=4,
+        num_workers=1,
+        collate_fn=collate_batch,
+        worker_init_fn=init_worker,
+        persistent_workers=persistent,
+    )
     for _ in range(2):  # a second epoch reuses the persistent worker's pool
         batches = list(loader)
         assert len(batches) == 10
@@ -179,14 +196,16 @@ def lagging_resource_sharer(monkeypatch: pytest.MonkeyPatch) -> None:
         def slow_close() -> None:
             time.sleep(0.05)
             close()
+
         return register(send, slow_close)
 
     monkeypatch.setattr(sharer, "register", register_slow_close)
 
 
 @pytest.mark.parametrize("lagging", [False, True])
-def test_held_batches_hold_no_file_descriptors(lagging: bool,
-                                               request: pytest.FixtureRequest) -> None:
+def test_held_batches_hold_no_file_descriptors(
+    lagging: bool, request: pytest.FixtureRequest
+) -> None:
     """Users may keep thousands of batches; each must not pin an fd (ulimit is often 1024)."""
     if lagging:
         request.getfixturevalue("lagging_resource_sharer")
@@ -243,7 +262,8 @@ def test_a_forked_child_freeing_its_copy_does_not_free_the_parents_batch() -> No
 
 
 def test_collate_in_a_worker_falls_back_to_torch_sharing_when_memfd_is_refused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from detector.data.loading import collate
 
     def refuse(capacity: int) -> None:

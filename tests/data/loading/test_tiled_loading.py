@@ -1,4 +1,5 @@
-"""Training on tiles (data.slice): tiles cut before augmentation, ignored cut boxes reach the loss."""
+"""Training on tiles (data.slice): tiles cut before augmentation,
+ignored cut boxes reach the loss."""
 
 from __future__ import annotations
 
@@ -21,20 +22,34 @@ NAMES = ["circle", "square", "triangle", "star", "ring"]
 
 
 def _aerial_config(root: Path, **slice_keys: object) -> object:
-    return config_from_dict({
-        "data": {"format": "voc", "root": str(root), "train": ["ImageSets/Main/train.txt"],
-                 "val": ["ImageSets/Main/val.txt"], "names": NAMES,
-                 "synthetic": {"kind": "aerial", "num_train": 2, "num_val": 1, "image_size": 512, "seed": 0},
-                 "slice": {"size": 256, "overlap": 0.0, "empty_rate": 1.0, **slice_keys}},
-        "model": {"image_size": 256},
-        "train": {"batch_size": 2, "workers": 0, "seed": 0},
-        "eval": {"batch_size": 2},
-        "augment": [],  # a plain letterbox: a 256 px tile at a 256 px input is the tile itself
-    })
+    return config_from_dict(
+        {
+            "data": {
+                "format": "voc",
+                "root": str(root),
+                "train": ["ImageSets/Main/train.txt"],
+                "val": ["ImageSets/Main/val.txt"],
+                "names": NAMES,
+                "synthetic": {
+                    "kind": "aerial",
+                    "num_train": 2,
+                    "num_val": 1,
+                    "image_size": 512,
+                    "seed": 0,
+                },
+                "slice": {"size": 256, "overlap": 0.0, "empty_rate": 1.0, **slice_keys},
+            },
+            "model": {"image_size": 256},
+            "train": {"batch_size": 2, "workers": 0, "seed": 0},
+            "eval": {"batch_size": 2},
+            "augment": [],  # a plain letterbox: a 256 px tile at a 256 px input is the tile itself
+        }
+    )
 
 
-def test_train_loader_serves_tiles_cut_before_the_letterbox(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_loader_serves_tiles_cut_before_the_letterbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = _aerial_config(tmp_path / "aerial", full_images=False)
     loader, split = build_dataloader(cfg, "train", train=True)
     err = capsys.readouterr().err
@@ -72,15 +87,21 @@ def test_an_image_smaller_than_its_tile_is_replaced_and_named(tmp_path: Path) ->
     cv2.imwrite(str(small), np.zeros((100, 100, 3), np.uint8))
     good = tmp_path / "good.jpg"
     cv2.imwrite(str(good), np.full((300, 300, 3), 50, np.uint8))
-    records = [SampleRecord(str(small), 256, 256, window=(0, 0, 256, 256)),
-               SampleRecord(str(good), 256, 256, window=(44, 44, 300, 300))]
+    records = [
+        SampleRecord(str(small), 256, 256, window=(0, 0, 256, 256)),
+        SampleRecord(str(good), 256, 256, window=(44, 44, 300, 300)),
+    ]
     dataset = DetectionDataset(records, build_eval_transform(256))
-    with pytest.warns(RuntimeWarning, match=r"small.jpg: cannot decode \(decoded 100x100, smaller than its tile"):
+    with pytest.warns(
+        RuntimeWarning, match=r"small.jpg: cannot decode \(decoded 100x100, smaller than its tile"
+    ):
         sample = dataset[0]
     assert sample["meta"]["path"] == str(good) and sample["meta"]["replaced"] == [str(small)]
 
 
-def test_a_box_cut_by_the_tile_edge_adds_no_objectness_negative_in_its_region(tmp_path: Path) -> None:
+def test_a_box_cut_by_the_tile_edge_adds_no_objectness_negative_in_its_region(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "wide.jpg"
     cv2.imwrite(str(path), np.full((128, 256, 3), 90, np.uint8))
     # 128 x 128 tiles; the box spans x 96..160: exactly half in each tile.

@@ -1,4 +1,5 @@
-"""Aerial synthetic set: image sizes, object-size distribution, clusters, determinism, boxes inside."""
+"""Aerial synthetic set: image sizes, object-size distribution,
+clusters, determinism, boxes inside."""
 
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ def test_objects_are_small_with_a_few_large_ones_inside_the_image() -> None:
         width, height, image, boxes, labels = _scene(1536, index=index)
         assert image.shape == (height, width, 3) and image.dtype == np.uint8
         assert len(boxes) == len(labels) and labels.min() >= 0 and labels.max() < len(NAMES)
-        assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2] <= width) and np.all(boxes[:, 3] <= height)
+        assert (
+            np.all(boxes[:, :2] >= 0)
+            and np.all(boxes[:, 2] <= width)
+            and np.all(boxes[:, 3] <= height)
+        )
         assert np.all(boxes[:, 2:] > boxes[:, :2])
         sides = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)
         large = sides > 100
@@ -73,7 +78,9 @@ def test_small_objects_cluster_so_some_tiles_are_empty() -> None:
 def test_clutter_is_drawn_but_not_labelled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aerial, "SMALL_PER_MEGAPIXEL", (0, 0))
     monkeypatch.setattr(aerial, "LARGE_PER_IMAGE", (0, 0))
-    image, boxes, labels = aerial.render_aerial_scene(np.random.default_rng(2), 512, 512, NAMES, noise=0)
+    image, boxes, labels = aerial.render_aerial_scene(
+        np.random.default_rng(2), 512, 512, NAMES, noise=0
+    )
     assert len(boxes) == 0 and len(labels) == 0
     monkeypatch.setattr(aerial, "DISTRACTORS_PER_MEGAPIXEL", (0, 0))
     bare, _, _ = aerial.render_aerial_scene(np.random.default_rng(2), 512, 512, NAMES, noise=0)
@@ -90,23 +97,36 @@ def test_aerial_dataset_is_deterministic_and_reads_back(tmp_path: Path) -> None:
     assert '"kind": "aerial"' in (a / MARKER).read_text()
     size = ET.parse(a / "Annotations/000000.xml").getroot().find("size")
     assert int(size.find("width").text) == int(size.find("height").text) == 512
-    split = load_split(DataConfig(format="voc", root=str(a), train=["ImageSets/Main/train.txt"], names=NAMES),
-                       "train")
+    split = load_split(
+        DataConfig(format="voc", root=str(a), train=["ImageSets/Main/train.txt"], names=NAMES),
+        "train",
+    )
     assert len(split.records) == 2
     for record in split.records:
         assert len(record.boxes) >= 4
-        assert np.all(record.boxes[:, 2] <= record.width) and np.all(record.boxes[:, 3] <= record.height)
+        assert np.all(record.boxes[:, 2] <= record.width) and np.all(
+            record.boxes[:, 3] <= record.height
+        )
 
 
 def test_aerial_config_loads_and_refuses_a_small_image_size() -> None:
     cfg = load_config(CONFIGS / "aerial.yaml")
     assert cfg.data.synthetic.kind == "aerial"
     assert cfg.data.synthetic.image_size >= 4 * cfg.model.image_size  # large images, small input
-    with pytest.raises(ConfigError, match=r"data.synthetic.image_size: 128 must be >= 256 for kind aerial"):
+    with pytest.raises(
+        ConfigError, match=r"data.synthetic.image_size: 128 must be >= 256 for kind aerial"
+    ):
         load_config(CONFIGS / "aerial.yaml", ["data.synthetic.image_size=128"])
     with pytest.raises(ValueError, match="aerial synthetic dataset: image_size is one number"):
-        generate_shapes_dataset("unused", num_train=1, num_val=0, image_size=(512, 256), seed=0, names=NAMES,
-                                kind="aerial")
+        generate_shapes_dataset(
+            "unused",
+            num_train=1,
+            num_val=0,
+            image_size=(512, 256),
+            seed=0,
+            names=NAMES,
+            kind="aerial",
+        )
 
 
 def test_synth_command_writes_an_aerial_dataset(tmp_path: Path) -> None:
@@ -115,8 +135,22 @@ def test_synth_command_writes_an_aerial_dataset(tmp_path: Path) -> None:
     from detector.cli import main
 
     out = tmp_path / "aerial"
-    result = CliRunner().invoke(main, ["data", "synth", str(out), "--kind", "aerial", "--num-train", "1",
-                                       "--num-val", "1", "--image-size", "384"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "synth",
+            str(out),
+            "--kind",
+            "aerial",
+            "--num-train",
+            "1",
+            "--num-val",
+            "1",
+            "--image-size",
+            "384",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "aerial images" in result.output
     objects = ET.parse(out / "Annotations/000000.xml").getroot().findall("object")

@@ -1,4 +1,5 @@
-"""Dense synthetic set: density, small objects, a 10x rarer class, large images, clutter, determinism."""
+"""Dense synthetic set: density, small objects, a 10x rarer class,
+large images, clutter, determinism."""
 
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def test_scenes_are_dense_small_imbalanced_and_larger_than_the_network_input() -
         assert image.shape == (height, width, 3) and image.dtype == np.uint8
         assert 480 <= width <= 640 and 480 <= height <= 640
         assert len(boxes) == len(labels)
-        assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2] <= width) and np.all(boxes[:, 3] <= height)
+        assert (
+            np.all(boxes[:, :2] >= 0)
+            and np.all(boxes[:, 2] <= width)
+            and np.all(boxes[:, 3] <= height)
+        )
         assert np.all(boxes[:, 2:] - boxes[:, :2] >= 2)
         assert labels.min() >= 0 and labels.max() < len(NAMES)
         counts.append(len(boxes))
@@ -90,21 +95,31 @@ def test_dense_dataset_is_deterministic_and_reads_back(tmp_path: Path) -> None:
     for name in ("JPEGImages/000002.jpg", "Annotations/000002.xml"):
         assert (a / name).read_bytes() == (b / name).read_bytes() != (c / name).read_bytes()
     size = ET.parse(a / "Annotations/000000.xml").getroot().find("size")
-    assert 150 <= int(size.find("width").text) <= 200 and 150 <= int(size.find("height").text) <= 200
-    split = load_split(DataConfig(format="voc", root=str(a), train=["ImageSets/Main/train.txt"], names=NAMES),
-                       "train")
+    assert (
+        150 <= int(size.find("width").text) <= 200 and 150 <= int(size.find("height").text) <= 200
+    )
+    split = load_split(
+        DataConfig(format="voc", root=str(a), train=["ImageSets/Main/train.txt"], names=NAMES),
+        "train",
+    )
     assert len(split.records) == 3
     for record in split.records:
         assert len(record.boxes) >= 10
-        assert np.all(record.boxes[:, 2] <= record.width) and np.all(record.boxes[:, 3] <= record.height)
+        assert np.all(record.boxes[:, 2] <= record.width) and np.all(
+            record.boxes[:, 3] <= record.height
+        )
 
 
 def test_kind_is_part_of_the_marker(tmp_path: Path) -> None:
     root = tmp_path / "set"
 
     def cfg(kind: str) -> DataConfig:
-        return DataConfig(format="voc", root=str(root), names=NAMES,
-                          synthetic=SynthConfig(num_train=1, num_val=1, image_size=96, seed=0, kind=kind))
+        return DataConfig(
+            format="voc",
+            root=str(root),
+            names=NAMES,
+            synthetic=SynthConfig(num_train=1, num_val=1, image_size=96, seed=0, kind=kind),
+        )
 
     ensure_synthetic_dataset(cfg("shapes"))
     assert "kind" not in (root / MARKER).read_text()  # markers from before `kind` stay valid
@@ -116,20 +131,38 @@ def test_kind_is_part_of_the_marker(tmp_path: Path) -> None:
 
 def test_bad_kind_and_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown kind 'sparse'"):
-        generate_shapes_dataset(tmp_path / "x", num_train=1, num_val=0, image_size=96, seed=0, names=NAMES,
-                                kind="sparse")
+        generate_shapes_dataset(
+            tmp_path / "x",
+            num_train=1,
+            num_val=0,
+            image_size=96,
+            seed=0,
+            names=NAMES,
+            kind="sparse",
+        )
     with pytest.raises(ValueError, match="one number"):
-        generate_shapes_dataset(tmp_path / "y", num_train=1, num_val=0, image_size=(96, 80), seed=0,
-                                names=NAMES, kind="dense")
+        generate_shapes_dataset(
+            tmp_path / "y",
+            num_train=1,
+            num_val=0,
+            image_size=(96, 80),
+            seed=0,
+            names=NAMES,
+            kind="dense",
+        )
     with pytest.raises(ConfigError, match=r"data.synthetic.kind: 'sparse' is not one of"):
         load_config(CONFIGS / "dense.yaml", ["data.synthetic.kind=sparse"])
-    with pytest.raises(ConfigError, match=r"data.synthetic.image_size: 48 must be >= 64 for kind dense"):
+    with pytest.raises(
+        ConfigError, match=r"data.synthetic.image_size: 48 must be >= 64 for kind dense"
+    ):
         load_config(CONFIGS / "dense.yaml", ["data.synthetic.image_size=48"])
 
 
 def test_dense_config_loads() -> None:
     cfg = load_config(CONFIGS / "dense.yaml")
-    assert cfg.data.synthetic.kind == "dense" and cfg.data.synthetic.image_size > cfg.model.image_size
+    assert (
+        cfg.data.synthetic.kind == "dense" and cfg.data.synthetic.image_size > cfg.model.image_size
+    )
     assert cfg.data.names[-1] == "ring"
 
 
@@ -139,8 +172,22 @@ def test_synth_command_writes_a_dense_dataset(tmp_path: Path) -> None:
     from detector.cli import main
 
     out = tmp_path / "dense"
-    result = CliRunner().invoke(main, ["data", "synth", str(out), "--kind", "dense", "--num-train", "2",
-                                       "--num-val", "1", "--image-size", "128"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "synth",
+            str(out),
+            "--kind",
+            "dense",
+            "--num-train",
+            "2",
+            "--num-val",
+            "1",
+            "--image-size",
+            "128",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "dense images" in result.output
     assert '"kind": "dense"' in (out / MARKER).read_text()

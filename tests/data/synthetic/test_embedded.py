@@ -22,8 +22,11 @@ NAMES = list(SHAPE_CLASSES)
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_generation_is_deterministic_per_seed(tmp_path: Path) -> None:
@@ -36,8 +39,14 @@ def test_generation_is_deterministic_per_seed(tmp_path: Path) -> None:
 
 
 def test_voc_layout_and_boxes_inside_images(tmp_path: Path) -> None:
-    root = generate_shapes_dataset(tmp_path / "shapes", num_train=12, num_val=4, image_size=(80, 60),
-                                   seed=0, names=["star", "ring", "circle"])
+    root = generate_shapes_dataset(
+        tmp_path / "shapes",
+        num_train=12,
+        num_val=4,
+        image_size=(80, 60),
+        seed=0,
+        names=["star", "ring", "circle"],
+    )
     train_ids = (root / "ImageSets/Main/train.txt").read_text().split()
     val_ids = (root / "ImageSets/Main/val.txt").read_text().split()
     assert len(train_ids) == 12 and len(val_ids) == 4 and not set(train_ids) & set(val_ids)
@@ -49,12 +58,24 @@ def test_voc_layout_and_boxes_inside_images(tmp_path: Path) -> None:
         assert (tree.findtext("size/width"), tree.findtext("size/height")) == ("80", "60")
         for obj in tree.iter("object"):
             total += 1
-            assert obj.findtext("name") in ("star", "ring", "circle") and obj.findtext("difficult") == "0"
-            x1, y1, x2, y2 = (int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+            assert (
+                obj.findtext("name") in ("star", "ring", "circle")
+                and obj.findtext("difficult") == "0"
+            )
+            x1, y1, x2, y2 = (
+                int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")
+            )
             assert 1 <= x1 < x2 <= 80 and 1 <= y1 < y2 <= 60  # 1-based inclusive
     assert total > 0
-    split = load_split(DataConfig(format="voc", root=str(root), train=["ImageSets/Main/train.txt"],
-                                  names=["star", "ring", "circle"]), "train")
+    split = load_split(
+        DataConfig(
+            format="voc",
+            root=str(root),
+            train=["ImageSets/Main/train.txt"],
+            names=["star", "ring", "circle"],
+        ),
+        "train",
+    )
     assert len(split.records) == 12 and not split.skipped
     for record in split.records:
         assert (record.boxes >= 0).all() and (record.boxes[:, [0, 2]] <= 80).all()
@@ -92,13 +113,24 @@ def test_scenes_have_varied_content_and_empty_images() -> None:
 
 def test_unknown_class_names_raise(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="hexagon"):
-        generate_shapes_dataset(tmp_path / "x", num_train=1, num_val=0, image_size=32, seed=0,
-                                names=["circle", "hexagon"])
+        generate_shapes_dataset(
+            tmp_path / "x",
+            num_train=1,
+            num_val=0,
+            image_size=32,
+            seed=0,
+            names=["circle", "hexagon"],
+        )
 
 
 def _data_cfg(root: Path, num_train: int = 3) -> DataConfig:
-    return DataConfig(format="voc", root=str(root), train=["ImageSets/Main/train.txt"], names=NAMES,
-                      synthetic=SynthConfig(num_train=num_train, num_val=1, image_size=32, seed=0))
+    return DataConfig(
+        format="voc",
+        root=str(root),
+        train=["ImageSets/Main/train.txt"],
+        names=NAMES,
+        synthetic=SynthConfig(num_train=num_train, num_val=1, image_size=32, seed=0),
+    )
 
 
 def test_ensure_generates_once_and_regenerates_on_new_parameters(tmp_path: Path) -> None:
@@ -122,7 +154,9 @@ def test_ensure_never_overwrites_a_foreign_directory(tmp_path: Path) -> None:
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_interrupted_generation_leaves_no_half_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_generation_leaves_no_half_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
 
     def render_then_fail(*args, **kwargs):
@@ -139,8 +173,22 @@ def test_interrupted_generation_leaves_no_half_dataset(tmp_path: Path, monkeypat
 
 def test_synth_command_writes_the_dataset(tmp_path: Path) -> None:
     out = tmp_path / "synth out"
-    result = CliRunner().invoke(main, ["data", "synth", str(out), "--num-train", "4", "--num-val", "2",
-                                       "--image-size", "48", "--seed", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "synth",
+            str(out),
+            "--num-train",
+            "4",
+            "--num-val",
+            "2",
+            "--image-size",
+            "48",
+            "--seed",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list((out / "JPEGImages").glob("*.jpg"))) == 6
     assert len(list((out / "Annotations").glob("*.xml"))) == 6
@@ -150,8 +198,11 @@ def test_synth_command_writes_the_dataset(tmp_path: Path) -> None:
 
 
 def _config_file(tmp_path: Path, synthetic_section: bool = True) -> Path:
-    text = (f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n  train: [ImageSets/Main/train.txt]\n"
-            f"  names: [circle, star, ring]\n")
+    text = (
+        f"data:\n  format: voc\n  root: {tmp_path / 'shapes'}\n"
+        "  train: [ImageSets/Main/train.txt]\n"
+        f"  names: [circle, star, ring]\n"
+    )
     if synthetic_section:
         text += "  synthetic: {num_train: 4, num_val: 1, image_size: 64, seed: 0}\n"
     path = tmp_path / "cfg.yaml"
@@ -161,8 +212,22 @@ def _config_file(tmp_path: Path, synthetic_section: bool = True) -> Path:
 
 def test_video_command_writes_the_requested_frames(tmp_path: Path) -> None:
     out = tmp_path / "demo.mp4"
-    result = CliRunner().invoke(main, ["data", "video", str(_config_file(tmp_path)), "--out", str(out),
-                                       "--frames", "12", "--fps", "10", "--size", "96x64"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "video",
+            str(_config_file(tmp_path)),
+            "--out",
+            str(out),
+            "--frames",
+            "12",
+            "--fps",
+            "10",
+            "--size",
+            "96x64",
+        ],
+    )
     assert result.exit_code == 0, result.output
     capture = cv2.VideoCapture(str(out))
     frames = []
@@ -176,10 +241,20 @@ def test_video_command_writes_the_requested_frames(tmp_path: Path) -> None:
     assert not np.array_equal(frames[0], frames[-1])  # the shapes move
     gt_lines = (tmp_path / "demo.gt.txt").read_text().splitlines()
     assert f"wrote {tmp_path / 'demo.gt.txt'}" in result.output
-    assert {int(line.split(",")[0]) for line in gt_lines} == set(range(1, 13))  # ground truth on every frame
+    assert {int(line.split(",")[0]) for line in gt_lines} == set(
+        range(1, 13)
+    )  # ground truth on every frame
 
 
 def test_video_command_needs_a_synthetic_config(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["data", "video", str(_config_file(tmp_path, synthetic_section=False)),
-                                       "--out", str(tmp_path / "v.mp4")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "video",
+            str(_config_file(tmp_path, synthetic_section=False)),
+            "--out",
+            str(tmp_path / "v.mp4"),
+        ],
+    )
     assert result.exit_code != 0 and "data.synthetic" in result.output

@@ -14,7 +14,9 @@ from detector.tracking.mot import read_mot
 NAMES = ["circle", "square", "triangle", "star", "ring"]
 
 
-def test_ground_truth_beside_the_video_has_crossings_occlusions_exits_and_speed_changes(tmp_path: Path) -> None:
+def test_ground_truth_beside_the_video_has_crossings_occlusions_exits_and_speed_changes(
+    tmp_path: Path,
+) -> None:
     video = tmp_path / "clip.mp4"
     assert write_shapes_video(video, NAMES, width=320, height=240, frames=300, fps=30) == 300
     gt = read_mot(ground_truth_path(video))  # strict reader: valid MOT text
@@ -25,8 +27,13 @@ def test_ground_truth_beside_the_video_has_crossings_occlusions_exits_and_speed_
     def boxes(track_id: int) -> dict[int, np.ndarray]:
         rows = gt.ids == track_id
         xywh = gt.boxes_xywh[rows]
-        return dict(zip(gt.frames[rows].tolist(), np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1),
-                        strict=True))
+        return dict(
+            zip(
+                gt.frames[rows].tolist(),
+                np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1),
+                strict=True,
+            )
+        )
 
     one, two = boxes(1), boxes(2)
     overlap = max(box_iou_numpy(one[f][None], two[f][None])[0, 0] for f in one if f in two)
@@ -34,11 +41,19 @@ def test_ground_truth_beside_the_video_has_crossings_occlusions_exits_and_speed_
     centre_x = {f: (b[0] + b[2]) / 2 for f, b in one.items()}
     assert centre_x[1] < 60 and centre_x[100] > 200  # ... head-on, from left to right
     gone = sorted(set(range(1, 301)) - set(boxes(3)))
-    assert 8 <= len(gone) <= 25 and gone == list(range(gone[0], gone[-1] + 1))  # leaves once, comes back
+    assert 8 <= len(gone) <= 25 and gone == list(
+        range(gone[0], gone[-1] + 1)
+    )  # leaves once, comes back
     hidden = gt.visibility[gt.ids == 4]
-    assert hidden.min() < 0.3 and (gt.marks[(gt.ids == 4) | (gt.ids == 1)] == 0).any()  # occluded, then ignored
+    assert (
+        hidden.min() < 0.3 and (gt.marks[(gt.ids == 4) | (gt.ids == 1)] == 0).any()
+    )  # occluded, then ignored
     assert ((gt.visibility < 0.25) == (gt.marks == 0)).all()
-    speed = np.hypot(*np.diff(np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes(6).values()]), axis=0).T)
+    speed = np.hypot(
+        *np.diff(
+            np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes(6).values()]), axis=0
+        ).T
+    )
     assert speed.max() - np.percentile(speed, 10) > 1.0  # speed changes
 
     capture = cv2.VideoCapture(str(video))
