@@ -144,7 +144,10 @@ class ModelConfig:
 class ProgressiveResize:
     """`train.progressive`: smaller inputs for the first part of the planned epochs."""
 
-    size: int  # the first epochs' input side (a multiple of 32 below model.image_size)
+    # The first epochs' input side as a share of model.image_size, in (0, 1): the side is
+    # scale * image_size rounded down to a multiple of 32 (at least 32), so the recipe
+    # follows a changed model.image_size.
+    scale: float
     fraction: float  # share of the planned epochs before model.image_size, in (0, 1)
 
 
@@ -194,8 +197,8 @@ class TrainConfig:
     close_mosaic: int | float = 0
     # [low, high]: one input side per batch among the multiples of 32 in it; null: model.image_size.
     multi_scale: list[int] | None = None
-    # {size, fraction}: the first `fraction` of the planned epochs train at sides rising
-    # in steps of 32 from `size` to model.image_size (validation always at
+    # {scale, fraction}: the first `fraction` of the planned epochs train at sides rising
+    # in steps of 32 from scale * model.image_size to model.image_size (validation always at
     # model.image_size); each small step costs ~(side / image_size)^2 of a full one, and
     # train.time_limit plans with that. null: model.image_size throughout.
     progressive: ProgressiveResize | None = None
@@ -689,7 +692,7 @@ def _check_train(cfg: Config) -> None:
         raise _error("train.run_dir", "an empty path; use null for runs/train/exp, exp2, ...")
     _check_close_mosaic(train.close_mosaic)
     _check_multi_scale(train.multi_scale)
-    _check_progressive(train.progressive, cfg.model.image_size, train.multi_scale)
+    _check_progressive(train.progressive, train.multi_scale)
 
 
 def _check_close_mosaic(value: int | float) -> None:
@@ -723,11 +726,8 @@ def _check_multi_scale(value: list[int] | None) -> None:
         raise _error("train.multi_scale", f"{value} holds no multiple of 32 (input sides must be)")
 
 
-def _check_progressive(
-    value: ProgressiveResize | None, image_size: int, multi_scale: list[int] | None
-) -> None:
-    """null, or a side that is a multiple of 32 in [32, model.image_size)
-    and a fraction in (0, 1)."""
+def _check_progressive(value: ProgressiveResize | None, multi_scale: list[int] | None) -> None:
+    """null, or a scale and a fraction, each strictly between 0 and 1."""
     if value is None:
         return
     if multi_scale is not None:
@@ -736,11 +736,10 @@ def _check_progressive(
             "cannot be combined with train.multi_scale "
             "(both choose the batch's input side); set one of them to null",
         )
-    if value.size % 32 or not 32 <= value.size < image_size:
+    if not math.isfinite(value.scale) or not 0 < value.scale < 1:
         raise _error(
-            "train.progressive.size",
-            f"{value.size} must be a multiple of 32, at least "
-            f"32 and below model.image_size ({image_size})",
+            "train.progressive.scale",
+            f"{value.scale} must be strictly between 0 and 1 (share of model.image_size)",
         )
     if not math.isfinite(value.fraction) or not 0 < value.fraction < 1:
         raise _error(

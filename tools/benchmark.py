@@ -10,7 +10,7 @@
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
     python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
-    python tools/benchmark.py progressive --size 128    # train.progressive vs plain at equal wall-clock
+    python tools/benchmark.py progressive --scale 0.8   # train.progressive vs plain at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
     python tools/benchmark.py slicing                   # tile merge vs NMS, batched tiles, merge AP
     python tools/benchmark.py int8 --model shapes=best.pt  # INT8 / fp32 ONNX Runtime speed, AP drop

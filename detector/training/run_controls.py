@@ -10,7 +10,7 @@ it matters.
     if saves.due(step): ...; saves.record(step, epoch=0, batches_done=12)
     state.mosaic_closed = CloseMosaic(2).start_epoch(loader.sampler, epoch=8, planned_epochs=10,
                                                      closed=state.mosaic_closed)
-    sizes = ProgressiveSizes(ProgressiveResize(size=96, fraction=0.5), image_size=160)
+    sizes = ProgressiveSizes(ProgressiveResize(scale=0.6, fraction=0.5), image_size=160)
     side, state.full_size_reached = sizes.start_epoch(loader.sampler, epoch=3, planned_epochs=10,
                                                       reached=state.full_size_reached)
     budget.start_epoch(step, step_cost=sizes.step_cost(side))
@@ -43,9 +43,10 @@ reaches the DataLoader workers through the sampler (each index carries a
 `SamplePlan`; detector/data/loading/sampling.py), never by changing the dataset in
 the main process, which persistent workers would not see.
 
-`train.progressive` ({size, fraction}) trains the first `fraction` of the planned
-epochs at smaller inputs: the sides from `size` up to model.image_size in steps of
-32, each for an equal share of those epochs (size 96 at 160 px: 96, then 128), then
+`train.progressive` ({scale, fraction}) trains the first `fraction` of the planned
+epochs at smaller inputs: the sides from `scale * model.image_size` (rounded down to
+a multiple of 32, `start_side`) up to model.image_size in steps of 32, each for an
+equal share of those epochs (scale 0.6 at 160 px: 96, then 128), then
 model.image_size to the end. Like close_mosaic it follows the current plan and,
 once at model.image_size, stays there (`TrainState.full_size_reached`), also when a
 later plan grows. A step at side s costs about (s / image_size)^2 of a full one
@@ -222,6 +223,11 @@ class CloseMosaic:
         return closed
 
 
+def start_side(scale: float, image_size: int) -> int:
+    """The ramp's first side: `scale * image_size` rounded down to a multiple of 32, >= 32."""
+    return max(32, int(scale * image_size) // 32 * 32)
+
+
 class ProgressiveSizes:
     """`train.progressive`: each epoch's input side (see the module docstring)."""
 
@@ -230,7 +236,9 @@ class ProgressiveSizes:
         self.fraction = progressive.fraction if progressive is not None else 0.0
         # The ramp's sides below model.image_size; empty: every epoch at model.image_size.
         self.sides = (
-            list(range(progressive.size, image_size, 32)) if progressive is not None else []
+            list(range(start_side(progressive.scale, image_size), image_size, 32))
+            if progressive is not None
+            else []
         )
 
     def side(self, epoch: int, planned_epochs: int) -> int:

@@ -12,18 +12,26 @@ import yaml
 from detector.config import ConfigError, ProgressiveResize, load_config
 from detector.data.loading.sampling import SeededSampler
 from detector.training.optim import lr_at, warmup_cosine
-from detector.training.run_controls import ProgressiveSizes
+from detector.training.run_controls import ProgressiveSizes, start_side
 from detector.training.time_budget import TimeBudget
 
 
 def test_sides_rise_by_32_over_the_fraction_then_stay_at_the_image_size() -> None:
-    sizes = ProgressiveSizes(ProgressiveResize(size=96, fraction=0.5), image_size=160)
+    sizes = ProgressiveSizes(ProgressiveResize(scale=0.6, fraction=0.5), image_size=160)
     assert sizes.sides == [96, 128]
     # 10 planned epochs: the ramp is the first 5, 96 for 5 * 1/2 of them (0..2), then 128.
     assert [sizes.side(e, 10) for e in range(10)] == [96, 96, 96, 128, 128] + [160] * 5
     assert [sizes.side(e, 4) for e in range(4)] == [96, 128, 160, 160]
     # A plan too short for any ramp epoch trains at the image size throughout.
     assert sizes.side(0, 1) == 160
+
+
+def test_the_first_side_follows_the_image_size_in_multiples_of_32() -> None:
+    assert [start_side(0.8, size) for size in (160, 256, 640, 64)] == [128, 192, 512, 32]
+    assert start_side(0.1, 160) == 32  # never below 32
+    # A first side that is already the image size leaves no ramp: every epoch at 32.
+    tiny = ProgressiveSizes(ProgressiveResize(scale=0.5, fraction=0.5), image_size=32)
+    assert tiny.sides == [] and [tiny.side(e, 4) for e in range(4)] == [32] * 4
 
 
 def test_without_progressive_every_epoch_is_full_size_and_costs_one() -> None:
@@ -33,7 +41,7 @@ def test_without_progressive_every_epoch_is_full_size_and_costs_one() -> None:
 
 
 def test_step_cost_is_the_input_area() -> None:
-    sizes = ProgressiveSizes(ProgressiveResize(size=128, fraction=0.5), image_size=160)
+    sizes = ProgressiveSizes(ProgressiveResize(scale=0.8, fraction=0.5), image_size=160)
     assert sizes.step_cost(128) == pytest.approx(0.64)
     assert sizes.step_cost(160) == 1.0
 
@@ -43,7 +51,7 @@ def test_step_cost_is_the_input_area() -> None:
     [(0, 100, 10), (3, 100, 10), (37, 58, 7), (0, 1, 5), (12, 12, 4), (5, 240, 31)],
 )
 def test_mean_step_cost_against_a_step_by_step_loop(first: int, total: int, per_epoch: int) -> None:
-    sizes = ProgressiveSizes(ProgressiveResize(size=64, fraction=0.6), image_size=160)
+    sizes = ProgressiveSizes(ProgressiveResize(scale=0.4, fraction=0.6), image_size=160)
     planned = math.ceil(total / per_epoch)
     costs = [sizes.step_cost(sizes.side(k // per_epoch, planned)) for k in range(first, total)]
     expected = sum(costs) / len(costs) if costs else 1.0
@@ -59,7 +67,7 @@ class _Sampler:
 
 
 def test_once_at_full_size_a_longer_plan_does_not_shrink_it_again() -> None:
-    sizes, sampler = ProgressiveSizes(ProgressiveResize(size=128, fraction=0.5), 160), _Sampler()
+    sizes, sampler = ProgressiveSizes(ProgressiveResize(scale=0.8, fraction=0.5), 160), _Sampler()
     side, reached = sizes.start_epoch(sampler, epoch=2, planned_epochs=4)
     assert (side, reached) == (160, True)
     # The plan grew to 10 epochs: epoch 3 would be in the ramp again, but it stays at 160.
@@ -129,7 +137,7 @@ def _simulate(
 def test_the_budget_plans_cheap_early_steps_and_still_ends_inside_the_limit() -> None:
     limit_minutes = 10.0
     full_s, full_sides, full_steps = _simulate(ProgressiveSizes(None, 160), limit_minutes)
-    sizes = ProgressiveSizes(ProgressiveResize(size=96, fraction=0.5), 160)
+    sizes = ProgressiveSizes(ProgressiveResize(scale=0.6, fraction=0.5), 160)
     prog_s, sides, prog_steps = _simulate(sizes, limit_minutes)
     for elapsed in (full_s, prog_s):
         assert 0.93 * limit_minutes * 60 <= elapsed <= limit_minutes * 60
@@ -141,7 +149,7 @@ def test_the_budget_plans_cheap_early_steps_and_still_ends_inside_the_limit() ->
 
 @pytest.mark.parametrize("true_cost", [0.5, 0.9])
 def test_a_wrong_cost_model_still_ends_inside_the_limit(true_cost: float) -> None:
-    sizes = ProgressiveSizes(ProgressiveResize(size=128, fraction=0.5), 160)  # models 0.64
+    sizes = ProgressiveSizes(ProgressiveResize(scale=0.8, fraction=0.5), 160)  # models 0.64
     elapsed, sides, _ = _simulate(sizes, 8.0, true_cost=true_cost)
     assert 0.9 * 8.0 * 60 <= elapsed <= 8.0 * 60
     assert sides[0] == 128 and sides[-1] == 160
@@ -150,15 +158,13 @@ def test_a_wrong_cost_model_still_ends_inside_the_limit(true_cost: float) -> Non
 @pytest.mark.parametrize(
     ("progressive", "message"),
     [
-        ({"size": 100, "fraction": 0.5}, "train.progressive.size: 100 must be a multiple of 32"),
-        ({"size": 160, "fraction": 0.5}, "below model.image_size (160)"),
-        ({"size": 0, "fraction": 0.5}, "at least 32"),
-        (
-            {"size": 96, "fraction": 1.0},
-            "train.progressive.fraction: 1.0 must be strictly between 0 and 1",
-        ),
-        ({"size": 96, "fraction": 0.0}, "strictly between 0 and 1"),
-        ({"size": 96}, "train.progressive: missing key fraction (needs: size, fraction)"),
+        ({"scale": 1.0, "fraction": 0.5}, "train.progressive.scale: 1.0 must be strictly between 0 and 1"),
+        ({"scale": 0.0, "fraction": 0.5}, "share of model.image_size"),
+        ({"scale": -0.5, "fraction": 0.5}, "train.progressive.scale"),
+        ({"scale": 0.8, "fraction": 1.0},
+         "train.progressive.fraction: 1.0 must be strictly between 0 and 1"),
+        ({"scale": 0.8, "fraction": 0.0}, "strictly between 0 and 1"),
+        ({"scale": 0.8}, "train.progressive: missing key fraction (needs: scale, fraction)"),
     ],
 )
 def test_bad_progressive_settings_are_one_line_errors(tmp_path, progressive, message) -> None:
@@ -176,7 +182,7 @@ def test_progressive_and_multi_scale_together_are_refused(tmp_path) -> None:
         yaml.safe_dump(
             {
                 "model": {"image_size": 160},
-                "train": {"progressive": {"size": 96, "fraction": 0.5}, "multi_scale": [128, 192]},
+                "train": {"progressive": {"scale": 0.6, "fraction": 0.5}, "multi_scale": [128, 192]},
             }
         )
     )
@@ -187,8 +193,8 @@ def test_progressive_and_multi_scale_together_are_refused(tmp_path) -> None:
 def test_a_progressive_config_loads_and_overrides(tmp_path) -> None:
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump({"model": {"image_size": 160}}))
-    cfg = load_config(path, ["train.progressive={size: 96, fraction: 0.4}"])
-    assert cfg.train.progressive == ProgressiveResize(size=96, fraction=0.4)
+    cfg = load_config(path, ["train.progressive={scale: 0.6, fraction: 0.4}"])
+    assert cfg.train.progressive == ProgressiveResize(scale=0.6, fraction=0.4)
 
 
 def test_fit_trains_the_ramp_at_its_sides_and_validates_at_the_image_size(
@@ -210,7 +216,7 @@ def test_fit_trains_the_ramp_at_its_sides_and_validates_at_the_image_size(
         tmp_path / "run",
         epochs=4,
         ema=False,
-        progressive={"size": 32, "fraction": 0.5},
+        progressive={"scale": 0.5, "fraction": 0.5},
     )
     messages: list[str] = []
     fit(config_from_dict(raw), show_progress=False, log=messages.append)
