@@ -197,7 +197,7 @@ class TorchBackend:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" -> cuda when available else cpu; "cuda" without a GPU is an error."""
+    """Resolve "auto" to cuda when available, else cpu; "cuda" without a GPU is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
