@@ -47,9 +47,15 @@ class SlicingOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record of the settings (what `--save-json` writes)."""
-        return {"size": self.size, "overlap": self.overlap, "full_image": self.full_image,
-                "batch_size": self.batch_size, "merge": self.merge,
-                "match_metric": self.match_metric, "match_threshold": self.match_threshold}
+        return {
+            "size": self.size,
+            "overlap": self.overlap,
+            "full_image": self.full_image,
+            "batch_size": self.batch_size,
+            "merge": self.merge,
+            "match_metric": self.match_metric,
+            "match_threshold": self.match_threshold,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,13 @@ class InferenceOptions:
 
     def detector_settings(self) -> dict[str, Any]:
         """The keywords of `Detector.from_checkpoint` these options set."""
-        return {"device": self.device, "half": self.precision,
-                "score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
-                "max_det": self.max_det,
-                "classes": list(self.classes) if self.classes is not None else None,
-                "compile": self.compile, "slicing": self.slicing}
+        return {
+            "device": self.device,
+            "half": self.precision,
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+            "max_det": self.max_det,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "compile": self.compile,
+            "slicing": self.slicing,
+        }

@@ -2,7 +2,9 @@
 
     >>> import torch
     >>> from detector.postprocess import box_iou, nms, batched_nms
-    >>> boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    >>> boxes = torch.tensor(
+    ...     [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]
+    ... )
     >>> scores = torch.tensor([0.9, 0.8, 0.7])
     >>> nms(boxes, scores, iou_threshold=0.5)
     tensor([0, 2])

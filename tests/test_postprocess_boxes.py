@@ -252,13 +252,16 @@ def test_half_precision_computes_in_float32_up_to_4k_pixels(dtype: torch.dtype) 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-BOX = st.tuples(st.integers(-50, 300), st.integers(-50, 300), st.integers(-30, 200), st.integers(-30, 200)).map(
-    lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])  # negative sides: inverted boxes
+BOX = st.tuples(
+    st.integers(-50, 300), st.integers(-50, 300), st.integers(-30, 200), st.integers(-30, 200)
+).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])  # negative sides: inverted boxes
 
 
 @settings(max_examples=60, deadline=None)
 @given(first=st.lists(BOX, max_size=8), second=st.lists(BOX, max_size=8))
-def test_box_iou_matches_the_reference_on_random_and_degenerate_boxes(first: list, second: list) -> None:
+def test_box_iou_matches_the_reference_on_random_and_degenerate_boxes(
+    first: list, second: list
+) -> None:
     a = torch.tensor(first, dtype=torch.float64).reshape(-1, 4)
     b = torch.tensor(second, dtype=torch.float64).reshape(-1, 4)
     iou = box_iou(a, b)
@@ -269,10 +272,13 @@ def test_box_iou_matches_the_reference_on_random_and_degenerate_boxes(first: lis
     pairs = min(len(first), len(second))
     pairs_a, pairs_b = a[:pairs].tolist(), b[:pairs].tolist()
     aligned = box_iou_aligned(a[:pairs], b[:pairs])
-    assert aligned.tolist() == pytest.approx([ref_iou(x, y) for x, y in zip(pairs_a, pairs_b, strict=True)],
-                                             abs=1e-12)
-    for name, function, reference in (("giou", generalized_box_iou_aligned, ref_giou),
-                                      ("diou", distance_box_iou_aligned, ref_diou)):
+    assert aligned.tolist() == pytest.approx(
+        [ref_iou(x, y) for x, y in zip(pairs_a, pairs_b, strict=True)], abs=1e-12
+    )
+    for name, function, reference in (
+        ("giou", generalized_box_iou_aligned, ref_giou),
+        ("diou", distance_box_iou_aligned, ref_diou),
+    ):
         values = function(a[:pairs], b[:pairs])
         assert torch.isfinite(values).all(), name
         expected = [reference(x, y) for x, y in zip(pairs_a, pairs_b, strict=True)]

@@ -210,8 +210,11 @@ def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def _as_tensors(rows: list, scores: list, labels: list) -> tuple[torch.Tensor, ...]:
-    return (torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
-            torch.tensor(scores, dtype=torch.float64), torch.tensor(labels, dtype=torch.int64))
+    return (
+        torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
+        torch.tensor(scores, dtype=torch.float64),
+        torch.tensor(labels, dtype=torch.int64),
+    )
 
 
 def test_defaults_are_the_slicing_defaults() -> None:
@@ -293,8 +296,9 @@ def spread_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     metric=st.sampled_from(["ios", "iou"]),
     threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]),
 )
-def test_merge_matches_the_reference(backend: str, boxes, data, method: str, metric: str,
-                                     threshold: float) -> None:
+def test_merge_matches_the_reference(
+    backend: str, boxes, data, method: str, metric: str, threshold: float
+) -> None:
     """Random, degenerate and border-cut boxes (`scored_boxes`), and small boxes spread over
     a wide image (`spread_boxes`: the compiled loop's x1-window path)."""
     assert_matches_reference(*data.draw(boxes), method, metric, threshold)

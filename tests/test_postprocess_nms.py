@@ -103,7 +103,7 @@ def assert_indices(result: torch.Tensor, expected: list[int]) -> None:
 
 @functools.cache
 def scene_reference(seed: int, iou_threshold: float) -> tuple[list[int], list[int]]:
-    """Reference nms and batched_nms of `scene(seed, iou_threshold)`, computed once for all backends."""
+    """Reference nms/batched_nms of `scene(seed, iou_threshold)`, computed once for all backends."""
     boxes, scores, labels = scene(seed, iou_threshold)
     return (
         reference_nms(boxes, scores, iou_threshold),
@@ -352,21 +352,33 @@ SIDE = st.integers(-20, 200)  # negative: an inverted box; 0: a zero-area one
 @st.composite
 def scored_boxes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     count = draw(st.integers(0, 40))
-    rows = [[x, y, x + w, y + h] for x, y, w, h in
-            (draw(st.tuples(COORD, COORD, SIDE, SIDE)) for _ in range(count))]
+    rows = [
+        [x, y, x + w, y + h]
+        for x, y, w, h in (draw(st.tuples(COORD, COORD, SIDE, SIDE)) for _ in range(count))
+    ]
     if rows and draw(st.booleans()):  # exact duplicates and near-copies, where NMS decides
-        rows += [list(rows[draw(st.integers(0, len(rows) - 1))]) for _ in range(draw(st.integers(1, 5)))]
+        rows += [
+            list(rows[draw(st.integers(0, len(rows) - 1))]) for _ in range(draw(st.integers(1, 5)))
+        ]
     scores = [draw(st.sampled_from([0.1, 0.5, 0.5, 0.9, 1.0])) for _ in rows]  # many ties
     labels = [draw(st.integers(0, 2)) for _ in rows]
-    return (torch.tensor(rows, dtype=torch.float64).reshape(-1, 4), torch.tensor(scores, dtype=torch.float64),
-            torch.tensor(labels, dtype=torch.int64))
+    return (
+        torch.tensor(rows, dtype=torch.float64).reshape(-1, 4),
+        torch.tensor(scores, dtype=torch.float64),
+        torch.tensor(labels, dtype=torch.int64),
+    )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=scored_boxes(), iou_threshold=st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]))
 def test_nms_matches_the_reference_on_random_and_degenerate_boxes(
-        backend: str, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], iou_threshold: float) -> None:
+    backend: str, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], iou_threshold: float
+) -> None:
     boxes, scores, labels = data
     assert_indices(nms(boxes, scores, iou_threshold), reference_nms(boxes, scores, iou_threshold))
-    assert_indices(batched_nms(boxes, scores, labels, iou_threshold),
-                   reference_grouped_nms(boxes, scores, labels.tolist(), iou_threshold))
+    assert_indices(
+        batched_nms(boxes, scores, labels, iou_threshold),
+        reference_grouped_nms(boxes, scores, labels.tolist(), iou_threshold),
+    )

@@ -5,12 +5,12 @@
     python tools/benchmark.py eval                      # our evaluate path vs pycocotools alone
     python tools/benchmark.py train                     # training images/s and data-wait fraction
     python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
-    python tools/benchmark.py track                     # tracker cost, detect vs track fps, tracking scores
-    python tools/benchmark.py handover                  # memfd batch hand-over vs torch's, training img/s
+    python tools/benchmark.py track                     # tracker cost, fps vs detect, IDF1/HOTA
+    python tools/benchmark.py handover                  # memfd batch hand-over vs torch's (img/s)
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
-    python tools/benchmark.py ladder                    # model ladder: cost, speed, AP at equal wall-clock
-    python tools/benchmark.py progressive --scale 0.8   # train.progressive vs plain at equal wall-clock
+    python tools/benchmark.py ladder                    # cost, speed, AP at equal wall-clock
+    python tools/benchmark.py progressive --scale 0.8   # progressive vs plain at equal wall-clock
     python tools/benchmark.py resize                    # the one resize against its candidates
     python tools/benchmark.py slicing                   # tile merge vs NMS, batched tiles, merge AP
     python tools/benchmark.py int8 --model shapes=best.pt  # INT8 / fp32 ONNX Runtime speed, AP drop
@@ -43,8 +43,21 @@ def main() -> None:
     """Benchmarks of the package's hot paths."""
 
 
-for command in (nms, data, eval_, train, detect, track, handover, recipe, ladder, progressive,
-                resize, slicing, int8):
+for command in (
+    nms,
+    data,
+    eval_,
+    train,
+    detect,
+    track,
+    handover,
+    recipe,
+    ladder,
+    progressive,
+    resize,
+    slicing,
+    int8,
+):
     main.add_command(command)
 main.add_command(gpu)
 

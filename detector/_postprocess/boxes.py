@@ -29,7 +29,7 @@ __all__ = [
 
 
 def check_boxes(boxes: Tensor, name: str = "boxes", *, matrix: bool = True) -> None:
-    """Raise ValueError unless `boxes` is a tensor of shape [N, 4] (or [..., 4] when not `matrix`)."""
+    """Raise ValueError unless `boxes` is a tensor of shape [N, 4] ([..., 4] when not `matrix`)."""
     if not isinstance(boxes, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(boxes).__name__}")
     if matrix and (boxes.dim() != 2 or boxes.shape[-1] != 4):

@@ -61,7 +61,11 @@ def _overlaps(rows: Tensor, columns: Tensor, iou_threshold: float, ios: bool = F
 
 
 def greedy_keep_torch(
-    boxes: Tensor, groups: Tensor | None, iou_threshold: float, *, block_size: int = 128,
+    boxes: Tensor,
+    groups: Tensor | None,
+    iou_threshold: float,
+    *,
+    block_size: int = 128,
     ios: bool = False,
 ) -> Tensor:
     """Pure-torch greedy pass; see the module docstring. Returns bool [N] in input order."""
@@ -137,8 +141,9 @@ def greedy_keep(boxes: Tensor, groups: Tensor | None, iou_threshold: float) -> T
 
 
 @torch.no_grad()
-def greedy_owner(boxes: Tensor, groups: Tensor | None, threshold: float, *,
-                 ios: bool = False) -> Tensor:
+def greedy_owner(
+    boxes: Tensor, groups: Tensor | None, threshold: float, *, ios: bool = False
+) -> Tensor:
     """The greedy pass, returning for each box the kept box that suppressed it.
 
     The keep decisions are `greedy_keep`'s (with `ios`: intersection over the smaller
@@ -167,5 +172,5 @@ def greedy_owner(boxes: Tensor, groups: Tensor | None, threshold: float, *,
         if groups is not None:
             hits &= groups[rows][:, None] == groups[kept][None, :]
         first = torch.where(hits.any(dim=1), kept[hits.int().argmax(dim=1)], rows)
-        owner[start:start + block_size] = torch.where(keep[rows], rows, first)
+        owner[start : start + block_size] = torch.where(keep[rows], rows, first)
     return owner

@@ -9,8 +9,9 @@ it examines only the boxes of its group whose x1 lies in a window where an overl
 possible (a sweep over the group sorted by x1), so boxes spread over a large image (the
 detections of many tiles) cost far less than all pairs. numba is a
 dependency, but where it cannot be imported (a platform without wheels)
-`greedy.greedy_keep_torch` gives the same results without it. The IoU arithmetic mirrors the torch path operation by
-operation (same dtype, same order, same union lower bound) so both agree bit for bit.
+`greedy.greedy_keep_torch` gives the same results without it. The IoU arithmetic
+mirrors the torch path operation by operation (same dtype, same order, same union
+lower bound) so both agree bit for bit.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def _compiled_loop():
     return numba.njit(cache=True, nogil=True)(_greedy_loop)
 
 
-def greedy_owner_numba(boxes: Tensor, groups: Tensor | None, threshold: float, *,
-                       ios: bool = False) -> Tensor:
+def greedy_owner_numba(
+    boxes: Tensor, groups: Tensor | None, threshold: float, *, ios: bool = False
+) -> Tensor:
     """The greedy pass on CPU, returning which kept box suppressed each box.
 
     Args:

@@ -9,9 +9,10 @@ Along each axis the tiles start every `stride = size - floor(overlap * size)` pi
 to end exactly at the image edge: no tile reaches past the image, none is padded, and
 the count is the smallest one at that step that reaches the edge,
 `1 + ceil((length - size) / stride)`. The training tiles of `data.slice`
-(detector/data/tiles.py) follow the same rule, with the same argument order. An image side shorter than the tile gives one
-tile of that side's length (the policy for a tile larger than the image: the tile
-shrinks to the image; the network input is padded, the geometry is not).
+(detector/data/tiles.py) follow the same rule, with the same argument order. An image
+side shorter than the tile gives one tile of that side's length (the policy for a tile
+larger than the image: the tile shrinks to the image; the network input is padded, the
+geometry is not).
 """
 
 from __future__ import annotations

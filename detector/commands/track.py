@@ -38,8 +38,16 @@ def _track_params() -> list[click.Parameter]:
     return params
 
 
-def _run_track(save_mot: str | None, track_high: float, track_buffer: float, class_aware: bool,
-               trail_seconds: float, checkpoint: str, source: str, **cli_options: Any) -> None:
+def _run_track(
+    save_mot: str | None,
+    track_high: float,
+    track_buffer: float,
+    class_aware: bool,
+    trail_seconds: float,
+    checkpoint: str,
+    source: str,
+    **cli_options: Any,
+) -> None:
     """Detect and track objects in SOURCE with CHECKPOINT (same sources and outputs as detect).
 
     SOURCE is a video file, a webcam index (0), an rtsp/rtmp/http(s) URL, or a
@@ -50,19 +58,29 @@ def _run_track(save_mot: str | None, track_high: float, track_buffer: float, cla
     options = options_from_cli(**cli_options)
     score_threshold = options.score_threshold
     if score_threshold > track_high:
-        raise click.BadParameter(f"--conf {score_threshold} is above --track-high {track_high}", param_hint="--conf")
+        raise click.BadParameter(
+            f"--conf {score_threshold} is above --track-high {track_high}", param_hint="--conf"
+        )
 
     def make_stage(detector: Any, opened: Any) -> Any:
         from detector.tracking.stream import TrackingStage
         from detector.tracking.tracker import ByteTracker
 
-        tracker = ByteTracker(high_threshold=track_high, low_threshold=score_threshold,
-                              track_buffer=track_buffer, class_aware=class_aware,
-                              frame_rate=opened.fps or 30.0)
+        tracker = ByteTracker(
+            high_threshold=track_high,
+            low_threshold=score_threshold,
+            track_buffer=track_buffer,
+            class_aware=class_aware,
+            frame_rate=opened.fps or 30.0,
+        )
         try:
-            return TrackingStage(tracker, opened, detector.names, mot_path=save_mot, trail_seconds=trail_seconds)
+            return TrackingStage(
+                tracker, opened, detector.names, mot_path=save_mot, trail_seconds=trail_seconds
+            )
         except OSError as exc:
-            raise click.ClickException(f"--save-mot {save_mot}: cannot write ({exc.strerror or exc})") from None
+            raise click.ClickException(
+                f"--save-mot {save_mot}: cannot write ({exc.strerror or exc})"
+            ) from None
 
     run_inference(checkpoint, source, options, make_stage=make_stage)
 
@@ -74,16 +92,38 @@ track = click.Command(
     short_help="Detect and track objects in a video, camera or stream.",
     params=[
         *_track_params(),
-        click.Option(["--save-mot"], type=click.Path(dir_okay=False), default=None,
-                     help="MOTChallenge text file of the tracks (for evaluate-tracks)."),
-        click.Option(["--track-high"], type=click.FloatRange(0, 1), default=0.5, show_default=True,
-                     help="Score from which detections match first and may start tracks."),
-        click.Option(["--track-buffer"], type=click.FloatRange(min=0), default=1.0, show_default=True,
-                     help="Seconds a lost track is kept to be found again."),
-        click.Option(["--class-aware"], is_flag=True,
-                     help="Match detections only to tracks of the same class (default: any class; "
-                          "a track's class is its majority label)."),
-        click.Option(["--trail", "trail_seconds"], type=click.FloatRange(min=0), default=1.0, show_default=True,
-                     help="Seconds of trail drawn behind each tracked box."),
+        click.Option(
+            ["--save-mot"],
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="MOTChallenge text file of the tracks (for evaluate-tracks).",
+        ),
+        click.Option(
+            ["--track-high"],
+            type=click.FloatRange(0, 1),
+            default=0.5,
+            show_default=True,
+            help="Score from which detections match first and may start tracks.",
+        ),
+        click.Option(
+            ["--track-buffer"],
+            type=click.FloatRange(min=0),
+            default=1.0,
+            show_default=True,
+            help="Seconds a lost track is kept to be found again.",
+        ),
+        click.Option(
+            ["--class-aware"],
+            is_flag=True,
+            help="Match detections only to tracks of the same class (default: any class; "
+            "a track's class is its majority label).",
+        ),
+        click.Option(
+            ["--trail", "trail_seconds"],
+            type=click.FloatRange(min=0),
+            default=1.0,
+            show_default=True,
+            help="Seconds of trail drawn behind each tracked box.",
+        ),
     ],
 )

@@ -9,11 +9,12 @@
                                         empty_rate=0.1, full_images=True, network_size=512,
                                         min_box_size=1.0, seed=0)
 
-The grid rule (`detector.postprocess.tile_grid`, the one sliced inference uses): along each axis tiles start every
-`size - floor(overlap * size)` pixels from 0, as few as cover the side, and the
-last one is shifted inward to end exactly at the image edge; tiles never reach
-past the image and are never padded. A side no longer than `size` is one tile of
-that side (an image smaller than a tile is one tile, the whole image).
+The grid rule (`detector.postprocess.tile_grid`, the one sliced inference uses):
+along each axis tiles start every `size - floor(overlap * size)` pixels from 0, as
+few as cover the side, and the last one is shifted inward to end exactly at the
+image edge; tiles never reach past the image and are never padded. A side no longer
+than `size` is one tile of that side (an image smaller than a tile is one tile, the
+whole image).
 
 What becomes of the boxes (docs/sliced-training.md says why):
 - a box is clipped to the tile; it stays a target when at least `min_area_ratio`
@@ -69,8 +70,15 @@ def cut_boxes(
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     x1, y1, x2, y2 = window
-    clipped = np.stack([boxes[:, 0].clip(x1, x2), boxes[:, 1].clip(y1, y2),
-                        boxes[:, 2].clip(x1, x2), boxes[:, 3].clip(y1, y2)], axis=1)
+    clipped = np.stack(
+        [
+            boxes[:, 0].clip(x1, x2),
+            boxes[:, 1].clip(y1, y2),
+            boxes[:, 2].clip(x1, x2),
+            boxes[:, 3].clip(y1, y2),
+        ],
+        axis=1,
+    )
     sides = clipped[:, 2:] - clipped[:, :2]  # [N, 2]
     inside = (sides > 0).all(axis=1)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -82,13 +90,27 @@ def cut_boxes(
     return shifted.astype(np.float32), np.asarray(labels, np.int64)[inside], flags
 
 
-def tile_record(record: SampleRecord, window: Window, *, min_area_ratio: float,
-                min_box_size: float) -> SampleRecord:
+def tile_record(
+    record: SampleRecord, window: Window, *, min_area_ratio: float, min_box_size: float
+) -> SampleRecord:
     """`record` cut to `window`: a record of the tile (its `window` set, boxes in tile pixels)."""
-    boxes, labels, ignore = cut_boxes(record.boxes, record.labels, record.ignore, window,
-                                      min_area_ratio=min_area_ratio, min_box_size=min_box_size)
-    return dataclasses.replace(record, width=window[2] - window[0], height=window[3] - window[1],
-                               boxes=boxes, labels=labels, ignore=ignore, window=window)
+    boxes, labels, ignore = cut_boxes(
+        record.boxes,
+        record.labels,
+        record.ignore,
+        window,
+        min_area_ratio=min_area_ratio,
+        min_box_size=min_box_size,
+    )
+    return dataclasses.replace(
+        record,
+        width=window[2] - window[0],
+        height=window[3] - window[1],
+        boxes=boxes,
+        labels=labels,
+        ignore=ignore,
+        window=window,
+    )
 
 
 @dataclass
@@ -108,9 +130,11 @@ class TilingSummary:
     def __str__(self) -> str:
         empty = self.tiles - self.tiles_with_objects
         full = f" + {self.full_images} whole images" if self.full_images else ""
-        return (f"{self.images} images -> {self.tiles} tiles: {self.tiles_with_objects} with "
-                f"objects, {self.empty_kept} of {empty} empty kept{full} = {self.samples} samples "
-                "per epoch")
+        return (
+            f"{self.images} images -> {self.tiles} tiles: {self.tiles_with_objects} with "
+            f"objects, {self.empty_kept} of {empty} empty kept{full} = {self.samples} samples "
+            "per epoch"
+        )
 
 
 def _full_image_record(record: SampleRecord, network_size: int) -> SampleRecord:
@@ -150,23 +174,32 @@ def training_samples(
     Raises:
         ValueError: nothing to train on (every tile empty, empty_rate 0, no whole images).
     """
-    tiles = [tile_record(record, window, min_area_ratio=min_area_ratio, min_box_size=min_box_size)
-             for record in records
-             for window in tile_grid(record.width, record.height, size, overlap)]
+    tiles = [
+        tile_record(record, window, min_area_ratio=min_area_ratio, min_box_size=min_box_size)
+        for record in records
+        for window in tile_grid(record.width, record.height, size, overlap)
+    ]
     # Empty: no target (no box, or only ignored ones).
     empty = [index for index, tile in enumerate(tiles) if tile.ignore.all()]
     keep = round(empty_rate * len(empty))
     chosen = {empty[int(j)] for j in np.random.default_rng(seed).permutation(len(empty))[:keep]}
     empty_set = set(empty)
-    samples = [tile for index, tile in enumerate(tiles)
-               if index not in empty_set or index in chosen]
+    samples = [
+        tile for index, tile in enumerate(tiles) if index not in empty_set or index in chosen
+    ]
     if full_images:
         samples += [_full_image_record(record, network_size) for record in records]
-    summary = TilingSummary(images=len(records), tiles=len(tiles),
-                            tiles_with_objects=len(tiles) - len(empty), empty_kept=keep,
-                            full_images=len(records) if full_images else 0)
+    summary = TilingSummary(
+        images=len(records),
+        tiles=len(tiles),
+        tiles_with_objects=len(tiles) - len(empty),
+        empty_kept=keep,
+        full_images=len(records) if full_images else 0,
+    )
     if not samples:
-        raise ValueError(f"data.slice: all {summary.tiles} tiles hold no object, "
-                         "data.slice.empty_rate is 0 and data.slice.full_images is false: "
-                         "nothing to train on")
+        raise ValueError(
+            f"data.slice: all {summary.tiles} tiles hold no object, "
+            "data.slice.empty_rate is 0 and data.slice.full_images is false: "
+            "nothing to train on"
+        )
     return samples, summary

@@ -1,7 +1,9 @@
 """Predict a dataset split with a `Detector`: the one prediction path of validation and evaluation.
 
     detector = evaluation_detector(model, cfg, names, device)         # a model in memory (training)
-    detector = Detector.from_checkpoint("best.onnx", score_threshold=0.001, iou_threshold=0.6, max_det=100)
+    detector = Detector.from_checkpoint(
+        "best.onnx", score_threshold=0.001, iou_threshold=0.6, max_det=100
+    )
     split_records, predictions = predict_split(detector, cfg, "val")
     predictions[image_id]["boxes"]     # float32 [K, 4] xyxy original-image px
     detector = evaluation_detector(model, cfg, names, device, slicing=SlicingOptions(size=640))
@@ -33,8 +35,14 @@ from detector.inference.predictor import Detector
 from detector.model.precision import amp_dtype_for
 
 
-def evaluation_detector(model: torch.nn.Module, cfg: Any, names: Sequence[str],
-                        device: torch.device, *, slicing: SlicingOptions | None = None) -> Detector:
+def evaluation_detector(
+    model: torch.nn.Module,
+    cfg: Any,
+    names: Sequence[str],
+    device: torch.device,
+    *,
+    slicing: SlicingOptions | None = None,
+) -> Detector:
     """A `Detector` over `model` with `cfg.eval`'s thresholds at `cfg.train`'s AMP precision.
 
     Args:
@@ -46,13 +54,20 @@ def evaluation_detector(model: torch.nn.Module, cfg: Any, names: Sequence[str],
         slicing: sliced-inference settings, or None for the letterboxed pass.
     """
     backend = TorchBackend(model, device=device, autocast_dtype=amp_dtype_for(cfg.train, device))
-    return Detector(backend, names=names, image_size=cfg.model.image_size,
-                    score_threshold=cfg.eval.score_threshold, iou_threshold=cfg.eval.iou_threshold,
-                    max_det=cfg.eval.max_det, slicing=slicing)
+    return Detector(
+        backend,
+        names=names,
+        image_size=cfg.model.image_size,
+        score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold,
+        max_det=cfg.eval.max_det,
+        slicing=slicing,
+    )
 
 
-def predict_loader(detector: Detector, loader: Iterable[dict[str, Any]], *,
-                   progress: bool = False) -> dict[int, dict[str, np.ndarray]]:
+def predict_loader(
+    detector: Detector, loader: Iterable[dict[str, Any]], *, progress: bool = False
+) -> dict[int, dict[str, np.ndarray]]:
     """image_id -> {boxes float32 [K, 4] original xyxy px, scores [K], labels int64 [K]}.
 
     Args:
@@ -70,13 +85,20 @@ def predict_loader(detector: Detector, loader: Iterable[dict[str, Any]], *,
     predictions: dict[int, dict[str, np.ndarray]] = {}
     for batch in loader:
         metas = batch["metas"]
-        results = detector.predict_letterboxed(batch["images"], [meta["letterbox"] for meta in metas])
+        results = detector.predict_letterboxed(
+            batch["images"], [meta["letterbox"] for meta in metas]
+        )
         for result, meta in zip(results, metas, strict=True):
             image_id = int(meta["image_id"])
             if image_id in predictions:
-                raise ValueError(f"image id {image_id} ({meta.get('path', '?')}) appears twice in the loader")
-            predictions[image_id] = {"boxes": result.boxes.reshape(-1, 4), "scores": result.scores,
-                                     "labels": result.labels}
+                raise ValueError(
+                    f"image id {image_id} ({meta.get('path', '?')}) appears twice in the loader"
+                )
+            predictions[image_id] = {
+                "boxes": result.boxes.reshape(-1, 4),
+                "scores": result.scores,
+                "labels": result.labels,
+            }
     return predictions
 
 
@@ -94,8 +116,9 @@ def validation_slicing(cfg: Any) -> SlicingOptions | None:
     return SlicingOptions(size=tiles.size, overlap=tiles.overlap, full_image=tiles.full_images)
 
 
-def predict_records(detector: Detector, records: Sequence[Any], *, max_image_pixels: int,
-                    progress: bool = False) -> dict[int, dict[str, np.ndarray]]:
+def predict_records(
+    detector: Detector, records: Sequence[Any], *, max_image_pixels: int, progress: bool = False
+) -> dict[int, dict[str, np.ndarray]]:
     """Sliced prediction of full-resolution images: image_id -> {boxes, scores, labels}.
 
     Images are read one at a time and handed over in groups of about one tile batch
@@ -129,8 +152,11 @@ def predict_records(detector: Detector, records: Sequence[Any], *, max_image_pix
         for (record, _), result in zip(group, results, strict=True):
             if int(record.image_id) in predictions:
                 raise ValueError(f"image id {record.image_id} ({record.image_path}) appears twice")
-            predictions[int(record.image_id)] = {"boxes": result.boxes.reshape(-1, 4),
-                                                 "scores": result.scores, "labels": result.labels}
+            predictions[int(record.image_id)] = {
+                "boxes": result.boxes.reshape(-1, 4),
+                "scores": result.scores,
+                "labels": result.labels,
+            }
         group.clear()
 
     for record in records:
@@ -145,8 +171,9 @@ def predict_records(detector: Detector, records: Sequence[Any], *, max_image_pix
     return predictions
 
 
-def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = False,
-                  source: str = "the model") -> tuple[Any, dict[int, dict[str, np.ndarray]]]:
+def predict_split(
+    detector: Detector, cfg: Any, split: str, *, progress: bool = False, source: str = "the model"
+) -> tuple[Any, dict[int, dict[str, np.ndarray]]]:
     """Build the evaluation loader of `cfg.data`'s `split` at the detector's size and predict it.
 
     The loader prints the split's skipped files once (`build_dataloader`).
@@ -164,8 +191,12 @@ def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = 
         if split_records.skipped:
             print(format_skipped(split_records.skipped, split, limit=5), file=sys.stderr)
         _check_names(split_records.names, detector.class_names, source)
-        return split_records, predict_records(detector, split_records.records, progress=progress,
-                                              max_image_pixels=cfg.data.max_image_pixels)
+        return split_records, predict_records(
+            detector,
+            split_records.records,
+            progress=progress,
+            max_image_pixels=cfg.data.max_image_pixels,
+        )
     from detector.data.loading.dataset import build_dataloader
 
     cfg.model.image_size = detector.image_size
@@ -176,5 +207,6 @@ def predict_split(detector: Detector, cfg: Any, split: str, *, progress: bool = 
 
 def _check_names(dataset: Sequence[str], model: Sequence[str], source: str) -> None:
     if list(dataset) != list(model):
-        raise ValueError(f"class names differ: {source} has {list(model)}, "
-                         f"the dataset has {list(dataset)}")
+        raise ValueError(
+            f"class names differ: {source} has {list(model)}, the dataset has {list(dataset)}"
+        )

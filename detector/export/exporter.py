@@ -67,7 +67,7 @@ def _package_version() -> str:
 
 
 def check_options(checkpoint: str | Path, options: ExportOptions) -> Path:
-    """Validate `options` for `checkpoint`; returns the output path. ExportError naming the option."""
+    """Validate `options` for `checkpoint`; returns the output path, or ExportError naming it."""
     if options.format not in FORMATS:
         raise ExportError(f"--format {options.format!r}: choose one of {', '.join(FORMATS)}")
     if options.exporter not in EXPORTERS:
@@ -85,10 +85,18 @@ def check_options(checkpoint: str | Path, options: ExportOptions) -> Path:
     if options.int8:
         _check_int8(options)
     if options.nms and options.format != "onnx":
-        raise ExportError("--nms: NMS in the graph is ONNX only (the TorchScript file outputs boxes and scores)")
-    out = Path(options.out) if options.out is not None else Path(checkpoint).with_suffix(SUFFIX[options.format])
+        raise ExportError(
+            "--nms: NMS in the graph is ONNX only (the TorchScript file outputs boxes and scores)"
+        )
+    out = (
+        Path(options.out)
+        if options.out is not None
+        else Path(checkpoint).with_suffix(SUFFIX[options.format])
+    )
     if out.suffix != SUFFIX[options.format]:
-        raise ExportError(f"--out {out}: --format {options.format} writes a {SUFFIX[options.format]} file")
+        raise ExportError(
+            f"--out {out}: --format {options.format} writes a {SUFFIX[options.format]} file"
+        )
     if not out.parent.is_dir():
         raise ExportError(f"--out {out}: folder {out.parent} does not exist")
     if out.is_dir():
@@ -100,13 +108,13 @@ def check_options(checkpoint: str | Path, options: ExportOptions) -> Path:
 
 def _check_int8(options: ExportOptions) -> None:
     if options.format != "onnx":
-        raise ExportError("--int8: INT8 quantization is ONNX only "
-                          "(ONNX Runtime's quantize_static)")
+        raise ExportError("--int8: INT8 quantization is ONNX only (ONNX Runtime's quantize_static)")
     if options.half:
         raise ExportError("--int8 and --half: choose one precision")
     if options.data_config is None:
-        raise ExportError("--int8 needs --data CONFIG: the calibration images come from its "
-                          "training split")
+        raise ExportError(
+            "--int8 needs --data CONFIG: the calibration images come from its training split"
+        )
     if options.calibration_images < 1:
         raise ExportError(f"--calibration-images {options.calibration_images}: must be >= 1")
     try:
@@ -126,10 +134,8 @@ def _int8_transform(options: ExportOptions, metadata: ExportMetadata):
     )
 
     cfg = load_config(options.data_config)
-    paths = calibration_image_paths(cfg.data, options.calibration_images,
-                                    options.calibration_seed)
-    reader = LetterboxCalibrationReader(paths, image_size=metadata.image_size,
-                                        batch=metadata.batch)
+    paths = calibration_image_paths(cfg.data, options.calibration_images, options.calibration_seed)
+    reader = LetterboxCalibrationReader(paths, image_size=metadata.image_size, batch=metadata.batch)
     settings = quantization_settings()
     metadata.calibration_images = len(paths)
     metadata.calibration_seed = options.calibration_seed
@@ -137,7 +143,8 @@ def _int8_transform(options: ExportOptions, metadata: ExportMetadata):
         f"onnxruntime quantize_static QDQ, per-channel {settings.weight_type} weights, "
         f"{settings.activation_type} activations, MinMax, reduce_range={settings.reduce_range} "
         f"({settings.reason}); float: decode tail and prediction convs; calibration: "
-        f"{len(paths)} training images of {options.data_config}, seed {options.calibration_seed}")
+        f"{len(paths)} training images of {options.data_config}, seed {options.calibration_seed}"
+    )
 
     def transform(model):
         try:
@@ -165,8 +172,15 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportR
     device = resolve_device(options.device)
     model, _ = model_from_checkpoint(ckpt, device)
     wrapper = DecodedDetector(model, half=options.half).eval()
-    exporter_name = ("torch.onnx.export(dynamo=True)" if options.exporter == "dynamo"
-                     else "torch.onnx.export(dynamo=False)") if options.format == "onnx" else "torch.jit.trace"
+    exporter_name = (
+        (
+            "torch.onnx.export(dynamo=True)"
+            if options.exporter == "dynamo"
+            else "torch.onnx.export(dynamo=False)"
+        )
+        if options.format == "onnx"
+        else "torch.jit.trace"
+    )
     metadata = ExportMetadata(
         names=list(ckpt["names"]),
         image_size=int(options.image_size or ckpt["image_size"]),
@@ -188,8 +202,14 @@ def export_checkpoint(checkpoint: str | Path, options: ExportOptions) -> ExportR
     with torch.no_grad():
         if options.format == "onnx":
             transform = _int8_transform(options, metadata) if options.int8 else None
-            path = write_onnx(wrapper, out, metadata=metadata, exporter=options.exporter,
-                              opset=options.opset, transform=transform)
+            path = write_onnx(
+                wrapper,
+                out,
+                metadata=metadata,
+                exporter=options.exporter,
+                opset=options.opset,
+                transform=transform,
+            )
         else:
             from detector.export.torchscript_export import write_torchscript
 

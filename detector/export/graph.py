@@ -36,4 +36,6 @@ class DecodedDetector(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images float32 [B, 3, H, W] RGB 0..255 -> (boxes [B, A, 4], scores [B, A, C]) float32."""
         raw = self.model(images.half() if self.half else images)
-        return decode_boxes_scores(raw.float(), strides=self.strides, input_size=tuple(images.shape[-2:]))
+        return decode_boxes_scores(
+            raw.float(), strides=self.strides, input_size=tuple(images.shape[-2:])
+        )

@@ -228,8 +228,11 @@ def _working_directory(path: Path) -> Iterator[None]:
 
 def _has_symbolic_input(model: Any) -> bool:
     """True when an input dimension is named rather than fixed (a --dynamic export)."""
-    return any(dim.dim_param or not dim.HasField("dim_value")
-               for value in model.graph.input for dim in value.type.tensor_type.shape.dim)
+    return any(
+        dim.dim_param or not dim.HasField("dim_value")
+        for value in model.graph.input
+        for dim in value.type.tensor_type.shape.dim
+    )
 
 
 def _reader_class() -> type:

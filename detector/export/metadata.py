@@ -100,10 +100,14 @@ class ExportMetadata:
                 props[key] = json.dumps(value)
             else:
                 props[key] = str(value)
-        props["input"] = f"{INPUT_NAME}: float32 RGB 0..255 [B, 3, H, W], letterboxed with grey {PAD_VALUE}"
+        props["input"] = (
+            f"{INPUT_NAME}: float32 RGB 0..255 [B, 3, H, W], letterboxed with grey {PAD_VALUE}"
+        )
         props["outputs"] = (
-            "detections [B, max_det, 6] (x1 y1 x2 y2 score label, input px), num_detections int64 [B]"
-            if self.nms else "boxes [B, A, 4] xyxy input px, scores [B, A, C]"
+            "detections [B, max_det, 6] (x1 y1 x2 y2 score label, input px), "
+            "num_detections int64 [B]"
+            if self.nms
+            else "boxes [B, A, 4] xyxy input px, scores [B, A, C]"
         )
         return props
 
@@ -112,10 +116,14 @@ class ExportMetadata:
         """Parse `to_props` output; ExportedModelError naming `source` if it is not ours."""
         if MARKER_KEY not in props:
             raise ExportedModelError(
-                f"{source}: not a detector export (no '{MARKER_KEY}' metadata); write one with `detector export`")
+                f"{source}: not a detector export (no '{MARKER_KEY}' metadata); "
+                "write one with `detector export`"
+            )
         if props[MARKER_KEY] != FORMAT_VERSION:
             raise ExportedModelError(
-                f"{source}: export format {props[MARKER_KEY]!r} is not the one this version reads ({FORMAT_VERSION})")
+                f"{source}: export format {props[MARKER_KEY]!r} is not the one this version reads "
+                f"({FORMAT_VERSION})"
+            )
         values: dict[str, Any] = {}
         template = cls(names=[], image_size=0)  # each field's type, from its default
         try:
@@ -137,14 +145,19 @@ class ExportMetadata:
                 else:
                     values[name] = text
         except (KeyError, ValueError) as exc:
-            raise ExportedModelError(f"{source}: detector metadata is missing or malformed ({exc})") from None
+            raise ExportedModelError(
+                f"{source}: detector metadata is missing or malformed ({exc})"
+            ) from None
         meta = cls(**values)
         if not meta.names or not all(isinstance(n, str) for n in meta.names):
             raise ExportedModelError(f"{source}: detector metadata has no class names")
         if meta.image_size <= 0 or meta.image_size % 32:
-            raise ExportedModelError(f"{source}: metadata image_size {meta.image_size} is not a multiple of 32")
+            raise ExportedModelError(
+                f"{source}: metadata image_size {meta.image_size} is not a multiple of 32"
+            )
         if meta.precision not in PRECISIONS:
             raise ExportedModelError(
                 f"{source}: metadata precision {meta.precision!r} is not one of "
-                f"{', '.join(PRECISIONS)}")
+                f"{', '.join(PRECISIONS)}"
+            )
         return meta

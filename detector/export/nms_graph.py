@@ -1,6 +1,6 @@
 """Append class-aware ONNX NonMaxSuppression to an exported boxes/scores graph.
 
-    model = onnx.load("dense.onnx")                       # outputs boxes [B, A, 4], scores [B, A, C]
+    model = onnx.load("dense.onnx")  # outputs boxes [B, A, 4], scores [B, A, C]
     append_nms(model, score_threshold=0.25, iou_threshold=0.45, max_det=300)
     # outputs now: detections [B, max_det, 6] (x1 y1 x2 y2 score label), num_detections int64 [B]
     session.run(None, {"images": x, "score_threshold": np.array(0.1, np.float32)})  # optional
@@ -39,8 +39,15 @@ from detector.export.metadata import DENSE_OUTPUTS, NMS_INPUTS, NMS_OUTPUTS
 PRE_NMS_TOPK = 1000
 
 
-def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_det: int,
-               num_classes: int | None = None, pre_nms_topk: int = PRE_NMS_TOPK) -> None:
+def append_nms(
+    model: Any,
+    *,
+    score_threshold: float,
+    iou_threshold: float,
+    max_det: int,
+    num_classes: int | None = None,
+    pre_nms_topk: int = PRE_NMS_TOPK,
+) -> None:
     """Replace the graph outputs `boxes`, `scores` by `detections`, `num_detections` (in place).
 
     Args:
@@ -67,7 +74,9 @@ def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_
         raise ValueError("append_nms needs the number of classes in the scores output's shape")
 
     def const(name: str, value: Any, dtype: Any) -> str:
-        graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), f"nms/{name}"))
+        graph.initializer.append(
+            numpy_helper.from_array(np.asarray(value, dtype=dtype), f"nms/{name}")
+        )
         return f"nms/{name}"
 
     def graph_input(name: str, value: Any, dtype: Any, elem_type: int, shape: list[int]) -> str:
@@ -80,7 +89,8 @@ def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_
         graph_input(NMS_INPUTS[0], score_threshold, np.float32, TensorProto.FLOAT, []),
         graph_input(NMS_INPUTS[1], iou_threshold, np.float32, TensorProto.FLOAT, []),
         graph_input(NMS_INPUTS[2], max_det, np.int64, TensorProto.INT64, []),
-        graph_input(NMS_INPUTS[3], np.ones(num_classes), bool, TensorProto.BOOL, [num_classes]))
+        graph_input(NMS_INPUTS[3], np.ones(num_classes), bool, TensorProto.BOOL, [num_classes]),
+    )
     axis0, axis1 = const("axis0", [0], np.int64), const("axis1", [1], np.int64)
     col = {i: const(f"col{i}", i, np.int64) for i in range(3)}
     minus_one = const("minus_one", -1.0, np.float32)
@@ -95,13 +105,20 @@ def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_
         # The pre-cut of select_detections: class filter, then the best pre_nms_topk
         # (cell, class) pairs of each image, then the score threshold (>=).
         n("Where", [class_mask, scores, minus_one], ["nms/class_scores"]),  # [B, A, C]
-        n("Reshape", ["nms/class_scores", const("flat_shape", [0, -1], np.int64)],
-          ["nms/flat"]),  # [B, A*C]
+        n(
+            "Reshape", ["nms/class_scores", const("flat_shape", [0, -1], np.int64)], ["nms/flat"]
+        ),  # [B, A*C]
         n("Shape", ["nms/flat"], ["nms/flat_dims"]),
         n("Gather", ["nms/flat_dims", const("col1_1d", [1], np.int64)], ["nms/pairs"], axis=0),
         n("Min", ["nms/pairs", const("pre_nms_topk", [pre_nms_topk], np.int64)], ["nms/k_pre"]),
-        n("TopK", ["nms/flat", "nms/k_pre"], ["nms/pre_scores", "nms/pre_index"], axis=1, largest=1,
-          sorted=1),  # [B, K]
+        n(
+            "TopK",
+            ["nms/flat", "nms/k_pre"],
+            ["nms/pre_scores", "nms/pre_index"],
+            axis=1,
+            largest=1,
+            sorted=1,
+        ),  # [B, K]
         n("Div", ["nms/pre_index", const("classes", num_classes, np.int64)], ["nms/pre_cell"]),
         n("Mod", ["nms/pre_index", "nms/classes"], ["nms/pre_class"]),
         n("Unsqueeze", ["nms/pre_cell", const("axis2c", [2], np.int64)], ["nms/pre_cell_col"]),
@@ -111,17 +128,27 @@ def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_
         # [B, C, K]: each candidate scores for its own class only (-1, never kept, elsewhere).
         n("Unsqueeze", ["nms/pre_class", axis1], ["nms/pre_class_row"]),  # [B, 1, K]
         n("Range", [start, "nms/classes", step], ["nms/class_ids"]),
-        n("Unsqueeze", ["nms/class_ids", const("axes01", [0, 2], np.int64)],
-          ["nms/class_col"]),  # [1, C, 1]
+        n(
+            "Unsqueeze", ["nms/class_ids", const("axes01", [0, 2], np.int64)], ["nms/class_col"]
+        ),  # [1, C, 1]
         n("Equal", ["nms/pre_class_row", "nms/class_col"], ["nms/own_class"]),  # [B, C, K]
         n("Unsqueeze", ["nms/cand_scores", axis1], ["nms/cand_scores_row"]),
         n("Where", ["nms/own_class", "nms/cand_scores_row", minus_one], ["nms/scores_bck"]),
         n("Reshape", [max_det_in, const("one", [1], np.int64)], ["nms/max_det_1d"]),
         n("Reshape", [iou, "nms/one"], ["nms/iou_1d"]),
         # Score threshold -0.5: the -1 entries go, every candidate above the real threshold stays.
-        n("NonMaxSuppression", ["nms/cand_boxes", "nms/scores_bck", "nms/max_det_1d", "nms/iou_1d",
-                                const("keep_all", [-0.5], np.float32)], ["nms/selected"],
-          center_point_box=0),  # [N, 3] (image, class, candidate); corners in any order per axis
+        n(
+            "NonMaxSuppression",
+            [
+                "nms/cand_boxes",
+                "nms/scores_bck",
+                "nms/max_det_1d",
+                "nms/iou_1d",
+                const("keep_all", [-0.5], np.float32),
+            ],
+            ["nms/selected"],
+            center_point_box=0,
+        ),  # [N, 3] (image, class, candidate); corners in any order per axis
         n("Gather", ["nms/selected", col[0]], ["nms/image"], axis=1),  # [N]
         n("Gather", ["nms/selected", col[1]], ["nms/class"], axis=1),
         n("Gather", ["nms/selected", col[2]], ["nms/cell"], axis=1),
@@ -142,16 +169,30 @@ def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_
         n("Where", ["nms/owner", "nms/score_row", minus_one], ["nms/dense"]),
         n("Unsqueeze", ["nms/batch", axis0], ["nms/batch_1d"]),
         n("Concat", ["nms/batch_1d", k], ["nms/pad_shape"], axis=0),  # [B, max_det]
-        n("ConstantOfShape", ["nms/pad_shape"], ["nms/pad"],
-          value=numpy_helper.from_array(np.array([-1.0], np.float32))),
+        n(
+            "ConstantOfShape",
+            ["nms/pad_shape"],
+            ["nms/pad"],
+            value=numpy_helper.from_array(np.array([-1.0], np.float32)),
+        ),
         n("Concat", ["nms/dense", "nms/pad"], ["nms/dense_padded"], axis=1),  # [B, N + max_det]
-        n("TopK", ["nms/dense_padded", k], ["nms/top_scores", "nms/top_index"], axis=1, largest=1,
-          sorted=1),
+        n(
+            "TopK",
+            ["nms/dense_padded", k],
+            ["nms/top_scores", "nms/top_index"],
+            axis=1,
+            largest=1,
+            sorted=1,
+        ),
         # Rows N.. of the padded tables are zeros: padding columns pick them.
         n("Concat", ["nms/sel_boxes", pad_rows], ["nms/boxes_padded"], axis=0),  # [N + max_det, 4]
         n("Concat", ["nms/sel_labels", pad_labels], ["nms/labels_padded"], axis=0),
-        n("Gather", ["nms/boxes_padded", "nms/top_index"], ["nms/top_boxes"], axis=0),  # [B, max_det, 4]
-        n("Gather", ["nms/labels_padded", "nms/top_index"], ["nms/top_labels"], axis=0),  # [B, max_det]
+        n(
+            "Gather", ["nms/boxes_padded", "nms/top_index"], ["nms/top_boxes"], axis=0
+        ),  # [B, max_det, 4]
+        n(
+            "Gather", ["nms/labels_padded", "nms/top_index"], ["nms/top_labels"], axis=0
+        ),  # [B, max_det]
         # Valid: a real detection, and among the first `max_det` input rows.
         n("Greater", ["nms/top_scores", const("half_neg", -0.5, np.float32)], ["nms/real"]),
         n("Range", [start, "nms/k_scalar", step], ["nms/ranks"]),
@@ -163,17 +204,25 @@ def append_nms(model: Any, *, score_threshold: float, iou_threshold: float, max_
         n("Where", ["nms/valid", "nms/top_labels", zero_f], ["nms/out_labels"]),
         n("Unsqueeze", ["nms/out_scores", const("axis2", [2], np.int64)], ["nms/out_scores_col"]),
         n("Unsqueeze", ["nms/out_labels", const("axis2b", [2], np.int64)], ["nms/out_labels_col"]),
-        n("Concat", ["nms/out_boxes", "nms/out_scores_col", "nms/out_labels_col"], [NMS_OUTPUTS[0]],
-          axis=2),
+        n(
+            "Concat",
+            ["nms/out_boxes", "nms/out_scores_col", "nms/out_labels_col"],
+            [NMS_OUTPUTS[0]],
+            axis=2,
+        ),
         n("Cast", ["nms/valid"], ["nms/valid_i64"], to=TensorProto.INT64),
         n("ReduceSum", ["nms/valid_i64", axis1], [NMS_OUTPUTS[1]], keepdims=0),
     ]
     const("k_scalar", max_det, np.int64)
     graph.node.extend(nodes)
     batch_dim = graph.output[0].type.tensor_type.shape.dim[0]
-    batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else (batch_dim.dim_param or "batch")
+    batch = (
+        batch_dim.dim_value if batch_dim.HasField("dim_value") else (batch_dim.dim_param or "batch")
+    )
     del graph.output[:]
-    graph.output.extend([
-        helper.make_tensor_value_info(NMS_OUTPUTS[0], TensorProto.FLOAT, [batch, max_det, 6]),
-        helper.make_tensor_value_info(NMS_OUTPUTS[1], TensorProto.INT64, [batch]),
-    ])
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(NMS_OUTPUTS[0], TensorProto.FLOAT, [batch, max_det, 6]),
+            helper.make_tensor_value_info(NMS_OUTPUTS[1], TensorProto.INT64, [batch]),
+        ]
+    )

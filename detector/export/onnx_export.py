@@ -51,22 +51,37 @@ def require_onnx() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise ExportError(f"ONNX export needs {' and '.join(missing)}: pip install 'detector[export]'")
+        raise ExportError(
+            f"ONNX export needs {' and '.join(missing)}: pip install 'detector[export]'"
+        )
 
 
-def _export_graph(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, *, exporter: str,
-                  opset: int, dynamic: bool) -> None:
+def _export_graph(
+    wrapper: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    exporter: str,
+    opset: int,
+    dynamic: bool,
+) -> None:
     """Run the chosen torch exporter into `path` (boxes and scores outputs)."""
     kwargs: dict = {}
     if dynamic and exporter == "dynamo":
         dim = torch.export.Dim
-        kwargs["dynamic_shapes"] = ({0: dim("batch", min=1, max=1024),
-                                     2: 32 * dim("height_32", min=1, max=MAX_SIDE // 32),
-                                     3: 32 * dim("width_32", min=1, max=MAX_SIDE // 32)},)
+        kwargs["dynamic_shapes"] = (
+            {
+                0: dim("batch", min=1, max=1024),
+                2: 32 * dim("height_32", min=1, max=MAX_SIDE // 32),
+                3: 32 * dim("width_32", min=1, max=MAX_SIDE // 32),
+            },
+        )
     elif dynamic:
-        kwargs["dynamic_axes"] = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                                  DENSE_OUTPUTS[0]: {0: "batch", 1: "anchors"},
-                                  DENSE_OUTPUTS[1]: {0: "batch", 1: "anchors"}}
+        kwargs["dynamic_axes"] = {
+            INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            DENSE_OUTPUTS[0]: {0: "batch", 1: "anchors"},
+            DENSE_OUTPUTS[1]: {0: "batch", 1: "anchors"},
+        }
     # Both exporters print progress and raise warnings about our own shape checks
     # (which the trace specialises, correctly, to multiples of 32); keep the CLI quiet.
     quiet = logging.getLogger("torch")
@@ -76,15 +91,29 @@ def _export_graph(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, *
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, (example,), str(path), dynamo=exporter == "dynamo", opset_version=opset,
-                input_names=[INPUT_NAME], output_names=list(DENSE_OUTPUTS), external_data=False, **kwargs,
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=exporter == "dynamo",
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(DENSE_OUTPUTS),
+                external_data=False,
+                **kwargs,
             )
     finally:
         quiet.setLevel(level)
 
 
-def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMetadata, exporter: str = "dynamo",
-               opset: int = 18, transform: Callable[[Any], Any] | None = None) -> Path:
+def write_onnx(
+    wrapper: torch.nn.Module,
+    out: str | Path,
+    *,
+    metadata: ExportMetadata,
+    exporter: str = "dynamo",
+    opset: int = 18,
+    transform: Callable[[Any], Any] | None = None,
+) -> Path:
     """Export `wrapper` (a `DecodedDetector`) to `out` atomically.
 
     Args:
@@ -109,16 +138,20 @@ def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMet
     if exporter not in EXPORTERS:
         raise ExportError(f"--exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
     if opset < MIN_OPSET[exporter]:
-        raise ExportError(f"--opset {opset}: the {exporter} exporter needs opset >= {MIN_OPSET[exporter]}")
+        raise ExportError(
+            f"--opset {opset}: the {exporter} exporter needs opset >= {MIN_OPSET[exporter]}"
+        )
     size = metadata.image_size
     batch = 2 if metadata.dynamic and exporter == "dynamo" else metadata.batch
     device = next(wrapper.parameters()).device
     example = torch.full((batch, 3, size, size), float(PAD_VALUE), device=device)
-    example[:, :, size // 4: size // 2] = 200.0  # not constant: nothing data-dependent is folded
+    example[:, :, size // 4 : size // 2] = 200.0  # not constant: nothing data-dependent is folded
     with tempfile.TemporaryDirectory(prefix="detector-export-") as tmp:
         raw_path = Path(tmp) / "graph.onnx"
         try:
-            _export_graph(wrapper, example, raw_path, exporter=exporter, opset=opset, dynamic=metadata.dynamic)
+            _export_graph(
+                wrapper, example, raw_path, exporter=exporter, opset=opset, dynamic=metadata.dynamic
+            )
         except Exception as exc:  # the exporters raise many types; report the first line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"torch.onnx.export ({exporter}) failed: {first}") from exc
@@ -126,8 +159,13 @@ def write_onnx(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMet
     if transform is not None:
         model = transform(model)
     if metadata.nms:
-        append_nms(model, score_threshold=metadata.score_threshold, iou_threshold=metadata.iou_threshold,
-                   max_det=metadata.max_det, num_classes=len(metadata.names))
+        append_nms(
+            model,
+            score_threshold=metadata.score_threshold,
+            iou_threshold=metadata.iou_threshold,
+            max_det=metadata.max_det,
+            num_classes=len(metadata.names),
+        )
     metadata.opset = opset
     onnx.helper.set_model_props(model, metadata.to_props())
     model.producer_name = "detector"

@@ -23,7 +23,9 @@ from detector.export.files import write_atomic
 from detector.export.metadata import TORCHSCRIPT_EXTRA_FILE, ExportMetadata
 
 
-def write_torchscript(wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMetadata) -> Path:
+def write_torchscript(
+    wrapper: torch.nn.Module, out: str | Path, *, metadata: ExportMetadata
+) -> Path:
     """Trace `wrapper` at the metadata's batch and size and save it to `out` atomically."""
     size = metadata.image_size
     device = next(wrapper.parameters()).device

@@ -68,10 +68,11 @@ class Tolerances:
 INT8_AP_DROP = 0.015
 # fp32: ~20x the largest differences measured (0.0012 px at 320 px, scores 8.4e-6);
 # fp16: measured on this package's models with ONNX Runtime's CPU provider (docs/export.md).
-TOLERANCES = {"fp32": Tolerances(matched=0.995, ap=0.002, box=1e-4, score=1e-4),
-              "fp16": Tolerances(matched=0.95, ap=0.01, box=0.1, score=0.02),
-              "int8": Tolerances(matched=0.0, ap=INT8_AP_DROP, box=1.0, score=1.0,
-                                 ap_drop_only=True)}
+TOLERANCES = {
+    "fp32": Tolerances(matched=0.995, ap=0.002, box=1e-4, score=1e-4),
+    "fp16": Tolerances(matched=0.95, ap=0.01, box=0.1, score=0.02),
+    "int8": Tolerances(matched=0.0, ap=INT8_AP_DROP, box=1.0, score=1.0, ap_drop_only=True),
+}
 
 
 @dataclass
@@ -125,10 +126,15 @@ class VerifyReport:
         """Why the images prove nothing (too few detections to compare), or None."""
         if self.reference_detections >= MIN_DETECTIONS:
             return None
-        hint = ("pass --data with a config whose val images the model detects objects in"
-                if self.source.startswith("synthetic") else "the checkpoint finds too few objects there")
-        return (f"no evidence: {self.reference_detections} detections on {self.images} images "
-                f"(need >= {MIN_DETECTIONS}); {hint}")
+        hint = (
+            "pass --data with a config whose val images the model detects objects in"
+            if self.source.startswith("synthetic")
+            else "the checkpoint finds too few objects there"
+        )
+        return (
+            f"no evidence: {self.reference_detections} detections on {self.images} images "
+            f"(need >= {MIN_DETECTIONS}); {hint}"
+        )
 
     @property
     def failures(self) -> list[str]:
@@ -153,8 +159,10 @@ class VerifyReport:
         failed = []
         least = 2 * self.tolerances.ap
         if self.ap_checkpoint < least:
-            failed.append(f"no evidence: checkpoint AP {self.ap_checkpoint:.4f} < {least:.4f} "
-                          "(a file that detects nothing would pass)")
+            failed.append(
+                f"no evidence: checkpoint AP {self.ap_checkpoint:.4f} < {least:.4f} "
+                "(a file that detects nothing would pass)"
+            )
         if -self.ap_diff > self.tolerances.ap:
             failed.append("AP drop")
         return failed
@@ -193,9 +201,11 @@ class VerifyReport:
     def _ap50_lines(self) -> list[str]:
         if self.ap50_diff is None:
             return []
-        return [f"  {'AP50 checkpoint':<26} {self.ap50_checkpoint:>14.4f}",
-                f"  {'AP50 exported':<26} {self.ap50_exported:>14.4f}",
-                f"  {'AP50 diff':<26} {self.ap50_diff:>+14.4f}"]
+        return [
+            f"  {'AP50 checkpoint':<26} {self.ap50_checkpoint:>14.4f}",
+            f"  {'AP50 exported':<26} {self.ap50_exported:>14.4f}",
+            f"  {'AP50 diff':<26} {self.ap50_diff:>+14.4f}",
+        ]
 
     def _verdict_lines(self) -> list[str]:
         lines = [f"  {self.evidence}"] if self.evidence else []
@@ -244,9 +254,11 @@ def match_detections(reference, candidate) -> tuple[int, int, list[tuple[int, in
     # Boxes clipped to an image edge can have zero area, where IoU is undefined (0):
     # corners within 0.01 px count as the same box.
     same = np.abs(reference.boxes[:, None, :] - candidate.boxes[None, :, :]).max(-1) <= 0.01
-    ok = ((reference.labels[:, None] == candidate.labels[None, :])
-          & (np.abs(reference.scores[:, None] - candidate.scores[None, :]) <= MATCH_SCORE)
-          & ((iou >= MATCH_IOU) | same))
+    ok = (
+        (reference.labels[:, None] == candidate.labels[None, :])
+        & (np.abs(reference.scores[:, None] - candidate.scores[None, :]) <= MATCH_SCORE)
+        & ((iou >= MATCH_IOU) | same)
+    )
     taken = np.zeros(len(candidate), bool)
     pairs = []
     for i in np.argsort(-reference.scores, kind="stable"):
@@ -276,8 +288,12 @@ def synthetic_images(count: int, size: int) -> list[np.ndarray]:
     images = []
     for index in range(count):
         width, height = shapes[index % len(shapes)]
-        rgb, _, _ = render_scene(np.random.default_rng([7, index]), width=width, height=height,
-                                 names=list(SHAPE_CLASSES[:3]))
+        rgb, _, _ = render_scene(
+            np.random.default_rng([7, index]),
+            width=width,
+            height=height,
+            names=list(SHAPE_CLASSES[:3]),
+        )
         images.append(np.ascontiguousarray(rgb[:, :, ::-1]))
     return images
 
@@ -292,8 +308,15 @@ def _dataset_images(cfg, count: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(read_image_rgb(r.image_path)[:, :, ::-1]) for r in records]
 
 
-def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: str | Path | None = None,
-                  device: str = "cpu", num_images: int = 16, batch_size: int = 4) -> VerifyReport:
+def verify_export(
+    exported: str | Path,
+    checkpoint: str | Path,
+    *,
+    data_config: str | Path | None = None,
+    device: str = "cpu",
+    num_images: int = 16,
+    batch_size: int = 4,
+) -> VerifyReport:
     """Run `exported` and `checkpoint` side by side and measure how far apart they are.
 
     Args:
@@ -314,13 +337,26 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
 
     candidate = Detector.from_checkpoint(exported, device=device)
     meta = candidate.backend.metadata
-    settings = {"score_threshold": meta.score_threshold, "iou_threshold": meta.iou_threshold,
-                "max_det": meta.max_det}
-    candidate = Detector(candidate.backend, names=meta.names, image_size=meta.image_size, **settings)
+    settings = {
+        "score_threshold": meta.score_threshold,
+        "iou_threshold": meta.iou_threshold,
+        "max_det": meta.max_det,
+    }
+    candidate = Detector(
+        candidate.backend, names=meta.names, image_size=meta.image_size, **settings
+    )
     base = Detector.from_checkpoint(checkpoint, device=device)
     if list(base.class_names) != list(meta.names):
-        raise ValueError(f"{exported}: class names {meta.names} differ from {checkpoint}'s {base.class_names}")
-    reference = Detector(base.model, names=base.class_names, image_size=meta.image_size, device=base.device, **settings)
+        raise ValueError(
+            f"{exported}: class names {meta.names} differ from {checkpoint}'s {base.class_names}"
+        )
+    reference = Detector(
+        base.model,
+        names=base.class_names,
+        image_size=meta.image_size,
+        device=base.device,
+        **settings,
+    )
 
     cfg = None
     if data_config is not None:
@@ -334,15 +370,23 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
     dense_diffs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     matched = total = reference_count = 0
     for begin in range(0, len(images), batch_size):
-        chunk = images[begin:begin + batch_size]
+        chunk = images[begin : begin + batch_size]
         ref_results = reference.predict_frames(chunk)
         exp_results = candidate.predict_frames(chunk)
         if not meta.nms:
             batch, _ = preprocess_batch(chunk, meta.image_size, "cpu")
-            ref_out, exp_out = reference.backend.forward(batch.to(reference.device)), candidate.backend.forward(
-                batch.to(candidate.device))
-            dense_diffs.append((ref_out.boxes.cpu().numpy(), exp_out.boxes.cpu().numpy(),
-                                ref_out.scores.cpu().numpy(), exp_out.scores.cpu().numpy()))
+            ref_out, exp_out = (
+                reference.backend.forward(batch.to(reference.device)),
+                candidate.backend.forward(batch.to(candidate.device)),
+            )
+            dense_diffs.append(
+                (
+                    ref_out.boxes.cpu().numpy(),
+                    exp_out.boxes.cpu().numpy(),
+                    ref_out.scores.cpu().numpy(),
+                    exp_out.scores.cpu().numpy(),
+                )
+            )
         for ref, exp in zip(ref_results, exp_results, strict=True):
             count, pairs_total, pairs = match_detections(ref, exp)
             matched, total = matched + count, total + pairs_total
@@ -350,16 +394,29 @@ def verify_export(exported: str | Path, checkpoint: str | Path, *, data_config: 
             if meta.nms and pairs:
                 i, j = (np.array(side) for side in zip(*pairs, strict=True))
                 dense_diffs.append((ref.boxes[i], exp.boxes[j], ref.scores[i], exp.scores[j]))
-    flat = [np.concatenate([d[k].reshape(-1) for d in dense_diffs]) if dense_diffs else np.zeros(0)
-            for k in range(4)]
+    flat = [
+        np.concatenate([d[k].reshape(-1) for d in dense_diffs]) if dense_diffs else np.zeros(0)
+        for k in range(4)
+    ]
     box_abs, box_rel = _max_diffs(flat[0], flat[1], 1.0)
     score_abs, score_rel = _max_diffs(flat[2], flat[3], 0.01)
     runtime = (getattr(candidate.backend, "providers", None) or ["TorchScript"])[0]
     report = VerifyReport(
-        exported=str(exported), checkpoint=str(checkpoint), source=source, images=len(images),
-        precision=meta.precision, runtime=runtime, dense=not meta.nms, box_abs=box_abs, box_rel=box_rel,
-        score_abs=score_abs, score_rel=score_rel, matched=matched, total=total,
-        tolerances=TOLERANCES[meta.precision], image_size=meta.image_size,
+        exported=str(exported),
+        checkpoint=str(checkpoint),
+        source=source,
+        images=len(images),
+        precision=meta.precision,
+        runtime=runtime,
+        dense=not meta.nms,
+        box_abs=box_abs,
+        box_rel=box_rel,
+        score_abs=score_abs,
+        score_rel=score_rel,
+        matched=matched,
+        total=total,
+        tolerances=TOLERANCES[meta.precision],
+        image_size=meta.image_size,
         reference_detections=reference_count,
     )
     if cfg is not None:
@@ -377,21 +434,35 @@ def _split_ap(cfg, reference, candidate, meta, source: str) -> list[tuple[float,
     from detector.evaluation.evaluator import evaluate_detections
     from detector.inference.predictor import Detector
 
-    settings = {"score_threshold": cfg.eval.score_threshold, "iou_threshold": cfg.eval.iou_threshold,
-                "max_det": cfg.eval.max_det}
+    settings = {
+        "score_threshold": cfg.eval.score_threshold,
+        "iou_threshold": cfg.eval.iou_threshold,
+        "max_det": cfg.eval.max_det,
+    }
     if meta.nms and not getattr(candidate.backend, "selection_inputs", ()):
         # An older --nms graph already applied its own: compare like with like.
-        settings = {"score_threshold": meta.score_threshold, "iou_threshold": meta.iou_threshold,
-                    "max_det": meta.max_det}
+        settings = {
+            "score_threshold": meta.score_threshold,
+            "iou_threshold": meta.iou_threshold,
+            "max_det": meta.max_det,
+        }
     elif meta.nms:  # the graph's output holds at most its exported max_det rows
         settings["max_det"] = min(settings["max_det"], meta.max_det)
     aps = []
     for detector, name in ((reference, "the checkpoint"), (candidate, source)):
-        detector = Detector(detector.backend, names=detector.class_names, image_size=detector.image_size, **settings)
+        detector = Detector(
+            detector.backend, names=detector.class_names, image_size=detector.image_size, **settings
+        )
         records, predictions = predict_split(detector, cfg, "val", source=name)
         names = list(records.names)
         ids = dataset_category_ids(cfg.data)
-        result = evaluate_detections(records.records, predictions, names, category_ids=ids, voc_metric="none",
-                                     dataset_format=cfg.data.format)
+        result = evaluate_detections(
+            records.records,
+            predictions,
+            names,
+            category_ids=ids,
+            voc_metric="none",
+            dataset_format=cfg.data.format,
+        )
         aps.append((float(result.stats["AP"]), float(result.stats["AP50"])))
     return aps

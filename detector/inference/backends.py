@@ -39,12 +39,24 @@ class DenseOutput:
     boxes: torch.Tensor
     scores: torch.Tensor
 
-    def select(self, *, score_threshold: float, iou_threshold: float, max_det: int,
-               classes: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+    def select(
+        self,
+        *,
+        score_threshold: float,
+        iou_threshold: float,
+        max_det: int,
+        classes: torch.Tensor | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
         """Top-k, class filter, class-aware NMS and `max_det`: B dicts {boxes, scores, labels}."""
         class_filter = {} if classes is None else {"classes": classes}
-        return select_detections(self.boxes, self.scores, score_threshold=score_threshold,
-                                 iou_threshold=iou_threshold, max_det=max_det, **class_filter)
+        return select_detections(
+            self.boxes,
+            self.scores,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_det=max_det,
+            **class_filter,
+        )
 
 
 @dataclass
@@ -60,8 +72,14 @@ class NMSOutput:
     detections: torch.Tensor
     num_detections: torch.Tensor
 
-    def select(self, *, score_threshold: float, iou_threshold: float, max_det: int,
-               classes: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+    def select(
+        self,
+        *,
+        score_threshold: float,
+        iou_threshold: float,
+        max_det: int,
+        classes: torch.Tensor | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
         """The graph's rows per image, with the caller's score, class and `max_det` filters.
 
         A graph with selection inputs already applied them (the backend fed the
@@ -75,7 +93,9 @@ class NMSOutput:
             if classes is not None:
                 keep &= torch.isin(rows[:, 5].long(), classes.to(rows.device))
             rows = rows[keep][:max_det]
-            per_image.append({"boxes": rows[:, :4], "scores": rows[:, 4], "labels": rows[:, 5].long()})
+            per_image.append(
+                {"boxes": rows[:, :4], "scores": rows[:, 4], "labels": rows[:, 5].long()}
+            )
         return per_image
 
 
@@ -143,16 +163,24 @@ class TorchBackend:
 
     fixed_size = None  # the model takes any multiple of 32
 
-    def __init__(self, model: torch.nn.Module, *, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None, compile: bool = False,
-                 fold_bn: bool = True) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None = None,
+        compile: bool = False,
+        fold_bn: bool = True,
+    ) -> None:
         self.device = device
         self.model = model.to(device).eval()
         self.autocast_dtype = autocast_dtype
         self.strides: Sequence[int] = model.strides
         # Every path (Detector, detect, validation, evaluate) runs the same folded
         # network, so the AP training reports is the AP the API reproduces.
-        network = fold_batchnorm(self.model) if fold_bn and count_batchnorms(self.model) else self.model
+        network = (
+            fold_batchnorm(self.model) if fold_bn and count_batchnorms(self.model) else self.model
+        )
         self._forward = torch.compile(network) if compile else network
 
     @torch.inference_mode()
@@ -162,13 +190,14 @@ class TorchBackend:
         with autocast(self.device, self.autocast_dtype):
             raw = self._forward(batch)
         # Decode in fp32: scores and box corners of large images need the precision.
-        boxes, scores = decode_boxes_scores(raw.float(), strides=self.strides,
-                                            input_size=tuple(batch.shape[-2:]))
+        boxes, scores = decode_boxes_scores(
+            raw.float(), strides=self.strides, input_size=tuple(batch.shape[-2:])
+        )
         return DenseOutput(boxes, scores)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> cuda when available else cpu; "cuda" without a GPU is an error."""
+    """Resolve "auto" to cuda when available, else cpu; "cuda" without a GPU is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)

@@ -63,8 +63,9 @@ class Detections:
                     "label": int(label),
                     "name": name,
                 }
-                for box, score, label, name in zip(self.boxes, self.scores, self.labels,
-                                                   self.label_names, strict=True)
+                for box, score, label, name in zip(
+                    self.boxes, self.scores, self.labels, self.label_names, strict=True
+                )
             ],
         }
         if self.slicing is not None:

@@ -1,5 +1,7 @@
 """Draw detections on a BGR image (in place) with one stable colour per class.
 
+Usage:
+
     draw_detections(frame_bgr, result)   # result: detections.Detections
 """
 
@@ -35,13 +37,23 @@ def draw_detections(image: np.ndarray, detections: Any, thickness: int | None = 
     height, width = image.shape[:2]
     thickness = thickness or max(1, round(min(height, width) / 300))
     font_scale = max(0.35, min(height, width) / 900)
-    for box, score, label, name in zip(detections.boxes, detections.scores, detections.labels, detections.label_names, strict=True):
-        draw_tagged_box(image, box, f"{name} {float(score):.2f}", class_color(int(label)), thickness, font_scale)
+    for box, score, label, name in zip(
+        detections.boxes, detections.scores, detections.labels, detections.label_names, strict=True
+    ):
+        draw_tagged_box(
+            image, box, f"{name} {float(score):.2f}", class_color(int(label)), thickness, font_scale
+        )
     return image
 
 
-def draw_tagged_box(image: np.ndarray, box: Any, text: str, color: tuple[int, int, int], thickness: int,
-                    font_scale: float) -> None:
+def draw_tagged_box(
+    image: np.ndarray,
+    box: Any,
+    text: str,
+    color: tuple[int, int, int],
+    thickness: int,
+    font_scale: float,
+) -> None:
     """One xyxy box with a filled tag holding `text` (white), in place."""
     x1, y1, x2, y2 = (int(round(float(v))) for v in box)
     cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
@@ -49,5 +61,13 @@ def draw_tagged_box(image: np.ndarray, box: Any, text: str, color: tuple[int, in
     # Tag above the box, or inside it when the box touches the top edge.
     top = y1 - text_h - baseline if y1 - text_h - baseline >= 0 else y1
     cv2.rectangle(image, (x1, top), (x1 + text_w, top + text_h + baseline), color, -1)
-    cv2.putText(image, text, (x1, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        (x1, top + text_h),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        font_scale,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )

@@ -77,7 +77,8 @@ def onnx_providers(device: str | torch.device, available: list[str]) -> list[Pro
     if kind == "cuda" and not gpu:
         raise ExportedModelError(
             f"device {device!r}: this onnxruntime has no CUDA execution provider "
-            f"(it has {', '.join(available)}); pip install onnxruntime-gpu")
+            f"(it has {', '.join(available)}); pip install onnxruntime-gpu"
+        )
     if kind not in ("auto", "cuda"):
         raise ExportedModelError(f"device {device!r}: ONNX Runtime runs on auto, cpu or cuda[:N]")
     options = {"device_id": index or "0"}
@@ -101,15 +102,23 @@ class OnnxRuntimeBackend:
             (`detector benchmark` measures CUDA and TensorRT one at a time).
     """
 
-    def __init__(self, path: str | Path, *, device: str | torch.device = "auto", threads: int | None = None,
-                 optimization: str = "all", io_binding: bool | None = None,
-                 providers: list[Provider] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | torch.device = "auto",
+        threads: int | None = None,
+        optimization: str = "all",
+        io_binding: bool | None = None,
+        providers: list[Provider] | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise ExportedModelError(
                 f"{path}: running an .onnx model needs onnxruntime: pip install 'detector[export]' "
-                "(or onnxruntime-gpu for CUDA)") from None
+                "(or onnxruntime-gpu for CUDA)"
+            ) from None
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportedModelError(f"{path}: exported model not found")
@@ -117,26 +126,33 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
-        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }
         options.graph_optimization_level = levels[optimization]
         options.log_severity_level = 3  # errors only: provider fallbacks are reported by us
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # InvalidProtobuf, Fail, NotImplemented...: all one line
-            raise ExportedModelError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from None
-        self.metadata = ExportMetadata.from_props(dict(self.session.get_modelmeta().custom_metadata_map),
-                                                  source=str(path))
+            raise ExportedModelError(
+                f"{path}: not a loadable ONNX model ({_first_line(exc)})"
+            ) from None
+        self.metadata = ExportMetadata.from_props(
+            dict(self.session.get_modelmeta().custom_metadata_map), source=str(path)
+        )
         self._check_signature()
         # An --nms graph's selection inputs (initializers with defaults); none in older files.
         overridable = {i.name for i in self.session.get_overridable_initializers()}
         self.selection_inputs = tuple(name for name in NMS_INPUTS if name in overridable)
         self.providers = self.session.get_providers()
         on_gpu = self.providers[0] != "CPUExecutionProvider" and torch.cuda.is_available()
-        gpu_index = int(dict(self.session.get_provider_options().get(self.providers[0], {}))
-                        .get("device_id", 0) or 0)
+        gpu_index = int(
+            dict(self.session.get_provider_options().get(self.providers[0], {})).get("device_id", 0)
+            or 0
+        )
         # Preprocessing runs where the session runs when torch can reach that GPU.
         self.device = torch.device("cuda", gpu_index) if on_gpu else torch.device("cpu")
         self.io_binding = on_gpu if io_binding is None else bool(io_binding)
@@ -148,7 +164,9 @@ class OnnxRuntimeBackend:
         outputs = [o.name for o in self.session.get_outputs()]
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 4:
             got = ", ".join(f"{i.name} {i.shape}" for i in inputs)
-            raise ExportedModelError(f"{self.path}: expected one input '{INPUT_NAME}' [B, 3, H, W], got {got}")
+            raise ExportedModelError(
+                f"{self.path}: expected one input '{INPUT_NAME}' [B, 3, H, W], got {got}"
+            )
         expected = list(self.metadata.output_names)
         if outputs != expected:
             raise ExportedModelError(f"{self.path}: expected outputs {expected}, got {outputs}")
@@ -161,30 +179,36 @@ class OnnxRuntimeBackend:
         mask = np.ones(num_classes, bool)
         if selection.classes is not None:
             mask = np.isin(np.arange(num_classes), selection.classes.cpu().numpy())
-        feeds = {"score_threshold": np.array(selection.score_threshold, np.float32),
-                 "iou_threshold": np.array(selection.iou_threshold, np.float32),
-                 # The output holds the exported max_det rows: a larger one cannot fit.
-                 "max_det": np.array(min(selection.max_det, self.metadata.max_det), np.int64),
-                 "class_mask": mask}
+        feeds = {
+            "score_threshold": np.array(selection.score_threshold, np.float32),
+            "iou_threshold": np.array(selection.iou_threshold, np.float32),
+            # The output holds the exported max_det rows: a larger one cannot fit.
+            "max_det": np.array(min(selection.max_det, self.metadata.max_det), np.int64),
+            "class_mask": mask,
+        }
         return {name: feeds[name] for name in self.selection_inputs}
 
-    def _output_layout(self, batch: int, height: int,
-                       width: int) -> list[tuple[list[int], torch.dtype]]:
+    def _output_layout(
+        self, batch: int, height: int, width: int
+    ) -> list[tuple[list[int], torch.dtype]]:
         """Shape and dtype of each output for a [batch, 3, height, width] input."""
         meta = self.metadata
         if meta.nms:
             return [([batch, meta.max_det, 6], torch.float32), ([batch], torch.int64)]
         cells = sum((height // stride) * (width // stride) for stride in meta.strides)
-        return [([batch, cells, 4], torch.float32),
-                ([batch, cells, len(meta.names)], torch.float32)]
+        return [
+            ([batch, cells, 4], torch.float32),
+            ([batch, cells, len(meta.names)], torch.float32),
+        ]
 
     def _run_bound(self, pixels: torch.Tensor, feeds: dict[str, np.ndarray]) -> list[torch.Tensor]:
         """One run reading `pixels` and writing the outputs in place on `self.device`."""
         kind, index = self.device.type, self.device.index or 0
         pixels = pixels.to(self.device).contiguous()
         binding = self.session.io_binding()
-        binding.bind_input(INPUT_NAME, kind, index, np.float32, list(pixels.shape),
-                           pixels.data_ptr())
+        binding.bind_input(
+            INPUT_NAME, kind, index, np.float32, list(pixels.shape), pixels.data_ptr()
+        )
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
         outputs = []
@@ -218,7 +242,7 @@ class OnnxRuntimeBackend:
         else:
             step, parts = self.fixed_batch, []
             for begin in range(0, count, step):
-                chunk = pixels[begin:begin + step]
+                chunk = pixels[begin : begin + step]
                 if len(chunk) < step:  # repeat the last image; its extra outputs are dropped
                     chunk = torch.cat([chunk, chunk[-1:].expand(step - len(chunk), -1, -1, -1)])
                 parts.append(self._run(chunk, feeds))
@@ -236,16 +260,24 @@ class TorchScriptBackend:
         self.device = resolve_device(device)
         extra = {TORCHSCRIPT_EXTRA_FILE: ""}
         try:
-            with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated (docs/export.md)
+            with (
+                warnings.catch_warnings()
+            ):  # torch 2.13 marks torch.jit deprecated (docs/export.md)
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+                self.module = torch.jit.load(
+                    str(self.path), map_location=self.device, _extra_files=extra
+                )
         except Exception as exc:
-            raise ExportedModelError(f"{path}: not a loadable TorchScript file ({_first_line(exc)})") from None
+            raise ExportedModelError(
+                f"{path}: not a loadable TorchScript file ({_first_line(exc)})"
+            ) from None
         try:
             props: Any = json.loads(extra[TORCHSCRIPT_EXTRA_FILE] or "{}")
         except ValueError:
             props = {}
-        self.metadata = ExportMetadata.from_props(props if isinstance(props, dict) else {}, source=str(path))
+        self.metadata = ExportMetadata.from_props(
+            props if isinstance(props, dict) else {}, source=str(path)
+        )
         self.module.eval()
         self.fixed_size = None if self.metadata.dynamic else self.metadata.image_size
 
@@ -256,8 +288,9 @@ class TorchScriptBackend:
         return DenseOutput(boxes.float(), scores.float())
 
 
-def load_exported_backend(path: str | Path, *, device: str | torch.device = "auto",
-                          threads: int | None = None) -> OnnxRuntimeBackend | TorchScriptBackend:
+def load_exported_backend(
+    path: str | Path, *, device: str | torch.device = "auto", threads: int | None = None
+) -> OnnxRuntimeBackend | TorchScriptBackend:
     """The backend for an exported file, chosen by its suffix (.onnx or .torchscript)."""
     suffix = Path(path).suffix.lower()
     if suffix == ONNX_SUFFIX:
@@ -267,10 +300,16 @@ def load_exported_backend(path: str | Path, *, device: str | torch.device = "aut
     raise ExportedModelError(f"{path}: not an exported model (expected .onnx or .torchscript)")
 
 
-def open_exported(path: str | Path, *, device: str | torch.device, half: bool | str = False,
-                  compile: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                  iou_threshold: float = DEFAULT_IOU_THRESHOLD,
-                  max_det: int = DEFAULT_MAX_DET) -> OnnxRuntimeBackend | TorchScriptBackend:
+def open_exported(
+    path: str | Path,
+    *,
+    device: str | torch.device,
+    half: bool | str = False,
+    compile: bool = False,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    max_det: int = DEFAULT_MAX_DET,
+) -> OnnxRuntimeBackend | TorchScriptBackend:
     """`load_exported_backend` for `Detector.from_checkpoint`, with its options checked.
 
     `compile` is refused (checkpoints only); `half` is ignored with a warning (the
@@ -284,21 +323,41 @@ def open_exported(path: str | Path, *, device: str | torch.device, half: bool | 
     backend = load_exported_backend(path, device=device)
     meta = backend.metadata
     if half not in (False, None, "fp32"):
-        log.warning("%s: precision is fixed at export (%s); half=%r ignored", path, meta.precision, half)
+        log.warning(
+            "%s: precision is fixed at export (%s); half=%r ignored", path, meta.precision, half
+        )
     selects = getattr(backend, "selection_inputs", ())
-    looser = (score_threshold < meta.score_threshold or max_det > meta.max_det
-              or iou_threshold != meta.iou_threshold)
+    looser = (
+        score_threshold < meta.score_threshold
+        or max_det > meta.max_det
+        or iou_threshold != meta.iou_threshold
+    )
     if meta.nms and not selects and looser:
-        log.warning("%s: NMS is in the graph (score >= %g, IoU %g, max_det %d); looser settings "
-                    "cannot bring back what it dropped (an older --nms file: export it again to "
-                    "set them at run time)", path, meta.score_threshold, meta.iou_threshold,
-                    meta.max_det)
+        log.warning(
+            "%s: NMS is in the graph (score >= %g, IoU %g, max_det %d); looser settings "
+            "cannot bring back what it dropped (an older --nms file: export it again to "
+            "set them at run time)",
+            path,
+            meta.score_threshold,
+            meta.iou_threshold,
+            meta.max_det,
+        )
     elif meta.nms and max_det > meta.max_det:
-        log.warning("%s: the graph outputs at most %d detections per image; max_det=%d gives %d",
-                    path, meta.max_det, max_det, meta.max_det)
+        log.warning(
+            "%s: the graph outputs at most %d detections per image; max_det=%d gives %d",
+            path,
+            meta.max_det,
+            max_det,
+            meta.max_det,
+        )
     return backend
 
 
-__all__ = ["OnnxRuntimeBackend", "TorchScriptBackend",
-           "is_exported_path", "load_exported_backend", "onnx_providers",
-           "open_exported"]
+__all__ = [
+    "OnnxRuntimeBackend",
+    "TorchScriptBackend",
+    "is_exported_path",
+    "load_exported_backend",
+    "onnx_providers",
+    "open_exported",
+]

@@ -1,7 +1,8 @@
 """What every frame source shares: `Frame`, the `FrameSource` base, `SourceError`, an open watchdog.
 
     class MySource(FrameSource):
-        def _frames(self): yield Frame(index=0, image=bgr, name="mine", timestamp=time.perf_counter())
+        def _frames(self):
+            yield Frame(index=0, image=bgr, name="mine", timestamp=time.perf_counter())
 
 File sources (detector/inference/sources.py) and live sources
 (detector/inference/streams.py) both build on this module, and `sources.open_source`
@@ -50,7 +51,7 @@ class Frame:
 
 
 def call_with_timeout(function: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Run a call that may block (camera/FFmpeg open) with a watchdog; raise SourceError on timeout."""
+    """Run a call that may block (camera/FFmpeg open) under a watchdog; SourceError on timeout."""
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -70,7 +71,7 @@ def call_with_timeout(function: Callable[[], Any], timeout: float, what: str) ->
 
 
 class FrameSource(abc.ABC):
-    """Base: subclasses set name/live/fps/size and implement `_frames()` (runs in the reader thread)."""
+    """Base: subclasses set name/live/fps/size and implement `_frames()` (reader thread)."""
 
     name: str = "source"
     live: bool = False
@@ -96,7 +97,9 @@ class FrameSource(abc.ABC):
 
     def __iter__(self) -> Iterator[Frame]:
         if self._reader is None:
-            self._reader = ReaderThread(self._frames(), live=self.live, maxsize=self._queue_size, name=self.name).start()
+            self._reader = ReaderThread(
+                self._frames(), live=self.live, maxsize=self._queue_size, name=self.name
+            ).start()
         return iter(self._reader)
 
     def close(self) -> None:

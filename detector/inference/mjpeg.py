@@ -35,7 +35,9 @@ class MJPEGError(OSError):
 class MJPEGStream:
     """An open multipart response. Use `parts()` to iterate JPEG payloads."""
 
-    def __init__(self, response: HTTPResponse, boundary: bytes, *, max_part_bytes: int = MAX_PART_BYTES) -> None:
+    def __init__(
+        self, response: HTTPResponse, boundary: bytes, *, max_part_bytes: int = MAX_PART_BYTES
+    ) -> None:
         self._response = response
         self._boundary = b"--" + boundary.lstrip(b"-")
         self.max_part_bytes = max_part_bytes
@@ -50,7 +52,10 @@ class MJPEGStream:
         return line
 
     def _too_large(self, what: str) -> MJPEGError:
-        return MJPEGError(f"{what} (the limit is {self.max_part_bytes} bytes per part): treated as a broken stream")
+        return MJPEGError(
+            f"{what} (the limit is {self.max_part_bytes} bytes per part): "
+            "treated as a broken stream"
+        )
 
     def _content_length(self, value: bytes) -> int:
         text = value.strip().decode("latin-1")
@@ -81,7 +86,9 @@ class MJPEGStream:
             key, _, value = header.partition(b":")
             if key.strip().lower() == b"content-length":
                 length = self._content_length(value)
-        raise MJPEGError(f"a part has more than {MAX_HEADER_LINES} header lines: treated as a broken stream")
+        raise MJPEGError(
+            f"a part has more than {MAX_HEADER_LINES} header lines: treated as a broken stream"
+        )
 
     def parts(self) -> Iterator[bytes]:
         """Yield each part's payload.
@@ -108,7 +115,9 @@ class MJPEGStream:
                 while not line.startswith(self._boundary):
                     size += len(line)
                     if size > self.max_part_bytes + 2:  # + the CRLF before the boundary
-                        raise self._too_large(f"a part without Content-Length passed {self.max_part_bytes} bytes")
+                        raise self._too_large(
+                            f"a part without Content-Length passed {self.max_part_bytes} bytes"
+                        )
                     chunks.append(line)
                     line = self._readline()
                 payload = b"".join(chunks)
@@ -116,7 +125,9 @@ class MJPEGStream:
             yield payload
 
 
-def open_mjpeg(url: str, timeout: float, *, max_part_bytes: int = MAX_PART_BYTES) -> MJPEGStream | None:
+def open_mjpeg(
+    url: str, timeout: float, *, max_part_bytes: int = MAX_PART_BYTES
+) -> MJPEGStream | None:
     """Connect to `url`; the stream when it serves multipart, None for other content types.
 
     `max_part_bytes` bounds each part (see the module docstring).

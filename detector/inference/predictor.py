@@ -50,7 +50,9 @@ def _precision(half: bool | str, device: torch.device) -> torch.dtype | None:
 def _as_image(item: np.ndarray, index: int) -> np.ndarray:
     """Validate one input array and bring grey/alpha images to 3 channels (same order)."""
     if not isinstance(item, np.ndarray):
-        raise TypeError(f"input {index}: expected a path or a numpy array, got {type(item).__name__}")
+        raise TypeError(
+            f"input {index}: expected a path or a numpy array, got {type(item).__name__}"
+        )
     if item.dtype != np.uint8:
         raise ValueError(f"input {index}: expected a uint8 image, got dtype {item.dtype}")
     if item.ndim == 2:
@@ -59,7 +61,9 @@ def _as_image(item: np.ndarray, index: int) -> np.ndarray:
         return item[:, :, :3]
     if item.ndim == 3 and item.shape[2] == 3:
         return item
-    raise ValueError(f"input {index}: expected [H, W], [H, W, 3] or [H, W, 4], got {list(item.shape)}")
+    raise ValueError(
+        f"input {index}: expected [H, W], [H, W, 3] or [H, W, 4], got {list(item.shape)}"
+    )
 
 
 class Detector:
@@ -106,11 +110,14 @@ class Detector:
         if isinstance(model, torch.nn.Module):
             resolved = resolve_device(device)
             backend: InferenceBackend = TorchBackend(
-                model, device=resolved, autocast_dtype=_precision(half, resolved), compile=compile)
+                model, device=resolved, autocast_dtype=_precision(half, resolved), compile=compile
+            )
         else:  # an exported file's backend (detector/inference/exported.py)
             backend = model
         if backend.fixed_size is not None and int(image_size) != backend.fixed_size:
-            raise ValueError(f"image_size {image_size}: this model was exported for {backend.fixed_size} only")
+            raise ValueError(
+                f"image_size {image_size}: this model was exported for {backend.fixed_size} only"
+            )
         # Only the forward differs between backends; preprocessing and selection are shared.
         self.backend = backend
         self.device = backend.device
@@ -164,11 +171,25 @@ class Detector:
         from detector.inference.exported import is_exported_path, open_exported
 
         if is_exported_path(path):
-            backend = open_exported(path, device=device, half=half, compile=compile,
-                                    score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det)
-            return cls(backend, names=backend.metadata.names, image_size=backend.metadata.image_size,
-                       score_threshold=score_threshold, iou_threshold=iou_threshold, max_det=max_det,
-                       classes=classes, slicing=slicing)
+            backend = open_exported(
+                path,
+                device=device,
+                half=half,
+                compile=compile,
+                score_threshold=score_threshold,
+                iou_threshold=iou_threshold,
+                max_det=max_det,
+            )
+            return cls(
+                backend,
+                names=backend.metadata.names,
+                image_size=backend.metadata.image_size,
+                score_threshold=score_threshold,
+                iou_threshold=iou_threshold,
+                max_det=max_det,
+                classes=classes,
+                slicing=slicing,
+            )
         from detector.checkpoint import load_checkpoint
         from detector.inference.backends import autotune_convolutions
         from detector.model.build import model_from_checkpoint
@@ -201,18 +222,20 @@ class Detector:
         for item in classes:
             if isinstance(item, str) and not item.isdigit():
                 if item not in self.class_names:
-                    raise ValueError(f"unknown class {item!r}; known: {', '.join(self.class_names)}")
+                    raise ValueError(
+                        f"unknown class {item!r}; known: {', '.join(self.class_names)}"
+                    )
                 ids.append(self.class_names.index(item))
             else:
                 index = int(item)
                 if not 0 <= index < len(self.class_names):
-                    raise ValueError(f"class index {index} out of range 0..{len(self.class_names) - 1}")
+                    raise ValueError(
+                        f"class index {index} out of range 0..{len(self.class_names) - 1}"
+                    )
                 ids.append(index)
         return torch.tensor(sorted(set(ids)), dtype=torch.int64, device=self.device)
 
-    def __call__(
-        self, inputs: Any, color: str = "bgr"
-    ) -> Detections | list[Detections]:
+    def __call__(self, inputs: Any, color: str = "bgr") -> Detections | list[Detections]:
         """Detect objects in a path, an array, a list of those or a batch array.
 
         Args:
@@ -281,7 +304,9 @@ class Detector:
         return self._to_detections(rows, sizes)
 
     @torch.inference_mode()
-    def predict_letterboxed(self, batch: torch.Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:
+    def predict_letterboxed(
+        self, batch: torch.Tensor, letterboxes: Sequence[Letterbox]
+    ) -> list[Detections]:
         """Detect on an already letterboxed batch (`preprocess_batch`, or a dataset loader's).
 
         Args:
@@ -294,8 +319,9 @@ class Detector:
         rows = self._rows_to_original(self.select_rows(batch), letterboxes)
         return self._to_detections(rows, [(lb.orig_width, lb.orig_height) for lb in letterboxes])
 
-    def letterboxed_rows(self, images: Sequence[np.ndarray], color: str, *,
-                         on_host: bool = False) -> list[torch.Tensor]:
+    def letterboxed_rows(
+        self, images: Sequence[np.ndarray], color: str, *, on_host: bool = False
+    ) -> list[torch.Tensor]:
         """One letterboxed pass: rows [K, 6] (x1, y1, x2, y2, score, label) per image, on the
         device, boxes in original-image pixels. `on_host`: resize on the CPU and upload the
         small batch only (sliced inference's full pass: a huge image never goes to the GPU)."""
@@ -309,29 +335,47 @@ class Detector:
         # The class filter goes into the selection, before NMS and max_det, so other
         # classes never take the places of the ones asked for; an --nms graph gets the
         # selection as inputs (old --nms files: after their NMS, see NMSOutput.select).
-        selection = Selection(self.score_threshold, self.iou_threshold, self.max_det,
-                              self.class_ids)
+        selection = Selection(
+            self.score_threshold, self.iou_threshold, self.max_det, self.class_ids
+        )
         output = self.backend.forward(batch.to(self.device), selection)
-        per_image = output.select(score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
-                                  max_det=self.max_det, classes=self.class_ids)
-        return [torch.cat([dets["boxes"].float(), dets["scores"].float()[:, None],
-                           dets["labels"].float()[:, None]], dim=1) for dets in per_image]
+        per_image = output.select(
+            score_threshold=self.score_threshold,
+            iou_threshold=self.iou_threshold,
+            max_det=self.max_det,
+            classes=self.class_ids,
+        )
+        return [
+            torch.cat(
+                [
+                    dets["boxes"].float(),
+                    dets["scores"].float()[:, None],
+                    dets["labels"].float()[:, None],
+                ],
+                dim=1,
+            )
+            for dets in per_image
+        ]
 
     @staticmethod
-    def _rows_to_original(rows: list[torch.Tensor],
-                          letterboxes: Sequence[Letterbox]) -> list[torch.Tensor]:
-        return [torch.cat([boxes_to_original(row[:, :4], lb), row[:, 4:]], dim=1)
-                for row, lb in zip(rows, letterboxes, strict=True)]
+    def _rows_to_original(
+        rows: list[torch.Tensor], letterboxes: Sequence[Letterbox]
+    ) -> list[torch.Tensor]:
+        return [
+            torch.cat([boxes_to_original(row[:, :4], lb), row[:, 4:]], dim=1)
+            for row, lb in zip(rows, letterboxes, strict=True)
+        ]
 
-    def _to_detections(self, rows: list[torch.Tensor],
-                       sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+    def _to_detections(
+        self, rows: list[torch.Tensor], sizes: Sequence[tuple[int, int]]
+    ) -> list[Detections]:
         """Rows [K, 6] per image -> Detections, with one device->host copy for the whole batch."""
         # One device->host copy for the whole batch: the sync that hands results out.
         host = torch.cat(rows).cpu().numpy() if rows else np.zeros((0, 6), np.float32)
         slicing = self.slicing.to_dict() if self.slicing is not None else None
         results, start = [], 0
         for row, (width, height) in zip(rows, sizes, strict=True):
-            part = host[start:start + len(row)]
+            part = host[start : start + len(row)]
             start += len(row)
             labels_np = part[:, 5].astype(np.int64)
             results.append(

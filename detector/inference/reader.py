@@ -36,7 +36,9 @@ class ReaderThread:
         name: used in the thread name.
     """
 
-    def __init__(self, iterator: Iterator[Any], *, live: bool, maxsize: int = 8, name: str = "source") -> None:
+    def __init__(
+        self, iterator: Iterator[Any], *, live: bool, maxsize: int = 8, name: str = "source"
+    ) -> None:
         self._iterator = iterator
         self.live = live
         self._maxsize = 1 if live else max(1, maxsize)
@@ -92,7 +94,9 @@ class ReaderThread:
     def get(self, timeout: float | None = None) -> Any:
         """The next item; raises StopIteration at the end, TimeoutError after `timeout` s."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._items or self._finished or self._stopped, timeout):
+            if not self._cond.wait_for(
+                lambda: self._items or self._finished or self._stopped, timeout
+            ):
                 raise TimeoutError("no frame from the reader")
             if self._items:
                 item = self._items.popleft()

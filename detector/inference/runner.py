@@ -77,7 +77,9 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def _batches(frames: Iterator[Frame], batch_size: int, on_error: Callable[[Frame], None]) -> Iterator[list[Frame]]:
+def _batches(
+    frames: Iterator[Frame], batch_size: int, on_error: Callable[[Frame], None]
+) -> Iterator[list[Frame]]:
     """Group readable frames into lists of up to `batch_size`; error frames go to `on_error`."""
     batch: list[Frame] = []
     for frame in frames:
@@ -198,8 +200,10 @@ def run_detection(
                 window_fps = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
                 dropped = f"  dropped {source.dropped}" if source.live else ""
                 total = f"/{source.frame_count}" if source.frame_count else ""
-                status.update(f"{source.name}: frame {summary.frames}{total}  {window_fps:.1f} FPS  "
-                              f"latency {summary.latencies_ms[-1]:.1f} ms/frame{dropped}")
+                status.update(
+                    f"{source.name}: frame {summary.frames}{total}  {window_fps:.1f} FPS  "
+                    f"latency {summary.latencies_ms[-1]:.1f} ms/frame{dropped}"
+                )
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
@@ -210,7 +214,9 @@ def run_detection(
             if image_sink is not None:
                 image_sink.close()
                 inner = image_sink.sink
-                summary.outputs.append(str(inner.path if isinstance(inner, VideoSink) else inner.out_dir))
+                summary.outputs.append(
+                    str(inner.path if isinstance(inner, VideoSink) else inner.out_dir)
+                )
         finally:
             if json_sink is not None:
                 json_sink.close()
@@ -222,4 +228,3 @@ def run_detection(
 
                 cv2.destroyAllWindows()
     return summary
-

@@ -36,8 +36,10 @@ import cv2
 import numpy as np
 
 BOUNDARY = "frame"
-_PAGE = b"<!doctype html><title>detector</title><body style='margin:0;background:#111'>" \
-        b"<img src='/stream' style='max-width:100%;display:block;margin:auto'></body>"
+_PAGE = (
+    b"<!doctype html><title>detector</title><body style='margin:0;background:#111'>"
+    b"<img src='/stream' style='max-width:100%;display:block;margin:auto'></body>"
+)
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -92,8 +94,10 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         try:
             request.settimeout(1.0)
             body = b"too many clients"
-            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            request.sendall(
+                b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
         except OSError:
             pass
         finally:
@@ -112,10 +116,19 @@ class MJPEGServer:
         timeout: seconds a socket may wait on a read or a write before it is dropped.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80, *,
-                 max_clients: int = 8, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        quality: int = 80,
+        *,
+        max_clients: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
         if max_clients < 1 or timeout <= 0:
-            raise ValueError(f"max_clients must be >= 1 and timeout > 0, got {max_clients}, {timeout}")
+            raise ValueError(
+                f"max_clients must be >= 1 and timeout > 0, got {max_clients}, {timeout}"
+            )
         self.quality = quality
         self.check_host = is_loopback(host)
         self._cond = threading.Condition()
@@ -133,8 +146,14 @@ class MJPEGServer:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 host_value = self.headers.get("Host")
-                if server.check_host and host_value is not None and not is_loopback(host_header_name(host_value)):
-                    self._send(403, "text/plain", b"this preview only answers requests for localhost")
+                if (
+                    server.check_host
+                    and host_value is not None
+                    and not is_loopback(host_header_name(host_value))
+                ):
+                    self._send(
+                        403, "text/plain", b"this preview only answers requests for localhost"
+                    )
                 elif self.path in ("/", "/index.html"):
                     self._send(200, "text/html", _PAGE)
                 elif self.path.startswith("/frame.jpg"):
@@ -169,14 +188,18 @@ class MJPEGServer:
                         last = sequence
                         self.wfile.write(
                             f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode("ascii") + jpeg + b"\r\n"
+                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode("ascii")
+                            + jpeg
+                            + b"\r\n"
                         )
                         self.wfile.flush()
                 except OSError:  # the viewer went away, or stopped reading (socket timeout)
                     self.close_connection = True
 
         self._httpd = _BoundedHTTPServer((host, port), Handler, max_clients=max_clients)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name="mjpeg-server")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, daemon=True, name="mjpeg-server"
+        )
 
     @property
     def port(self) -> int:

@@ -40,9 +40,14 @@ class VideoSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (int(size[0]), int(size[1]))
         self.frames = 0
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size)
+        self._writer = cv2.VideoWriter(
+            str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size
+        )
         if not self._writer.isOpened():
-            raise SinkError(f"{self.path}: cannot open a video writer (mp4v, {fps:g} fps, {self.size[0]}x{self.size[1]})")
+            raise SinkError(
+                f"{self.path}: cannot open a video writer "
+                f"(mp4v, {fps:g} fps, {self.size[0]}x{self.size[1]})"
+            )
 
     def write(self, image: np.ndarray, name: str = "") -> None:
         if (image.shape[1], image.shape[0]) != self.size:
@@ -126,7 +131,9 @@ class AsyncSink:
         self.sink = sink
         self._queue: queue.Queue[Any] = queue.Queue(maxsize)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"sink:{type(sink).__name__}")
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"sink:{type(sink).__name__}"
+        )
         self._thread.start()
 
     def _run(self) -> None:

@@ -43,11 +43,15 @@ class ImageSource(FrameSource):
 
     kind = "images"
 
-    def __init__(self, paths: list[str], name: str, max_pixels: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, paths: list[str], name: str, max_pixels: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.max_pixels = max_pixels  # None: images.DEFAULT_MAX_IMAGE_PIXELS
         if not paths:
-            raise SourceError(f"{name}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise SourceError(
+                f"{name}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
         self.paths = paths
         self.name = name
         self.frame_count = len(paths)
@@ -79,7 +83,10 @@ class VideoSource(FrameSource):
             raise SourceError(f"{path}: cannot open as a video (unsupported or corrupt file)")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and np.isfinite(fps) and fps > 0 else 30.0
-        self.size = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self.size = (
+            int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
 
@@ -100,9 +107,16 @@ def _camera_index(spec: str) -> int | None:
     return int(spec) if spec.isdigit() else None
 
 
-def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout: float = 5.0,
-                max_reconnects: int = 5, backoff: float = 0.5, queue_size: int = 8,
-                max_image_pixels: int | None = None) -> FrameSource:
+def open_source(
+    spec: str,
+    *,
+    log: Callable[[str], None] | None = None,
+    timeout: float = 5.0,
+    max_reconnects: int = 5,
+    backoff: float = 0.5,
+    queue_size: int = 8,
+    max_image_pixels: int | None = None,
+) -> FrameSource:
     """Open SOURCE as given on the command line; fail fast with a SourceError naming it.
 
     Args:
@@ -129,18 +143,33 @@ def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout:
             except MJPEGError as exc:
                 raise SourceError(str(exc)) from None
             if stream is not None:
-                return MJPEGSource(spec, stream, read_timeout=timeout, max_reconnects=max_reconnects,
-                                   backoff=backoff, **common)
+                return MJPEGSource(
+                    spec,
+                    stream,
+                    read_timeout=timeout,
+                    max_reconnects=max_reconnects,
+                    backoff=backoff,
+                    **common,
+                )
             # Not multipart (an .mp4 or HLS over HTTP): FFmpeg reads it.
-        return CaptureStreamSource(spec, open_timeout=timeout, read_timeout=timeout,
-                                   max_reconnects=max_reconnects, backoff=backoff, **common)
+        return CaptureStreamSource(
+            spec,
+            open_timeout=timeout,
+            read_timeout=timeout,
+            max_reconnects=max_reconnects,
+            backoff=backoff,
+            **common,
+        )
     path = Path(spec)
     if path.is_dir():
         files = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         return ImageSource(files, name=spec, max_pixels=max_image_pixels, **common)
     if glob.has_magic(spec):
-        files = sorted(p for p in glob.glob(spec, recursive=True)
-                       if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(
+            p
+            for p in glob.glob(spec, recursive=True)
+            if os.path.isfile(p) and Path(p).suffix.lower() in IMAGE_EXTENSIONS
+        )
         return ImageSource(files, name=spec, max_pixels=max_image_pixels, **common)
     if not path.exists():
         raise SourceError(f"{spec}: no such file, folder, camera index or URL")
@@ -148,5 +177,8 @@ def open_source(spec: str, *, log: Callable[[str], None] | None = None, timeout:
         return ImageSource([spec], name=spec, max_pixels=max_image_pixels, **common)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return VideoSource(spec, **common)
-    raise SourceError(f"{spec}: unknown file type {path.suffix!r} (images: {', '.join(sorted(IMAGE_EXTENSIONS))}; "
-                      f"videos: {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    raise SourceError(
+        f"{spec}: unknown file type {path.suffix!r} "
+        f"(images: {', '.join(sorted(IMAGE_EXTENSIONS))}; "
+        f"videos: {', '.join(sorted(VIDEO_EXTENSIONS))})"
+    )

@@ -33,8 +33,16 @@ class CaptureStreamSource(FrameSource):
 
     live = True
 
-    def __init__(self, target: int | str, *, open_timeout: float = 5.0, read_timeout: float = 5.0,
-                 max_reconnects: int = 5, backoff: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        target: int | str,
+        *,
+        open_timeout: float = 5.0,
+        read_timeout: float = 5.0,
+        max_reconnects: int = 5,
+        backoff: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.target = target
         self.kind = "camera" if isinstance(target, int) else "stream"
@@ -53,10 +61,15 @@ class CaptureStreamSource(FrameSource):
                 capture = cv2.VideoCapture(self.target)
             else:
                 ms = int(self.open_timeout * 1000), int(self.read_timeout * 1000)
-                capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
-                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms[0], cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms[1]])
+                capture = cv2.VideoCapture(
+                    self.target,
+                    cv2.CAP_FFMPEG,
+                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms[0], cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms[1]],
+                )
             if not capture.isOpened():
-                what = "no such camera" if isinstance(self.target, int) else "cannot open the stream"
+                what = (
+                    "no such camera" if isinstance(self.target, int) else "cannot open the stream"
+                )
                 raise SourceError(f"{self.name}: {what}")
             ok, image = capture.read()
             if not ok:
@@ -81,12 +94,16 @@ class CaptureStreamSource(FrameSource):
                     index += 1
                     continue
                 if self.kind == "camera" or attempt >= self.max_reconnects:
-                    raise SourceError(f"{self.name}: stopped delivering frames" + (
-                        f" after {attempt} reconnect attempts" if attempt else ""))
-                delay = self.backoff * 2 ** attempt
+                    raise SourceError(
+                        f"{self.name}: stopped delivering frames"
+                        + (f" after {attempt} reconnect attempts" if attempt else "")
+                    )
+                delay = self.backoff * 2**attempt
                 attempt += 1
-                self.log(f"{self.name}: read failed or timed out; reconnecting in {delay:.1f} s "
-                         f"(attempt {attempt}/{self.max_reconnects})")
+                self.log(
+                    f"{self.name}: read failed or timed out; reconnecting in {delay:.1f} s "
+                    f"(attempt {attempt}/{self.max_reconnects})"
+                )
                 if self._stop.wait(delay):
                     return
                 self._capture.release()
@@ -105,8 +122,16 @@ class MJPEGSource(FrameSource):
     live = True
     kind = "stream"
 
-    def __init__(self, url: str, stream: Any, *, read_timeout: float = 5.0, max_reconnects: int = 5,
-                 backoff: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        stream: Any,
+        *,
+        read_timeout: float = 5.0,
+        max_reconnects: int = 5,
+        backoff: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name = url
         self.read_timeout, self.max_reconnects, self.backoff = read_timeout, max_reconnects, backoff
@@ -131,7 +156,10 @@ class MJPEGSource(FrameSource):
                     except (cv2.error, MemoryError):  # a header claiming a huge frame
                         image = None
                     if image is None:
-                        self.log(f"{self.name}: skipped a part that is not a decodable JPEG ({len(payload)} bytes)")
+                        self.log(
+                            f"{self.name}: skipped a part that is not a decodable JPEG "
+                            f"({len(payload)} bytes)"
+                        )
                         continue
                     attempt = 0
                     if self.size is None:
@@ -151,9 +179,14 @@ class MJPEGSource(FrameSource):
             if self._stop.is_set():
                 return
             if attempt >= self.max_reconnects:
-                raise SourceError(f"{self.name}: {reason}; gave up after {attempt} reconnect attempts")
-            delay = self.backoff * 2 ** attempt
+                raise SourceError(
+                    f"{self.name}: {reason}; gave up after {attempt} reconnect attempts"
+                )
+            delay = self.backoff * 2**attempt
             attempt += 1
-            self.log(f"{self.name}: {reason}; reconnecting in {delay:.1f} s (attempt {attempt}/{self.max_reconnects})")
+            self.log(
+                f"{self.name}: {reason}; reconnecting in {delay:.1f} s "
+                f"(attempt {attempt}/{self.max_reconnects})"
+            )
             if self._stop.wait(delay):
                 return

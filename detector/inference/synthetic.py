@@ -25,15 +25,16 @@ def synthetic_frame(index: int, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     image = np.full((height, width, 3), 90, np.uint8)
     x = index % max(1, width - 16)
-    image[10:26, x:x + 16] = (40, 200, 240)
+    image[10:26, x : x + 16] = (40, 200, 240)
     radius = max(4, min(width, height) // 10)
     center_y = radius + index % max(1, height - 2 * radius)
     cv2.circle(image, (width - 2 * radius, center_y), radius, (200, 80, 40), -1)
     return image
 
 
-def write_synthetic_video(path: str | Path, frames: int = 30, size: tuple[int, int] = (64, 48),
-                          fps: float = 15.0) -> Path:
+def write_synthetic_video(
+    path: str | Path, frames: int = 30, size: tuple[int, int] = (64, 48), fps: float = 15.0
+) -> Path:
     """Write `frames` synthetic frames as an mp4v video; returns the path.
 
     Args:
@@ -43,14 +44,25 @@ def write_synthetic_video(path: str | Path, frames: int = 30, size: tuple[int, i
         fps: frames per second stored in the container.
     """
     width, height = size
-    write_video(path, (synthetic_frame(index, size) for index in range(frames)),
-                width=width, height=height, fps=fps)
+    write_video(
+        path,
+        (synthetic_frame(index, size) for index in range(frames)),
+        width=width,
+        height=height,
+        fps=fps,
+    )
     return Path(path)
 
 
-def random_checkpoint(path: str | Path, *, backbone: str = "resnet18", image_size: int = 64,
-                      names: Sequence[str] = ("circle", "square", "triangle"), seed: int = 0,
-                      model: dict[str, Any] | None = None) -> Path:
+def random_checkpoint(
+    path: str | Path,
+    *,
+    backbone: str = "resnet18",
+    image_size: int = 64,
+    names: Sequence[str] = ("circle", "square", "triangle"),
+    seed: int = 0,
+    model: dict[str, Any] | None = None,
+) -> Path:
     """Save a random-weight checkpoint with every key docs/internals.md lists.
 
     BatchNorm statistics are calibrated on synthetic frames and the objectness and
@@ -63,8 +75,12 @@ def random_checkpoint(path: str | Path, *, backbone: str = "resnet18", image_siz
     from detector.config import config_from_dict, config_to_dict
     from detector.model.build import build_model
 
-    cfg = config_from_dict({"data": {"names": list(names)},
-                            "model": {"backbone": backbone, "image_size": image_size, **(model or {})}})
+    cfg = config_from_dict(
+        {
+            "data": {"names": list(names)},
+            "model": {"backbone": backbone, "image_size": image_size, **(model or {})},
+        }
+    )
     torch.manual_seed(seed)
     network = build_model(cfg.model, len(names))
     # Calibrate BatchNorm statistics on synthetic frames: with the default running

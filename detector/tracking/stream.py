@@ -1,4 +1,4 @@
-"""Tracking over a frame source: the per-frame stage that `detector track` and `Detector.track` share.
+"""Tracking over a frame source: the per-frame stage `detector track` and `Detector.track` share.
 
     det = Detector.from_checkpoint("best.pt", score_threshold=0.1)
     for frame, result in det.track("video.mp4", track_buffer=1.0):
@@ -54,11 +54,20 @@ class TrackingStage:
         trail_seconds: length of the drawn trails.
     """
 
-    def __init__(self, tracker: ByteTracker, source: FrameSource, class_names: list[str], *,
-                 mot_path: str | Path | None = None, trail_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        tracker: ByteTracker,
+        source: FrameSource,
+        class_names: list[str],
+        *,
+        mot_path: str | Path | None = None,
+        trail_seconds: float = 1.0,
+    ) -> None:
         self.tracker = tracker
         self.live = bool(source.live)
-        self.fps = float(source.fps or IMAGE_FOLDER_FPS) if source.kind != "images" else IMAGE_FOLDER_FPS
+        self.fps = (
+            float(source.fps or IMAGE_FOLDER_FPS) if source.kind != "images" else IMAGE_FOLDER_FPS
+        )
         self.class_names = list(class_names)
         self.trails = Trails(length=max(2, round(trail_seconds * self.fps)))
         self.mot = MotWriter(mot_path) if mot_path else None
@@ -71,15 +80,24 @@ class TrackingStage:
 
     def track(self, frame: Frame, result: Detections) -> TrackedDetections:
         """Associate one frame's detections; returns them with track ids and track labels."""
-        ids = self.tracker.update(result.boxes, result.scores, result.labels, timestamp=self.timestamp(frame))
+        ids = self.tracker.update(
+            result.boxes, result.scores, result.labels, timestamp=self.timestamp(frame)
+        )
         labels = result.labels.copy()
         tracked = ids > 0
         if tracked.any():
             labels[tracked] = self.tracker.labels_for(ids[tracked])
-        out = TrackedDetections(boxes=result.boxes, scores=result.scores, labels=labels,
-                                label_names=[self.class_names[i] for i in labels.tolist()], width=result.width,
-                                height=result.height, path=result.path, slicing=result.slicing,
-                                track_ids=ids)
+        out = TrackedDetections(
+            boxes=result.boxes,
+            scores=result.scores,
+            labels=labels,
+            label_names=[self.class_names[i] for i in labels.tolist()],
+            width=result.width,
+            height=result.height,
+            path=result.path,
+            slicing=result.slicing,
+            track_ids=ids,
+        )
         if self.mot is not None:
             self.mot.write(frame.index + 1, ids, result.boxes, result.scores)
         self.trails.update(out)
@@ -98,9 +116,11 @@ class TrackingStage:
 
     def summary(self) -> str:
         """One line for the command's report."""
-        return (f"{len(self.seen_ids)} tracks over {self.frames} frames"
-                + (f", {self.tracker.skipped_detections} invalid detections dropped"
-                   if self.tracker.skipped_detections else ""))
+        return f"{len(self.seen_ids)} tracks over {self.frames} frames" + (
+            f", {self.tracker.skipped_detections} invalid detections dropped"
+            if self.tracker.skipped_detections
+            else ""
+        )
 
     def close(self) -> list[str]:
         """Finish the MOT file; returns the outputs written."""
@@ -110,8 +130,12 @@ class TrackingStage:
         return [str(self.mot.path)]
 
 
-def track_source(detector: Any, source: str | FrameSource, tracker: ByteTracker | None = None,
-                 **tracker_options: Any) -> Iterator[tuple[Frame, TrackedDetections]]:
+def track_source(
+    detector: Any,
+    source: str | FrameSource,
+    tracker: ByteTracker | None = None,
+    **tracker_options: Any,
+) -> Iterator[tuple[Frame, TrackedDetections]]:
     """Yield (frame, TrackedDetections) for every readable frame of `source`.
 
     Args:
@@ -124,7 +148,9 @@ def track_source(detector: Any, source: str | FrameSource, tracker: ByteTracker 
 
     opened = open_source(str(source)) if not isinstance(source, FrameSource) else source
     if tracker is None:
-        options = {"low_threshold": min(getattr(detector, "score_threshold", 0.1), 0.5)} | tracker_options
+        options = {
+            "low_threshold": min(getattr(detector, "score_threshold", 0.1), 0.5)
+        } | tracker_options
         tracker = ByteTracker(**options)
     stage = TrackingStage(tracker, opened, list(detector.class_names))
     try:

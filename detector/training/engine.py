@@ -508,8 +508,9 @@ def validate(
         if slicing is not None:
             records = split.records
             records = records if should_stop is None else _StoppableBatches(records, should_stop)
-            predictions = predict_records(detector, records, progress=progress,
-                                          max_image_pixels=cfg.data.max_image_pixels)
+            predictions = predict_records(
+                detector, records, progress=progress, max_image_pixels=cfg.data.max_image_pixels
+            )
         else:
             batches = loader if should_stop is None else _StoppableBatches(loader, should_stop)
             predictions = predict_loader(detector, batches, progress=progress)

@@ -34,16 +34,28 @@ def coco_dataset(tmp_path_factory):
     for i in range(12):
         width, height = int(rng.integers(60, 120)), int(rng.integers(60, 120))
         image_id = 100 + 3 * i
-        cv2.imwrite(str(root / "val" / f"{image_id}.png"), np.full((height, width, 3), 127, np.uint8))
-        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": width, "height": height})
+        cv2.imwrite(
+            str(root / "val" / f"{image_id}.png"), np.full((height, width, 3), 127, np.uint8)
+        )
+        images.append(
+            {"id": image_id, "file_name": f"{image_id}.png", "width": width, "height": height}
+        )
         for _ in range(int(rng.integers(0, 4)) if i else 0):  # image 0: a negative
             w, h = float(rng.integers(8, 40)), float(rng.integers(8, 40))
             x, y = float(rng.integers(0, width - w)), float(rng.integers(0, height - h))
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "bbox": [x, y, w, h],
-                                "area": w * h, "iscrowd": int(len(annotations) == 3),
-                                "category_id": CATEGORIES[int(rng.integers(0, 3))]["id"]})
-    (root / "instances_val.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": CATEGORIES}))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": int(len(annotations) == 3),
+                    "category_id": CATEGORIES[int(rng.integers(0, 3))]["id"],
+                }
+            )
+    (root / "instances_val.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES})
+    )
     config = root / "data.yaml"
     config.write_text(
         f"data:\n  format: coco\n  root: {root}\n  train: []\n"
@@ -53,12 +65,26 @@ def coco_dataset(tmp_path_factory):
     results = []
     for ann in annotations:
         jitter = rng.normal(0, 2, 4) * [1, 1, 0.5, 0.5]
-        category = ann["category_id"] if rng.random() < 0.8 else CATEGORIES[int(rng.integers(0, 3))]["id"]
-        results.append({"image_id": ann["image_id"], "category_id": category,
-                        "bbox": [float(v) for v in np.array(ann["bbox"]) + jitter], "score": float(rng.random())})
+        category = (
+            ann["category_id"] if rng.random() < 0.8 else CATEGORIES[int(rng.integers(0, 3))]["id"]
+        )
+        results.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": category,
+                "bbox": [float(v) for v in np.array(ann["bbox"]) + jitter],
+                "score": float(rng.random()),
+            }
+        )
     for image in images:
-        results.append({"image_id": image["id"], "category_id": 2, "bbox": [1.0, 2.0, 15.0, 10.0],
-                        "score": float(rng.random())})
+        results.append(
+            {
+                "image_id": image["id"],
+                "category_id": 2,
+                "bbox": [1.0, 2.0, 15.0, 10.0],
+                "score": float(rng.random()),
+            }
+        )
     predictions = root / "predictions.json"
     predictions.write_text(json.dumps(results))
     return {"root": root, "config": config, "predictions": predictions, "results": results}
@@ -76,25 +102,50 @@ def pycocotools_stats(gt_file, results_file):
 
 def test_predictions_file_scored_like_pycocotools(coco_dataset, tmp_path):
     out = tmp_path / "out"
-    args = ["evaluate", "--predictions", str(coco_dataset["predictions"]), "--data", str(coco_dataset["config"]),
-            "--json", str(out / "metrics.json"), "--save-predictions", str(out / "saved.json"),
-            "--voc-metric", "11point"]
+    args = [
+        "evaluate",
+        "--predictions",
+        str(coco_dataset["predictions"]),
+        "--data",
+        str(coco_dataset["config"]),
+        "--json",
+        str(out / "metrics.json"),
+        "--save-predictions",
+        str(out / "saved.json"),
+        "--voc-metric",
+        "11point",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "AR100" in result.output and "circle" in result.output
 
     metrics = json.loads((out / "metrics.json").read_text())
-    expected = pycocotools_stats(coco_dataset["root"] / "instances_val.json", coco_dataset["predictions"])
+    expected = pycocotools_stats(
+        coco_dataset["root"] / "instances_val.json", coco_dataset["predictions"]
+    )
     for key, value in zip(STAT_KEYS, expected, strict=True):
         assert metrics[key] == pytest.approx(value, abs=1e-9), key
     assert 0.1 < metrics["AP"] < 0.95
-    assert list(metrics["per_class"]) == ["square", "circle", "star"]  # labels follow category id order
+    assert list(metrics["per_class"]) == [
+        "square",
+        "circle",
+        "star",
+    ]  # labels follow category id order
     assert metrics["voc"]["metric"] == "11point" and 0 < metrics["voc"]["mAP"] <= 1
-    assert metrics["num_images"] == 12 and metrics["num_predictions"] == len(coco_dataset["results"])
+    assert metrics["num_images"] == 12 and metrics["num_predictions"] == len(
+        coco_dataset["results"]
+    )
 
     saved = json.loads((out / "saved.json").read_text())  # standard results, the dataset's own ids
+
     def key(r):
-        return (r["image_id"], r["category_id"], round(r["score"], 5), *(round(v, 3) for v in r["bbox"]))
+        return (
+            r["image_id"],
+            r["category_id"],
+            round(r["score"], 5),
+            *(round(v, 3) for v in r["bbox"]),
+        )
+
     assert sorted(map(key, saved)) == sorted(map(key, coco_dataset["results"]))
 
     for name in ("pr_curves.png", "confusion_matrix.png"):  # beside the JSON
@@ -106,8 +157,17 @@ def test_predictions_file_scored_like_pycocotools(coco_dataset, tmp_path):
 def test_plots_dir_and_zero_predictions(coco_dataset, tmp_path):
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
-    args = ["evaluate", "--predictions", str(empty), "--data", str(coco_dataset["config"]),
-            "--json", str(tmp_path / "m.json"), "--plots", str(tmp_path / "plots")]
+    args = [
+        "evaluate",
+        "--predictions",
+        str(empty),
+        "--data",
+        str(coco_dataset["config"]),
+        "--json",
+        str(tmp_path / "m.json"),
+        "--plots",
+        str(tmp_path / "plots"),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
@@ -116,20 +176,34 @@ def test_plots_dir_and_zero_predictions(coco_dataset, tmp_path):
     assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("content,message", [
-    ([{"image_id": 100, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}], "category id 1"),
-    ([{"image_id": 7, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5}], "image id 7"),
-    ({"not": "a list"}, "expected a JSON list"),
-    ([{"image_id": 100, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5},
-      {"image_id": 100.0, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5}],
-     "bad.json: entry 1: image_id 100.0 must be an integer"),
-    ([{"image_id": 100, "category_id": 5, "bbox": [0, 0, -5, 5], "score": 0.5}],
-     "bad.json: entry 0: bbox width and height must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (
+            [{"image_id": 100, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}],
+            "category id 1",
+        ),
+        ([{"image_id": 7, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5}], "image id 7"),
+        ({"not": "a list"}, "expected a JSON list"),
+        (
+            [
+                {"image_id": 100, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5},
+                {"image_id": 100.0, "category_id": 5, "bbox": [0, 0, 5, 5], "score": 0.5},
+            ],
+            "bad.json: entry 1: image_id 100.0 must be an integer",
+        ),
+        (
+            [{"image_id": 100, "category_id": 5, "bbox": [0, 0, -5, 5], "score": 0.5}],
+            "bad.json: entry 0: bbox width and height must be >= 0",
+        ),
+    ],
+)
 def test_bad_predictions_are_one_line_errors(coco_dataset, tmp_path, content, message):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(content))
-    result = CliRunner().invoke(main, ["evaluate", "--predictions", str(bad), "--data", str(coco_dataset["config"])])
+    result = CliRunner().invoke(
+        main, ["evaluate", "--predictions", str(bad), "--data", str(coco_dataset["config"])]
+    )
     assert result.exit_code == 1 and message in result.output
     assert "Traceback" not in result.output
 
@@ -140,8 +214,16 @@ def test_usage_errors(coco_dataset, tmp_path):
     assert neither.exit_code == 2 and "either CHECKPOINT or --predictions" in neither.output
     no_data = runner.invoke(main, ["evaluate", "--predictions", str(coco_dataset["predictions"])])
     assert no_data.exit_code == 2 and "--predictions needs --data" in no_data.output
-    missing = runner.invoke(main, ["evaluate", "--predictions", str(tmp_path / "nope.json"),
-                                   "--data", str(coco_dataset["config"])])
+    missing = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--predictions",
+            str(tmp_path / "nope.json"),
+            "--data",
+            str(coco_dataset["config"]),
+        ],
+    )
     assert missing.exit_code == 1 and "nope.json: predictions file not found" in missing.output
     no_checkpoint = runner.invoke(main, ["evaluate", str(tmp_path / "missing.pt")])
     assert no_checkpoint.exit_code == 1 and "checkpoint not found" in no_checkpoint.output
@@ -156,21 +238,50 @@ def checkpoint(coco_dataset, tmp_path_factory):
     from detector.config import config_to_dict, load_config
     from detector.model.build import build_model
 
-    cfg = load_config(coco_dataset["config"], overrides=[
-        "model.backbone=resnet18", "model.image_size=64", "train.workers=0", "eval.batch_size=16"])  # one batch
+    cfg = load_config(
+        coco_dataset["config"],
+        overrides=[
+            "model.backbone=resnet18",
+            "model.image_size=64",
+            "train.workers=0",
+            "eval.batch_size=16",
+        ],
+    )  # one batch
     names = ["square", "circle", "star"]  # category id order
     torch.manual_seed(0)
     model = build_model(cfg.model, len(names)).eval()
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "names": names,
-                     "image_size": 64, "mean": cfg.model.mean, "std": cfg.model.std, "epoch": 0,
-                     "best_ap": 0.0}, path)
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": config_to_dict(cfg),
+            "names": names,
+            "image_size": 64,
+            "mean": cfg.model.mean,
+            "std": cfg.model.std,
+            "epoch": 0,
+            "best_ap": 0.0,
+        },
+        path,
+    )
     return path
 
 
 def test_checkpoint_predictions_scored_like_pycocotools(coco_dataset, checkpoint, tmp_path):
-    args = ["evaluate", str(checkpoint), "--device", "cpu", "--json", str(tmp_path / "metrics.json"),
-            "--save-predictions", str(tmp_path / "saved.json"), "--max-det", "20", "--conf", "1e-6"]
+    args = [
+        "evaluate",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--json",
+        str(tmp_path / "metrics.json"),
+        "--save-predictions",
+        str(tmp_path / "saved.json"),
+        "--max-det",
+        "20",
+        "--conf",
+        "1e-6",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "saved.json").read_text())
@@ -180,15 +291,23 @@ def test_checkpoint_predictions_scored_like_pycocotools(coco_dataset, checkpoint
         per_image[r["image_id"]] = per_image.get(r["image_id"], 0) + 1
     assert max(per_image.values()) <= 20
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    expected = pycocotools_stats(coco_dataset["root"] / "instances_val.json", tmp_path / "saved.json")
+    expected = pycocotools_stats(
+        coco_dataset["root"] / "instances_val.json", tmp_path / "saved.json"
+    )
     for key, value in zip(STAT_KEYS, expected, strict=True):
         assert metrics[key] == pytest.approx(value, abs=1e-9), key
 
 
 def test_checkpoint_with_other_class_names_is_refused(coco_dataset, checkpoint, tmp_path):
     other = tmp_path / "other.yaml"
-    other.write_text(coco_dataset["config"].read_text().replace("  train: []", "  train: []\n  names: [star, circle]"))
-    result = CliRunner().invoke(main, ["evaluate", str(checkpoint), "--data", str(other), "--device", "cpu"])
+    other.write_text(
+        coco_dataset["config"]
+        .read_text()
+        .replace("  train: []", "  train: []\n  names: [star, circle]")
+    )
+    result = CliRunner().invoke(
+        main, ["evaluate", str(checkpoint), "--data", str(other), "--device", "cpu"]
+    )
     assert result.exit_code == 1
     assert "class names differ" in result.output and "['square', 'circle', 'star']" in result.output
     assert "['star', 'circle']" in result.output
@@ -200,15 +319,25 @@ def test_a_broken_image_is_reported_once(coco_dataset, checkpoint, tmp_path):
     content = json.loads((coco_dataset["root"] / "instances_val.json").read_text())
     (tmp_path / "val").mkdir()
     for image in content["images"]:
-        (tmp_path / "val" / image["file_name"]).write_bytes((coco_dataset["root"] / "val" / image["file_name"]).read_bytes())
+        (tmp_path / "val" / image["file_name"]).write_bytes(
+            (coco_dataset["root"] / "val" / image["file_name"]).read_bytes()
+        )
     (tmp_path / "val" / "broken.png").write_bytes(b"not a png at all")
     content["images"].append({"id": 999, "file_name": "broken.png", "width": 80, "height": 60})
     (tmp_path / "instances_val.json").write_text(json.dumps(content))
     config = tmp_path / "data.yaml"
-    config.write_text(coco_dataset["config"].read_text().replace(str(coco_dataset["root"]), str(tmp_path)))
+    config.write_text(
+        coco_dataset["config"].read_text().replace(str(coco_dataset["root"]), str(tmp_path))
+    )
     runs = {
         "checkpoint": ["evaluate", str(checkpoint), "--data", str(config), "--device", "cpu"],
-        "predictions": ["evaluate", "--predictions", str(coco_dataset["predictions"]), "--data", str(config)],
+        "predictions": [
+            "evaluate",
+            "--predictions",
+            str(coco_dataset["predictions"]),
+            "--data",
+            str(config),
+        ],
     }
     for kind, args in runs.items():
         result = CliRunner().invoke(main, args)

@@ -33,14 +33,16 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", image_size=64, names=NAMES)
+        return random_checkpoint(
+            tmp_path_factory.mktemp("ckpt") / "tiny.pt", image_size=64, names=NAMES
+        )
     finally:
         torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model trained for seconds on the frames of the test video (YOLO labels from its truth).
+    """A tiny model trained for seconds on the test video's frames (YOLO labels from its truth).
 
     Overfit on purpose: the tracking scores then measure the tracker and the CLI
     around it, not the detector. ~40 steps at 96 px (about a minute on a loaded
@@ -56,15 +58,36 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rows = []
         for obj in objects:
             x1, y1, x2, y2 = (float(v) for v in obj.box)
-            rows.append(f"{obj.label} {(x1 + x2) / 2 / WIDTH:.6f} {(y1 + y2) / 2 / HEIGHT:.6f} "
-                        f"{(x2 - x1) / WIDTH:.6f} {(y2 - y1) / HEIGHT:.6f}")
+            rows.append(
+                f"{obj.label} {(x1 + x2) / 2 / WIDTH:.6f} {(y1 + y2) / 2 / HEIGHT:.6f} "
+                f"{(x2 - x1) / WIDTH:.6f} {(y2 - y1) / HEIGHT:.6f}"
+            )
         (labels / f"{index:03d}.txt").write_text("\n".join(rows), encoding="utf-8")
     settings = {
-        "data": {"format": "yolo", "root": str(tmp / "data"), "train": ["images"], "val": ["images"],
-                 "names": NAMES},
-        "model": {"backbone": "resnet18", "image_size": 96, "neck_channels": 16, "head_channels": 16},
-        "train": {"epochs": 10, "batch_size": 4, "workers": 0, "device": "cpu", "ema": False,
-                  "optimizer": "adamw", "lr": 0.01, "warmup_epochs": 0.5, "run_dir": str(tmp / "run")},
+        "data": {
+            "format": "yolo",
+            "root": str(tmp / "data"),
+            "train": ["images"],
+            "val": ["images"],
+            "names": NAMES,
+        },
+        "model": {
+            "backbone": "resnet18",
+            "image_size": 96,
+            "neck_channels": 16,
+            "head_channels": 16,
+        },
+        "train": {
+            "epochs": 10,
+            "batch_size": 4,
+            "workers": 0,
+            "device": "cpu",
+            "ema": False,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "warmup_epochs": 0.5,
+            "run_dir": str(tmp / "run"),
+        },
         "augment": [],
         "eval": {"batch_size": 4},
     }
@@ -82,14 +105,31 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-
-
-def test_track_writes_one_id_per_box_per_frame_and_a_valid_mot_file(checkpoint: Path, video: Path,
-                                                                     tmp_path: Path) -> None:
+def test_track_writes_one_id_per_box_per_frame_and_a_valid_mot_file(
+    checkpoint: Path, video: Path, tmp_path: Path
+) -> None:
     mot, records_path = tmp_path / "tracks.txt", tmp_path / "tracks.json"
-    result = CliRunner().invoke(main, ["track", str(checkpoint), str(video), "--device", "cpu", "--out",
-                                       str(tmp_path / "out"), "--save-json", str(records_path), "--save-mot",
-                                       str(mot), "--track-high", "0.3", "--batch", "4"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "track",
+            str(checkpoint),
+            str(video),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+            "--save-json",
+            str(records_path),
+            "--save-mot",
+            str(mot),
+            "--track-high",
+            "0.3",
+            "--batch",
+            "4",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote {mot}" in result.output and "tracks over 16 frames" in result.output
     records = json.loads(records_path.read_text())
@@ -113,34 +153,51 @@ def test_track_writes_one_id_per_box_per_frame_and_a_valid_mot_file(checkpoint: 
     assert count == FRAMES
 
     scores_path = tmp_path / "scores.json"
-    result = CliRunner().invoke(main, ["evaluate-tracks", str(ground_truth_path(video)), str(mot),
-                                       "--json", str(scores_path)])
+    result = CliRunner().invoke(
+        main,
+        ["evaluate-tracks", str(ground_truth_path(video)), str(mot), "--json", str(scores_path)],
+    )
     assert result.exit_code == 0, result.output
     assert "HOTA" in result.output and "IDF1" in result.output and "ID switches" in result.output
     combined = json.loads(scores_path.read_text())["combined"]
     # Random weights: only the bookkeeping is checked here; the scores, on a trained
     # model, in test_a_trained_model_tracks_the_shapes_video.
-    assert combined["TP"] + combined["FN"] == int((read_mot(ground_truth_path(video)).marks != 0).sum())
+    assert combined["TP"] + combined["FN"] == int(
+        (read_mot(ground_truth_path(video)).marks != 0).sum()
+    )
 
 
-def test_track_rejects_bad_options_in_one_line(checkpoint: Path, video: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["track", str(checkpoint), str(video), "--conf", "0.6",
-                                       "--track-high", "0.5"])
+def test_track_rejects_bad_options_in_one_line(
+    checkpoint: Path, video: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        main, ["track", str(checkpoint), str(video), "--conf", "0.6", "--track-high", "0.5"]
+    )
     assert result.exit_code != 0 and "--conf 0.6 is above --track-high 0.5" in result.output
     result = CliRunner().invoke(main, ["track", str(checkpoint), str(tmp_path / "missing.mp4")])
-    assert result.exit_code != 0 and "missing.mp4" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code != 0
+        and "missing.mp4" in result.output
+        and "Traceback" not in result.output
+    )
 
 
 def test_evaluate_tracks_reports_a_malformed_line(tmp_path: Path) -> None:
     (tmp_path / "gt.txt").write_text("1,1,10,20,30,40,1,1,1\n")
     (tmp_path / "pred.txt").write_text("1,1,10,20,30,40,0.9,-1,-1,-1\n1,2,10,20\n")
-    result = CliRunner().invoke(main, ["evaluate-tracks", str(tmp_path / "gt.txt"), str(tmp_path / "pred.txt")])
+    result = CliRunner().invoke(
+        main, ["evaluate-tracks", str(tmp_path / "gt.txt"), str(tmp_path / "pred.txt")]
+    )
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: {tmp_path / 'pred.txt'}:2: expected 6 to 10 comma-separated values, got 4"
+    assert (
+        result.output.strip()
+        == f"Error: {tmp_path / 'pred.txt'}:2: expected 6 to 10 comma-separated values, got 4"
+    )
 
 
-def test_a_trained_model_tracks_the_shapes_video(trained_checkpoint: Path, video: Path,
-                                                 tmp_path: Path) -> None:
+def test_a_trained_model_tracks_the_shapes_video(
+    trained_checkpoint: Path, video: Path, tmp_path: Path
+) -> None:
     """`track` then `evaluate-tracks` on a model that sees the shapes: the scores mean something.
 
     Bounds: the overfit model measures IDF1 0.96 / HOTA 0.79 here; the shapes demo
@@ -149,11 +206,16 @@ def test_a_trained_model_tracks_the_shapes_video(trained_checkpoint: Path, video
     scores IDF1 ~0) fails them.
     """
     mot, scores_path = tmp_path / "tracks.txt", tmp_path / "scores.json"
-    result = CliRunner().invoke(main, ["track", str(trained_checkpoint), str(video), "--device", "cpu",
-                                       "--save-mot", str(mot)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["track", str(trained_checkpoint), str(video), "--device", "cpu", "--save-mot", str(mot)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(main, ["evaluate-tracks", str(ground_truth_path(video)), str(mot),
-                                       "--json", str(scores_path)])
+    result = CliRunner().invoke(
+        main,
+        ["evaluate-tracks", str(ground_truth_path(video)), str(mot), "--json", str(scores_path)],
+    )
     assert result.exit_code == 0, result.output
     combined = json.loads(scores_path.read_text())["combined"]
     assert combined["IDF1"] >= 0.7, combined

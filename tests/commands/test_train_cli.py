@@ -16,19 +16,43 @@ from detector.cli import main
 def test_train_writes_the_run_directory(tmp_path: Path, tiny_training_yaml) -> None:
     config = tiny_training_yaml("tiny.yaml", tmp_path / "data", epochs=2)
     run = tmp_path / "runs" / "exp"
-    result = CliRunner().invoke(main, ["train", str(config), "--set", f"train.run_dir={run}",
-                                       "--set", "train.optimizer=adamw", "--device", "cpu"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(config),
+            "--set",
+            f"train.run_dir={run}",
+            "--set",
+            "train.optimizer=adamw",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == str(run)
 
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["optimizer"] == "adamw" and resolved["train"]["run_dir"] == str(run)
-    assert resolved["model"]["image_size"] == 64 and resolved["data"]["names"] == ["circle", "square"]
+    assert resolved["model"]["image_size"] == 64 and resolved["data"]["names"] == [
+        "circle",
+        "square",
+    ]
 
     with (run / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2"]
-    for column in ("loss", "loss_box", "loss_obj", "loss_cls", "lr", "AP", "AP50", "train_s", "images_per_s"):
+    for column in (
+        "loss",
+        "loss_box",
+        "loss_obj",
+        "loss_cls",
+        "lr",
+        "AP",
+        "AP50",
+        "train_s",
+        "images_per_s",
+    ):
         assert all(row[column] != "" for row in rows), column
     assert 0.0 <= float(rows[-1]["AP"]) <= float(rows[-1]["AP50"]) <= 1.0
 
@@ -64,20 +88,34 @@ def test_missing_dataset_fails_with_its_path_and_leaves_no_run_dir(tmp_path: Pat
     config = tmp_path / "missing.yaml"
     config.write_text(
         f"data: {{format: voc, root: {tmp_path / 'nowhere'}, train: [ImageSets/Main/train.txt], "
-        "val: [ImageSets/Main/val.txt], names: [a]}\n", encoding="utf-8")
+        "val: [ImageSets/Main/val.txt], names: [a]}\n",
+        encoding="utf-8",
+    )
     run = tmp_path / "runs" / "exp"
-    result = CliRunner().invoke(main, ["train", str(config), "--set", f"train.run_dir={run}", "--device", "cpu"])
+    result = CliRunner().invoke(
+        main, ["train", str(config), "--set", f"train.run_dir={run}", "--device", "cpu"]
+    )
     assert result.exit_code != 0
     assert "train.txt" in result.output and "not found" in result.output
     assert not run.exists()
 
 
 def test_imagenet_weights_offline_end_with_one_line_and_no_run_dir(
-        tmp_path: Path, tiny_training_yaml, offline_weights: str) -> None:
+    tmp_path: Path, tiny_training_yaml, offline_weights: str
+) -> None:
     config = tiny_training_yaml("c.yaml", tmp_path / "data", epochs=1)
     run = tmp_path / "runs" / "exp"
-    result = CliRunner().invoke(main, ["train", str(config), "--set", "model.pretrained=imagenet",
-                                       "--set", f"train.run_dir={run}"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(config),
+            "--set",
+            "model.pretrained=imagenet",
+            "--set",
+            f"train.run_dir={run}",
+        ],
+    )
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     cache = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
@@ -85,12 +123,14 @@ def test_imagenet_weights_offline_end_with_one_line_and_no_run_dir(
         "Error: model.pretrained: imagenet: cannot download "
         f"{offline_weights}resnet18-f37072fd.pth "
         f"([Errno 111] Connection refused); to work offline place that file at {cache}, or set "
-        "model.pretrained to a local path"], result.output
+        "model.pretrained to a local path"
+    ], result.output
     assert not run.exists() and not cache.exists()
 
 
 def test_imagenet_from_cache_trains_and_resume_needs_no_weight_file(
-        tmp_path: Path, tiny_training_yaml, monkeypatch) -> None:
+    tmp_path: Path, tiny_training_yaml, monkeypatch
+) -> None:
     import hashlib
     import io
 
@@ -108,8 +148,17 @@ def test_imagenet_from_cache_trains_and_resume_needs_no_weight_file(
 
     config = tiny_training_yaml("c.yaml", tmp_path / "data", epochs=1)
     run = tmp_path / "runs" / "exp"
-    first = CliRunner().invoke(main, ["train", str(config), "--set", "model.pretrained=imagenet",
-                                      "--set", f"train.run_dir={run}"])
+    first = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(config),
+            "--set",
+            "model.pretrained=imagenet",
+            "--set",
+            f"train.run_dir={run}",
+        ],
+    )
     assert first.exit_code == 0, first.output
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["pretrained"] == "imagenet"
 

@@ -22,9 +22,19 @@ from detector.evaluation.coco_format import (
 
 def two_records() -> list[SampleRecord]:
     return [
-        SampleRecord("dir/a.jpg", 640, 480, [[10.5, 20, 110.5, 70], [0, 0, 5, 5]], [1, 0], [False, True],
-                     image_id=42, source_id="a"),
-        SampleRecord("dir/b.jpg", 32, 16, image_id=7, source_id="b"),  # no objects: kept as a negative
+        SampleRecord(
+            "dir/a.jpg",
+            640,
+            480,
+            [[10.5, 20, 110.5, 70], [0, 0, 5, 5]],
+            [1, 0],
+            [False, True],
+            image_id=42,
+            source_id="a",
+        ),
+        SampleRecord(
+            "dir/b.jpg", 32, 16, image_id=7, source_id="b"
+        ),  # no objects: kept as a negative
     ]
 
 
@@ -35,8 +45,22 @@ def test_records_to_coco_fields_and_ids():
         {"id": 7, "width": 32, "height": 16, "file_name": "b.jpg"},
     ]
     assert gt["annotations"] == [
-        {"id": 1, "image_id": 42, "category_id": 3, "bbox": [10.5, 20.0, 100.0, 50.0], "area": 5000.0, "iscrowd": 0},
-        {"id": 2, "image_id": 42, "category_id": 90, "bbox": [0.0, 0.0, 5.0, 5.0], "area": 25.0, "iscrowd": 1},
+        {
+            "id": 1,
+            "image_id": 42,
+            "category_id": 3,
+            "bbox": [10.5, 20.0, 100.0, 50.0],
+            "area": 5000.0,
+            "iscrowd": 0,
+        },
+        {
+            "id": 2,
+            "image_id": 42,
+            "category_id": 90,
+            "bbox": [0.0, 0.0, 5.0, 5.0],
+            "area": 25.0,
+            "iscrowd": 1,
+        },
     ]
     assert gt["categories"] == [{"id": 90, "name": "cat"}, {"id": 3, "name": "dog"}]
     assert json.loads(json.dumps(gt)) == gt  # plain JSON types only
@@ -63,8 +87,11 @@ def test_records_errors_name_the_problem():
 
 def test_predictions_round_trip_through_a_results_file(tmp_path):
     predictions = {
-        42: {"boxes": np.array([[1.25, 2.5, 11.25, 22.5], [3, 4, 5, 6]], np.float32),
-             "scores": np.array([0.75, 0.5], np.float32), "labels": np.array([1, 0])},
+        42: {
+            "boxes": np.array([[1.25, 2.5, 11.25, 22.5], [3, 4, 5, 6]], np.float32),
+            "scores": np.array([0.75, 0.5], np.float32),
+            "labels": np.array([1, 0]),
+        },
         7: {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)},
     }
     results = predictions_to_coco_results(predictions, [90, 3], image_ids=[42, 7])
@@ -93,7 +120,9 @@ def test_prediction_id_mismatches_raise_naming_the_id(tmp_path):
         predictions_to_coco_results({7: {**one, "boxes": np.full((1, 4), np.nan)}}, [1])
     entry = {"image_id": 7, "category_id": 4, "bbox": [0, 0, 1, 1], "score": 0.5}
     # An off-by-one category id (0-based labels written as ids) is caught, not scored as AP 0.
-    with pytest.raises(CocoFormatError, match="category id 4 .* not one of the dataset's \\[1, 2, 3\\]"):
+    with pytest.raises(
+        CocoFormatError, match="category id 4 .* not one of the dataset's \\[1, 2, 3\\]"
+    ):
         coco_results_to_predictions([entry], [1, 2, 3])
     with pytest.raises(CocoFormatError, match="image id 7 .* not in the ground truth"):
         coco_results_to_predictions([{**entry, "category_id": 1}], [1], image_ids=[1, 2])
@@ -128,8 +157,9 @@ def test_string_image_ids_resolve_by_file_stem_never_as_numbers():
     assert aliases["000005"] == 0 and aliases["000005.jpg"] == 0 and aliases["000007b"] == 9
     assert aliases["000007"] == -1  # stem of two different images: ambiguous
     det = {"category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.5}
-    out = coco_results_to_predictions([{**det, "image_id": "000005"}], [1], image_ids=[0, 5, 9],
-                                      image_aliases=aliases)
+    out = coco_results_to_predictions(
+        [{**det, "image_id": "000005"}], [1], image_ids=[0, 5, 9], image_aliases=aliases
+    )
     # "000005" is image 0 (its stem), not image 5 (what int("000005") would say).
     assert len(out[0]["boxes"]) == 1 and len(out[5]["boxes"]) == 0
     with pytest.raises(CocoFormatError, match="'000007'.*ambiguous"):
@@ -141,34 +171,40 @@ def test_string_image_ids_resolve_by_file_stem_never_as_numbers():
 GOOD = {"image_id": 7, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"image_id": 7.0}, "entry 2: image_id 7.0 must be an integer or an image name string"),
-    ({"image_id": 7.9}, "entry 2: image_id 7.9 must be an integer"),
-    ({"image_id": True}, "entry 2: image_id True must be an integer"),
-    ({"image_id": None}, "entry 2: image_id None must be an integer"),
-    ({"image_id": [7]}, "entry 2: image_id [7] must be an integer"),
-    ({"category_id": 1.0}, "entry 2: category_id 1.0 must be an integer"),
-    ({"category_id": True}, "entry 2: category_id True must be an integer"),
-    ({"category_id": "1"}, "entry 2: category_id '1' must be an integer"),
-    ({"bbox": [1, 2, -3, 4]}, "entry 2: bbox width and height must be >= 0"),
-    ({"bbox": [1, 2, 3, -0.5]}, "entry 2: bbox width and height must be >= 0"),
-    ({"bbox": [1, 2, 3, float("nan")]}, "entry 2: bbox must be 4 finite numbers"),
-    ({"bbox": [1, float("inf"), 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
-    ({"bbox": [10**400, 2, 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
-    ({"bbox": [True, 2, 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
-    ({"bbox": "1234"}, "entry 2: bbox must be 4 finite numbers"),
-    ({"bbox": {"x": 1, "y": 2, "w": 3, "h": 4}}, "entry 2: bbox must be 4 finite numbers"),
-    ({"bbox": [1, 2, 3.5e38, 4]}, "entry 2: bbox [1, 2, 3.5e+38, 4] is beyond float32 range"),
-    ({"score": float("nan")}, "entry 2: score must be a finite number, got nan"),
-    ({"score": float("-inf")}, "entry 2: score must be a finite number"),
-    ({"score": "0.5"}, "entry 2: score must be a finite number, got '0.5'"),
-    ({"score": True}, "entry 2: score must be a finite number, got True"),
-    ({"score": 10**400}, "entry 2: score must be a finite number"),
-], ids=lambda value: repr(value)[:40])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"image_id": 7.0}, "entry 2: image_id 7.0 must be an integer or an image name string"),
+        ({"image_id": 7.9}, "entry 2: image_id 7.9 must be an integer"),
+        ({"image_id": True}, "entry 2: image_id True must be an integer"),
+        ({"image_id": None}, "entry 2: image_id None must be an integer"),
+        ({"image_id": [7]}, "entry 2: image_id [7] must be an integer"),
+        ({"category_id": 1.0}, "entry 2: category_id 1.0 must be an integer"),
+        ({"category_id": True}, "entry 2: category_id True must be an integer"),
+        ({"category_id": "1"}, "entry 2: category_id '1' must be an integer"),
+        ({"bbox": [1, 2, -3, 4]}, "entry 2: bbox width and height must be >= 0"),
+        ({"bbox": [1, 2, 3, -0.5]}, "entry 2: bbox width and height must be >= 0"),
+        ({"bbox": [1, 2, 3, float("nan")]}, "entry 2: bbox must be 4 finite numbers"),
+        ({"bbox": [1, float("inf"), 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
+        ({"bbox": [10**400, 2, 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
+        ({"bbox": [True, 2, 3, 4]}, "entry 2: bbox must be 4 finite numbers"),
+        ({"bbox": "1234"}, "entry 2: bbox must be 4 finite numbers"),
+        ({"bbox": {"x": 1, "y": 2, "w": 3, "h": 4}}, "entry 2: bbox must be 4 finite numbers"),
+        ({"bbox": [1, 2, 3.5e38, 4]}, "entry 2: bbox [1, 2, 3.5e+38, 4] is beyond float32 range"),
+        ({"score": float("nan")}, "entry 2: score must be a finite number, got nan"),
+        ({"score": float("-inf")}, "entry 2: score must be a finite number"),
+        ({"score": "0.5"}, "entry 2: score must be a finite number, got '0.5'"),
+        ({"score": True}, "entry 2: score must be a finite number, got True"),
+        ({"score": 10**400}, "entry 2: score must be a finite number"),
+    ],
+    ids=lambda value: repr(value)[:40],
+)
 def test_every_entry_is_validated_naming_file_and_entry(tmp_path, change, message):
     path = tmp_path / "preds.json"
     entries = [GOOD, {**GOOD, "bbox": [0, 0, 0, 0]}, {**GOOD, **change}, GOOD]
-    path.write_text(json.dumps(entries))  # NaN / Infinity literals and huge integers, as json writes them
+    path.write_text(
+        json.dumps(entries)
+    )  # NaN / Infinity literals and huge integers, as json writes them
     with pytest.raises(CocoFormatError) as info:
         load_coco_results(path, [1], image_ids=[7])
     assert str(info.value).startswith(f"{path}: ")

@@ -33,23 +33,35 @@ def make_records(num_images: int, seed: int, *, crowd_fraction: float = 0.1) -> 
         width, height = (int(v) for v in rng.integers(120, 640, 2))
         n = int(rng.integers(0, 8))
         # COCO's small / medium / large ranges: side < 32, 32..96, > 96 pixels
-        side = np.choose(rng.integers(0, 3, n), [rng.uniform(4, 30, n), rng.uniform(33, 95, n), rng.uniform(97, 300, n)])
+        side = np.choose(
+            rng.integers(0, 3, n),
+            [rng.uniform(4, 30, n), rng.uniform(33, 95, n), rng.uniform(97, 300, n)],
+        )
         wh = np.stack([side * rng.uniform(0.7, 1.3, n), side * rng.uniform(0.7, 1.3, n)], 1)
         wh = np.minimum(wh, [width - 1, height - 1])
         xy = rng.uniform(0, 1, (n, 2)) * ([width, height] - wh)
         boxes = np.concatenate([xy, xy + wh], 1)
-        records.append(SampleRecord(
-            image_path=f"images/{i:05d}.jpg", width=width, height=height, boxes=boxes,
-            labels=rng.integers(0, len(NAMES), n), ignore=rng.random(n) < crowd_fraction,
-            image_id=1000 + 7 * i,  # ids unrelated to positions
-        ))
+        records.append(
+            SampleRecord(
+                image_path=f"images/{i:05d}.jpg",
+                width=width,
+                height=height,
+                boxes=boxes,
+                labels=rng.integers(0, len(NAMES), n),
+                ignore=rng.random(n) < crowd_fraction,
+                image_id=1000 + 7 * i,  # ids unrelated to positions
+            )
+        )
     return records
 
 
 def perfect_predictions(records: list[SampleRecord]) -> dict[int, dict]:
     return {
-        r.image_id: {"boxes": r.boxes.copy(), "scores": np.linspace(0.99, 0.9, len(r.boxes)),
-                     "labels": r.labels.copy()}
+        r.image_id: {
+            "boxes": r.boxes.copy(),
+            "scores": np.linspace(0.99, 0.9, len(r.boxes)),
+            "labels": r.labels.copy(),
+        }
         for r in records
     }
 
@@ -77,25 +89,51 @@ def reference_json(records, predictions, tmp_path, category_ids=CATEGORY_IDS):
     """GT and results JSON files written with a plain conversion of our own."""
     images, annotations, results = [], [], []
     for r in records:
-        images.append({"id": r.image_id, "width": r.width, "height": r.height, "file_name": r.image_path})
-        for (x1, y1, x2, y2), label, crowd in zip(r.boxes.tolist(), r.labels.tolist(), r.ignore.tolist(), strict=True):
+        images.append(
+            {"id": r.image_id, "width": r.width, "height": r.height, "file_name": r.image_path}
+        )
+        for (x1, y1, x2, y2), label, crowd in zip(
+            r.boxes.tolist(), r.labels.tolist(), r.ignore.tolist(), strict=True
+        ):
             w, h = x2 - x1, y2 - y1
-            annotations.append({"id": len(annotations) + 1, "image_id": r.image_id, "bbox": [x1, y1, w, h],
-                                "area": w * h, "iscrowd": int(crowd), "category_id": category_ids[label]})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": r.image_id,
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": int(crowd),
+                    "category_id": category_ids[label],
+                }
+            )
     for image_id, p in predictions.items():
         boxes = np.asarray(p["boxes"], np.float64).tolist()
-        for (x1, y1, x2, y2), score, label in zip(boxes, np.asarray(p["scores"], np.float64).tolist(),
-                                                  np.asarray(p["labels"]).tolist(), strict=True):
-            results.append({"image_id": image_id, "category_id": category_ids[label],
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+        for (x1, y1, x2, y2), score, label in zip(
+            boxes,
+            np.asarray(p["scores"], np.float64).tolist(),
+            np.asarray(p["labels"]).tolist(),
+            strict=True,
+        ):
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": category_ids[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
     categories = [{"id": c, "name": n} for c, n in zip(category_ids, NAMES, strict=True)]
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
-    gt_path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    gt_path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     results_path.write_text(json.dumps(results))
     return str(gt_path), str(results_path)
 
 
-def pycocotools_stats(gt_path: str, results_path: str, cat_ids: list[int] | None = None) -> np.ndarray:
+def pycocotools_stats(
+    gt_path: str, results_path: str, cat_ids: list[int] | None = None
+) -> np.ndarray:
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(gt_path)
         coco_dt = coco_gt.loadRes(results_path)
@@ -126,13 +164,17 @@ def test_twelve_stats_equal_pycocotools(tmp_path, num_images, kind):
         predictions = noisy_predictions(records, seed=num_images + 1)
         if kind == "mixed":
             predictions = {k: v for i, (k, v) in enumerate(predictions.items()) if i % 2}
-    result = evaluate_detections(records, predictions, NAMES, category_ids=CATEGORY_IDS, voc_metric="none")
+    result = evaluate_detections(
+        records, predictions, NAMES, category_ids=CATEGORY_IDS, voc_metric="none"
+    )
     expected = pycocotools_stats(*reference_json(records, predictions, tmp_path))
     assert list(result.stats) == list(STAT_KEYS)
     for key, value in zip(STAT_KEYS, expected, strict=True):
         assert result.stats[key] == pytest.approx(value, abs=1e-9), key
     if kind == "perfect":
-        assert result.stats["AP"] == pytest.approx(1.0) and result.stats["AR100"] == pytest.approx(1.0)
+        assert result.stats["AP"] == pytest.approx(1.0) and result.stats["AR100"] == pytest.approx(
+            1.0
+        )
     else:
         assert 0.05 < result.stats["AP"] < 0.95  # a case where mistakes matter
 
@@ -152,9 +194,24 @@ def test_per_class_ap_equals_cocoeval_restricted_to_that_class(tmp_path):
 
 def test_category_ids_cannot_be_mismapped():
     """Class "cat" perfect, "dog" all wrong: its AP must stay with its name whatever the ids."""
-    records = [SampleRecord("a.jpg", 100, 100, [[10, 10, 50, 50], [60, 60, 90, 90]], [0, 1], [False, False], image_id=5)]
-    predictions = {5: {"boxes": np.array([[10, 10, 50, 50], [0, 0, 5, 5]]), "scores": np.array([0.9, 0.8]),
-                       "labels": np.array([0, 1])}}
+    records = [
+        SampleRecord(
+            "a.jpg",
+            100,
+            100,
+            [[10, 10, 50, 50], [60, 60, 90, 90]],
+            [0, 1],
+            [False, False],
+            image_id=5,
+        )
+    ]
+    predictions = {
+        5: {
+            "boxes": np.array([[10, 10, 50, 50], [0, 0, 5, 5]]),
+            "scores": np.array([0.9, 0.8]),
+            "labels": np.array([0, 1]),
+        }
+    }
     for ids in ([90, 3], [1, 2], [2, 1]):
         result = evaluate_detections(records, predictions, ["cat", "dog"], category_ids=ids)
         assert result.per_class["cat"]["AP"] == pytest.approx(1.0)
@@ -164,8 +221,17 @@ def test_category_ids_cannot_be_mismapped():
 
 def test_zero_predictions_give_zero_not_a_crash():
     records = make_records(20, seed=5, crowd_fraction=0.0)
-    for predictions in ({}, {r.image_id: {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)}
-                             for r in records}):
+    for predictions in (
+        {},
+        {
+            r.image_id: {
+                "boxes": np.zeros((0, 4)),
+                "scores": np.zeros(0),
+                "labels": np.zeros(0, int),
+            }
+            for r in records
+        },
+    ):
         result = evaluate_detections(records, predictions, NAMES)
         assert result.num_predictions == 0
         # every area range has ground truth in this set, so every stat is a real 0
@@ -179,11 +245,15 @@ def test_more_than_100_detections_per_image_follow_max_dets(tmp_path):
     records, predictions = [], {}
     for i in range(5):
         gt = np.array([[10.0 * j, 10.0 * j, 10.0 * j + 40, 10.0 * j + 40] for j in range(4)])
-        records.append(SampleRecord(f"{i}.jpg", 400, 400, gt, [0, 0, 1, 2], [False] * 4, image_id=i + 1))
+        records.append(
+            SampleRecord(f"{i}.jpg", 400, 400, gt, [0, 0, 1, 2], [False] * 4, image_id=i + 1)
+        )
         noise = rng.uniform(100, 300, (150, 2))
         false_boxes = np.concatenate([noise, noise + 20], 1)
         boxes = np.concatenate([false_boxes, gt])
-        scores = np.concatenate([rng.uniform(0.5, 1.0, 150), [0.1, 0.1, 0.99, 0.2]])  # class-0 truths ranked last
+        scores = np.concatenate(
+            [rng.uniform(0.5, 1.0, 150), [0.1, 0.1, 0.99, 0.2]]
+        )  # class-0 truths ranked last
         labels = np.concatenate([np.zeros(120, int), rng.integers(1, 3, 30), [0, 0, 1, 2]])
         predictions[i + 1] = {"boxes": boxes, "scores": scores, "labels": labels}
     result = evaluate_detections(records, predictions, NAMES, category_ids=CATEGORY_IDS)
@@ -196,9 +266,24 @@ def test_more_than_100_detections_per_image_follow_max_dets(tmp_path):
 
 def test_crowd_boxes_are_dont_care(tmp_path):
     """A detection on a crowd box is neither TP nor FP; the crowd box is no miss."""
-    records = [SampleRecord("a.jpg", 200, 200, [[0, 0, 50, 50], [100, 100, 190, 190]], [0, 0], [False, True], image_id=1)]
-    on_crowd = {1: {"boxes": np.array([[0, 0, 50, 50], [120, 120, 150, 150]]), "scores": np.array([0.5, 0.9]),
-                    "labels": np.array([0, 0])}}
+    records = [
+        SampleRecord(
+            "a.jpg",
+            200,
+            200,
+            [[0, 0, 50, 50], [100, 100, 190, 190]],
+            [0, 0],
+            [False, True],
+            image_id=1,
+        )
+    ]
+    on_crowd = {
+        1: {
+            "boxes": np.array([[0, 0, 50, 50], [120, 120, 150, 150]]),
+            "scores": np.array([0.5, 0.9]),
+            "labels": np.array([0, 0]),
+        }
+    }
     result = evaluate_detections(records, on_crowd, NAMES)
     assert result.stats["AP"] == pytest.approx(1.0)  # the higher-scored crowd hit costs nothing
     expected = pycocotools_stats(*reference_json(records, on_crowd, tmp_path, [1, 2, 3]))
@@ -207,10 +292,17 @@ def test_crowd_boxes_are_dont_care(tmp_path):
 
 def test_class_without_ground_truth_is_nan_and_null_in_json():
     records = [SampleRecord("a.jpg", 100, 100, [[10, 10, 50, 50]], [0], [False], image_id=1)]
-    predictions = {1: {"boxes": np.array([[10, 10, 50, 50], [0, 0, 9, 9]]), "scores": np.array([0.9, 0.8]),
-                       "labels": np.array([0, 2])}}
+    predictions = {
+        1: {
+            "boxes": np.array([[10, 10, 50, 50], [0, 0, 9, 9]]),
+            "scores": np.array([0.9, 0.8]),
+            "labels": np.array([0, 2]),
+        }
+    }
     result = evaluate_detections(records, predictions, NAMES, voc_metric="area")
-    assert math.isnan(result.per_class["bird"]["AP"]) and math.isnan(result.per_class["dog"]["AP50"])
+    assert math.isnan(result.per_class["bird"]["AP"]) and math.isnan(
+        result.per_class["dog"]["AP50"]
+    )
     assert result.per_class["cat"]["AP"] == pytest.approx(1.0)
     document = json.loads(json.dumps(result.to_json(), allow_nan=False))  # strict JSON
     assert set(STAT_KEYS) <= set(document) and document["per_class"]["bird"]["AP"] is None
@@ -233,10 +325,18 @@ def test_voc_metric_auto_follows_the_dataset_format():
 
 def test_unknown_image_and_bad_labels_raise_naming_them():
     records = make_records(3, seed=10)
-    bad_image = {123456: {"boxes": np.zeros((1, 4)), "scores": np.ones(1), "labels": np.zeros(1, int)}}
+    bad_image = {
+        123456: {"boxes": np.zeros((1, 4)), "scores": np.ones(1), "labels": np.zeros(1, int)}
+    }
     with pytest.raises(CocoFormatError, match="123456"):
         evaluate_detections(records, bad_image, NAMES)
-    bad_label = {records[0].image_id: {"boxes": np.zeros((1, 4)), "scores": np.ones(1), "labels": np.array([3])}}
+    bad_label = {
+        records[0].image_id: {
+            "boxes": np.zeros((1, 4)),
+            "scores": np.ones(1),
+            "labels": np.array([3]),
+        }
+    }
     with pytest.raises(CocoFormatError, match="label 3"):
         evaluate_detections(records, bad_label, NAMES)
     with pytest.raises(ValueError, match="no images"):
@@ -246,18 +346,33 @@ def test_unknown_image_and_bad_labels_raise_naming_them():
 def test_confusion_matrix_hand_computed():
     from detector.evaluation.plots import confusion_matrix
 
-    records = [SampleRecord("a.jpg", 200, 200,
-                            [[0, 0, 50, 50], [60, 60, 100, 100], [120, 0, 160, 40], [0, 150, 40, 190]],
-                            [0, 1, 2, 0], [False, False, False, True], image_id=1)]
-    predictions = {1: {
-        "boxes": np.array([[0, 0, 50, 50],        # cat as cat
-                           [1, 1, 50, 50],        # duplicate: nothing left to match -> background row
-                           [60, 60, 100, 100],    # dog predicted as bird
-                           [150, 150, 190, 190],  # nothing there -> background row
-                           [0, 150, 40, 190],     # on the ignored box: left out
-                           [120, 0, 160, 40]]),   # bird, but under the score threshold
-        "scores": np.array([0.9, 0.8, 0.7, 0.6, 0.9, 0.1]),
-        "labels": np.array([0, 0, 2, 1, 0, 2])}}
+    records = [
+        SampleRecord(
+            "a.jpg",
+            200,
+            200,
+            [[0, 0, 50, 50], [60, 60, 100, 100], [120, 0, 160, 40], [0, 150, 40, 190]],
+            [0, 1, 2, 0],
+            [False, False, False, True],
+            image_id=1,
+        )
+    ]
+    predictions = {
+        1: {
+            "boxes": np.array(
+                [
+                    [0, 0, 50, 50],  # cat as cat
+                    [1, 1, 50, 50],  # duplicate: nothing left to match -> background row
+                    [60, 60, 100, 100],  # dog predicted as bird
+                    [150, 150, 190, 190],  # nothing there -> background row
+                    [0, 150, 40, 190],  # on the ignored box: left out
+                    [120, 0, 160, 40],
+                ]
+            ),  # bird, but under the score threshold
+            "scores": np.array([0.9, 0.8, 0.7, 0.6, 0.9, 0.1]),
+            "labels": np.array([0, 0, 2, 1, 0, 2]),
+        }
+    }
     matrix = confusion_matrix(records, predictions, 3, score_threshold=0.25)
     expected = np.zeros((4, 4), int)
     expected[0, 0] = 1  # cat -> cat

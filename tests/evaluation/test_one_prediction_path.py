@@ -33,34 +33,63 @@ def test_api_evaluate_and_validation_score_the_same_ap(trained_run: dict) -> Non
     best = trained_run["best"]
     validation_ap = float(torch.load(best, weights_only=True)["best_ap"])  # what training reported
 
-    metrics_file, saved_file = trained_run["tmp"] / "metrics.json", trained_run["tmp"] / "saved.json"
+    metrics_file, saved_file = (
+        trained_run["tmp"] / "metrics.json",
+        trained_run["tmp"] / "saved.json",
+    )
     # (files of its own: the module's other tests share trained_run's folder)
-    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--json", str(metrics_file),
-                                       "--save-predictions", str(saved_file)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(best),
+            "--device",
+            "cpu",
+            "--json",
+            str(metrics_file),
+            "--save-predictions",
+            str(saved_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     evaluate_ap = json.loads(metrics_file.read_text())["AP"]
 
     cfg = load_config(trained_run["config"])
     split = load_split(cfg.data, "val")
-    detector = Detector.from_checkpoint(best, device="cpu", score_threshold=cfg.eval.score_threshold,
-                                        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det)
+    detector = Detector.from_checkpoint(
+        best,
+        device="cpu",
+        score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold,
+        max_det=cfg.eval.max_det,
+    )
     paths = [record.image_path for record in split.records]
     predictions = {}
     for record, found in zip(split.records, detector(paths), strict=True):
-        predictions[record.image_id] = {"boxes": found.boxes, "scores": found.scores, "labels": found.labels}
-    api_ap = evaluate_detections(split.records, predictions, split.names, voc_metric="none").stats["AP"]
+        predictions[record.image_id] = {
+            "boxes": found.boxes,
+            "scores": found.scores,
+            "labels": found.labels,
+        }
+    api_ap = evaluate_detections(split.records, predictions, split.names, voc_metric="none").stats[
+        "AP"
+    ]
 
     # On the CPU the paths feed identical pixels: the very same detections, not only the same AP.
     assert_same_results(predictions, cfg, saved_file)
 
-    print(f"AP: validation {validation_ap:.6f}, detector evaluate {evaluate_ap:.6f}, Detector API {api_ap:.6f}")
+    print(
+        f"AP: validation {validation_ap:.6f}, detector evaluate {evaluate_ap:.6f}, "
+        f"Detector API {api_ap:.6f}"
+    )
     assert evaluate_ap > 0.05  # a trained model: equal APs near 0 would prove nothing
     assert abs(api_ap - evaluate_ap) <= 0.002
     assert abs(validation_ap - evaluate_ap) <= 0.002
 
 
 def test_validation_evaluate_and_api_predict_at_one_precision(
-        trained_run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained_run: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On CUDA all three autocast at the checkpoint's `train.amp_dtype` (bf16): CPU stands in.
 
     `half_dtype` is where CPU falls back to fp32; patched to decide as on CUDA, both
@@ -70,23 +99,31 @@ def test_validation_evaluate_and_api_predict_at_one_precision(
     from detector.model import precision
 
     real_half_dtype = precision.half_dtype
-    monkeypatch.setattr(precision, "half_dtype",
-                        lambda half, device: real_half_dtype(half, torch.device("cuda")))
+    monkeypatch.setattr(
+        precision, "half_dtype", lambda half, device: real_half_dtype(half, torch.device("cuda"))
+    )
     best, cfg = trained_run["best"], load_config(trained_run["config"])
     assert cfg.train.amp and cfg.train.amp_dtype == "bf16"  # the defaults: bf16 on CUDA
     saved_file = trained_run["tmp"] / "saved_bf16.json"
-    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu",
-                                       "--save-predictions", str(saved_file)])
+    result = CliRunner().invoke(
+        main, ["evaluate", str(best), "--device", "cpu", "--save-predictions", str(saved_file)]
+    )
     assert result.exit_code == 0, result.output
 
     detector = Detector.from_checkpoint(
-        best, device="cpu", score_threshold=cfg.eval.score_threshold,
-        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det)
+        best,
+        device="cpu",
+        score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold,
+        max_det=cfg.eval.max_det,
+    )
     assert detector.autocast_dtype == torch.bfloat16
     split = load_split(cfg.data, "val")
     found = detector([record.image_path for record in split.records])
-    predictions = {record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
-                   for record, f in zip(split.records, found, strict=True)}
+    predictions = {
+        record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
+        for record, f in zip(split.records, found, strict=True)
+    }
     assert_same_results(predictions, cfg, saved_file)
 
 
@@ -114,24 +151,43 @@ def test_sliced_evaluate_and_api_give_the_same_detections(trained_run: dict) -> 
     best = trained_run["best"]
     metrics_file = trained_run["tmp"] / "sliced.json"
     saved_file = trained_run["tmp"] / "saved_sliced.json"
-    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--slice", "32",
-                                       "--json", str(metrics_file),
-                                       "--save-predictions", str(saved_file)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(best),
+            "--device",
+            "cpu",
+            "--slice",
+            "32",
+            "--json",
+            str(metrics_file),
+            "--save-predictions",
+            str(saved_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     evaluate_ap = json.loads(metrics_file.read_text())["AP"]
 
     cfg = load_config(trained_run["config"])
     split = load_split(cfg.data, "val")
     detector = Detector.from_checkpoint(
-        best, device="cpu", score_threshold=cfg.eval.score_threshold,
-        iou_threshold=cfg.eval.iou_threshold, max_det=cfg.eval.max_det,
-        slicing=SlicingOptions(size=32))
+        best,
+        device="cpu",
+        score_threshold=cfg.eval.score_threshold,
+        iou_threshold=cfg.eval.iou_threshold,
+        max_det=cfg.eval.max_det,
+        slicing=SlicingOptions(size=32),
+    )
     found = detector([record.image_path for record in split.records])
-    predictions = {record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
-                   for record, f in zip(split.records, found, strict=True)}
+    predictions = {
+        record.image_id: {"boxes": f.boxes, "scores": f.scores, "labels": f.labels}
+        for record, f in zip(split.records, found, strict=True)
+    }
     assert_same_results(predictions, cfg, saved_file)
-    api_ap = evaluate_detections(split.records, predictions, split.names,
-                                 voc_metric="none").stats["AP"]
+    api_ap = evaluate_detections(split.records, predictions, split.names, voc_metric="none").stats[
+        "AP"
+    ]
     print(f"sliced AP: detector evaluate {evaluate_ap:.6f}, Detector API {api_ap:.6f}")
     assert abs(api_ap - evaluate_ap) <= 0.002
 
@@ -146,8 +202,21 @@ def test_validation_of_a_tiled_run_is_sliced_evaluate(trained_run: dict) -> None
 
     best = trained_run["best"]
     metrics_file = trained_run["tmp"] / "sliced_validation.json"
-    result = CliRunner().invoke(main, ["evaluate", str(best), "--device", "cpu", "--slice", "32",
-                                       "--slice-overlap", "0.25", "--json", str(metrics_file)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(best),
+            "--device",
+            "cpu",
+            "--slice",
+            "32",
+            "--slice-overlap",
+            "0.25",
+            "--json",
+            str(metrics_file),
+        ],
+    )
     assert result.exit_code == 0, result.output
     evaluate_ap = json.loads(metrics_file.read_text())["AP"]
 

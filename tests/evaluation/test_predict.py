@@ -1,4 +1,4 @@
-"""predict_loader and evaluation_detector: the one prediction path, with a backend whose boxes are known."""
+"""predict_loader and evaluation_detector: the one prediction path, on a backend of known boxes."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ class KnownBoxesBackend:
         for index, image_id in enumerate(batch[:, 0, 0, 0].round().long().tolist()):
             (height, width), boxes = IMAGES[image_id]
             k = len(boxes)
-            rows[index, :k, :4] = torch.from_numpy(boxes_to_input(boxes, compute_letterbox(height, width, SIZE)))
+            rows[index, :k, :4] = torch.from_numpy(
+                boxes_to_input(boxes, compute_letterbox(height, width, SIZE))
+            )
             rows[index, :k, 4] = torch.linspace(0.9, 0.5, k)
             rows[index, :k, 5] = torch.arange(k).float()
             counts.append(k)
@@ -46,14 +48,23 @@ def make_loader(ids_per_batch: list[list[int]]) -> list[dict]:
     for ids in ids_per_batch:
         images = torch.zeros(len(ids), 3, SIZE, SIZE, dtype=torch.uint8)
         images[:, 0, 0, 0] = torch.tensor(ids, dtype=torch.uint8)
-        metas = [{"image_id": i, "path": f"{i}.jpg", "letterbox": compute_letterbox(*IMAGES[i][0], SIZE)} for i in ids]
+        metas = [
+            {"image_id": i, "path": f"{i}.jpg", "letterbox": compute_letterbox(*IMAGES[i][0], SIZE)}
+            for i in ids
+        ]
         batches.append({"images": images, "targets": [], "metas": metas})
     return batches
 
 
 def known_detector(score_threshold: float = 0.25, max_det: int = 7) -> Detector:
-    return Detector(KnownBoxesBackend(), names=["a", "b"], image_size=SIZE, score_threshold=score_threshold,
-                    iou_threshold=0.6, max_det=max_det)
+    return Detector(
+        KnownBoxesBackend(),
+        names=["a", "b"],
+        image_size=SIZE,
+        score_threshold=score_threshold,
+        iou_threshold=0.6,
+        max_det=max_det,
+    )
 
 
 def test_boxes_come_back_in_original_pixels() -> None:
@@ -69,7 +80,9 @@ def test_boxes_come_back_in_original_pixels() -> None:
 
 
 def test_detector_thresholds_apply() -> None:
-    predictions = predict_loader(known_detector(score_threshold=0.6, max_det=1), make_loader([[11]]))
+    predictions = predict_loader(
+        known_detector(score_threshold=0.6, max_det=1), make_loader([[11]])
+    )
     np.testing.assert_allclose(predictions[11]["scores"], [0.9])  # 0.5 under the threshold
 
 
@@ -100,12 +113,14 @@ def test_evaluation_detector_on_cuda_autocasts_at_train_amp_dtype() -> None:
     cfg = Config()
     cfg.model.backbone, cfg.model.pretrained, cfg.model.image_size = "resnet18", False, SIZE
     cfg.train.amp, cfg.train.amp_dtype = True, "fp16"
-    detector = evaluation_detector(build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"],
-                                   torch.device("cuda"))
+    detector = evaluation_detector(
+        build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"], torch.device("cuda")
+    )
     assert detector.autocast_dtype == torch.float16
     cfg.train.amp_dtype = "bf16"
-    detector = evaluation_detector(build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"],
-                                   torch.device("cuda"))
+    detector = evaluation_detector(
+        build_model(cfg.model, num_classes=2).cuda(), cfg, ["a", "b"], torch.device("cuda")
+    )
     assert detector.autocast_dtype == torch.bfloat16
 
 
@@ -125,8 +140,9 @@ def test_validation_leaves_the_cudnn_flags_training_set(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_inference_commands_autotune_unless_deterministic(monkeypatch: pytest.MonkeyPatch,
-                                                          deterministic: bool) -> None:
+def test_inference_commands_autotune_unless_deterministic(
+    monkeypatch: pytest.MonkeyPatch, deterministic: bool
+) -> None:
     from detector.inference.backends import autotune_convolutions
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", deterministic)

@@ -23,7 +23,7 @@ NAMES = ("circle", "square", "triangle")
 
 
 def tame_checkpoint(path: Path, *, names=NAMES, image_size: int = 64) -> Path:
-    """A random checkpoint with boxes ~2.5 strides wide (not up to exp(10)) and unsaturated scores."""
+    """A random checkpoint: boxes ~2.5 strides wide (not up to exp(10)), unsaturated scores."""
     random_checkpoint(path, image_size=image_size, names=names)
     ckpt = load_checkpoint(path)
     for key, value in ckpt["model"].items():
@@ -79,8 +79,15 @@ def onnx_dynamic(tiny_checkpoint: Path, export_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def onnx_nms(tiny_checkpoint: Path, export_dir: Path) -> Path:
     """Static batch 2 with in-graph NMS (low threshold, small max_det so the cap bites)."""
-    return _export(tiny_checkpoint, export_dir / "nms.onnx", nms=True, batch=2, score_threshold=0.3,
-                   iou_threshold=0.5, max_det=20)
+    return _export(
+        tiny_checkpoint,
+        export_dir / "nms.onnx",
+        nms=True,
+        batch=2,
+        score_threshold=0.3,
+        iou_threshold=0.5,
+        max_det=20,
+    )
 
 
 @pytest.fixture(autouse=True)

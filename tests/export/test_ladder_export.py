@@ -38,8 +38,11 @@ def test_narrow_models_export_and_load(model: dict, tmp_path: Path) -> None:
     assert_same_detections(from_onnx, from_checkpoint)
 
     script_path = export_checkpoint(
-        checkpoint, ExportOptions(format="torchscript", out=tmp_path / "narrow.torchscript")).path
-    assert_same_detections(Detector.from_checkpoint(script_path, score_threshold=0.05)(frame), from_checkpoint)
+        checkpoint, ExportOptions(format="torchscript", out=tmp_path / "narrow.torchscript")
+    ).path
+    assert_same_detections(
+        Detector.from_checkpoint(script_path, score_threshold=0.05)(frame), from_checkpoint
+    )
 
 
 def _tame(path: Path) -> Path:

@@ -26,7 +26,9 @@ def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # see single_thread_torch; session fixtures run before it
     try:
-        return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", image_size=64, names=NAMES)
+        return random_checkpoint(
+            tmp_path_factory.mktemp("ckpt") / "tiny.pt", image_size=64, names=NAMES
+        )
     finally:
         torch.set_num_threads(previous)
 
@@ -34,7 +36,9 @@ def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def video_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 frames, 64x48, 15 fps; frame i has the square's left edge at x = i."""
-    return write_synthetic_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=30, size=(64, 48), fps=15.0)
+    return write_synthetic_video(
+        tmp_path_factory.mktemp("video") / "clip.mp4", frames=30, size=(64, 48), fps=15.0
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -75,8 +75,9 @@ def forever(piece: bytes) -> Iterator[bytes]:
 def test_parts_within_the_bound_are_read_with_and_without_length() -> None:
     response = FakeResponse(iter([part(frame(10)), part(frame(20), length=False), b"--b--\r\n"]))
     payloads = list(MJPEGStream(response, b"b", max_part_bytes=LIMIT).parts())
-    assert [int(cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_GRAYSCALE).mean()) for p in payloads] \
-        == pytest.approx([10, 20], abs=2)
+    assert [
+        int(cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_GRAYSCALE).mean()) for p in payloads
+    ] == pytest.approx([10, 20], abs=2)
     assert MAX_PART_BYTES == 32 * 1024 * 1024
 
 
@@ -84,7 +85,9 @@ def test_a_huge_content_length_is_refused_before_reading() -> None:
     response = FakeResponse(iter([part(frame()), b"--b\r\nContent-Length: 1000000000000\r\n\r\n"]))
     stream = MJPEGStream(response, b"b", max_part_bytes=LIMIT).parts()
     assert next(stream).startswith(b"\xff\xd8")
-    with pytest.raises(MJPEGError, match=f"Content-Length 1000000000000 \\(the limit is {LIMIT} bytes"):
+    with pytest.raises(
+        MJPEGError, match=f"Content-Length 1000000000000 \\(the limit is {LIMIT} bytes"
+    ):
         next(stream)
     assert response.largest_read < LIMIT  # never asked for the announced size
 
@@ -146,8 +149,12 @@ def test_source_reconnects_after_an_oversized_part() -> None:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     events: list[str] = []
     try:
-        source = open_source(f"http://127.0.0.1:{httpd.server_address[1]}/", timeout=2.0, backoff=0.05,
-                             log=events.append)
+        source = open_source(
+            f"http://127.0.0.1:{httpd.server_address[1]}/",
+            timeout=2.0,
+            backoff=0.05,
+            log=events.append,
+        )
         assert isinstance(source, MJPEGSource)
         levels = []
         for item in source:

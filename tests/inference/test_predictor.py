@@ -74,7 +74,11 @@ def test_boxes_in_original_pixels_match_the_letterbox_reference(detector: Detect
     reference = boxes_to_original(dets["boxes"].numpy(), lb)
     np.testing.assert_allclose(ours.boxes, reference, atol=1e-4)
     np.testing.assert_allclose(ours.scores, dets["scores"].numpy(), atol=1e-5)
-    assert (ours.boxes[:, [0, 2]] <= 64).all() and (ours.boxes[:, [1, 3]] <= 40).all() and (ours.boxes >= 0).all()
+    assert (
+        (ours.boxes[:, [0, 2]] <= 64).all()
+        and (ours.boxes[:, [1, 3]] <= 40).all()
+        and (ours.boxes >= 0).all()
+    )
 
 
 class FixedBoxModel(torch.nn.Module):
@@ -106,11 +110,17 @@ def test_hand_computed_mapping_filter_and_max_det() -> None:
     result = det(np.zeros((100, 50, 3), np.uint8))
     expected = np.array([[0, 0, 50, 100], [12.5, 50, 25, 75], [0, 0, 0, 12.5]], np.float32)
     np.testing.assert_allclose(result.boxes, expected, atol=1e-4)  # the last box is clipped at x=0
-    assert result.label_names == ["a", "b", "b"] and result.names == result.label_names  # public alias
+    assert (
+        result.label_names == ["a", "b", "b"] and result.names == result.label_names
+    )  # public alias
     assert model.last_input.shape == (1, 3, 64, 64)
-    only_b = Detector(model, names=["a", "b"], image_size=64, classes=["b"], max_det=1)(np.zeros((100, 50, 3), np.uint8))
+    only_b = Detector(model, names=["a", "b"], image_size=64, classes=["b"], max_det=1)(
+        np.zeros((100, 50, 3), np.uint8)
+    )
     assert only_b.labels.tolist() == [1] and only_b.scores.tolist() == pytest.approx([0.8])
-    by_index = Detector(model, names=["a", "b"], image_size=64, classes=[0])(np.zeros((64, 64, 3), np.uint8))
+    by_index = Detector(model, names=["a", "b"], image_size=64, classes=[0])(
+        np.zeros((64, 64, 3), np.uint8)
+    )
     assert by_index.names == ["a"]
 
 
@@ -120,10 +130,23 @@ def test_thresholds_and_class_filter(checkpoint_path: Path) -> None:
     assert len(everything) > 2 and len(set(everything.labels.tolist())) > 1
     strict = Detector.from_checkpoint(checkpoint_path, device="cpu", score_threshold=0.5)(image)
     assert len(strict) < len(everything) and (strict.scores > 0.5).all()
-    capped = Detector.from_checkpoint(checkpoint_path, device="cpu", score_threshold=0.2, max_det=2)(image)
-    assert_same(capped, Detections(everything.boxes[:2], everything.scores[:2], everything.labels[:2],
-                                   everything.names[:2], 64, 48))
-    squares = Detector.from_checkpoint(checkpoint_path, device="cpu", score_threshold=0.2, classes=["square"])(image)
+    capped = Detector.from_checkpoint(
+        checkpoint_path, device="cpu", score_threshold=0.2, max_det=2
+    )(image)
+    assert_same(
+        capped,
+        Detections(
+            everything.boxes[:2],
+            everything.scores[:2],
+            everything.labels[:2],
+            everything.names[:2],
+            64,
+            48,
+        ),
+    )
+    squares = Detector.from_checkpoint(
+        checkpoint_path, device="cpu", score_threshold=0.2, classes=["square"]
+    )(image)
     keep = everything.labels == 1
     np.testing.assert_allclose(squares.boxes, everything.boxes[keep], atol=1e-5)
     assert set(squares.names) == {"square"}
@@ -136,7 +159,9 @@ def test_to_dict_is_json_ready(detector: Detector) -> None:
     assert set(first) == {"box", "score", "label", "name"} and len(first["box"]) == 4
 
 
-def test_inputs_and_options_that_must_raise(detector: Detector, checkpoint_path: Path, tmp_path: Path) -> None:
+def test_inputs_and_options_that_must_raise(
+    detector: Detector, checkpoint_path: Path, tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match="uint8"):
         detector(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):

@@ -21,8 +21,10 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth RGB gradient with a block: interpolation kernels agree closely on it."""
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:height, 0:width]
-    image = np.stack([xs * 255 / width, ys * 255 / height, (xs + ys) * 127 / (width + height)], axis=2)
-    image[height // 4: height // 2, width // 4: width // 2] = rng.integers(0, 255, 3)
+    image = np.stack(
+        [xs * 255 / width, ys * 255 / height, (xs + ys) * 127 / (width + height)], axis=2
+    )
+    image[height // 4 : height // 2, width // 4 : width // 2] = rng.integers(0, 255, 3)
     return image.astype(np.uint8)
 
 
@@ -36,7 +38,7 @@ def test_matches_letterbox_image_geometry_and_pixels(height: int, width: int) ->
     ours = batch[0].permute(1, 2, 0).numpy()
     # One resize and one pad value (detector.data.letterbox): on the CPU the very same pixels.
     inside = np.zeros((64, 64), bool)
-    inside[lb.pad_top:lb.pad_top + lb.new_height, lb.pad_left:lb.pad_left + lb.new_width] = True
+    inside[lb.pad_top : lb.pad_top + lb.new_height, lb.pad_left : lb.pad_left + lb.new_width] = True
     assert (ours[~inside] == PAD_VALUE).all()
     np.testing.assert_array_equal(ours, reference.astype(np.float32))
 
@@ -55,7 +57,9 @@ def test_device_kernel_is_within_one_level_of_the_cpu_resize(height: int, width:
     on_cpu = torch.from_numpy(resize_image(rgb, lb.new_width, lb.new_height)).permute(2, 0, 1)[None]
     assert on_device.dtype == torch.float32
     assert on_device.shape == on_cpu.shape == (1, 3, lb.new_height, lb.new_width)
-    assert (on_device == on_device.round()).all() and on_device.min() >= 0 and on_device.max() <= 255
+    assert (
+        (on_device == on_device.round()).all() and on_device.min() >= 0 and on_device.max() <= 255
+    )
     difference = (on_device - on_cpu.float()).abs()
     assert difference.max() <= 1
     # Rounding, not another filter: most pixels agree exactly.

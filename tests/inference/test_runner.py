@@ -31,9 +31,16 @@ class FakePredictor:
             if self.hook is not None:
                 self.hook(self.calls)
             height, width = image.shape[:2]
-            results.append(Detections(
-                boxes=np.array([[2, 2, width / 2, height / 2]], np.float32), scores=np.array([0.9], np.float32),
-                labels=np.array([1]), label_names=["square"], width=width, height=height))
+            results.append(
+                Detections(
+                    boxes=np.array([[2, 2, width / 2, height / 2]], np.float32),
+                    scores=np.array([0.9], np.float32),
+                    labels=np.array([1]),
+                    label_names=["square"],
+                    width=width,
+                    height=height,
+                )
+            )
         return results
 
 
@@ -51,8 +58,13 @@ def test_memory_stays_flat_over_10000_frames(tmp_path: Path) -> None:
             samples[calls] = rss_bytes()
 
     with open_source(str(video)) as source:
-        summary = run_detection(FakePredictor(hook), source, out_dir=tmp_path / "out",
-                                json_path=tmp_path / "dets.json", batch_size=4)
+        summary = run_detection(
+            FakePredictor(hook),
+            source,
+            out_dir=tmp_path / "out",
+            json_path=tmp_path / "dets.json",
+            batch_size=4,
+        )
     assert summary.frames == 10_000 and not summary.interrupted
     growth = samples[10_000] - samples[1000]
     assert growth < 50 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 9000 frames"
@@ -68,8 +80,12 @@ def test_ctrl_c_finalises_the_video_and_json(tmp_path: Path, video_path: Path) -
             raise KeyboardInterrupt
 
     with open_source(str(video_path)) as source:
-        summary = run_detection(FakePredictor(interrupt), source, out_dir=tmp_path / "out",
-                                json_path=tmp_path / "dets.json")
+        summary = run_detection(
+            FakePredictor(interrupt),
+            source,
+            out_dir=tmp_path / "out",
+            json_path=tmp_path / "dets.json",
+        )
     assert summary.interrupted and summary.frames == 10
     capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
     count = 0
@@ -93,8 +109,13 @@ def test_unreadable_images_are_reported_and_recorded(tmp_path: Path) -> None:
     (tmp_path / "broken.jpg").write_bytes(b"")
     messages: list[str] = []
     with open_source(str(tmp_path)) as source:
-        summary = run_detection(FakePredictor(), source, out_dir=tmp_path / "out",
-                                json_path=tmp_path / "dets.json", log=messages.append)
+        summary = run_detection(
+            FakePredictor(),
+            source,
+            out_dir=tmp_path / "out",
+            json_path=tmp_path / "dets.json",
+            log=messages.append,
+        )
     assert summary.frames == 1 and [Path(p).name for p, _ in summary.failed] == ["broken.jpg"]
     assert any("broken.jpg" in m and "empty" in m for m in messages), messages
     records = json.loads((tmp_path / "dets.json").read_text())
@@ -114,11 +135,16 @@ def test_served_stream_reaches_an_http_client_during_a_run(video_path: Path) -> 
 
     def client() -> None:
         with urllib.request.urlopen(server.url + "stream", timeout=5) as response:
-            assert response.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+            assert (
+                response.headers["Content-Type"]
+                == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+            )
             while len(received) < 3:
                 if response.readline().strip() == f"--{BOUNDARY}".encode():
-                    headers = dict(line.decode().split(": ", 1) for line in iter(
-                        lambda: response.readline().strip(), b""))
+                    headers = dict(
+                        line.decode().split(": ", 1)
+                        for line in iter(lambda: response.readline().strip(), b"")
+                    )
                     received.append(response.read(int(headers["Content-Length"])))
 
     viewer = threading.Thread(target=client, daemon=True)

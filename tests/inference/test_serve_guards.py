@@ -1,4 +1,4 @@
-"""The preview server's guards: Host header check (DNS rebinding), bounded clients, socket timeouts."""
+"""The preview server's guards: Host header check (DNS rebinding), client limit, socket timeouts."""
 
 from __future__ import annotations
 
@@ -26,11 +26,24 @@ def request(server: MJPEGServer, path: str, host: str | None) -> tuple[int, byte
     return int(head.split()[1]), body
 
 
-LOCAL_HOSTS = ["localhost", "localhost:8080", "127.0.0.1:8080", "127.5.6.7", "[::1]:80", "LOCALHOST",
-               "app.localhost:1"]
+LOCAL_HOSTS = [
+    "localhost",
+    "localhost:8080",
+    "127.0.0.1:8080",
+    "127.5.6.7",
+    "[::1]:80",
+    "LOCALHOST",
+    "app.localhost:1",
+]
 # What a page at evil.example sends after its name re-resolves to 127.0.0.1 (DNS rebinding).
-FOREIGN_HOSTS = ["evil.example", "evil.example:8080", "127.0.0.1.nip.io", "192.168.1.5:8080",
-                 "localhost.evil.example", "[2001:db8::1]:80"]
+FOREIGN_HOSTS = [
+    "evil.example",
+    "evil.example:8080",
+    "127.0.0.1.nip.io",
+    "192.168.1.5:8080",
+    "localhost.evil.example",
+    "[2001:db8::1]:80",
+]
 
 
 def test_local_host_names_are_answered_and_others_refused_on_loopback(serve_frames) -> None:
@@ -40,7 +53,10 @@ def test_local_host_names_are_answered_and_others_refused_on_loopback(serve_fram
         assert status == 200 and body[:2] == b"\xff\xd8", host
     for host in FOREIGN_HOSTS:
         for path in ("/", "/stream", "/frame.jpg"):
-            assert request(server, path, host) == (403, b"this preview only answers requests for localhost"), host
+            assert request(server, path, host) == (
+                403,
+                b"this preview only answers requests for localhost",
+            ), host
 
 
 def test_a_server_bound_elsewhere_on_purpose_answers_any_host(serve_frames) -> None:
@@ -51,9 +67,19 @@ def test_a_server_bound_elsewhere_on_purpose_answers_any_host(serve_frames) -> N
 
 
 def test_host_helpers() -> None:
-    assert [host_header_name(v) for v in ("a:80", "[::1]:8080", "[::1]", "a", "::1")] == ["a", "::1", "::1", "a", "::1"]
+    assert [host_header_name(v) for v in ("a:80", "[::1]:8080", "[::1]", "a", "::1")] == [
+        "a",
+        "::1",
+        "::1",
+        "a",
+        "::1",
+    ]
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.com")
+    assert (
+        not is_loopback("0.0.0.0")
+        and not is_loopback("10.0.0.1")
+        and not is_loopback("example.com")
+    )
 
 
 def open_stream(server: MJPEGServer) -> http.client.HTTPResponse:
@@ -69,7 +95,9 @@ def test_clients_beyond_the_bound_get_503_and_a_freed_slot_is_reused(serve_frame
     assert request(server, "/frame.jpg", "localhost") == (503, b"too many clients")
     first.close()
     deadline = time.monotonic() + 5
-    while request(server, "/frame.jpg", "localhost")[0] != 200:  # the slot frees when its handler ends
+    while (
+        request(server, "/frame.jpg", "localhost")[0] != 200
+    ):  # the slot frees when its handler ends
         assert time.monotonic() < deadline, "the closed client's slot was never released"
         time.sleep(0.05)
     second.close()
@@ -86,7 +114,9 @@ def test_an_idle_connection_is_dropped_after_the_timeout(serve_frames) -> None:
 
 
 def test_a_viewer_that_stops_reading_the_stream_is_dropped(serve_frames) -> None:
-    noisy = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # ~2.5 MB as JPEG
+    noisy = np.random.default_rng(0).integers(
+        0, 255, (720, 1280, 3), dtype=np.uint8
+    )  # ~2.5 MB as JPEG
     server = serve_frames(noisy, timeout=0.5, max_clients=1, quality=100)
     with socket.socket() as stalled:
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -98,7 +128,8 @@ def test_a_viewer_that_stops_reading_the_stream_is_dropped(serve_frames) -> None
             statuses.append(request(server, "/", "localhost")[0])
             assert statuses[-1] in (200, 503) and time.monotonic() < deadline, statuses
             time.sleep(0.1)
-    # Held by the stalled viewer first (503), then its handler timed out on a write and gave the slot back.
+    # Held by the stalled viewer first (503), then its handler timed out on a write and gave the
+    # slot back.
     assert statuses[0] == 503, statuses
 
 

@@ -24,7 +24,10 @@ def test_video_sink_writes_every_frame_at_fps_and_size(tmp_path: Path) -> None:
     sink.close()
     capture = cv2.VideoCapture(str(path))
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
-    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 48)
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (
+        64,
+        48,
+    )
     count = 0
     while capture.read()[0]:
         count += 1
@@ -48,8 +51,14 @@ def test_image_sink_keeps_names_and_disambiguates(tmp_path: Path) -> None:
     sink.write(image, "x/photo é.png")
     sink.write(image, "y/photo é.png")
     sink.write(image, "z/frame.jpg")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frame.jpg", "photo é.png", "photo é_1.png"]
-    decoded = cv2.imdecode(np.fromfile(str(tmp_path / "out" / "photo é.png"), np.uint8), cv2.IMREAD_COLOR)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "frame.jpg",
+        "photo é.png",
+        "photo é_1.png",
+    ]
+    decoded = cv2.imdecode(
+        np.fromfile(str(tmp_path / "out" / "photo é.png"), np.uint8), cv2.IMREAD_COLOR
+    )
     assert np.array_equal(decoded, image)  # png is lossless
 
 
@@ -89,7 +98,7 @@ def read_parts(url: str, count: int) -> tuple[str, list[bytes]]:
             if line.strip() != f"--{BOUNDARY}".encode():
                 continue
             headers = {}
-            while (line := response.readline().strip()):
+            while line := response.readline().strip():
                 key, _, value = line.decode().partition(":")
                 headers[key.lower()] = value.strip()
             assert headers["content-type"] == "image/jpeg"

@@ -53,8 +53,11 @@ def reference_sliced(plain: Detector, image: np.ndarray, options: SlicingOptions
         full = Detector(plain.backend, names=plain.names, image_size=64, score_threshold=LOW)
         rows.append(_rows(full(image)))
     rows = torch.from_numpy(np.concatenate(rows).astype(np.float32))
-    settings = {"method": options.merge, "match_metric": options.match_metric,
-                "match_threshold": options.match_threshold}
+    settings = {
+        "method": options.merge,
+        "match_metric": options.match_metric,
+        "match_threshold": options.match_threshold,
+    }
     merged = merge_detections(rows[:, :4], rows[:, 4], rows[:, 5].long(), **settings)
     out = torch.cat([merged.boxes, merged.scores[:, None], merged.labels[:, None].float()], dim=1)
     return out[: plain.max_det].numpy()
@@ -250,14 +253,18 @@ def test_a_20000_pixel_image_streams_its_tiles() -> None:
     assert int(detections) == 0
 
 
-@pytest.mark.parametrize(("gib", "expected"), [(80, 64), (40, 64), (24, 48), (16, 32), (8, 16), (2, 8)])
-def test_default_slice_batch_follows_gpu_memory(monkeypatch: pytest.MonkeyPatch, gib: int,
-                                                expected: int) -> None:
+@pytest.mark.parametrize(
+    ("gib", "expected"), [(80, 64), (40, 64), (24, 48), (16, 32), (8, 16), (2, 8)]
+)
+def test_default_slice_batch_follows_gpu_memory(
+    monkeypatch: pytest.MonkeyPatch, gib: int, expected: int
+) -> None:
     from types import SimpleNamespace
 
     from detector.inference import slicing
 
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda device: SimpleNamespace(total_memory=gib << 30))
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=gib << 30)
+    )
     assert slicing.default_slice_batch(torch.device("cuda", 0)) == expected
     assert slicing.default_slice_batch(torch.device("cpu")) == 8

@@ -144,7 +144,11 @@ class StallingMJPEG:
                         part = jpeg(20 if first else 230)
                         # Alternate parts with and without Content-Length: both must parse.
                         header = f"Content-Length: {len(part)}\r\n" if count % 2 else ""
-                        self.wfile.write(f"--xyz\r\nContent-Type: image/jpeg\r\n{header}\r\n".encode() + part + b"\r\n")
+                        self.wfile.write(
+                            f"--xyz\r\nContent-Type: image/jpeg\r\n{header}\r\n".encode()
+                            + part
+                            + b"\r\n"
+                        )
                         self.wfile.flush()
                         if owner.release.wait(0.02):
                             return
@@ -195,9 +199,13 @@ def test_capture_source_reports_a_missing_camera_quickly() -> None:
 
 def test_source_modules_import_one_way() -> None:
     # frames <- streams <- sources: the shared base knows neither, streams does not need sources.
-    probe = ("import sys, detector.inference.streams as streams; "
-             "print('detector.inference.sources' in sys.modules, streams.Frame.__module__)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    probe = (
+        "import sys, detector.inference.streams as streams; "
+        "print('detector.inference.sources' in sys.modules, streams.Frame.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["False", "detector.inference.frames"]
 
 

@@ -158,11 +158,16 @@ def test_a_wrong_cost_model_still_ends_inside_the_limit(true_cost: float) -> Non
 @pytest.mark.parametrize(
     ("progressive", "message"),
     [
-        ({"scale": 1.0, "fraction": 0.5}, "train.progressive.scale: 1.0 must be strictly between 0 and 1"),
+        (
+            {"scale": 1.0, "fraction": 0.5},
+            "train.progressive.scale: 1.0 must be strictly between 0 and 1",
+        ),
         ({"scale": 0.0, "fraction": 0.5}, "share of model.image_size"),
         ({"scale": -0.5, "fraction": 0.5}, "train.progressive.scale"),
-        ({"scale": 0.8, "fraction": 1.0},
-         "train.progressive.fraction: 1.0 must be strictly between 0 and 1"),
+        (
+            {"scale": 0.8, "fraction": 1.0},
+            "train.progressive.fraction: 1.0 must be strictly between 0 and 1",
+        ),
         ({"scale": 0.8, "fraction": 0.0}, "strictly between 0 and 1"),
         ({"scale": 0.8}, "train.progressive: missing key fraction (needs: scale, fraction)"),
     ],
@@ -182,7 +187,10 @@ def test_progressive_and_multi_scale_together_are_refused(tmp_path) -> None:
         yaml.safe_dump(
             {
                 "model": {"image_size": 160},
-                "train": {"progressive": {"scale": 0.6, "fraction": 0.5}, "multi_scale": [128, 192]},
+                "train": {
+                    "progressive": {"scale": 0.6, "fraction": 0.5},
+                    "multi_scale": [128, 192],
+                },
             }
         )
     )
