@@ -84,10 +84,15 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # ThreadingMixIn's body, with the slot given back before the socket closes: a client
+        # that sees its connection end may reconnect at once and must find the slot free.
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
             self._slots.release()
+            self.shutdown_request(request)
 
     def _refuse(self, request: socket.socket) -> None:
         """Answer 503 without a handler thread, then close."""
