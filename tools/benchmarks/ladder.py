@@ -13,9 +13,9 @@ machine (its CPU model is printed first):
 - inference ms per image at batch 1: ONNX Runtime at 1 thread (the exported
   graph, as `detector export` writes it) and PyTorch eager with and without the
   BatchNorm folding `Detector` applies;
-- training images/s: the real DataLoader + `train_one_epoch` on each tuning set
-  at its own input size, every preset in turn in alternating repeats so machine
-  load hits all alike (medians);
+- training images/s: the real DataLoader + the training step (`TrainingEpoch`) on each
+  tuning set at its own input size, every preset in turn in alternating repeats so
+  machine load hits all alike (medians);
 - with `--accuracy`: COCO AP and AP50 on each set's validation split at equal
   wall-clock. Wall-clock budgets are unreliable on a shared machine, so each
   preset trains a fixed number of epochs: the budget times its measured training
@@ -197,6 +197,11 @@ def training_speed(
 ) -> dict[tuple[str, str], float]:
     """Median training images/s of each (set, preset): real loader, real step, alternating repeats.
 
+    Each repeat times the first `steps` optimizer steps of a fresh pass over the loader
+    (the speed set holds `steps` batches of whole images; a `data.slice` config cuts
+    them into more tiles, and the pass is left after `steps`). Images are the samples
+    the loader serves: tiles under `data.slice`.
+
     `variants`: extra rows name -> preset, e.g. {"r18-0.25-dw+compile": "r18-0.25-dw"}
     (the text after "+" is one of `VARIANTS`), measured in the same alternation.
     """
@@ -204,7 +209,7 @@ def training_speed(
     from detector.data.synthetic.embedded import generate_shapes_dataset
     from detector.model.build import build_loss, build_model
     from detector.training.distributed import local_device
-    from detector.training.engine import NanGuard, TrainState, build_train_parts, train_one_epoch
+    from detector.training.engine import NanGuard, TrainingEpoch, TrainState, build_train_parts
 
     runs = {}
     jobs = [(set_name, preset, preset, "") for set_name, preset in cfgs]
@@ -240,7 +245,7 @@ def training_speed(
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     for repeat in range(repeats + 1):  # repeat 0 warms workers and allocator caches (and compiles)
         for key, (cfg, loader, parts) in runs.items():
-            stats = train_one_epoch(
+            training = TrainingEpoch(
                 parts,
                 loader,
                 TrainState(planned_epochs=1),
@@ -250,9 +255,29 @@ def training_speed(
                 nan_guard=NanGuard("skip", 10**9),
                 show_progress=False,
             )
+            for step, _ in enumerate(training, start=1):
+                if step == steps:
+                    break
             if repeat:
-                samples[key].append(stats["images_per_s"])
+                samples[key].append(training.stats()["images_per_s"])
     return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def budget_epochs(minutes: float, samples_per_s: float, samples_per_epoch: int) -> int:
+    """Epochs that `minutes` of training buy at `samples_per_s`: at least 1.
+
+    What `train.time_limit` would give a run on this machine when quiet; a fixed count
+    makes the result independent of the load while it trains.
+
+    Raises:
+        ValueError: a non-positive speed or epoch size (nothing to plan with).
+    """
+    if samples_per_s <= 0 or samples_per_epoch <= 0:
+        raise ValueError(
+            f"budget_epochs needs a positive speed and epoch size, got {samples_per_s} "
+            f"samples/s and {samples_per_epoch} samples per epoch"
+        )
+    return max(1, round(minutes * 60 * samples_per_s / samples_per_epoch))
 
 
 def train_for_budget(cfg: Any, run_dir: Path, epochs: int) -> dict[str, float]:
@@ -478,7 +503,7 @@ def ladder(
         for (set_name, preset), cfg in cfgs.items():
             ensure_synthetic_dataset(cfg.data)
             num_train = cfg.data.synthetic.num_train
-            epochs = max(1, round(minutes * 60 * speeds[(set_name, preset)] / num_train))
+            epochs = budget_epochs(minutes, speeds[(set_name, preset)], num_train)
             row = train_for_budget(
                 cfg, out / "runs" / set_name / f"{preset}-{minutes:g}min", epochs
             )

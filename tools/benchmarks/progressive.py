@@ -24,14 +24,21 @@ from pathlib import Path
 
 import click
 
-from benchmarks.ladder import DEFAULT_OUT, _config, cpu_model, train_for_budget, training_speed
+from benchmarks.ladder import (
+    DEFAULT_OUT,
+    _config,
+    budget_epochs,
+    cpu_model,
+    train_for_budget,
+    training_speed,
+)
 
 
 def progressive_epochs(
     minutes: float, num_train: int, full_ips: float, small_ips: float, fraction: float
 ) -> tuple[int, int]:
     """(plain epochs, progressive epochs) that `minutes` buys at the measured images/s."""
-    plain = max(1, round(minutes * 60 * full_ips / num_train))
+    plain = budget_epochs(minutes, full_ips, num_train)
     seconds_per_epoch = num_train * (fraction / small_ips + (1 - fraction) / full_ips)
     return plain, max(1, round(minutes * 60 / seconds_per_epoch))
 

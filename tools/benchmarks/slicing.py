@@ -20,6 +20,7 @@ Three parts, side by side in one run on this machine's CPU:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from benchmarks.ladder import cpu_model
 from benchmarks.nms import median_seconds
+from benchmarks.slicing_training import DEFAULT_OUT, training_comparison
 
 
 def simulate_scene(
@@ -245,13 +247,42 @@ def _merge_quality(images: int) -> None:
 @click.option("--tiles", default="160,320", show_default=True, help="Tile sides in part 2.")
 @click.option("--tile-image", default="1280x960", show_default=True, help="WxH of part 2's image.")
 @click.option("--images", default=20, show_default=True, help="Simulated images in part 3.")
+@click.option(
+    "--train-minutes",
+    default=0.0,
+    show_default=True,
+    help="Part 4 (benchmarks/slicing_training.py): each mode's training budget; 0: skip.",
+)
+@click.option("--train-steps", default=4, show_default=True, help="Timed steps per speed repeat.")
+@click.option("--train-set", multiple=True, help="KEY=VALUE override for both part-4 runs.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Part 4's data, runs and results.json.",
+)
 def slicing(
-    repeats: int, threads: int, batch: int, tiles: str, tile_image: str, images: int
+    repeats: int,
+    threads: int,
+    batch: int,
+    tiles: str,
+    tile_image: str,
+    images: int,
+    train_minutes: float,
+    train_steps: int,
+    train_set: tuple[str, ...],
+    out: Path,
 ) -> None:
-    """Merge cost vs batched NMS, batched vs one-by-one tiles, merge settings' AP."""
+    """Merge cost vs batched NMS, batched vs one-by-one tiles, merge settings' AP,
+    and with --train-minutes tile-trained vs letterboxed-trained AP."""
     torch.set_num_threads(threads)
     width, height = (int(part) for part in tile_image.lower().split("x"))
     click.echo(f"CPU: {cpu_model()}; torch {torch.__version__}, {threads} thread(s)")
     _merge_speed(repeats)
     _batched_tiles(repeats, batch, [int(t) for t in tiles.split(",") if t], (width, height))
     _merge_quality(images)
+    if train_minutes > 0:
+        training_comparison(
+            minutes=train_minutes, out=out, repeats=repeats, steps=train_steps, overrides=train_set
+        )
