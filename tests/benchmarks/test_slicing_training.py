@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ladder import budget_epochs
-from benchmarks.slicing_training import MERGE_SETTINGS, aim_check, training_comparison
+from benchmarks.slicing_training import (
+    MERGE_SETTINGS,
+    aim_check,
+    inference_settings,
+    training_comparison,
+)
 
 
 def test_budget_epochs_is_minutes_times_speed_over_the_epoch() -> None:
@@ -62,6 +67,26 @@ def test_aim_on_zero_and_unmeasured_stats() -> None:
     assert large == (False, "FAIL AP_large: not measured (no large objects in the split)")
 
 
+def test_inference_settings_put_both_models_rows_first_then_every_merge_at_both_scores() -> None:
+    rows = inference_settings(256, 0.2, 0.001)
+    assert [name for name, _, _ in rows[:3]] == [
+        "letterboxed",
+        "sliced 256, no full pass",
+        "sliced 256 + full, NMM IoU 0.5",
+    ]
+    assert rows[0][1] is None and rows[1][1].full_image is False
+    default = rows[2][1]
+    assert (default.size, default.overlap, default.full_image) == (256, 0.2, True)
+    assert (default.merge, default.match_metric, default.match_threshold) == ("nmm", "iou", 0.5)
+    assert [score for _, _, score in rows] == [0.001] * 6 + [0.25] * 4
+    assert [(o.merge, o.match_metric, o.match_threshold) for _, o, _ in rows[6:]] == list(
+        MERGE_SETTINGS.values()
+    )
+    assert rows[-1][0] == "sliced 256 + full, NMS IoU 0.5, score>=0.25"
+    # Evaluated at the detect threshold already: each merge once.
+    assert len(inference_settings(256, 0.2, 0.25)) == 6
+
+
 TINY = (
     "data.synthetic.image_size=256",
     "data.synthetic.num_train=1",
@@ -84,6 +109,7 @@ def test_part_4_end_to_end_prints_every_row_with_numbers(
     assert re.search(r"letterboxed .* samples/s, 1 samples/epoch -> 1 epochs", printed)
     expected = [("tiles", "letterboxed"), ("tiles", "sliced 64, no full pass")]
     expected += [("tiles", f"sliced 64 + full, {name}") for name in MERGE_SETTINGS]
+    expected += [("tiles", f"sliced 64 + full, {name}, score>=0.25") for name in MERGE_SETTINGS]
     expected += [
         ("letterboxed", "letterboxed"),
         ("letterboxed", "sliced 64, no full pass"),
@@ -92,7 +118,7 @@ def test_part_4_end_to_end_prints_every_row_with_numbers(
     assert [(row.trained, row.evaluated) for row in rows] == expected
     number = r"\s+-?\d+\.\d+"
     for trained, evaluated in expected:
-        line = re.escape(f"{trained:<12}{evaluated:<34}") + f"({number}){{6}}$"
+        line = re.escape(f"{trained:<12}{evaluated:<48}") + f"({number}){{6}}$"
         assert re.search(line, printed, re.MULTILINE), (trained, evaluated)
     assert len(re.findall(r"^   (PASS|FAIL) AP_(small|large)", printed, re.MULTILINE)) == 2
     assert (tmp_path / "slicing_training.json").is_file()

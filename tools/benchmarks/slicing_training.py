@@ -122,15 +122,20 @@ def _load(checkpoint: Path, device: Any) -> tuple[Any, Any, list[str]]:
 
 
 def _evaluate(
-    model: Any, cfg: Any, names: list[str], slicing: Any, device: Any
+    model: Any, cfg: Any, names: list[str], slicing: Any, device: Any, score_threshold: float
 ) -> tuple[dict[str, float], float]:
-    """(stats, ms per image) of `model` on `cfg`'s val split, sliced when `slicing` is set."""
+    """(stats, ms per image) of `model` on `cfg`'s val split, sliced when `slicing` is set.
+
+    `score_threshold` replaces `eval.score_threshold` (selection and NMS per tile).
+    """
     from detector.evaluation.dataset_predict import evaluation_detector, predict_split
     from detector.evaluation.evaluator import evaluate_detections
 
-    detector = evaluation_detector(model, copy.deepcopy(cfg), names, device, slicing=slicing)
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.score_threshold = score_threshold
+    detector = evaluation_detector(model, cfg, names, device, slicing=slicing)
     started = time.perf_counter()
-    split_records, predictions = predict_split(detector, copy.deepcopy(cfg), "val")
+    split_records, predictions = predict_split(detector, cfg, "val")
     seconds = time.perf_counter() - started
     records = split_records.records
     result = evaluate_detections(
@@ -140,43 +145,51 @@ def _evaluate(
     return stats, seconds * 1e3 / max(len(records), 1)
 
 
-def _inference_settings(tile_cfg: Any) -> list[tuple[str, Any]]:
-    """(row name, SlicingOptions or None) for every evaluation of both models."""
-    from detector.defaults import SlicingOptions
+def inference_settings(
+    slice_size: int, overlap: float, eval_score: float
+) -> list[tuple[str, Any, float]]:
+    """(row name, SlicingOptions or None, score threshold) of every evaluation.
 
-    size, overlap = tile_cfg.data.slice.size, tile_cfg.data.slice.overlap
-    return [
-        ("letterboxed", None),
+    The first three (letterboxed; sliced without, then with the full pass, default
+    merge) evaluate both models; the rest, the tile-trained model only: each merge
+    setting with the full pass at `eval_score` (what AP is measured at), then again at
+    `DEFAULT_SCORE_THRESHOLD` (what detect shows a user), since a merge that fuses
+    boxes meets many more low-scored ones at the first.
+    """
+    from detector.defaults import DEFAULT_SCORE_THRESHOLD, SlicingOptions
+
+    rows: list[tuple[str, Any, float]] = [
+        ("letterboxed", None, eval_score),
         (
-            f"sliced {size}, no full pass",
-            SlicingOptions(size=size, overlap=overlap, full_image=False),
-        ),
-        *(
-            (
-                f"sliced {size} + full, {name}",
-                SlicingOptions(
-                    size=size,
-                    overlap=overlap,
-                    merge=merge,
-                    match_metric=metric,
-                    match_threshold=threshold,
-                ),
-            )
-            for name, (merge, metric, threshold) in MERGE_SETTINGS.items()
+            f"sliced {slice_size}, no full pass",
+            SlicingOptions(size=slice_size, overlap=overlap, full_image=False),
+            eval_score,
         ),
     ]
+    for score in dict.fromkeys((eval_score, DEFAULT_SCORE_THRESHOLD)):
+        for name, (merge, metric, threshold) in MERGE_SETTINGS.items():
+            options = SlicingOptions(
+                size=slice_size,
+                overlap=overlap,
+                merge=merge,
+                match_metric=metric,
+                match_threshold=threshold,
+            )
+            suffix = "" if score == eval_score else f", score>={score:g}"
+            rows.append((f"sliced {slice_size} + full, {name}{suffix}", options, score))
+    return rows
 
 
 def format_rows(rows: list[Row]) -> list[str]:
     """The table's lines: header, then one line per row with every metric and ms/image."""
     lines = [
-        f"   {'trained':<12}{'evaluated':<34}"
+        f"   {'trained':<12}{'evaluated':<48}"
         + "".join(f"{key:>7}" for key in METRICS)
         + f"{'ms/img':>9}"
     ]
     for row in rows:
         lines.append(
-            f"   {row.trained:<12}{row.evaluated:<34}"
+            f"   {row.trained:<12}{row.evaluated:<48}"
             + "".join(f"{row.stats[key]:>7.3f}" for key in METRICS)
             + f"{row.ms_per_image:>9.1f}"
         )
@@ -246,19 +259,18 @@ def training_comparison(
         )
     device = torch.device("cpu")
     rows: list[Row] = []
+    slice_cfg = tile_cfg.data.slice
+    settings = inference_settings(slice_cfg.size, slice_cfg.overlap, tile_cfg.eval.score_threshold)
     for mode in cfgs:
-        settings = _inference_settings(tile_cfg)
-        if mode == "letterboxed":
-            settings = settings[:3]  # letterboxed, sliced without and with the full pass
         model, cfg, names = _load(runs[mode] / "weights" / "last.pt", device)
-        for name, slicing in settings:
-            stats, ms = _evaluate(model, cfg, names, slicing, device)
+        # The letterboxed-trained model: letterboxed, sliced without and with the full pass.
+        for name, slicing, score in settings if mode == "tiles" else settings[:3]:
+            stats, ms = _evaluate(model, cfg, names, slicing, device, score)
             rows.append(Row(mode, name, stats, ms))
     click.echo("   val split, each run's final weights (COCO AP; -1: no objects of that size)")
     for line in format_rows(rows):
         click.echo(line)
-    aim_row = _inference_settings(tile_cfg)[2][0]  # sliced + full, the default merge
-    sliced = next(r for r in rows if r.trained == "tiles" and r.evaluated == aim_row)
+    sliced = next(r for r in rows if r.trained == "tiles" and r.evaluated == settings[2][0])
     letterboxed = next(
         r for r in rows if r.trained == "letterboxed" and r.evaluated == "letterboxed"
     )
