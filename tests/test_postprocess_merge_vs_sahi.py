@@ -27,9 +27,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sahi.postprocess.backends import set_postprocess_backend
-from sahi.postprocess.combine import batched_greedy_nmm
 
-from benchmarks.sahi_merge import SAHI_METRIC, object_predictions, sahi_postprocess
+from benchmarks.sahi_merge import object_predictions, sahi_greedy_groups, sahi_postprocess
 from benchmarks.slicing import simulate_scene
 from detector._postprocess.greedy import greedy_owner
 from detector.postprocess import merge_detections
@@ -51,11 +50,7 @@ def sahi_backend(request: pytest.FixtureRequest):
 
 def sahi_groups(boxes, scores, labels, metric: str, threshold: float) -> dict[int, list[int]]:
     """SAHI's greedy NMM pass: kept input index -> the indices it takes out, by score."""
-    predictions = np.concatenate(
-        [boxes.numpy(), scores.numpy()[:, None], labels.numpy()[:, None]], axis=1
-    ).astype(np.float32)  # SAHI's own layout and dtype (ObjectPredictionList.tonumpy)
-    groups = batched_greedy_nmm(predictions, SAHI_METRIC[metric], threshold)
-    return {int(kept): [int(i) for i in taken] for kept, taken in groups.items()}
+    return sahi_greedy_groups(boxes, scores, labels, match_metric=metric, match_threshold=threshold)
 
 
 def our_groups(boxes, scores, labels, metric: str, threshold: float) -> dict[int, list[int]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,6 +53,26 @@ def object_predictions(boxes: Tensor, scores: Tensor, labels: Tensor) -> list[An
         ObjectPrediction(bbox=box, score=score, category_id=label)
         for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True)
     ]
+
+
+def sahi_greedy_groups(
+    boxes: Tensor, scores: Tensor, labels: Tensor, *, match_metric: str, match_threshold: float
+) -> dict[int, list[int]]:
+    """SAHI's class-aware greedy NMM pass alone (`batched_greedy_nmm`, before its re-check).
+
+    Args:
+        boxes: xyxy [N, 4]; scores: [N]; labels: integer [N].
+        match_metric: "ios" or "iou"; match_threshold: in [0, 1].
+    Returns:
+        kept input index -> the input indices it takes out, by decreasing score.
+    """
+    from sahi.postprocess.combine import batched_greedy_nmm
+
+    predictions = np.concatenate(
+        [boxes.numpy(), scores.numpy()[:, None], labels.numpy()[:, None]], axis=1
+    ).astype(np.float32)  # SAHI's own layout and dtype (ObjectPredictionList.tonumpy)
+    groups = batched_greedy_nmm(predictions, SAHI_METRIC[match_metric], match_threshold)
+    return {int(kept): [int(i) for i in taken] for kept, taken in groups.items()}
 
 
 def sahi_postprocess(
