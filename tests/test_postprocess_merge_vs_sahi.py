@@ -312,6 +312,24 @@ def test_a_box_sahi_drops_on_its_recheck_is_fused_here() -> None:
     assert regrown == {0: ([10.0, 10, 20, 28], 1)}
 
 
+def test_sahis_recheck_keeps_a_box_exactly_at_the_threshold() -> None:
+    """The re-check matches at `>=` too: [10, 8, 20, 17] meets the grown box [10, 10, 20, 22]
+    at IoU 70 / 140, exactly 0.5, and is fused; the result is then our enclosing box."""
+    boxes = torch.tensor([[10.0, 10, 20, 20], [10, 10, 20, 22], [10, 8, 20, 17]])
+    scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 0])
+    assert sahi_groups(boxes, scores, labels, "iou", 0.5) == {0: [1, 2]}
+    theirs = sahi_postprocess(
+        object_predictions(boxes, scores, labels),
+        method="nmm",
+        match_metric="iou",
+        match_threshold=0.5,
+    )
+    ours = merge_detections(boxes, scores, labels, match_metric="iou", match_threshold=0.5)
+    assert theirs[0].tolist() == ours.boxes.tolist() == [[10.0, 8, 20, 22]]
+    regrown, closest = sahi_regrow(boxes.tolist(), {0: [1, 2]}, "iou", 0.5)
+    assert regrown == {0: ([10.0, 8, 20, 22], 0)} and closest == 0.0
+
+
 def test_scores_and_labels_of_a_merged_group_are_the_kept_boxes() -> None:
     """The kept box scores highest in its group, so SAHI's max score and higher-score
     category are the kept box's, as ours; other classes are never merged (class-aware)."""
