@@ -98,6 +98,11 @@ class SliceConfig:
     # Also train on each whole image, letterboxed, once per epoch: the objects larger
     # than a tile that the full-image pass of sliced inference finds.
     full_images: bool = True
+    # Images whose samples are shuffled together (a window of the epoch's order); each
+    # loader worker keeps this many decoded images, so an image is decoded about once
+    # per worker per epoch instead of once per tile. 0: tiles shuffled over the whole
+    # split, every tile decoding its image.
+    group_images: int = 8
 
 
 @dataclass
@@ -602,6 +607,7 @@ def _check_slice(cfg: Config) -> None:
     _number(cfg, "data.slice.overlap", low=0, high=1, high_open=True)
     _number(cfg, "data.slice.min_area_ratio", low=0, high=1)
     _number(cfg, "data.slice.empty_rate", low=0, high=1)
+    _number(cfg, "data.slice.group_images", low=0)
 
 
 def _check_model(cfg: Config) -> None:

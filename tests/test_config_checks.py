@@ -91,6 +91,7 @@ BAD_VALUES = [
     ("data.slice.overlap=-0.1", "data.slice.overlap", "must be in [0, 1)"),
     ("data.slice.min_area_ratio=1.5", "data.slice.min_area_ratio", "must be in [0, 1]"),
     ("data.slice.empty_rate=-1", "data.slice.empty_rate", "must be in [0, 1]"),
+    ("data.slice.group_images=-1", "data.slice.group_images", "must be in [0, inf]"),
     ("train.optimizer=lion", "train.optimizer", "is not one of"),
     ("eval.voc_metric=12point", "eval.voc_metric", "is not one of"),
 ]
@@ -297,7 +298,7 @@ def test_bare_number_save_period_names_the_accepted_forms(tmp_path: Path, value:
 def test_slice_boundary_values_accepted_and_absent_by_default() -> None:
     assert config_from_dict({}).data.slice is None
     for spec in (
-        {"size": 32, "overlap": 0.0, "min_area_ratio": 0.0, "empty_rate": 0.0},
+        {"size": 32, "overlap": 0.0, "min_area_ratio": 0.0, "empty_rate": 0.0, "group_images": 0},
         {
             "size": 2048,
             "overlap": 0.99,

@@ -32,9 +32,11 @@ DEFAULT_TORCH_SPEC = "torch==2.13.0"
 DEMO_CONFIG = "configs/shapes.yaml"
 DEMO_RUN = "runs/demo"
 # Reference implementations the tests compare against, installed without their
-# dependencies: TrackEval's metadata asks for opencv-python (the GUI build), which
-# would put a second cv2 beside opencv-python-headless; it runs on what we have.
-TEST_REFERENCES = ["trackeval==1.3.0"]
+# dependencies: the metadata of both asks for opencv-python (the GUI build), which would
+# put a second cv2 beside opencv-python-headless. TrackEval (tracking metrics) runs on
+# what we have; SAHI's postprocess (the tile merge, tests/test_postprocess_merge_vs_sahi.py)
+# needs shapely besides, which the dev extra installs.
+TEST_REFERENCES = ["trackeval==1.3.0", "sahi==0.12.8"]
 
 
 def _venv_python() -> Path:

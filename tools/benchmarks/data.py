@@ -3,6 +3,7 @@
     python tools/benchmark.py data configs/shapes.yaml
     python tools/benchmark.py data configs/voc.yaml --image-size 448 --synthetic-size 500x375
     python tools/benchmark.py data configs/voc.yaml --synthetic-size 500x375 --per-transform
+    python tools/benchmark.py data configs/aerial.yaml --sliced --image-size 256 --num-images 16
 
 For the same files, prints images/s of `images.read_image_rgb` alone and of the
 training DataLoader (`DetectionDataset` + the config's augmentation + `collate_batch`)
@@ -21,7 +22,9 @@ weigh ~80 KB at 500x375, a little under VOC's photos (~90 KB; a lighter file mak
 decoding cheaper and the ratio harder), not the ~35 KB of the clean shapes images;
 the mean file size is printed. `--per-transform` first prints the CPU ms per image
 of each augment entry alone, in this process, against a plain letterbox
-(tools/benchmarks/data_transforms.py).
+(tools/benchmarks/data_transforms.py). `--sliced` times the data.slice training
+loader instead: one decode per tile vs the grouped order with the decoded-image cache,
+0 and 2 workers (tools/benchmarks/data_sliced.py).
 """
 
 from __future__ import annotations
@@ -82,6 +85,12 @@ def _children_cpu_seconds() -> float:
     is_flag=True,
     help="also: CPU ms per image of each augment entry alone (tools/benchmarks/data_transforms.py)",
 )
+@click.option(
+    "--sliced",
+    is_flag=True,
+    help="instead: data.slice tiles, one decode per tile vs grouped and cached "
+    "(tools/benchmarks/data_sliced.py)",
+)
 def data(
     config: str,
     image_size: int,
@@ -91,6 +100,7 @@ def data(
     repeats: int,
     overrides: tuple[str, ...],
     per_transform: bool,
+    sliced: bool,
 ) -> None:
     """Images/s of the training pipeline (0, 1, 2 workers) vs plain decoding."""
     import cv2
@@ -134,6 +144,12 @@ def data(
             f"input {image_size}, batch {batch_size}, augment "
             f"{'default' if cfg.augment is None else cfg.augment}"
         )
+
+        if sliced:
+            from benchmarks.data_sliced import sliced_table
+
+            sliced_table(cfg, records, batch_size, repeats)
+            return
 
         loaders = {}
         for workers in (0, 1, 2):

@@ -7,7 +7,9 @@ Three parts, side by side in one run on this machine's CPU:
 
 1. Merge cost: `merge_detections` (NMM and NMS, IOS and IoU) against `batched_nms` on
    the same ~10k detections of 100 tiles (a simulated 4193 px scene, 10 x 10 tiles of
-   512 px at overlap 0.2), median time and the ratio to `batched_nms`.
+   512 px at overlap 0.2), median time and the ratio to `batched_nms`; where the `sahi`
+   package imports, SAHI's `GREEDYNMM` postprocess (IOS and IoU) on the same detections,
+   and its greedy pass alone (`batched_greedy_nmm`, without its per-prediction objects).
 2. Batched tiles: one image sliced through a random-weight model (the demo's
    resnet18 at width 0.25) in batches of `--batch` tiles against one tile per forward,
    the same code with `batch_size=1`; the outputs are checked equal, then timed
@@ -16,6 +18,7 @@ Three parts, side by side in one run on this machine's CPU:
    (`simulate_scene`: small objects seen whole or cut by tile borders, a few large
    objects cut by every tile that sees them plus the full-image pass) for every method,
    metric and a few thresholds; this is how the default was chosen (docs/slicing.md).
+   Where `sahi` imports, SAHI's `GREEDYNMM` at IOS 0.5 (its default) and IoU 0.5 too.
 """
 
 from __future__ import annotations
@@ -109,9 +112,29 @@ def simulate_scene(
 
 
 MERGES = [("nmm", "ios"), ("nmm", "iou"), ("nms", "ios"), ("nms", "iou")]
+# SAHI's greedy NMM (benchmarks.sahi_merge) at its default metric, IOS, and at IoU.
+SAHI_METRICS = ["ios", "iou"]
+
+
+def _sahi_note(detail: str = "") -> str:
+    """One line: the SAHI version and backend compared (and `detail`), or why it is not."""
+    from benchmarks.sahi_merge import sahi_backend, sahi_import_error
+
+    error = sahi_import_error()
+    if error is not None:
+        return f"   sahi not compared (it does not import here: {error})"
+    import sahi
+
+    return f"   sahi {sahi.__version__}, {sahi_backend()} backend, class-aware{detail}"
 
 
 def _merge_speed(repeats: int) -> None:
+    from benchmarks.sahi_merge import (
+        object_predictions,
+        sahi_greedy_groups,
+        sahi_import_error,
+        sahi_postprocess,
+    )
     from detector.postprocess import batched_nms, merge_detections
 
     generator = np.random.default_rng(0)
@@ -128,12 +151,34 @@ def _merge_speed(repeats: int) -> None:
         )
         for method, metric in MERGES
     ]
-    medians = median_seconds(functions, repeats, torch.device("cpu"))
     names = ["batched_nms"] + [f"merge {method}/{metric}" for method, metric in MERGES]
+    if sahi_import_error() is None:
+        predictions = object_predictions(boxes, scores, labels)
+        functions += [
+            lambda k=metric: sahi_postprocess(
+                predictions, method="nmm", match_metric=k, match_threshold=0.5
+            )
+            for metric in SAHI_METRICS
+        ]
+        functions += [
+            lambda k=metric: sahi_greedy_groups(
+                boxes, scores, labels, match_metric=k, match_threshold=0.5
+            )
+            for metric in SAHI_METRICS
+        ]
+        names += [f"sahi GREEDYNMM/{metric}" for metric in SAHI_METRICS]
+        names += [f"sahi pass only/{metric}" for metric in SAHI_METRICS]
+    medians = median_seconds(functions, repeats, torch.device("cpu"))
     for name, seconds in zip(names, medians, strict=True):
         click.echo(
             f"   {name:<22}{seconds * 1e3:>9.2f}   {seconds / medians[0]:>5.2f}x batched_nms"
         )
+    click.echo(
+        _sahi_note(
+            "; GREEDYNMM takes SAHI's ObjectPrediction list (built before timing), the pass "
+            "alone an [N, 6] array"
+        )
+    )
 
 
 def _batched_tiles(repeats: int, batch: int, tiles: list[int], image_size: tuple[int, int]) -> None:
@@ -185,6 +230,7 @@ def _batched_tiles(repeats: int, batch: int, tiles: list[int], image_size: tuple
 
 
 def _merge_quality(images: int) -> None:
+    from benchmarks.sahi_merge import object_predictions, sahi_import_error, sahi_postprocess
     from detector.data.record import SampleRecord
     from detector.evaluation.evaluator import evaluate_detections
     from detector.postprocess import merge_detections
@@ -211,13 +257,22 @@ def _merge_quality(images: int) -> None:
         f"\n3. merge settings on {images} simulated 1024 px images (tiles of 256 px, overlap 0.2, "
         "objects 8-40 px and 120-400 px, full-image pass): COCO AP"
     )
-    click.echo(f"   {'merge':<18}{'AP':>7}{'AP50':>7}{'APs':>7}{'APm':>7}{'APl':>7}")
+    click.echo(f"   {'merge':<24}{'AP':>7}{'AP50':>7}{'APs':>7}{'APm':>7}{'APl':>7}")
     settings: list[tuple[str, Any]] = [("none", None)]
     settings += [(f"{m}/{k} {t}", (m, k, t)) for m, k in MERGES for t in (0.3, 0.5, 0.7)]
+    if sahi_import_error() is None:
+        settings += [(f"sahi GREEDYNMM/{k} 0.5", ("sahi", k, 0.5)) for k in SAHI_METRICS]
     for name, setting in settings:
         predictions = {}
         for index, (_, boxes, scores, labels) in enumerate(scenes):
-            if setting is not None:
+            if setting is not None and setting[0] == "sahi":
+                boxes, scores, labels = sahi_postprocess(
+                    object_predictions(boxes, scores, labels),
+                    method="nmm",
+                    match_metric=setting[1],
+                    match_threshold=setting[2],
+                )
+            elif setting is not None:
                 merged = merge_detections(
                     boxes,
                     scores,
@@ -235,9 +290,10 @@ def _merge_quality(images: int) -> None:
             }
         stats = evaluate_detections(records, predictions, names, voc_metric="none").stats
         click.echo(
-            f"   {name:<18}"
+            f"   {name:<24}"
             + "".join(f"{stats[key]:>7.3f}" for key in ("AP", "AP50", "APs", "APm", "APl"))
         )
+    click.echo(_sahi_note())
 
 
 @click.command()

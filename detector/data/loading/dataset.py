@@ -67,6 +67,12 @@ from detector.data.augment.transforms import (
 )
 from detector.data.loading import UndecodableImagesError  # noqa: F401 (raised here)
 from detector.data.loading.collate import collate_batch
+from detector.data.loading.grouping import (
+    DecodedImages,
+    DistributedGroupedSampler,
+    GroupedSampler,
+    image_groups,
+)
 from detector.data.loading.memory import keep_freed_memory
 from detector.data.loading.sampling import SeededSampler
 from detector.data.loading.worker_signals import worker_signal_setup
@@ -83,8 +89,9 @@ def _default_reader() -> Callable[[str], np.ndarray]:
 
 
 def _crop(image: np.ndarray, record: SampleRecord) -> np.ndarray:
-    """The part of a decoded image that `record` describes: all of it, or its tile (a copy of
-    the tile only, so the full image is freed once the tile is cut).
+    """The part of a decoded image that `record` describes: all of it, or a copy of its tile
+    (a copy even where the tile is a contiguous view, so the full image is freed or stays
+    unchanged in the decoded-image cache).
 
     Raises:
         ValueError: the image is smaller than the tile (the file changed after it was read).
@@ -97,7 +104,7 @@ def _crop(image: np.ndarray, record: SampleRecord) -> np.ndarray:
             f"decoded {image.shape[1]}x{image.shape[0]}, smaller than its tile "
             f"{record.window} (the file changed since it was read?)"
         )
-    return np.ascontiguousarray(image[y1:y2, x1:x2])
+    return image[y1:y2, x1:x2].copy()
 
 
 class DetectionDataset(Dataset):
@@ -110,6 +117,10 @@ class DetectionDataset(Dataset):
         read_image: path -> uint8 [H, W, 3] RGB; raises ImageReadError (a ValueError)
             on a bad file. Defaults to `detector.data.images.read_image_rgb`.
         max_replacements: give up (UndecodableImagesError) after this many consecutive bad files.
+        cache_images: keep this many decoded images (least recently used out; at most
+            `grouping.CACHE_MAX_BYTES`), so the tiles of one image decode it once
+            (data.slice.group_images; 0: every sample decodes its image). Each DataLoader
+            worker holds its own copy. Mosaic and mixup partners use it but do not fill it.
     """
 
     def __init__(
@@ -119,18 +130,37 @@ class DetectionDataset(Dataset):
         *,
         read_image: Callable[[str], np.ndarray] | None = None,
         max_replacements: int = 50,
+        cache_images: int = 0,
     ) -> None:
         self.records = list(records)
         self.transform = transform
         self.read_image = read_image or _default_reader()
         self.max_replacements = max_replacements
+        self.cache = DecodedImages(cache_images) if cache_images > 0 else None
         self.failed: dict[int, str] = {}  # index -> reason, per process
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _decode(self, index: int, replaced: list[str]) -> tuple[int, np.ndarray]:
-        """Decode `index`, or the next decodable record; bad paths go into `replaced`."""
+    def _read(self, path: str, *, keep: bool) -> np.ndarray:
+        """The decoded image at `path`: from the cache, or read (and cached when `keep`)."""
+        if self.cache is None:
+            return self.read_image(path)
+        image = self.cache.get(path)
+        if image is None:
+            image = self.read_image(path)
+            if keep:
+                self.cache.put(path, image)
+        return image
+
+    def _decode(
+        self, index: int, replaced: list[str], *, keep: bool = True
+    ) -> tuple[int, np.ndarray]:
+        """Decode `index`, or the next decodable record; bad paths go into `replaced`.
+
+        `keep`: a newly decoded image enters the cache (a random partner's does not:
+        it would push out an image the window's next tiles need).
+        """
         for step in range(min(self.max_replacements, len(self.records))):
             candidate = (index + step) % len(self.records)
             if candidate in self.failed:
@@ -138,7 +168,13 @@ class DetectionDataset(Dataset):
                 continue
             path = self.records[candidate].image_path
             try:
-                return candidate, _crop(self.read_image(path), self.records[candidate])
+                full = self._read(path, keep=keep)
+                image = _crop(full, self.records[candidate])
+                # A whole-image sample hands the transform its own copy, never the cached one.
+                return (
+                    candidate,
+                    image.copy() if image is full and self.cache is not None else image,
+                )
             except (ValueError, OSError) as exc:  # ImageReadError is a ValueError
                 reason = getattr(exc, "reason", str(exc))
                 self.failed[candidate] = reason
@@ -156,7 +192,7 @@ class DetectionDataset(Dataset):
         self, index: int, replaced: list[str]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(image, boxes, labels, ignore) of `index`, or of the next decodable record."""
-        index, image = self._decode(index, replaced)
+        index, image = self._decode(index, replaced, keep=False)
         record = self.records[index]
         return image, record.boxes, record.labels, record.ignore
 
@@ -277,7 +313,9 @@ def build_dataloader(
         split: "train" or "val".
         train: augment (`cfg.augment`, DEFAULT_AUGMENT when null), use
             train.batch_size and drop the last incomplete batch; with `data.slice`
-            the samples are tiles (`slice_training_records`, summary printed);
+            the samples are tiles (`slice_training_records`, summary printed),
+            ordered by `grouping.GroupedSampler` (DDP: `DistributedGroupedSampler`)
+            when data.slice.group_images > 0, with a decoded-image cache per worker;
             otherwise a plain letterbox of whole images with eval.batch_size,
             keeping every image.
         distributed: shard with a DistributedSampler (torch.distributed initialised).
@@ -304,8 +342,12 @@ def build_dataloader(
 
     seed = cfg.train.seed
     records = split_records.records
+    # Under data.slice with group_images: the samples of an image are ordered close
+    # together and each dataset copy caches that many decoded images (grouping.py).
+    group_images = 0
     if train and cfg.data.slice is not None:
         records, summary = slice_training_records(cfg, records)
+        group_images = cfg.data.slice.group_images
         if rank == 0:
             print(f"data.slice: {summary}", file=sys.stderr)
     if train:
@@ -317,14 +359,28 @@ def build_dataloader(
     from detector.data.images import read_image_rgb
 
     read_image = functools.partial(read_image_rgb, max_pixels=cfg.data.max_image_pixels)
-    dataset = DetectionDataset(records, transform, read_image=read_image)
+    dataset = DetectionDataset(records, transform, read_image=read_image, cache_images=group_images)
     shuffle = train if shuffle is None else shuffle
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
     # Dropping the last partial batch keeps BatchNorm away from tiny batches, unless
     # the dataset is smaller than one batch (then there would be nothing at all).
     drop_last = train and len(dataset) >= batch_size * world_size
-    if distributed:
+    if distributed and shuffle and group_images:
+        sampler = DistributedGroupedSampler(
+            image_groups(records),
+            images_per_window=group_images,
+            num_replicas=world_size,
+            rank=rank,
+            seed=seed,
+            drop_last=drop_last,
+        )
+    elif distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif shuffle and group_images:
+        # SeededSampler seeds its generator per epoch, as a RandomSampler's.
+        sampler = GroupedSampler(
+            image_groups(records), images_per_window=group_images, generator=torch.Generator()
+        )
     elif shuffle:
         sampler = RandomSampler(
             dataset, generator=torch.Generator()

@@ -219,6 +219,36 @@ def test_build_dataloader_train_and_val(tmp_path: Path, capsys: pytest.CaptureFi
     ]
 
 
+def test_whole_image_training_order_and_batches_are_the_plain_random_samplers(
+    tmp_path: Path,
+) -> None:
+    """Without data.slice the loader is a RandomSampler's order over an uncached dataset:
+    a stored order, and batches equal to the ones built by hand from those parts."""
+    cfg = _synthetic_config(tmp_path / "shapes")
+    loader, split = build_dataloader(cfg, "train", train=True)
+    assert loader.dataset.cache is None and type(loader.sampler.sampler) is RandomSampler
+    by_hand = DataLoader(
+        DetectionDataset(split.records, build_train_transform(None, 64, seed=0)),
+        batch_size=4,
+        sampler=SeededSampler(
+            RandomSampler(split.records, generator=torch.Generator()),
+            0,
+            batch_size=4,
+            image_size=64,
+        ),
+        collate_fn=collate_batch,
+        drop_last=True,
+    )
+    for epoch, stored in ((0, [4, 1, 3, 0, 2, 5]), (1, [5, 4, 2, 3, 1, 0])):
+        loader.sampler.set_epoch(epoch)
+        by_hand.sampler.set_epoch(epoch)
+        assert [index for index, _, _ in loader.sampler] == stored
+        for ours, theirs in zip(loader, by_hand, strict=True):
+            assert torch.equal(ours["images"], theirs["images"])
+            for a, b in zip(ours["targets"], theirs["targets"], strict=True):
+                assert torch.equal(a["boxes"], b["boxes"])
+
+
 def test_build_dataloader_reports_skipped_and_corrupt_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

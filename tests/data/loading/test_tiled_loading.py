@@ -131,3 +131,56 @@ def test_a_box_cut_by_the_tile_edge_adds_no_objectness_negative_in_its_region(
     terms = loss_fn(raw, batch["targets"])
     terms["loss_obj"].backward()
     assert terms["num_fg"] > 0 and torch.any(raw.grad[0, in_region, 4] != 0)
+
+
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make `read_image_rgb` log every path it decodes (in this process) into the list returned."""
+    import detector.data.images as images
+
+    decoded: list[str] = []
+    real = images.read_image_rgb
+
+    def counting(path: str, **kwargs: object) -> np.ndarray:
+        decoded.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(images, "read_image_rgb", counting)
+    return decoded
+
+
+@pytest.mark.parametrize("group_images", [2, 0])
+def test_the_training_loader_decodes_each_image_once_an_epoch_when_grouped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_images: int
+) -> None:
+    cfg = _aerial_config(tmp_path / "aerial", full_images=True, group_images=group_images)
+    decoded = _count_decodes(monkeypatch)
+    loader, split = build_dataloader(cfg, "train", train=True)
+    decoded.clear()  # start-up decodes nothing in full; generating the set might
+    loader.sampler.set_epoch(0)
+    order = [index for index, _, _ in loader.sampler]
+    assert sorted(order) == list(range(10))  # 8 tiles + 2 whole images, each once
+    assert sum(len(batch["metas"]) for batch in loader) == 10
+    if group_images:
+        assert len(decoded) == len(split.records) == 2  # one decode per image
+        assert loader.dataset.cache is not None
+    else:
+        # The ungrouped order is the one of a RandomSampler (a stored expectation):
+        # every sample decodes its image.
+        assert len(decoded) == 10 and loader.dataset.cache is None
+        assert order == [4, 1, 7, 3, 8, 6, 0, 9, 5, 2]
+
+
+def test_a_distributed_sliced_loader_takes_a_slice_of_the_grouped_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detector.data.loading.grouping import DistributedGroupedSampler
+
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    cfg = _aerial_config(tmp_path / "aerial", full_images=True)
+    loader, _ = build_dataloader(cfg, "train", train=True, distributed=True)
+    shard = loader.sampler.sampler
+    assert isinstance(shard, DistributedGroupedSampler)
+    assert (shard.rank, shard.num_replicas, len(shard)) == (1, 2, 5)
+    loader.sampler.set_epoch(4)
+    assert shard.epoch == 4 and len(list(loader)) == 2  # 5 samples, batch 2, last dropped
