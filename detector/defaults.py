@@ -25,7 +25,7 @@ DEFAULT_MAX_DET = 300  # detections kept per image
 
 # Sliced inference (docs/slicing.md says how the merge default was chosen).
 DEFAULT_SLICE_OVERLAP = 0.2  # fraction of a tile its neighbours share
-DEFAULT_SLICE_MERGE = "nmm"  # greedy non-maximum merging; "nms" drops instead of fusing
+DEFAULT_SLICE_MERGE = "nms"  # class-aware NMS; "nmm" fuses instead of dropping (docs/slicing.md)
 DEFAULT_SLICE_MATCH_METRIC = "iou"  # or "ios": intersection over the smaller box
 DEFAULT_SLICE_MATCH_THRESHOLD = 0.5
 

@@ -180,7 +180,7 @@ def test_bad_shapes_raise() -> None:
 def test_inputs_are_not_modified() -> None:
     boxes, scores, labels = clustered_boxes(100, generator=torch.Generator().manual_seed(2))
     copies = boxes.clone(), scores.clone(), labels.clone()
-    merge_detections(boxes, scores, labels, match_metric="ios", match_threshold=0.1)
+    merge_detections(boxes, scores, labels, method="nmm", match_metric="ios", match_threshold=0.1)
     assert all(torch.equal(a, b) for a, b in zip((boxes, scores, labels), copies, strict=True))
 
 
@@ -233,7 +233,7 @@ def test_defaults_are_the_slicing_defaults() -> None:
         defaults.DEFAULT_SLICE_MATCH_THRESHOLD,
     )
     options = defaults.SlicingOptions(size=64)
-    assert (options.merge, options.match_metric, options.match_threshold) == ("nmm", "iou", 0.5)
+    assert (options.merge, options.match_metric, options.match_threshold) == ("nms", "iou", 0.5)
 
 
 def test_detections_of_many_tiles_match_the_reference(backend: str) -> None:

@@ -305,7 +305,9 @@ def test_a_box_sahi_drops_on_its_recheck_is_fused_here() -> None:
         )
         assert theirs[0].tolist() == [sahi_box]
         assert theirs[1].tolist() == [pytest.approx(0.9)]
-        ours = merge_detections(boxes, scores, labels, match_metric=metric, match_threshold=0.5)
+        ours = merge_detections(
+            boxes, scores, labels, method="nmm", match_metric=metric, match_threshold=0.5
+        )
         assert ours.boxes.tolist() == [[10.0, 2, 20, 28]] and ours.keep.tolist() == [0]
     # The slow model of SAHI's re-check used on the random scenes says the same.
     regrown, _ = sahi_regrow(boxes.tolist(), {0: [1, 2]}, "iou", 0.5)
@@ -324,7 +326,9 @@ def test_sahis_recheck_keeps_a_box_exactly_at_the_threshold() -> None:
         match_metric="iou",
         match_threshold=0.5,
     )
-    ours = merge_detections(boxes, scores, labels, match_metric="iou", match_threshold=0.5)
+    ours = merge_detections(
+        boxes, scores, labels, method="nmm", match_metric="iou", match_threshold=0.5
+    )
     assert theirs[0].tolist() == ours.boxes.tolist() == [[10.0, 8, 20, 22]]
     regrown, closest = sahi_regrow(boxes.tolist(), {0: [1, 2]}, "iou", 0.5)
     assert regrown == {0: ([10.0, 8, 20, 22], 0)} and closest == 0.0
@@ -337,7 +341,9 @@ def test_scores_and_labels_of_a_merged_group_are_the_kept_boxes() -> None:
     scores, labels = torch.tensor([0.6, 0.8, 0.7, 0.95]), torch.tensor([2, 2, 0, 2])
     predictions = object_predictions(boxes, scores, labels)
     theirs = sahi_postprocess(predictions, method="nmm", match_metric="iou", match_threshold=0.5)
-    ours = merge_detections(boxes, scores, labels, match_metric="iou", match_threshold=0.5)
+    ours = merge_detections(
+        boxes, scores, labels, method="nmm", match_metric="iou", match_threshold=0.5
+    )
     expected = [
         ([100.0, 100, 110, 110], 0.95, 2),
         ([0.0, 0, 10, 12], 0.8, 2),

@@ -1,7 +1,7 @@
 """Merging detections from overlapping tiles: class-aware NMS or greedy non-maximum merging.
 
     from detector.postprocess import merge_detections
-    merged = merge_detections(boxes, scores, labels, method="nmm", match_metric="iou",
+    merged = merge_detections(boxes, scores, labels, method="nms", match_metric="iou",
                               match_threshold=0.5)   # the defaults (docs/slicing.md)
     merged.boxes, merged.scores, merged.labels, merged.keep
 
@@ -63,7 +63,7 @@ def merge_detections(
     scores: Tensor,
     labels: Tensor,
     *,
-    method: str = "nmm",
+    method: str = "nms",
     match_metric: str = "iou",
     match_threshold: float = 0.5,
 ) -> MergedDetections:

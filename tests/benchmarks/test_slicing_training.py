@@ -14,6 +14,11 @@ from benchmarks.slicing_training import (
     inference_settings,
     training_comparison,
 )
+from detector.defaults import (
+    DEFAULT_SLICE_MATCH_METRIC,
+    DEFAULT_SLICE_MATCH_THRESHOLD,
+    DEFAULT_SLICE_MERGE,
+)
 
 
 def test_budget_epochs_is_minutes_times_speed_over_the_epoch() -> None:
@@ -72,17 +77,23 @@ def test_inference_settings_put_both_models_rows_first_then_every_merge_at_both_
     assert [name for name, _, _ in rows[:3]] == [
         "letterboxed",
         "sliced 256, no full pass",
-        "sliced 256 + full, NMM IoU 0.5",
+        "sliced 256 + full, NMS IoU 0.5",
     ]
     assert rows[0][1] is None and rows[1][1].full_image is False
     default = rows[2][1]
     assert (default.size, default.overlap, default.full_image) == (256, 0.2, True)
-    assert (default.merge, default.match_metric, default.match_threshold) == ("nmm", "iou", 0.5)
+    assert (default.merge, default.match_metric, default.match_threshold) == ("nms", "iou", 0.5)
+    # The first merge setting is the package default (what validation and evaluate use).
+    assert next(iter(MERGE_SETTINGS.values())) == (
+        DEFAULT_SLICE_MERGE,
+        DEFAULT_SLICE_MATCH_METRIC,
+        DEFAULT_SLICE_MATCH_THRESHOLD,
+    )
     assert [score for _, _, score in rows] == [0.001] * 6 + [0.25] * 4
     assert [(o.merge, o.match_metric, o.match_threshold) for _, o, _ in rows[6:]] == list(
         MERGE_SETTINGS.values()
     )
-    assert rows[-1][0] == "sliced 256 + full, NMS IoU 0.5, score>=0.25"
+    assert rows[-1][0] == "sliced 256 + full, NMM IOS 0.5, score>=0.25"
     # Evaluated at the detect threshold already: each merge once.
     assert len(inference_settings(256, 0.2, 0.25)) == 6
 
@@ -113,7 +124,7 @@ def test_part_4_end_to_end_prints_every_row_with_numbers(
     expected += [
         ("letterboxed", "letterboxed"),
         ("letterboxed", "sliced 64, no full pass"),
-        ("letterboxed", "sliced 64 + full, NMM IoU 0.5"),
+        ("letterboxed", "sliced 64 + full, NMS IoU 0.5"),
     ]
     assert [(row.trained, row.evaluated) for row in rows] == expected
     number = r"\s+-?\d+\.\d+"

@@ -151,7 +151,7 @@ def test_json_record_states_the_slicing(model) -> None:
         "overlap": 0.25,
         "full_image": True,
         "batch_size": 2,
-        "merge": "nmm",
+        "merge": "nms",
         "match_metric": "iou",
         "match_threshold": 0.5,
     }

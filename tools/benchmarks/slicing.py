@@ -2,8 +2,9 @@
 
     python tools/benchmark.py slicing
     python tools/benchmark.py slicing --repeats 20 --threads 1 --tiles 160,320 --tile-image 1280x960
+    python tools/benchmark.py slicing --train-minutes 6 --out /tmp/slicetrain   # + part 4
 
-Three parts, side by side in one run on this machine's CPU:
+Three parts (four with `--train-minutes`), side by side in one run on this machine's CPU:
 
 1. Merge cost: `merge_detections` (NMM and NMS, IOS and IoU) against `batched_nms` on
    the same ~10k detections of 100 tiles (a simulated 4193 px scene, 10 x 10 tiles of
@@ -17,8 +18,12 @@ Three parts, side by side in one run on this machine's CPU:
 3. Merge settings: COCO AP of the merged detections of a simulated sliced case
    (`simulate_scene`: small objects seen whole or cut by tile borders, a few large
    objects cut by every tile that sees them plus the full-image pass) for every method,
-   metric and a few thresholds; this is how the default was chosen (docs/slicing.md).
+   metric and a few thresholds (docs/slicing.md: the simulation alone would pick NMM).
    Where `sahi` imports, SAHI's `GREEDYNMM` at IOS 0.5 (its default) and IoU 0.5 too.
+4. With `--train-minutes M`: configs/aerial.yaml trained on tiles and letterboxed at
+   the same measured budget, each evaluated letterboxed and sliced, every merge on the
+   tile-trained model, and issue 20's aim checked (`slicing_training.py`); the merge
+   default comes from this part.
 """
 
 from __future__ import annotations

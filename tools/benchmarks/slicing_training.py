@@ -44,10 +44,10 @@ AIM_LARGE_LOSS = 0.10  # sliced AP_large >= (1 - 0.10) x letterboxed AP_large
 # Merge settings rechecked on the tile-trained model (all with the full-image pass):
 # name -> (merge, match_metric, match_threshold); the first is the package default.
 MERGE_SETTINGS: dict[str, tuple[str, str, float]] = {
+    "NMS IoU 0.5": ("nms", "iou", 0.5),
     "NMM IoU 0.5": ("nmm", "iou", 0.5),
     "NMM IoU 0.3": ("nmm", "iou", 0.3),
     "NMM IOS 0.5": ("nmm", "ios", 0.5),
-    "NMS IoU 0.5": ("nms", "iou", 0.5),
 }
 
 
