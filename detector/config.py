@@ -95,9 +95,11 @@ class SliceConfig:
     # Fraction of the tiles without any target that are trained on (as negatives), in
     # [0, 1]; drawn once per run from train.seed.
     empty_rate: float = 0.1
-    # Also train on each whole image, letterboxed, once per epoch: the objects larger
-    # than a tile that the full-image pass of sliced inference finds.
-    full_images: bool = True
+    # Also train on each whole image, letterboxed: the objects larger than a tile that the
+    # full-image pass of sliced inference finds. An integer N >= 0: N times per epoch (each
+    # copy augmented anew); true: once; false or 0: never. 2: the best AP at equal budget
+    # on the aerial set, and AP_large +28% over once (docs/sliced-training.md).
+    full_images: bool | int = 2
     # Images whose samples are shuffled together (a window of the epoch's order); each
     # loader worker keeps this many decoded images, so an image is decoded about once
     # per worker per epoch instead of once per tile. 0: tiles shuffled over the whole
@@ -608,6 +610,7 @@ def _check_slice(cfg: Config) -> None:
     _number(cfg, "data.slice.min_area_ratio", low=0, high=1)
     _number(cfg, "data.slice.empty_rate", low=0, high=1)
     _number(cfg, "data.slice.group_images", low=0)
+    _number(cfg, "data.slice.full_images", low=0)
 
 
 def _check_model(cfg: Config) -> None:

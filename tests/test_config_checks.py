@@ -92,6 +92,8 @@ BAD_VALUES = [
     ("data.slice.min_area_ratio=1.5", "data.slice.min_area_ratio", "must be in [0, 1]"),
     ("data.slice.empty_rate=-1", "data.slice.empty_rate", "must be in [0, 1]"),
     ("data.slice.group_images=-1", "data.slice.group_images", "must be in [0, inf]"),
+    ("data.slice.full_images=-2", "data.slice.full_images", "must be in [0, inf]"),
+    ("data.slice.full_images=1.5", "data.slice.full_images", "1.5 matches none of"),
     ("train.optimizer=lion", "train.optimizer", "is not one of"),
     ("eval.voc_metric=12point", "eval.voc_metric", "is not one of"),
 ]
@@ -306,6 +308,8 @@ def test_slice_boundary_values_accepted_and_absent_by_default() -> None:
             "empty_rate": 1.0,
             "full_images": False,
         },
+        {"size": 256, "full_images": 4},
+        {"size": 256, "full_images": 0},
     ):
         sliced = config_from_dict({"data": {"slice": spec}}).data.slice
         assert {key: getattr(sliced, key) for key in spec} == spec

@@ -6,7 +6,7 @@
     boxes, labels, ignore = cut_boxes(record.boxes, record.labels, record.ignore,
                                       (410, 0, 922, 512), min_area_ratio=0.5, min_box_size=1.0)
     samples, summary = training_samples(records, size=512, overlap=0.2, min_area_ratio=0.5,
-                                        empty_rate=0.1, full_images=True, network_size=512,
+                                        empty_rate=0.1, full_images=1, network_size=512,
                                         min_box_size=1.0, seed=0)
 
 The grid rule (`detector.postprocess.tile_grid`, the one sliced inference uses):
@@ -26,9 +26,13 @@ What becomes of the boxes (docs/sliced-training.md says why):
 
 A training epoch (`training_samples`) holds every tile with at least one target,
 `round(empty_rate * E)` of the E tiles without one (drawn once per run from
-`seed`), and with `full_images` each whole image once, in which objects whose
-longest side the letterbox to `network_size` shrinks below FULL_IMAGE_MIN_SIDE
-pixels are ignored (the tiles teach them at native size).
+`seed`), and each whole image `full_images` times (True: once), in which objects
+whose longest side the letterbox to `network_size` shrinks below FULL_IMAGE_MIN_SIDE
+pixels are ignored (the tiles teach them at native size). The copies of a whole
+image are separate samples, each augmented anew: at equal budget a tile-trained
+model sees each whole image once per epoch against a letterboxed model's once per
+(much shorter) epoch, so its full-image pass learns the large objects less well
+unless they come more often (docs/sliced-training.md).
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ def training_samples(
     overlap: float,
     min_area_ratio: float,
     empty_rate: float,
-    full_images: bool,
+    full_images: bool | int,
     network_size: int,
     min_box_size: float,
     seed: int,
@@ -164,7 +168,7 @@ def training_samples(
         size, overlap: the tile grid (`tile_grid`).
         min_area_ratio, min_box_size: what a cut box needs to stay a target (`cut_boxes`).
         empty_rate: fraction of the tiles without a target that are kept, in [0, 1].
-        full_images: add each whole image once.
+        full_images: copies of each whole image per epoch (True: 1, False: 0).
         network_size: model.image_size (for the whole images' small-object rule).
         seed: draws which empty tiles are kept.
 
@@ -187,14 +191,17 @@ def training_samples(
     samples = [
         tile for index, tile in enumerate(tiles) if index not in empty_set or index in chosen
     ]
-    if full_images:
+    copies = int(full_images)
+    if copies < 0:
+        raise ValueError(f"full_images must be >= 0 (or true/false), got {full_images}")
+    for _ in range(copies):
         samples += [_full_image_record(record, network_size) for record in records]
     summary = TilingSummary(
         images=len(records),
         tiles=len(tiles),
         tiles_with_objects=len(tiles) - len(empty),
         empty_kept=keep,
-        full_images=len(records) if full_images else 0,
+        full_images=len(records) * copies,
     )
     if not samples:
         raise ValueError(

@@ -113,7 +113,9 @@ def validation_slicing(cfg: Any) -> SlicingOptions | None:
     tiles = cfg.data.slice
     if tiles is None:
         return None
-    return SlicingOptions(size=tiles.size, overlap=tiles.overlap, full_image=tiles.full_images)
+    return SlicingOptions(
+        size=tiles.size, overlap=tiles.overlap, full_image=bool(tiles.full_images)
+    )
 
 
 def predict_records(

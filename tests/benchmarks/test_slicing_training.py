@@ -101,7 +101,6 @@ def test_inference_settings_put_both_models_rows_first_then_every_merge_at_both_
 TINY = (
     "data.synthetic.image_size=256",
     "data.synthetic.num_train=1",
-    "data.synthetic.num_val=2",
     "model.image_size=64",
     "data.slice.size=64",
     "data.slice.empty_rate=0",
@@ -114,9 +113,15 @@ TINY = (
 def test_part_4_end_to_end_prints_every_row_with_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rows = training_comparison(minutes=1e-5, out=tmp_path, repeats=1, steps=1, overrides=TINY)
+    rows = training_comparison(
+        minutes=1e-5, out=tmp_path, repeats=1, steps=1, overrides=TINY, val_images=3
+    )
     printed = capsys.readouterr().out
-    assert re.search(r"tiles .* samples/s, 7 samples/epoch -> 1 epochs", printed)
+    assert "aerial.yaml with 3 val images" in printed
+    val_list = tmp_path / "data" / "aerial" / "ImageSets" / "Main" / "val.txt"
+    assert len(val_list.read_text().split()) == 3
+    # 6 tiles with objects + 2 copies of the one whole image (data.slice.full_images: 2)
+    assert re.search(r"tiles .* samples/s, 8 samples/epoch -> 1 epochs", printed)
     assert re.search(r"letterboxed .* samples/s, 1 samples/epoch -> 1 epochs", printed)
     expected = [("tiles", "letterboxed"), ("tiles", "sliced 64, no full pass")]
     expected += [("tiles", f"sliced 64 + full, {name}") for name in MERGE_SETTINGS]

@@ -216,6 +216,30 @@ def test_training_samples_keep_object_tiles_a_share_of_empty_ones_and_whole_imag
     assert len(none) == 2 and summary.empty_kept == 0
 
 
+def test_whole_images_come_as_many_times_as_asked() -> None:
+    records = [
+        _record(0, 1024, 1024, [[10, 10, 30, 30], [600, 600, 900, 900]]),
+        _record(1, 512, 512, [[100, 100, 140, 140]]),
+    ]
+    kwargs = dict(size=256, overlap=0.0, min_area_ratio=0.5, empty_rate=0.0, network_size=256)
+    kwargs |= dict(min_box_size=1.0, seed=0)
+    tiles_only, _ = training_samples(records, full_images=0, **kwargs)
+    once, _ = training_samples(records, full_images=True, **kwargs)
+    three, summary = training_samples(records, full_images=3, **kwargs)
+    assert len(once) == len(tiles_only) + 2
+    assert summary.full_images == 6 and len(three) == summary.samples == len(tiles_only) + 6
+    whole = [s for s in three if s.window is None]
+    assert [s.image_id for s in whole] == [0, 1, 0, 1, 0, 1]
+    # Each copy is the whole image with the same small-object rule as a single one.
+    single = {s.image_id: s for s in once if s.window is None}
+    for copy in whole:
+        np.testing.assert_array_equal(copy.boxes, single[copy.image_id].boxes)
+        np.testing.assert_array_equal(copy.ignore, single[copy.image_id].ignore)
+    assert "+ 6 whole images" in str(summary)
+    with pytest.raises(ValueError, match="full_images must be >= 0"):
+        training_samples(records, full_images=-1, **kwargs)
+
+
 def test_a_tile_with_only_ignored_boxes_counts_as_empty() -> None:
     records = [_record(0, 512, 256, [[250, 10, 290, 50]])]  # 6 of 40 px in the left tile
     samples, summary = training_samples(

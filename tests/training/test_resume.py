@@ -300,7 +300,7 @@ def test_mid_epoch_checkpoint_refuses_changed_augmentation_keys(
         (
             "data.slice={size: 64}",
             "data.slice: None -> {'size': 64, 'overlap': 0.2, "
-            "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': True, "
+            "'min_area_ratio': 0.5, 'empty_rate': 0.1, 'full_images': 2, "
             "'group_images': 8}",
         ),
     ):

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from benchmarks.ladder import cpu_model
 from benchmarks.nms import median_seconds
-from benchmarks.slicing_training import DEFAULT_OUT, training_comparison
+from benchmarks.slicing_training import DEFAULT_OUT, VAL_IMAGES, training_comparison
 
 
 def simulate_scene(
@@ -317,6 +317,12 @@ def _merge_quality(images: int) -> None:
 @click.option("--train-steps", default=4, show_default=True, help="Timed steps per speed repeat.")
 @click.option("--train-set", multiple=True, help="KEY=VALUE override for both part-4 runs.")
 @click.option(
+    "--val-images",
+    default=VAL_IMAGES,
+    show_default=True,
+    help="Part 4's val split (data.synthetic.num_val): large objects are 1-3 per image.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_OUT,
@@ -333,6 +339,7 @@ def slicing(
     train_minutes: float,
     train_steps: int,
     train_set: tuple[str, ...],
+    val_images: int,
     out: Path,
 ) -> None:
     """Merge cost vs batched NMS, batched vs one-by-one tiles, merge settings' AP,
@@ -345,5 +352,10 @@ def slicing(
     _merge_quality(images)
     if train_minutes > 0:
         training_comparison(
-            minutes=train_minutes, out=out, repeats=repeats, steps=train_steps, overrides=train_set
+            minutes=train_minutes,
+            out=out,
+            repeats=repeats,
+            steps=train_steps,
+            overrides=train_set,
+            val_images=val_images,
         )
