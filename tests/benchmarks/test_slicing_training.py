@@ -48,7 +48,7 @@ def test_aim_passes_when_small_doubles_and_large_loses_at_most_ten_percent() -> 
     checks = aim_check(_stats(0.078, 0.083), _stats(0.005, 0.064))
     assert [passed for passed, _ in checks] == [True, True]
     assert checks[0][1].startswith("PASS AP_small 0.078") and "15.6x" in checks[0][1]
-    assert checks[1][1].startswith("PASS AP_large 0.083 vs 0.064: 0% lower")
+    assert checks[1][1].startswith("PASS AP_large 0.083 vs 0.064: 30% higher")
     # Exactly at both bounds: 2x and a 10% loss pass.
     assert [p for p, _ in aim_check(_stats(0.2, 0.45), _stats(0.1, 0.5))] == [True, True]
 

@@ -104,12 +104,13 @@ def aim_check(
     if ours < 0 or base < 0:
         checks.append((False, "AP_large: not measured (no large objects in the split)"))
     else:
-        loss = max(0.0, 1 - ours / base) if base > 0 else 0.0
+        change = ours / base - 1 if base > 0 else 0.0
+        direction = f"{-change:.0%} lower" if change < 0 else f"{change:.0%} higher"
         checks.append(
             (
-                loss <= large_loss,
-                f"AP_large {ours:.3f} vs {base:.3f}: {loss:.0%} lower "
-                f"(aim: at most {large_loss:.0%})",
+                -change <= large_loss,
+                f"AP_large {ours:.3f} vs {base:.3f}: {direction} "
+                f"(aim: at most {large_loss:.0%} lower)",
             )
         )
     return [(passed, f"{'PASS' if passed else 'FAIL'} {line}") for passed, line in checks]
