@@ -1,7 +1,7 @@
 """`detector track`: detect and track objects in videos, cameras and streams.
 
     detector track runs/demo/weights/best.pt video.mp4 --out out/ --save-mot out/video.mot.txt
-    detector track best.pt rtsp://cam.local/stream --serve 8080 --track-buffer 2
+    detector track best.pt rtsp://cam.local/stream --serve 8080 --track-buffer 3
     detector evaluate-tracks video.gt.txt out/video.mot.txt
 
 Takes every option of `detect` (the same option objects: sources, sinks,
@@ -108,7 +108,7 @@ track = click.Command(
         click.Option(
             ["--track-buffer"],
             type=click.FloatRange(min=0),
-            default=1.0,
+            default=2.0,
             show_default=True,
             help="Seconds a lost track is kept to be found again.",
         ),

@@ -275,7 +275,7 @@ class Detector:
         """Yield (frame, TrackedDetections) over a video, camera, stream or folder.
 
         A thin entry to `detector.tracking.stream.track_source`; `tracker_options`
-        go to `ByteTracker` (e.g. `track_buffer=2.0`, `high_threshold=0.6`).
+        go to `ByteTracker` (e.g. `track_buffer=3.0`, `high_threshold=0.6`).
         """
         from detector.tracking.stream import track_source
 

@@ -1,7 +1,7 @@
 """Multi-object tracking over detections, and tracking metrics.
 
     from detector import ByteTracker  # or: from detector.tracking.tracker import ByteTracker
-    tracker = ByteTracker(track_buffer=1.0)
+    tracker = ByteTracker(track_buffer=2.0)
     ids = tracker.update(boxes_xyxy, scores, labels, timestamp=seconds)
 
 Modules: kalman.py (constant-velocity filter), association.py (IoU and gated

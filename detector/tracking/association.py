@@ -83,12 +83,19 @@ def match(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray, np.n
     return pairs, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
 
 
-def duplicate_mask(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def duplicate_mask(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    owners: np.ndarray | None = None,
+) -> np.ndarray:
     """Greedy class-agnostic suppression: True for boxes that overlap a higher-scored one.
 
     Args:
         boxes: [N, 4] xyxy. scores: [N].
         iou_threshold: IoU above which the lower-scored box is a duplicate.
+        owners: int [N], the track each box continues (-1: none); two boxes that
+            continue two different tracks never suppress each other.
 
     Returns:
         bool [N], True = duplicate (suppressed).
@@ -97,6 +104,9 @@ def duplicate_mask(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) 
     iou = box_iou_numpy(boxes[order], boxes[order], dtype=np.float32)
     np.fill_diagonal(iou, 0.0)
     over = iou > iou_threshold
+    if owners is not None:
+        own = np.asarray(owners).reshape(-1)[order]
+        over &= ~((own[:, None] >= 0) & (own[None, :] >= 0) & (own[:, None] != own[None, :]))
     suppressed = np.zeros(len(order), bool)
     # Only boxes that overlap another at all need the sequential pass.
     for index in np.flatnonzero(over.any(axis=1)).tolist():

@@ -1,7 +1,7 @@
 """Tracking over a frame source: the per-frame stage `detector track` and `Detector.track` share.
 
     det = Detector.from_checkpoint("best.pt", score_threshold=0.1)
-    for frame, result in det.track("video.mp4", track_buffer=1.0):
+    for frame, result in det.track("video.mp4", track_buffer=2.0):
         result.track_ids       # int64 [K], -1 for detections outside any confirmed track
 
 Frame times: a video file's frame i is at i / fps (its own clock, however fast

@@ -1,6 +1,6 @@
 """`ByteTracker`: ByteTrack-style multi-object tracking over per-frame detections.
 
-    tracker = ByteTracker(track_buffer=1.0)           # seconds a lost track is kept
+    tracker = ByteTracker(track_buffer=2.0)           # seconds a lost track is kept
     for frame in frames:
         ids = tracker.update(boxes, scores, labels, timestamp=frame_time_s)
         # ids int64 [N]: the track id of each detection, -1 for none
@@ -14,12 +14,23 @@ Each update (see docs/internals.md, "Tracking"):
    confirmed tracks still unmatched that were seen in the previous update (gate
    `low_match_iou`): they continue tracks through blur and occlusion but never
    start one;
+3b. recovery (OC-SORT's observation-centric recovery): confirmed tracks still
+   unmatched are matched to the high-score detections left by the IoU of their
+   last matched box, not of their Kalman prediction (gate `recover_iou`): after an
+   occlusion the prediction has drifted on the velocity it had before, while the
+   object usually reappears near where it was last seen;
 4. tentative tracks (born in the previous update) are matched to the high-score
    detections left (gate `tentative_match_iou`); unmatched tentative tracks die;
 5. high-score detections still free with score >= `new_track_threshold` start
    tentative tracks, which get an id when matched again (`min_hits` updates in a
    row; tracks in the very first update are confirmed at once);
 6. confirmed tracks unmatched for more than `track_buffer` seconds are removed.
+
+Before matching, when class-agnostic, a detection overlapping a higher-scored one
+by IoU > `duplicate_iou` is dropped as the same object under another label,
+unless the two continue two different tracked tracks (the optimal one-to-one
+pairing of tracks' predictions and detections at IoU >= 0.5 pairs each with its
+own track): objects that were tracked apart stay apart while they overlap.
 
 Labels: by default matching ignores class labels (`class_aware=False`), because
 detectors' labels flicker between similar classes; each track's class is the
@@ -39,10 +50,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.defaults import DEFAULT_IOU_THRESHOLD
 from detector.tracking import kalman
 from detector.tracking.association import box_iou_numpy, duplicate_mask, match
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2
+# A detection "continues" a track when the optimal pairing of tracks' predictions and
+# detections pairs them at this IoU or more: the usual IoU of a true positive.
+CONTINUE_IOU = 0.5
 
 
 @dataclass
@@ -77,12 +92,17 @@ class ByteTracker:
         low_match_iou: IoU gate of stage 2 (low-score detections).
         tentative_match_iou: IoU gate for tentative tracks.
         track_buffer: seconds a lost track is kept for re-identification.
+        recover_iou: IoU gate of the recovery stage (3b: unmatched tracks' last matched
+            boxes to the high-score detections left); None turns the stage off.
         min_hits: matched updates in a row that confirm a tentative track.
         class_aware: match only detections whose label equals the track's label.
         fuse_score: in stage 1, match on IoU x detection score (ByteTrack's MOT17 setting).
         duplicate_iou: when class-agnostic, a detection overlapping a higher-scored one
             of the same frame by more than this IoU is a duplicate (the same object
-            under another label, which per-class NMS keeps) and gets id -1; None keeps all.
+            under another label, which per-class NMS keeps) and gets id -1, unless the
+            two continue two different tracks; None keeps all. The default is the
+            detector's NMS IoU (`detector.defaults.DEFAULT_IOU_THRESHOLD`): across
+            labels the tracker suppresses what NMS suppresses within one.
         frame_rate: frames per second assumed when `update` gets no timestamp.
         reference_fps: the time unit of the motion model (its noise is tuned per
             1/reference_fps s); results are the same at any real frame rate.
@@ -97,11 +117,12 @@ class ByteTracker:
         match_iou: float = 0.2,
         low_match_iou: float = 0.5,
         tentative_match_iou: float = 0.3,
-        track_buffer: float = 1.0,
+        track_buffer: float = 2.0,
+        recover_iou: float | None = 0.2,
         min_hits: int = 2,
         class_aware: bool = False,
         fuse_score: bool = False,
-        duplicate_iou: float | None = 0.85,
+        duplicate_iou: float | None = DEFAULT_IOU_THRESHOLD,
         frame_rate: float = 30.0,
         reference_fps: float = 30.0,
     ) -> None:
@@ -113,6 +134,8 @@ class ByteTracker:
             ("match_iou", match_iou),
             ("low_match_iou", low_match_iou),
             ("tentative_match_iou", tentative_match_iou),
+            ("recover_iou", 0.0 if recover_iou is None else recover_iou),
+            ("duplicate_iou", 0.0 if duplicate_iou is None else duplicate_iou),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -135,6 +158,7 @@ class ByteTracker:
         self.low_match_iou = float(low_match_iou)
         self.tentative_match_iou = float(tentative_match_iou)
         self.track_buffer = float(track_buffer)
+        self.recover_iou = None if recover_iou is None else float(recover_iou)
         self.min_hits = int(min_hits)
         self.class_aware = bool(class_aware)
         self.fuse_score = bool(fuse_score)
@@ -152,6 +176,7 @@ class ByteTracker:
         self._state = np.zeros(0, np.int8)
         self._hits = np.zeros(0, np.int64)
         self._last_seen = np.zeros(0)
+        self._last_box = np.zeros((0, 4))  # xyxy of the last matched detection
         self._score = np.zeros(0)
         self._votes: list[dict[int, float]] = []
         self._time: float | None = None
@@ -233,13 +258,6 @@ class ByteTracker:
         valid &= (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
         self.skipped_detections += int((~valid).sum())
         valid &= scores >= self.low_threshold
-        if self.duplicate_iou is not None and not self.class_aware and valid.sum() > 1:
-            candidates = np.flatnonzero(valid)
-            valid[
-                candidates[
-                    duplicate_mask(boxes[candidates], scores[candidates], self.duplicate_iou)
-                ]
-            ] = False
 
         if len(self._ids) and elapsed > 0:
             steps = np.full(len(self._ids), elapsed * self.reference_fps)
@@ -250,6 +268,15 @@ class ByteTracker:
         iou = box_iou_numpy(track_boxes, boxes, dtype=np.float32)
         if self.class_aware and iou.size:
             iou = np.where(self._majority_labels()[:, None] == labels[None, :], iou, 0.0)
+        if not self.class_aware and self.duplicate_iou is not None and valid.sum() > 1:
+            candidates = np.flatnonzero(valid)
+            duplicates = duplicate_mask(
+                boxes[candidates],
+                scores[candidates],
+                self.duplicate_iou,
+                owners=self._continued_tracks(iou[:, candidates]),
+            )
+            valid[candidates[duplicates]] = False
 
         high = np.flatnonzero(valid & (scores >= self.high_threshold))
         low = np.flatnonzero(valid & (scores < self.high_threshold))
@@ -271,7 +298,17 @@ class ByteTracker:
 
         free_confirmed, free_high = stage(confirmed, high, self.match_iou, self.fuse_score)
         recent = free_confirmed[self._state[free_confirmed] == TRACKED]
-        stage(recent, low, self.low_match_iou)
+        free_recent, _ = stage(recent, low, self.low_match_iou)
+        if self.recover_iou is not None:
+            unmatched = np.union1d(free_recent, free_confirmed[self._state[free_confirmed] == LOST])
+            last_iou = box_iou_numpy(self._last_box[unmatched], boxes[free_high], dtype=np.float32)
+            if self.class_aware and last_iou.size:
+                same = self._majority_labels()[unmatched][:, None] == labels[free_high][None, :]
+                last_iou = np.where(same, last_iou, 0.0)
+            pairs, _, free = match(last_iou, self.recover_iou)
+            matched_tracks.append(unmatched[pairs[:, 0]])
+            matched_dets.append(free_high[pairs[:, 1]])
+            free_high = free_high[free]
         _, free_high = stage(tentative, free_high, self.tentative_match_iou)
 
         track_idx = np.concatenate(matched_tracks)
@@ -309,6 +346,7 @@ class ByteTracker:
         self._mean[track_idx], self._cov[track_idx] = mean, cov
         self._hits[track_idx] += 1
         self._last_seen[track_idx] = now
+        self._last_box[track_idx] = boxes[det_idx]
         self._score[track_idx] = scores[det_idx]
         self._state[track_idx[self._state[track_idx] == LOST]] = TRACKED
         for track, det in zip(track_idx.tolist(), det_idx.tolist(), strict=True):
@@ -320,6 +358,17 @@ class ByteTracker:
         for track in promote.tolist():
             self._ids[track] = self._new_id()
         self._state[promote] = TRACKED
+
+    def _continued_tracks(self, iou: np.ndarray) -> np.ndarray:
+        """Per detection (columns of `iou` [T, D]), the tracked track it continues, -1 for none:
+        the one-to-one optimal pairing of tracked tracks' predictions and detections at
+        IoU >= CONTINUE_IOU (one-to-one: a track continues into one box only)."""
+        owners = np.full(iou.shape[1], -1, np.int64)
+        tracked = np.flatnonzero(self._state == TRACKED)
+        if len(tracked) and iou.shape[1]:
+            pairs, _, _ = match(np.nan_to_num(iou[tracked], nan=0.0), CONTINUE_IOU)
+            owners[pairs[:, 1]] = tracked[pairs[:, 0]]
+        return owners
 
     def _new_id(self) -> int:
         track_id, self._next_id = self._next_id, self._next_id + 1
@@ -342,6 +391,7 @@ class ByteTracker:
         )
         self._hits = np.concatenate([self._hits, np.ones(count, np.int64)])
         self._last_seen = np.concatenate([self._last_seen, np.full(count, now)])
+        self._last_box = np.concatenate([self._last_box, boxes.reshape(-1, 4)])
         self._score = np.concatenate([self._score, scores])
         self._votes.extend(
             {int(label): float(score)} for label, score in zip(labels, scores, strict=True)
@@ -353,6 +403,7 @@ class ByteTracker:
         self._mean, self._cov = self._mean[keep], self._cov[keep]
         self._ids, self._state, self._hits = self._ids[keep], self._state[keep], self._hits[keep]
         self._last_seen, self._score = self._last_seen[keep], self._score[keep]
+        self._last_box = self._last_box[keep]
         self._votes = [
             votes for votes, kept in zip(self._votes, keep.tolist(), strict=True) if kept
         ]

@@ -169,6 +169,10 @@ def test_wrong_shapes_and_bad_options_raise() -> None:
         tracker.update(np.zeros((2, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="track_buffer"):
         ByteTracker(track_buffer=-1)
+    with pytest.raises(ValueError, match="recover_iou"):
+        ByteTracker(recover_iou=1.5)
+    with pytest.raises(ValueError, match="duplicate_iou"):
+        ByteTracker(duplicate_iou=-0.1)
     with pytest.raises(ValueError, match="low_threshold"):
         ByteTracker(high_threshold=0.3, low_threshold=0.4)
 
@@ -199,9 +203,9 @@ def test_memory_stays_flat_over_10k_frames() -> None:
 
 def test_fuse_score_weighs_the_stage_one_gate_by_score() -> None:
     # Stage 1 on IoU alone matches a 0.55-score box at IoU 0.33;
-    # IoU x score (0.18) is under the 0.2 gate.
+    # IoU x score (0.18) is under the 0.2 gate. (Recovery off: it would match on IoU.)
     def second_frame(fuse: bool) -> int:
-        tracker = ByteTracker(fuse_score=fuse, min_hits=1)
+        tracker = ByteTracker(fuse_score=fuse, min_hits=1, recover_iou=None)
         tracker.update(np.array([box(50, 50)]), np.array([0.9]), None, 0.0)
         return int(tracker.update(np.array([box(60, 50)]), np.array([0.55]), None, 0.0)[0])
 
@@ -222,3 +226,61 @@ def test_one_object_detected_under_two_labels_gets_one_track() -> None:
         2,
     }
     assert {int(i) for frame in run(ByteTracker(class_aware=True), frames) for i in frame} == {1, 2}
+
+
+def test_recovery_finds_an_object_that_stopped_while_hidden() -> None:
+    # Seen moving at 4 px a frame, hidden 10 frames, back where it was last seen:
+    # the Kalman prediction ran on by ~40 px (no overlap with a 20 px box), its
+    # last matched box did not move.
+    frames = [[(box(50 + 4 * t, 50), 0.9, 0)] for t in range(10)]
+    frames += [[] for _ in range(10)]
+    frames += [[(box(50 + 4 * 9, 50), 0.9, 0)] for _ in range(5)]
+    with_recovery = run(ByteTracker(), frames)
+    assert {int(i) for frame in with_recovery for i in frame} == {1}
+    without = run(ByteTracker(recover_iou=None), frames)
+    assert [int(frame[0]) for frame in without[20:]] == [-1, 2, 2, 2, 2]
+
+
+def test_recovery_respects_its_gate_and_the_buffer() -> None:
+    # Back 15 px from where it was last seen (IoU 0.14 with a 20 px box): under the 0.2
+    # gate, so a new track; and past the buffer no gate helps.
+    frames = [[(box(50 + 4 * t, 50), 0.9, 0)] for t in range(10)]
+    moved = frames + [[] for _ in range(10)] + [[(box(50 + 4 * 9 - 15, 50), 0.9, 0)]] * 3
+    assert [int(frame[0]) for frame in run(ByteTracker(), moved)[20:]] == [-1, 2, 2]
+    late = frames + [[] for _ in range(70)] + [[(box(50 + 4 * 9, 50), 0.9, 0)]] * 3
+    assert [int(frame[0]) for frame in run(ByteTracker(), late)[80:]] == [-1, 2, 2]
+
+
+def test_one_object_under_two_labels_at_nms_overlap_gets_one_track() -> None:
+    # Two labels' boxes of one object at IoU 0.6: above the default duplicate_iou
+    # (0.45, the NMS IoU) they are one object; at the former 0.85 they made two tracks.
+    frames = [
+        [(box(50 + 2 * t, 50), 0.9, 0), ([40 + 2 * t, 40, 60 + 2 * t, 52], 0.7, 1)]
+        for t in range(6)
+    ]
+    assert all(frame.tolist() == [1, -1] for frame in run(ByteTracker(), frames))
+    loose = run(ByteTracker(duplicate_iou=0.85), frames)
+    assert {int(i) for frame in loose for i in frame} == {1, 2}
+
+
+def test_objects_tracked_apart_are_not_duplicates_while_they_overlap() -> None:
+    # Two objects with their own tracks come to overlap at IoU 0.6 for 8 frames:
+    # each box continues its own track, so neither is dropped as the other's duplicate.
+    def frame(t: int) -> list[tuple[list[float], float, int]]:
+        gap = max(4.0, 40.0 - 6 * t)  # 40 px apart, closing to 4 px horizontally
+        return [(box(100, 100), 0.9, 0), (box(100 + gap, 100), 0.8, 1)]
+
+    ids = run(ByteTracker(), [frame(t) for t in range(14)])
+    assert all(frame.tolist() == [1, 2] for frame in ids), [f.tolist() for f in ids]
+
+
+def test_duplicate_mask_owners() -> None:
+    from detector.tracking.association import duplicate_mask
+
+    boxes = np.array([box(50, 50), [40, 40, 60, 52]], np.float64)  # IoU 0.6
+    scores = np.array([0.9, 0.7])
+    assert duplicate_mask(boxes, scores, 0.45).tolist() == [False, True]
+    assert duplicate_mask(boxes, scores, 0.45, owners=np.array([3, 5])).tolist() == [False, False]
+    assert duplicate_mask(boxes, scores, 0.45, owners=np.array([3, 3])).tolist() == [False, True]
+    assert duplicate_mask(boxes, scores, 0.45, owners=np.array([3, -1])).tolist() == [False, True]
+    assert duplicate_mask(boxes, scores, 0.65).tolist() == [False, False]

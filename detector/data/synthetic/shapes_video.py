@@ -187,6 +187,7 @@ def write_shapes_video(
     frames: int,
     fps: float,
     seed: int = 0,
+    num_shapes: int = 6,
 ) -> int:
     """Write the mp4 (mp4v) and its ground truth `<stem>.gt.txt`; return the frames written.
 
@@ -199,7 +200,9 @@ def write_shapes_video(
 
     def bgr_frames() -> Iterator[np.ndarray]:
         for index, (frame, objects) in enumerate(
-            render_shapes_video(names, width=width, height=height, frames=frames, seed=seed),
+            render_shapes_video(
+                names, width=width, height=height, frames=frames, seed=seed, num_shapes=num_shapes
+            ),
             start=1,
         ):
             for obj in objects:
