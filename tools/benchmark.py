@@ -6,6 +6,7 @@
     python tools/benchmark.py train                     # training images/s and data-wait fraction
     python tools/benchmark.py detect                    # forward-only vs end-to-end video fps
     python tools/benchmark.py track                     # tracker cost, fps vs detect, IDF1/HOTA
+    python tools/benchmark.py association --checkpoint a.pt  # tracker settings on many videos
     python tools/benchmark.py handover                  # memfd batch hand-over vs torch's (img/s)
     python tools/benchmark.py gpu                       # every GPU figure in one run (< 8 min)
     python tools/benchmark.py recipe                    # augmentation ablation, shapes + dense sets
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import click
 
+from benchmarks.association import association
 from benchmarks.data import data
 from benchmarks.detect import detect
 from benchmarks.eval import eval_
@@ -50,6 +52,7 @@ for command in (
     train,
     detect,
     track,
+    association,
     handover,
     recipe,
     ladder,
