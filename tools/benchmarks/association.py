@@ -74,16 +74,10 @@ def write_videos(folder: Path, seeds: list[int], frames: int, shapes: int) -> li
 
 def detect_video(detector: Any, video: Path, batch: int = 16) -> Detections:
     """Per-frame (boxes, scores, labels) of `detector` on every frame of `video`."""
-    import cv2
+    from detector.inference.sources import open_source
 
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    with open_source(str(video)) as source:
+        frames = [frame.image for frame in source if frame.image is not None]
     out: Detections = []
     for start in range(0, len(frames), batch):
         for result in detector.predict_frames(frames[start : start + batch], color="bgr"):
