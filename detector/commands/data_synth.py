@@ -82,7 +82,17 @@ def synth(out: str, num_train: int, num_val: int, image_size: int, seed: int, ki
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--size", default="320x240", show_default=True, help="Frame size WIDTHxHEIGHT.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def video(config: str, out_path: str, frames: int, fps: float, size: str, seed: int) -> None:
+@click.option(
+    "--shapes",
+    "num_shapes",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="Moving shapes (the first five play the scripted crossings; more make a crowd).",
+)
+def video(
+    config: str, out_path: str, frames: int, fps: float, size: str, seed: int, num_shapes: int
+) -> None:
     """Render a video of moving shapes of CONFIG's classes,
     and its MOT ground truth <stem>.gt.txt."""
     from detector.config import ConfigError, load_config
@@ -103,6 +113,7 @@ def video(config: str, out_path: str, frames: int, fps: float, size: str, seed: 
             frames=frames,
             fps=fps,
             seed=seed,
+            num_shapes=num_shapes,
         )
     except (ConfigError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None

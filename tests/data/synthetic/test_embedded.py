@@ -246,6 +246,17 @@ def test_video_command_writes_the_requested_frames(tmp_path: Path) -> None:
     )  # ground truth on every frame
 
 
+def test_video_command_shapes_makes_a_crowd(tmp_path: Path) -> None:
+    out = tmp_path / "crowd.mp4"
+    args = ["data", "video", str(_config_file(tmp_path)), "--out", str(out), "--frames", "5"]
+    result = CliRunner().invoke(main, [*args, "--shapes", "10"])
+    assert result.exit_code == 0, result.output
+    ids = {line.split(",")[1] for line in (tmp_path / "crowd.gt.txt").read_text().splitlines()}
+    assert len(ids) == 10
+    result = CliRunner().invoke(main, [*args, "--shapes", "0"])
+    assert result.exit_code != 0 and "--shapes" in result.output
+
+
 def test_video_command_needs_a_synthetic_config(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
