@@ -10,6 +10,8 @@ pair below the gate is never made, even when the solver would pair it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -87,15 +89,17 @@ def duplicate_mask(
     boxes: np.ndarray,
     scores: np.ndarray,
     iou_threshold: float,
-    owners: np.ndarray | None = None,
+    owners_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Greedy class-agnostic suppression: True for boxes that overlap a higher-scored one.
 
     Args:
         boxes: [N, 4] xyxy. scores: [N].
         iou_threshold: IoU above which the lower-scored box is a duplicate.
-        owners: int [N], the track each box continues (-1: none); two boxes that
-            continue two different tracks never suppress each other.
+        owners_of: given the indices [K] of the boxes that overlap another above the
+            threshold, the track each continues (int [K], -1: none); two boxes that
+            continue two different tracks never suppress each other. Asked only when
+            some boxes overlap (the tracker's pairing costs a solve).
 
     Returns:
         bool [N], True = duplicate (suppressed).
@@ -104,12 +108,14 @@ def duplicate_mask(
     iou = box_iou_numpy(boxes[order], boxes[order], dtype=np.float32)
     np.fill_diagonal(iou, 0.0)
     over = iou > iou_threshold
-    if owners is not None:
-        own = np.asarray(owners).reshape(-1)[order]
+    crowded = np.flatnonzero(over.any(axis=1))
+    if owners_of is not None and len(crowded):
+        own = np.full(len(order), -1, np.int64)
+        own[crowded] = np.asarray(owners_of(order[crowded])).reshape(-1)
         over &= ~((own[:, None] >= 0) & (own[None, :] >= 0) & (own[:, None] != own[None, :]))
     suppressed = np.zeros(len(order), bool)
     # Only boxes that overlap another at all need the sequential pass.
-    for index in np.flatnonzero(over.any(axis=1)).tolist():
+    for index in crowded.tolist():
         if not suppressed[index]:
             later = over[index].copy()
             later[: index + 1] = False

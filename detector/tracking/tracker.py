@@ -29,8 +29,8 @@ Each update (see docs/internals.md, "Tracking"):
 Before matching, when class-agnostic, a detection overlapping a higher-scored one
 by IoU > `duplicate_iou` is dropped as the same object under another label,
 unless the two continue two different tracked tracks (the optimal one-to-one
-pairing of tracks' predictions and detections at IoU >= 0.5 pairs each with its
-own track): objects that were tracked apart stay apart while they overlap.
+pairing of tracks' predictions and the overlapping detections at IoU >= 0.5 pairs
+each with its own track): objects tracked apart stay apart while they overlap.
 
 Labels: by default matching ignores class labels (`class_aware=False`), because
 detectors' labels flicker between similar classes; each track's class is the
@@ -274,7 +274,7 @@ class ByteTracker:
                 boxes[candidates],
                 scores[candidates],
                 self.duplicate_iou,
-                owners=self._continued_tracks(iou[:, candidates]),
+                owners_of=lambda crowded: self._continued_tracks(iou[:, candidates[crowded]]),
             )
             valid[candidates[duplicates]] = False
 
@@ -299,8 +299,8 @@ class ByteTracker:
         free_confirmed, free_high = stage(confirmed, high, self.match_iou, self.fuse_score)
         recent = free_confirmed[self._state[free_confirmed] == TRACKED]
         free_recent, _ = stage(recent, low, self.low_match_iou)
-        if self.recover_iou is not None:
-            unmatched = np.union1d(free_recent, free_confirmed[self._state[free_confirmed] == LOST])
+        unmatched = np.union1d(free_recent, free_confirmed[self._state[free_confirmed] == LOST])
+        if self.recover_iou is not None and len(unmatched) and len(free_high):
             last_iou = box_iou_numpy(self._last_box[unmatched], boxes[free_high], dtype=np.float32)
             if self.class_aware and last_iou.size:
                 same = self._majority_labels()[unmatched][:, None] == labels[free_high][None, :]
@@ -360,13 +360,14 @@ class ByteTracker:
         self._state[promote] = TRACKED
 
     def _continued_tracks(self, iou: np.ndarray) -> np.ndarray:
-        """Per detection (columns of `iou` [T, D]), the tracked track it continues, -1 for none:
-        the one-to-one optimal pairing of tracked tracks' predictions and detections at
-        IoU >= CONTINUE_IOU (one-to-one: a track continues into one box only)."""
+        """Per detection (columns of `iou` [T, D], finite boxes), the tracked track it
+        continues, -1 for none: the one-to-one optimal pairing of tracked tracks'
+        predictions and these detections at IoU >= CONTINUE_IOU (one-to-one: a track
+        continues into one box only)."""
         owners = np.full(iou.shape[1], -1, np.int64)
         tracked = np.flatnonzero(self._state == TRACKED)
         if len(tracked) and iou.shape[1]:
-            pairs, _, _ = match(np.nan_to_num(iou[tracked], nan=0.0), CONTINUE_IOU)
+            pairs, _, _ = match(iou[tracked], CONTINUE_IOU)
             owners[pairs[:, 1]] = tracked[pairs[:, 0]]
         return owners
 

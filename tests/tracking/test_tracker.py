@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -277,10 +278,22 @@ def test_objects_tracked_apart_are_not_duplicates_while_they_overlap() -> None:
 def test_duplicate_mask_owners() -> None:
     from detector.tracking.association import duplicate_mask
 
-    boxes = np.array([box(50, 50), [40, 40, 60, 52]], np.float64)  # IoU 0.6
-    scores = np.array([0.9, 0.7])
-    assert duplicate_mask(boxes, scores, 0.45).tolist() == [False, True]
-    assert duplicate_mask(boxes, scores, 0.45, owners=np.array([3, 5])).tolist() == [False, False]
-    assert duplicate_mask(boxes, scores, 0.45, owners=np.array([3, 3])).tolist() == [False, True]
-    assert duplicate_mask(boxes, scores, 0.45, owners=np.array([3, -1])).tolist() == [False, True]
-    assert duplicate_mask(boxes, scores, 0.65).tolist() == [False, False]
+    boxes = np.array([box(50, 50), [40, 40, 60, 52], box(150, 150)], np.float64)  # IoU 0.6
+    scores = np.array([0.9, 0.7, 0.8])
+    asked: list[list[int]] = []
+
+    def owners(values: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+        def owners_of(indices: np.ndarray) -> np.ndarray:
+            asked.append(sorted(indices.tolist()))
+            return np.array([values[i] for i in indices])
+
+        return owners_of
+
+    assert duplicate_mask(boxes, scores, 0.45).tolist() == [False, True, False]
+    assert duplicate_mask(boxes, scores, 0.45, owners([3, 5, 7])).tolist() == [False] * 3
+    assert asked == [[0, 1]]  # only the boxes that overlap another are asked about
+    assert duplicate_mask(boxes, scores, 0.45, owners([3, 3, 7])).tolist() == [False, True, False]
+    assert duplicate_mask(boxes, scores, 0.45, owners([3, -1, 7])).tolist() == [False, True, False]
+    asked.clear()
+    assert duplicate_mask(boxes, scores, 0.65, owners([3, 5, 7])).tolist() == [False] * 3
+    assert asked == []  # nothing overlaps: no pairing is asked for
