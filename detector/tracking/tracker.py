@@ -266,8 +266,10 @@ class ByteTracker:
             self._mean[self._state == LOST, 6:8] = 0.0
         track_boxes = kalman.box_cxcywh_to_xyxy(self._mean[:, :4])
         iou = box_iou_numpy(track_boxes, boxes, dtype=np.float32)
+        same_label = None
         if self.class_aware and iou.size:
-            iou = np.where(self._majority_labels()[:, None] == labels[None, :], iou, 0.0)
+            same_label = self._majority_labels()[:, None] == labels[None, :]
+            iou = np.where(same_label, iou, 0.0)
         if not self.class_aware and self.duplicate_iou is not None and valid.sum() > 1:
             candidates = np.flatnonzero(valid)
             duplicates = duplicate_mask(
@@ -286,9 +288,16 @@ class ByteTracker:
         matched_dets: list[np.ndarray] = []
 
         def stage(
-            tracks: np.ndarray, dets: np.ndarray, gate: float, fuse: bool = False
+            tracks: np.ndarray,
+            dets: np.ndarray,
+            gate: float,
+            fuse: bool = False,
+            similarity: np.ndarray | None = None,
         ) -> tuple[np.ndarray, np.ndarray]:
-            similarity = iou[np.ix_(tracks, dets)]
+            """Match `tracks` to `dets` on `similarity` [len(tracks), len(dets)]
+            (default: the IoU of the tracks' predictions)."""
+            if similarity is None:
+                similarity = iou[np.ix_(tracks, dets)]
             if fuse:  # IoU x score: of two equally close boxes, the surer one wins
                 similarity = similarity * scores[dets][None, :].astype(similarity.dtype)
             pairs, free_tracks, free_dets = match(similarity, gate)
@@ -299,16 +308,13 @@ class ByteTracker:
         free_confirmed, free_high = stage(confirmed, high, self.match_iou, self.fuse_score)
         recent = free_confirmed[self._state[free_confirmed] == TRACKED]
         free_recent, _ = stage(recent, low, self.low_match_iou)
-        unmatched = np.union1d(free_recent, free_confirmed[self._state[free_confirmed] == LOST])
-        if self.recover_iou is not None and len(unmatched) and len(free_high):
-            last_iou = box_iou_numpy(self._last_box[unmatched], boxes[free_high], dtype=np.float32)
-            if self.class_aware and last_iou.size:
-                same = self._majority_labels()[unmatched][:, None] == labels[free_high][None, :]
-                last_iou = np.where(same, last_iou, 0.0)
-            pairs, _, free = match(last_iou, self.recover_iou)
-            matched_tracks.append(unmatched[pairs[:, 0]])
-            matched_dets.append(free_high[pairs[:, 1]])
-            free_high = free_high[free]
+        if self.recover_iou is not None:
+            unmatched = np.union1d(free_recent, free_confirmed[self._state[free_confirmed] == LOST])
+            if len(unmatched) and len(free_high):
+                last_iou = box_iou_numpy(self._last_box[unmatched], boxes[free_high], np.float32)
+                if same_label is not None:
+                    last_iou = np.where(same_label[np.ix_(unmatched, free_high)], last_iou, 0.0)
+                _, free_high = stage(unmatched, free_high, self.recover_iou, similarity=last_iou)
         _, free_high = stage(tentative, free_high, self.tentative_match_iou)
 
         track_idx = np.concatenate(matched_tracks)

@@ -297,3 +297,16 @@ def test_duplicate_mask_owners() -> None:
     asked.clear()
     assert duplicate_mask(boxes, scores, 0.65, owners([3, 5, 7])).tolist() == [False] * 3
     assert asked == []  # nothing overlaps: no pairing is asked for
+
+
+def test_class_aware_recovery_needs_the_same_label() -> None:
+    # The object stops while hidden and returns where it was last seen (recovery's case);
+    # class-aware, a box of another label there is another object.
+    seen = [[(box(50 + 4 * t, 50), 0.9, 2)] for t in range(10)] + [[] for _ in range(10)]
+
+    def back(label: int) -> list[int]:
+        frames = seen + [[(box(50 + 4 * 9, 50), 0.9, label)] for _ in range(3)]
+        return [int(frame[0]) for frame in run(ByteTracker(class_aware=True), frames)[20:]]
+
+    assert back(2) == [1, 1, 1]
+    assert back(3) == [-1, 2, 2]

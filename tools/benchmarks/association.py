@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.ladder import cpu_model
-from benchmarks.track import ground_truth_detections
+from benchmarks.track import ground_truth_detections, replay_scores
 
 Detections = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -96,23 +96,6 @@ def every_other_frame(gt_path: Path, out_path: Path) -> Path:
     return out_path
 
 
-def replay(
-    detections: Detections, gt_path: Path, options: dict[str, Any], fps: float, work: Path
-) -> dict[str, Any]:
-    """Track `detections` (one entry per frame at `fps`) and score them against `gt_path`."""
-    from detector.tracking.evaluate import evaluate_tracks
-    from detector.tracking.mot import MotWriter
-    from detector.tracking.tracker import ByteTracker
-
-    tracker = ByteTracker(**({"low_threshold": 0.1} | options))
-    path = work / "replay.mot.txt"
-    with MotWriter(path) as writer:
-        for index, (boxes, scores, labels) in enumerate(detections):
-            ids = tracker.update(boxes, scores, labels, timestamp=index / fps)
-            writer.write(index + 1, ids, boxes, scores)
-    return evaluate_tracks(gt_path, path).combined
-
-
 @click.command()
 @click.option(
     "--checkpoint",
@@ -148,7 +131,7 @@ def association(
             every_other_frame(v.with_suffix(".gt.txt"), work / f"{v.stem}.half.gt.txt")
             for v in demo
         ]
-        # set name -> [(ground truth, fps, frame stride, video index into its list)]
+        # set name -> [(ground truth, fps, frame stride, the video its detections came from)]
         sets = {
             "demo": [(v.with_suffix(".gt.txt"), 30.0, 1, v) for v in demo],
             "crowded": [(v.with_suffix(".gt.txt"), 30.0, 1, v) for v in crowd],
@@ -169,15 +152,16 @@ def association(
                 continue
             click.echo(f"\n{set_name}: mean over {len(checkpoints)} x {len(items)} replays")
             click.echo(f"  {'setting':<44}" + "".join(f"{k:>8}" for k in SCORES) + "  ceiling IDF1")
+            truth_boxes = [ground_truth_detections(gt, 0.0) for gt, _, _, _ in items]
             for name, options in SETTINGS.items():
                 rows = [
-                    replay(detections[(c, video)][::stride], gt, options, fps, work)
+                    replay_scores(detections[(c, video)][::stride], gt, work, fps, **options)
                     for c in checkpoints
                     for gt, fps, stride, video in items
                 ]
                 truth = [
-                    replay(ground_truth_detections(gt, 0.0), gt, options, fps, work)
-                    for gt, fps, _, _ in items
+                    replay_scores(boxes, gt, work, fps, **options)
+                    for boxes, (gt, fps, _, _) in zip(truth_boxes, items, strict=True)
                 ]
                 cells = "".join(f"{statistics.mean(r[k] for r in rows):8.4f}" for k in SCORES)
                 ceiling = statistics.mean(r["IDF1"] for r in truth)

@@ -112,16 +112,18 @@ def run_video(
 
 
 def replay_scores(
-    detections: list, gt_path: Path, workdir: Path, class_aware: bool, fps: float
+    detections: list, gt_path: Path, workdir: Path, fps: float, **tracker_options: Any
 ) -> dict:
-    """Track recorded per-frame detections offline and score them against the ground truth."""
+    """Track recorded per-frame detections (frame i at i / fps) offline with a
+    `ByteTracker(**tracker_options)` and score them against the ground truth. The
+    tracker's low threshold defaults to the lowest score recorded (at most 0.1)."""
     from detector.tracking.evaluate import evaluate_tracks
     from detector.tracking.mot import MotWriter
     from detector.tracking.tracker import ByteTracker
 
     low = min([float(s.min()) for _, s, _ in detections if len(s)] + [0.1])
-    tracker = ByteTracker(low_threshold=low, class_aware=class_aware, frame_rate=fps)
-    path = workdir / f"replay_{int(class_aware)}.txt"
+    tracker = ByteTracker(**({"low_threshold": low, "frame_rate": fps} | tracker_options))
+    path = workdir / "replay.mot.txt"
     with MotWriter(path) as writer:
         for index, (boxes, scores, labels) in enumerate(detections):
             writer.write(
@@ -267,7 +269,7 @@ def track(
         )
         for name, detections in rows:
             for aware in (False, True):
-                scores = replay_scores(detections, gt_path, workdir, aware, 30.0)
+                scores = replay_scores(detections, gt_path, workdir, 30.0, class_aware=aware)
                 cells = "".join(
                     f"{scores[k]:8.4f}" if isinstance(scores[k], float) else f"{scores[k]:8d}"
                     for k in SCORE_KEYS
